@@ -1,0 +1,319 @@
+"""Video and audio files through PyAV (no ffmpeg program, no temporary files).
+
+- :func:`write_mp4` writes ``[F, H, W, 3]`` frames in 0..1 as H.264 (libx264, or MPEG-4 part 2 when
+  the PyAV build has no libx264) in yuv420p, with an optional AAC audio track trimmed or padded to
+  the video's duration.
+- :func:`read_audio` decodes the audio track of any file PyAV can open into ``[C, T]`` float32.
+- :func:`read_video_frames` decodes the frames of a video into ``[F, H, W, 3]`` float32 0..1.
+
+PyAV, numpy and torch are imported inside the functions so that importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+# Sample rates the AAC encoder accepts; anything else is resampled to 48 kHz.
+AAC_SAMPLE_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
+
+
+def _fps_fraction(fps: float) -> Fraction:
+    """``fps`` as an exact fraction (24 -> 24/1, 29.97 -> 30000/1001, 23.976 -> 24000/1001)."""
+    if not fps or fps <= 0:
+        raise InputError(f"fps must be a positive number, got {fps!r}; pass e.g. 24 or 25.")
+    nearest = round(fps)
+    if abs(fps - nearest) < 1e-6:
+        return Fraction(nearest)
+    ntsc = round(fps * 1.001)
+    if abs(fps - ntsc * 1000 / 1001) < 5e-3:
+        return Fraction(ntsc * 1000, 1001)
+    return Fraction(fps).limit_denominator(1000)
+
+
+def _frames_as_uint8_source(frames: torch.Tensor | np.ndarray):
+    """Returns ``(num_frames, height, width, get_frame)``; ``get_frame(i)`` gives ``[H, W, 3]`` uint8.
+
+    Converts one frame at a time so that a long float video is never copied whole.
+    """
+    import numpy as np
+
+    if hasattr(frames, "detach"):  # torch.Tensor
+        tensor = frames.detach()
+        if tensor.ndim != 4 or tensor.shape[-1] != 3:
+            raise InputError(
+                f"frames must have shape [F, H, W, 3] (RGB), got {tuple(tensor.shape)}; "
+                "convert the video to RGB channels-last first."
+            )
+        is_uint8 = str(tensor.dtype) == "torch.uint8"
+
+        def get_frame(i: int) -> np.ndarray:
+            frame = tensor[i].cpu()
+            if is_uint8:
+                return frame.numpy()
+            return (frame.float().clamp(0, 1) * 255.0).round().to(dtype=_torch_uint8()).numpy()
+
+        return tensor.shape[0], tensor.shape[1], tensor.shape[2], get_frame
+
+    array = np.asarray(frames)
+    if array.ndim != 4 or array.shape[-1] != 3:
+        raise InputError(
+            f"frames must have shape [F, H, W, 3] (RGB), got {array.shape}; "
+            "convert the video to RGB channels-last first."
+        )
+
+    def get_frame_np(i: int) -> np.ndarray:
+        frame = array[i]
+        if frame.dtype == np.uint8:
+            return frame
+        return np.round(np.clip(frame.astype(np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+
+    return array.shape[0], array.shape[1], array.shape[2], get_frame_np
+
+
+def _torch_uint8():
+    import torch
+
+    return torch.uint8
+
+
+def _audio_as_planar_float(audio: torch.Tensor | np.ndarray) -> np.ndarray:
+    """``[C, T]`` or ``[T]`` (or ``[1, C, T]``) -> ``[C', T]`` float32 in -1..1 with C' in {1, 2}.
+
+    More than two channels are mixed down to mono.
+    """
+    import numpy as np
+
+    if hasattr(audio, "detach"):
+        audio = audio.detach().cpu().float().numpy()
+    samples = np.asarray(audio, dtype=np.float32)
+    if samples.ndim == 3 and samples.shape[0] == 1:
+        samples = samples[0]
+    if samples.ndim == 1:
+        samples = samples[None, :]
+    if samples.ndim != 2:
+        raise InputError(
+            f"audio must have shape [C, T] or [T], got {samples.shape}; pass one clip (no batch axis)."
+        )
+    if samples.shape[0] > 2:
+        samples = samples.mean(axis=0, keepdims=True)
+    return np.ascontiguousarray(np.clip(samples, -1.0, 1.0))
+
+
+def write_mp4(
+    path: str | os.PathLike,
+    frames: torch.Tensor | np.ndarray,
+    fps: float,
+    audio: torch.Tensor | np.ndarray | None = None,
+    sample_rate: int | None = None,
+    *,
+    crf: int = 18,
+    audio_bitrate: int = 128_000,
+    odd_size: str = "pad",
+) -> Path:
+    """Writes an mp4: H.264 (libx264; MPEG-4 part 2 if unavailable) yuv420p + optional AAC audio.
+
+    Args:
+        path: output file; its folder is created if needed.
+        frames: ``[F, H, W, 3]`` RGB, float 0..1 (clamped) or uint8, torch or numpy.
+        fps: frames per second of the video (fractions like 29.97 are kept exact as 30000/1001).
+        audio: ``[C, T]`` or ``[T]`` float in -1..1 (clipped), or None for a silent video. It is
+            trimmed or zero-padded to exactly the video's duration (``F / fps`` seconds).
+        sample_rate: the audio's sample rate in Hz (required with ``audio``). Rates the AAC encoder
+            does not support are resampled to 48 kHz.
+        crf: libx264 constant rate factor (lower = better quality, larger file).
+        audio_bitrate: AAC bit rate in bits/s.
+        odd_size: yuv420p needs an even width and height. ``"pad"`` repeats the last row/column to
+            make them even; ``"error"`` raises :class:`InputError` instead.
+
+    Returns:
+        The path written.
+    """
+    import av
+    import numpy as np
+
+    num_frames, height, width, get_frame = _frames_as_uint8_source(frames)
+    if num_frames < 1:
+        raise InputError("there are no frames to write; generate at least one frame.")
+    rate = _fps_fraction(fps)
+    pad_h, pad_w = height % 2, width % 2
+    if (pad_h or pad_w) and odd_size != "pad":
+        raise InputError(
+            f"the video is {width}x{height}, but yuv420p mp4 needs an even width and height; "
+            "use an even size (EchoMimic sizes are multiples of 8) or pass odd_size='pad'."
+        )
+    if audio is not None and not sample_rate:
+        raise InputError("audio was given without its sample_rate; pass sample_rate=<Hz>.")
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    audio_samples = None
+    if audio is not None:
+        audio_samples = _audio_as_planar_float(audio)
+        sample_rate = int(sample_rate)
+        # Exact number of samples for the video's duration: F / fps seconds.
+        wanted = int(round(num_frames * sample_rate / rate))
+        have = audio_samples.shape[1]
+        if have >= wanted:
+            audio_samples = audio_samples[:, :wanted]
+        else:
+            audio_samples = np.pad(audio_samples, ((0, 0), (0, wanted - have)))
+
+    with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
+        video_stream = _add_video_stream(container, rate, width + pad_w, height + pad_h, crf)
+        audio_stream = None
+        audio_pts = 0
+        resampler = None
+        if audio_samples is not None:
+            encode_rate = sample_rate if sample_rate in AAC_SAMPLE_RATES else 48000
+            layout = "mono" if audio_samples.shape[0] == 1 else "stereo"
+            audio_stream = container.add_stream("aac", rate=encode_rate)
+            audio_stream.layout = layout
+            audio_stream.bit_rate = audio_bitrate
+            if encode_rate != sample_rate:
+                resampler = av.AudioResampler(format="fltp", layout=layout, rate=encode_rate)
+        audio_chunk = 1024  # samples per AudioFrame handed to the encoder
+
+        def mux_audio_until(end_sample: int) -> None:
+            nonlocal audio_pts
+            while audio_pts < end_sample:
+                chunk = audio_samples[:, audio_pts : min(end_sample, audio_pts + audio_chunk)]
+                frame = av.AudioFrame.from_ndarray(
+                    np.ascontiguousarray(chunk), format="fltp", layout=audio_stream.layout.name
+                )
+                frame.sample_rate = sample_rate
+                frame.pts = audio_pts
+                frame.time_base = Fraction(1, sample_rate)
+                audio_pts += chunk.shape[1]
+                for resampled in resampler.resample(frame) if resampler else [frame]:
+                    container.mux(audio_stream.encode(resampled))
+
+        for index in range(num_frames):
+            image = get_frame(index)
+            if pad_h or pad_w:
+                image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            video_frame.pts = index
+            video_frame.time_base = 1 / rate
+            container.mux(video_stream.encode(video_frame))
+            if audio_stream is not None:  # interleave: audio up to the end of this frame
+                mux_audio_until(min(audio_samples.shape[1], int(round((index + 1) * sample_rate / rate))))
+        container.mux(video_stream.encode(None))
+        if audio_stream is not None:
+            mux_audio_until(audio_samples.shape[1])
+            if resampler is not None:
+                for resampled in resampler.resample(None):
+                    container.mux(audio_stream.encode(resampled))
+            container.mux(audio_stream.encode(None))
+    return path
+
+
+def _add_video_stream(container, rate: Fraction, width: int, height: int, crf: int):
+    """H.264 through libx264 when PyAV has it, else MPEG-4 part 2 (always built in)."""
+    import av
+
+    try:
+        av.codec.Codec("libx264", "w")
+        stream = container.add_stream("libx264", rate=rate)
+        stream.options = {"crf": str(int(crf)), "preset": "medium"}
+    except (av.error.FFmpegError, ValueError):  # pragma: no cover - depends on the PyAV build
+        stream = container.add_stream("mpeg4", rate=rate)
+        stream.bit_rate = max(1_000_000, int(width * height * float(rate) * 0.15))
+    stream.width = width
+    stream.height = height
+    stream.pix_fmt = "yuv420p"
+    stream.time_base = 1 / rate
+    return stream
+
+
+def _open_input(path: str | os.PathLike):
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"file not found: {path}; check the path.")
+    try:
+        return av.open(str(path))
+    except av.error.FFmpegError as error:
+        raise InputError(
+            f"cannot open {path} as a media file ({error}); pass a wav/mp3/flac/m4a/mp4 file."
+        ) from error
+
+
+def read_audio(path: str | os.PathLike) -> tuple[torch.Tensor, int]:
+    """Decodes the first audio track of any file PyAV reads (wav, mp3, flac, ogg, m4a, mp4, ...).
+
+    Returns:
+        ``(waveform, sample_rate)``: waveform ``[C, T]`` float32 in -1..1 at the file's own rate.
+    """
+    import av
+    import numpy as np
+    import torch
+
+    with _open_input(path) as container:
+        if not container.streams.audio:
+            raise InputError(f"{path} has no audio track; pass a file with speech in it.")
+        stream = container.streams.audio[0]
+        sample_rate = int(stream.codec_context.sample_rate or stream.rate)
+        resampler = None
+        chunks: list[np.ndarray] = []
+        try:
+            for frame in container.decode(stream):
+                if resampler is None:
+                    resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=frame.sample_rate)
+                    sample_rate = int(frame.sample_rate)
+                for planar in resampler.resample(frame):
+                    chunks.append(planar.to_ndarray())
+            if resampler is not None:
+                for planar in resampler.resample(None):
+                    chunks.append(planar.to_ndarray())
+        except av.error.FFmpegError as error:
+            raise InputError(f"cannot decode the audio of {path} ({error}); re-save it as a wav file.") from error
+    if not chunks:
+        raise InputError(f"{path} has an empty audio track; pass a file with speech in it.")
+    waveform = np.concatenate(chunks, axis=1).astype(np.float32, copy=False)
+    return torch.from_numpy(np.ascontiguousarray(waveform)), sample_rate
+
+
+def read_video_frames(
+    path: str | os.PathLike, *, max_frames: int | None = None
+) -> tuple[torch.Tensor, float]:
+    """Decodes the frames of a video file (any format PyAV reads).
+
+    Args:
+        path: the video file.
+        max_frames: stop after this many frames (None = all).
+
+    Returns:
+        ``(frames, fps)``: frames ``[F, H, W, 3]`` float32 in 0..1 (RGB), fps of the stream.
+    """
+    import av
+    import numpy as np
+    import torch
+
+    with _open_input(path) as container:
+        if not container.streams.video:
+            raise InputError(f"{path} has no video track; pass a video of a talking face.")
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate or 25)
+        images: list[np.ndarray] = []
+        try:
+            for frame in container.decode(stream):
+                images.append(frame.to_ndarray(format="rgb24"))
+                if max_frames is not None and len(images) >= max_frames:
+                    break
+        except av.error.FFmpegError as error:
+            raise InputError(f"cannot decode the video {path} ({error}); re-encode it as mp4.") from error
+    if not images:
+        raise InputError(f"{path} has no decodable frames; pass another video.")
+    frames = torch.from_numpy(np.stack(images)).float().div_(255.0)
+    return frames, fps
