@@ -1,0 +1,135 @@
+"""`LandmarkSequence`: face-mesh landmarks of a clip, as a small plain data object.
+
+Saved as JSON (users edit and share them; never pickled). Layout::
+
+    {"format": "echomimic-landmarks", "version": 1, "width": W, "height": H,
+     "detected": [true, false, ...],                  # F entries
+     "points": [[[x, y, z], ... 478 ...], ... F ...]}  # pixels of the source frame
+
+Coordinates are written rounded to 1e-4 pixel. A hidden point (a part left out by
+`select_parts`) is NaN in memory and `null` in JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .topology import NUM_POINTS
+
+JSON_FORMAT = "echomimic-landmarks"
+JSON_VERSION = 1
+_DECIMALS = 4
+
+
+@dataclass
+class LandmarkSequence:
+    """Landmarks of F frames.
+
+    points: [F, 478, 3] float32; x, y in pixels of the source frame, z relative depth
+        (MediaPipe z * width, smaller is nearer the camera). NaN marks a hidden point.
+    width, height: source frame size in pixels.
+    detected: [F] bool; False where the frame had no face and was filled from its neighbours.
+    """
+
+    points: np.ndarray
+    width: int
+    height: int
+    detected: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        points = np.asarray(self.points, dtype=np.float32)
+        if points.ndim == 2:
+            points = points[None]
+        if points.ndim != 3 or points.shape[1] != NUM_POINTS or points.shape[2] not in (2, 3):
+            raise InputError(
+                f"Landmarks must have shape [frames, {NUM_POINTS}, 3] (MediaPipe face mesh with iris), "
+                f"got {tuple(np.shape(self.points))}. Extract them with extract_landmarks."
+            )
+        if points.shape[0] == 0:
+            raise InputError("The landmark sequence has no frames; give at least one frame.")
+        if points.shape[2] == 2:  # 2-D landmarks: depth unknown, use 0
+            points = np.concatenate([points, np.zeros_like(points[..., :1])], axis=2)
+        self.points = np.ascontiguousarray(points)
+        self.width = int(self.width)
+        self.height = int(self.height)
+        if self.width <= 0 or self.height <= 0:
+            raise InputError(f"Frame size must be positive, got {self.width}x{self.height}.")
+        if self.detected is None:
+            self.detected = np.ones(points.shape[0], dtype=bool)
+        detected = np.asarray(self.detected, dtype=bool).reshape(-1)
+        if detected.shape[0] != points.shape[0]:
+            raise InputError(
+                f"'detected' has {detected.shape[0]} entries but there are {points.shape[0]} frames; "
+                "give one flag per frame."
+            )
+        self.detected = detected
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.points.shape[0])
+
+    @property
+    def filled_count(self) -> int:
+        """How many frames had no face and were filled from their neighbours."""
+        return int((~self.detected).sum())
+
+    def frame(self, index: int) -> LandmarkSequence:
+        """A one-frame sequence holding frame `index` (negative counts from the end)."""
+        if not -self.num_frames <= index < self.num_frames:
+            raise InputError(f"Frame {index} does not exist; the sequence has {self.num_frames} frames.")
+        index %= self.num_frames
+        return LandmarkSequence(self.points[index:index + 1].copy(), self.width, self.height,
+                                self.detected[index:index + 1].copy())
+
+    def to_json(self) -> str:
+        rounded = np.round(self.points.astype(np.float64), _DECIMALS)
+        points = [[[None if math.isnan(v) else v for v in point] for point in frame]
+                  for frame in rounded.tolist()]
+        return json.dumps({
+            "format": JSON_FORMAT,
+            "version": JSON_VERSION,
+            "width": self.width,
+            "height": self.height,
+            "detected": self.detected.tolist(),
+            "points": points,
+        }, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> LandmarkSequence:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise InputError(f"The landmark file is not valid JSON ({error}). Give a file saved by "
+                             "LandmarkSequence.save or to_json.") from error
+        if not isinstance(data, dict) or data.get("format") != JSON_FORMAT:
+            raise InputError(f"This JSON is not an EchoMimic landmark sequence (expected "
+                             f"\"format\": \"{JSON_FORMAT}\"). Give a file saved by LandmarkSequence.save.")
+        if data.get("version") != JSON_VERSION:
+            raise InputError(f"Landmark file version {data.get('version')!r} is not supported "
+                             f"(this version reads {JSON_VERSION}); re-extract the landmarks.")
+        try:
+            points = np.array(data["points"], dtype=np.float64)  # null -> nan
+            return cls(points.astype(np.float32), data["width"], data["height"],
+                       np.array(data.get("detected", [True] * len(points)), dtype=bool))
+        except (KeyError, TypeError, ValueError) as error:
+            if isinstance(error, InputError):
+                raise
+            raise InputError(f"The landmark file is malformed ({error}); it needs 'width', 'height' and "
+                             "'points' as [frames][478][3] numbers.") from error
+
+    def save(self, path: str | Path) -> None:
+        """Write the sequence as JSON to `path` (its folder must exist)."""
+        Path(path).write_text(self.to_json(), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> LandmarkSequence:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"Landmark file {path} does not exist; check the path.")
+        return cls.from_json(path.read_text(encoding="utf-8"))
