@@ -1,0 +1,156 @@
+"""What every EchoMimic node shares: type names, stable combo values, the models folder, the error boundary.
+
+Importing this module is cheap on purpose: no ComfyUI module, no heavy library. ComfyUI's own modules
+(`folder_paths`, `comfy.*`) are imported inside functions, so the node definitions can also be read
+outside a running ComfyUI (the workflow validator test does that).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from echomimic.errors import CancelledError, EchoMimicError
+
+CATEGORY = "EchoMimic"
+
+# Custom socket types passed between EchoMimic nodes (stable public names).
+MODEL_TYPE = "ECHOMIMIC_MODEL"
+AUDIO_ENCODER_TYPE = "ECHOMIMIC_AUDIO_ENCODER"
+AUDIO_FEATURES_TYPE = "ECHOMIMIC_AUDIO_FEATURES"
+LANDMARKS_TYPE = "ECHOMIMIC_LANDMARKS"
+
+# Stable combo values (saved in shared workflows; never rename) -> library variant ids.
+VARIANTS: dict[str, str] = {
+    "V1 audio": "audio",
+    "V1 audio accelerated": "audio_acc",
+    "V1 landmarks": "pose",
+    "V1 landmarks accelerated": "pose_acc",
+}
+PRECISIONS: tuple[str, ...] = ("auto", "fp16", "bf16", "fp32")
+
+# The `models/<MODELS_FOLDER_NAME>` folder type, movable with extra_model_paths.yaml.
+MODELS_FOLDER_NAME = "echomimic"
+# The Hugging Face repository BadToBest/EchoMimic downloaded into models/echomimic/EchoMimic.
+DEFAULT_WEIGHTS_FOLDER = "EchoMimic"
+DOWNLOAD_HINT = (
+    "Download the Hugging Face repository BadToBest/EchoMimic into ComfyUI/models/echomimic/EchoMimic, "
+    "for example: huggingface-cli download BadToBest/EchoMimic --local-dir ComfyUI/models/echomimic/EchoMimic"
+)
+WHISPER_RELATIVE_PATH = os.path.join("audio_processor", "whisper_tiny.pt")
+
+
+class EchoMimicNodeError(Exception):
+    """Raised at the node boundary; ComfyUI shows its message in the error dialog."""
+
+
+def register_models_folder() -> None:
+    """Register `models/echomimic` with ComfyUI's folder_paths, without creating it.
+
+    Appended (not default), so a path that extra_model_paths.yaml gave first keeps priority.
+    """
+    import folder_paths
+
+    default_path = os.path.join(folder_paths.models_dir, MODELS_FOLDER_NAME)
+    folder_paths.add_model_folder_path(MODELS_FOLDER_NAME, default_path)
+
+
+def models_base_paths() -> list[str]:
+    """Every folder registered for EchoMimic weights, in priority order."""
+    import folder_paths
+
+    try:
+        return folder_paths.get_folder_paths(MODELS_FOLDER_NAME)
+    except KeyError:  # registration skipped (e.g. the extension was imported outside ComfyUI)
+        return [os.path.join(folder_paths.models_dir, MODELS_FOLDER_NAME)]
+
+
+def weights_folder_choices() -> list[str]:
+    """The subfolders of the registered EchoMimic folders, plus the default name.
+
+    The default is always listed, even before it is downloaded, so a shared workflow validates and
+    the loader can say exactly which file is missing and where to get it.
+    """
+    names = {DEFAULT_WEIGHTS_FOLDER}
+    for base in models_base_paths():
+        if os.path.isdir(base):
+            names.update(entry.name for entry in os.scandir(base) if entry.is_dir() and not entry.name.startswith("."))
+    return sorted(names, key=lambda name: (name != DEFAULT_WEIGHTS_FOLDER, name.lower()))
+
+
+def resolve_weights_folder(name: str) -> str:
+    """The first registered folder that has `name`; if none has it, the path it is expected at."""
+    if not name or os.path.isabs(name) or ".." in name.replace("\\", "/").split("/"):
+        raise EchoMimicNodeError(
+            f"Weights folder {name!r} must be the name of a folder inside ComfyUI/models/{MODELS_FOLDER_NAME}. "
+            + DOWNLOAD_HINT
+        )
+    candidates = [os.path.join(base, name) for base in models_base_paths()]
+    for candidate in candidates:
+        if os.path.isdir(candidate):
+            return candidate
+    return candidates[0]
+
+
+def torch_dtype_for(precision: str, device: Any) -> Any:
+    """torch dtype for a precision combo value; "auto" = what the device runs well, fp32 on CPU."""
+    import torch
+
+    if precision == "fp16":
+        return torch.float16
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp32":
+        return torch.float32
+    if precision != "auto":
+        raise EchoMimicNodeError(f"Unknown precision {precision!r}; choose one of {list(PRECISIONS)}.")
+    if torch.device(device).type == "cpu":
+        return torch.float32
+    import comfy.model_management as model_management
+
+    if model_management.should_use_fp16(device, prioritize_performance=True):
+        return torch.float16
+    if model_management.should_use_bf16(device, prioritize_performance=True):
+        return torch.bfloat16
+    return torch.float32
+
+
+def raise_interrupted() -> None:
+    """Raise ComfyUI's own interrupt exception, so the UI shows the run as cancelled, not failed."""
+    import comfy.model_management as model_management
+
+    model_management.throw_exception_if_processing_interrupted()  # resets the flag and raises
+    raise model_management.InterruptProcessingException()
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def user_errors(method: _Method) -> _Method:
+    """Turn library errors into a short message for ComfyUI's error dialog.
+
+    `EchoMimicError` messages already say what went wrong and what to do; a cancelled library call
+    becomes ComfyUI's interrupt; a missing optional dependency names the install command.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except CancelledError:
+            raise_interrupted()
+        except EchoMimicError as error:
+            raise EchoMimicNodeError(str(error)) from error
+        except ModuleNotFoundError as error:
+            raise EchoMimicNodeError(
+                f"The Python package {error.name!r} is missing. Install this extension's requirements into "
+                "ComfyUI's Python: pip install -r custom_nodes/ComfyUI-EchoMimic/requirements.txt"
+            ) from error
+
+    return wrapper  # type: ignore[return-value]
+
+
+def tooltip(text: str, **options: Any) -> dict[str, Any]:
+    return {"tooltip": text, **options}

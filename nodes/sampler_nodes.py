@@ -1,0 +1,169 @@
+"""The EchoMimic sampler node: portrait + audio features (+ face mask or landmark images) -> video frames."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .common import AUDIO_FEATURES_TYPE, CATEGORY, MODEL_TYPE, EchoMimicNodeError, tooltip, user_errors
+from .model_nodes import LoadedEchoMimic, load_patched_models
+from .vae_adapter import ComfyVaeAdapter
+
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+# Official defaults (infer_audio2vid*.py): 30 steps at cfg 2.5; the accelerated weights 6 steps at cfg 1.
+DEFAULT_STEPS = {False: 30, True: 6}
+DEFAULT_CFG = {False: 2.5, True: 1.0}
+
+
+def _resize_mask(mask: Any, height: int, width: int) -> Any:
+    """A ComfyUI MASK ([B, H, W] or [H, W]) -> its first mask as float [height, width] in 0..1."""
+    import torch
+
+    mask = torch.as_tensor(mask).float()
+    while mask.ndim > 2:
+        mask = mask[0]
+    if tuple(mask.shape) != (height, width):
+        mask = torch.nn.functional.interpolate(mask[None, None], size=(height, width), mode="bilinear",
+                                               align_corners=False)[0, 0]
+    return mask.clamp(0.0, 1.0)
+
+
+def _reference_numpy_mask(reference: Any, height: int, width: int) -> Any:
+    """The face mask of the reference itself (no crop), for when no MASK is connected."""
+    import torch
+
+    from echomimic.landmarks import face_mask_and_crop
+
+    found = face_mask_and_crop(reference.numpy(), crop=False, size=(width, height))
+    return _resize_mask(torch.from_numpy(found.mask), height, width)
+
+
+class EchoMimicSampler:
+    DESCRIPTION = (
+        "Generates the talking-head video: denoises all frames in overlapping context windows, conditioned on the "
+        "portrait, the speech and (landmark variants) the landmark images. Shows progress per step and window "
+        "and stops within one window when you press Cancel."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "model": (MODEL_TYPE, tooltip("From Load EchoMimic Model.")),
+                "vae": ("VAE", tooltip("The SD1.5 VAE from Load VAE, e.g. vae-ft-mse-840000-ema-pruned.safetensors "
+                                       "(the official EchoMimic uses sd-vae-ft-mse).")),
+                "reference_image": ("IMAGE", tooltip("The portrait to animate, ideally the output of EchoMimic Face "
+                                                     "Mask and Crop. Resized to width x height if needed.")),
+                "audio_features": (AUDIO_FEATURES_TYPE, tooltip("From EchoMimic Audio Features; sets the length and fps.")),
+                "width": ("INT", tooltip("Video width in pixels, a multiple of 8 (official 512).",
+                                         default=512, min=64, max=2048, step=8)),
+                "height": ("INT", tooltip("Video height in pixels, a multiple of 8 (official 512).",
+                                          default=512, min=64, max=2048, step=8)),
+                "length": ("INT", tooltip("Frames to generate; 0 = as many as the audio covers.",
+                                          default=0, min=0, max=100000)),
+                "steps": ("INT", tooltip("Denoising steps; 0 = the variant's official default (30, accelerated 6).",
+                                         default=0, min=0, max=200)),
+                "cfg": ("FLOAT", tooltip("Audio/face guidance scale; 0 = the variant's official default (2.5, accelerated "
+                                         "1.0). 1 or less runs without guidance (faster).",
+                                         default=0.0, min=0.0, max=20.0, step=0.1, round=0.01)),
+                "seed": ("INT", tooltip("Seed of the initial noise.", default=420, min=0, max=MAX_SEED,
+                                        control_after_generate=True)),
+                "context_frames": ("INT", tooltip("Frames denoised together in one window (official 12). Memory "
+                                                  "grows with it, not with the video length.", default=12, min=1, max=64)),
+                "context_overlap": ("INT", tooltip("Frames shared by neighbouring windows (official 3); smaller than "
+                                                   "context_frames.", default=3, min=0, max=63)),
+            },
+            "optional": {
+                "face_mask": ("MASK", tooltip("Audio variants: where the face may move (1) in the reference. Not "
+                                              "connected: detected from the reference image.")),
+                "landmark_images": ("IMAGE", tooltip("Landmark variants (required there): one drawn landmark image per "
+                                                     "frame, from EchoMimic Draw Landmarks.")),
+            },
+        }
+
+    RETURN_TYPES = ("IMAGE", "FLOAT")
+    RETURN_NAMES = ("images", "fps")
+    OUTPUT_TOOLTIPS = ("The video frames; send them to Create Video, an upscaler or any IMAGE node.",
+                       "Frame rate of the video (from the audio features).")
+    FUNCTION = "sample"
+    CATEGORY = CATEGORY
+
+    @user_errors
+    def sample(self, model: LoadedEchoMimic, vae: Any, reference_image: Any, audio_features: Any, width: int,
+               height: int, length: int, steps: int, cfg: float, seed: int, context_frames: int,
+               context_overlap: int, face_mask: Any = None, landmark_images: Any = None) -> tuple[Any, float]:
+        import comfy.model_management as model_management
+        import comfy.utils
+        import torch
+        from echomimic.pipeline.sampler import SamplingSettings, generate_video
+
+        from .face_nodes import first_image_numpy
+
+        width, height = int(width), int(height)
+        if width % 8 or height % 8 or width <= 0 or height <= 0:
+            raise EchoMimicNodeError(f"Width and height must be positive multiples of 8, got {width}x{height}; "
+                                     f"try {max(8, width // 8 * 8)}x{max(8, height // 8 * 8)}.")
+        if not 0 <= int(context_overlap) < int(context_frames):
+            raise EchoMimicNodeError(f"context_overlap ({context_overlap}) must be smaller than context_frames "
+                                     f"({context_frames}).")
+        if audio_features is None:
+            raise EchoMimicNodeError("Connect audio_features (EchoMimic Audio Features).")
+        fps = float(audio_features.fps)
+
+        reference = torch.from_numpy(first_image_numpy(reference_image))
+        mask = None
+        landmarks = None
+        if model.mode == "pose":
+            if landmark_images is None:
+                raise EchoMimicNodeError(
+                    f"The {model.variant_label} model needs landmark images: connect EchoMimic Draw Landmarks to "
+                    "landmark_images, or load a V1 audio variant.")
+            landmarks = torch.as_tensor(landmark_images)[..., :3].float().cpu()
+            if landmarks.ndim == 3:
+                landmarks = landmarks.unsqueeze(0)
+            wanted = int(length) if int(length) > 0 else int(audio_features.num_frames)
+            if landmarks.shape[0] < wanted:
+                raise EchoMimicNodeError(
+                    f"There are {landmarks.shape[0]} landmark images but the video has {wanted} frames; give a "
+                    "landmark sequence at least as long as the video, or set length to at most "
+                    f"{landmarks.shape[0]}.")
+        else:
+            if landmark_images is not None:
+                raise EchoMimicNodeError(
+                    f"landmark_images are only used by the V1 landmarks variants, but {model.variant_label} is "
+                    "loaded; disconnect them or load a landmarks variant.")
+            if face_mask is not None:
+                mask = _resize_mask(face_mask, height, width)
+                if float(mask.max()) <= 0.0:
+                    raise EchoMimicNodeError("The face_mask is empty (all 0). Connect the MASK of EchoMimic Face Mask "
+                                             "and Crop, or draw one over the face.")
+            else:
+                mask = _reference_numpy_mask(reference, height, width)
+
+        settings = SamplingSettings.defaults_for(model.variant)
+        settings.width, settings.height, settings.length = width, height, int(length)
+        settings.steps = int(steps) if int(steps) > 0 else DEFAULT_STEPS[model.accelerated]
+        settings.cfg = float(cfg) if float(cfg) > 0 else DEFAULT_CFG[model.accelerated]
+        settings.seed, settings.fps = int(seed), fps
+        settings.context_frames, settings.context_overlap = int(context_frames), int(context_overlap)
+
+        progress_bar: list[Any] = []
+
+        def report(info: Any) -> None:
+            if not progress_bar:
+                progress_bar.append(comfy.utils.ProgressBar(int(info.total)))
+            progress_bar[0].update_absolute(int(info.done), int(info.total))
+
+        device = load_patched_models(model.patcher)
+        with torch.no_grad():
+            video = generate_video(
+                model.models, ComfyVaeAdapter(vae), reference,
+                audio_features=audio_features, face_mask=mask, landmark_images=landmarks, settings=settings,
+                progress=report, should_cancel=model_management.processing_interrupted,
+                device=device, dtype=model.dtype,
+            )
+        frames = video.frames.float().cpu().clamp(0.0, 1.0)
+        return (frames, float(video.fps))
+
+
+NODE_CLASS_MAPPINGS = {"EchoMimicSampler": EchoMimicSampler}
+NODE_DISPLAY_NAME_MAPPINGS = {"EchoMimicSampler": "EchoMimic Sampler"}

@@ -1,0 +1,38 @@
+"""The library's VaeAdapter protocol over ComfyUI's VAE (the VAE socket type, `comfy.sd.VAE`).
+
+ComfyUI's conventions (comfy/sd.py, comfy/ldm/models/autoencoder.py):
+- `VAE.encode(pixels [B, H, W, 3] in 0..1)` maps pixels to -1..1 itself and returns UNSCALED latents
+  [B, 4, H/8, W/8]; the SD VAE's DiagonalGaussianRegularizer has sample=False, i.e. it returns the
+  posterior MODE, which for a Gaussian is its MEAN. The official EchoMimic uses `latent_dist.mean * 0.18215`.
+- `VAE.decode(latents [B, 4, h, w] unscaled)` returns pixels [B, H, W, 3] clamped to 0..1.
+The library works in -1..1 channel-first pixels and 0.18215-scaled latents, so this adapter converts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# SD1.x latent scale (ComfyUI applies it in the model's latent format, not in the VAE).
+SD_LATENT_SCALE = 0.18215
+
+
+class ComfyVaeAdapter:
+    """Wraps a ComfyUI VAE so echomimic.pipeline can encode the reference and decode the frames."""
+
+    def __init__(self, comfy_vae: Any) -> None:
+        if comfy_vae is None or not hasattr(comfy_vae, "encode") or not hasattr(comfy_vae, "decode"):
+            raise TypeError("Connect a VAE (Load VAE with vae-ft-mse-840000-ema-pruned.safetensors).")
+        self.comfy_vae = comfy_vae
+
+    def encode(self, images: Any) -> Any:
+        """[B, 3, H, W] in -1..1 -> [B, 4, H/8, W/8] latent means * 0.18215 (float32, on the input's device)."""
+        pixels = ((images.float() + 1.0) / 2.0).clamp(0.0, 1.0).movedim(1, -1)
+        latents = self.comfy_vae.encode(pixels.cpu())
+        return (latents.float() * SD_LATENT_SCALE).to(images.device)
+
+    def decode(self, latents: Any) -> Any:
+        """[B, 4, h, w] scaled latents -> [B, 3, H, W] in -1..1 (float32, on the input's device)."""
+        pixels = self.comfy_vae.decode(latents.float() / SD_LATENT_SCALE)
+        if pixels.ndim == 5:  # video VAEs return [B, T, H, W, C]; an image VAE never should
+            pixels = pixels.reshape(-1, *pixels.shape[-3:])
+        return (pixels.float().movedim(-1, 1) * 2.0 - 1.0).to(latents.device)
