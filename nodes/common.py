@@ -94,6 +94,19 @@ def resolve_weights_folder(name: str) -> str:
     return candidates[0]
 
 
+def mediapipe_models_dir() -> str:
+    """Where MediaPipe Tasks model files are looked for (models/echomimic or its mediapipe/ subfolder).
+
+    Only needed with mediapipe releases after 0.10.21, which dropped the bundled legacy models.
+    """
+    bases = models_base_paths()
+    for base in bases:
+        for folder in (base, os.path.join(base, "mediapipe")):
+            if os.path.isdir(folder) and any(name.endswith((".task", ".tflite")) for name in os.listdir(folder)):
+                return base
+    return bases[0]
+
+
 def torch_dtype_for(precision: str, device: Any) -> Any:
     """torch dtype for a precision combo value; "auto" = what the device runs well, fp32 on CPU."""
     import torch

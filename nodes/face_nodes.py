@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import CATEGORY, tooltip, user_errors
+from .common import CATEGORY, mediapipe_models_dir, tooltip, user_errors
 
 
 def first_image_numpy(image: Any) -> Any:
@@ -39,7 +39,11 @@ class EchoMimicFaceMaskCrop:
                                                    default=0.1, min=0.0, max=2.0, step=0.01)),
                 "crop_dilation": ("FLOAT", tooltip("How much the face box grows for the crop (official 0.5).",
                                                    default=0.5, min=0.0, max=4.0, step=0.01)),
-            }
+            },
+            "optional": {
+                "mask": ("MASK", tooltip("Optional: your own face mask (white over the face, same size as the image) "
+                                         "instead of the detected one; also the fallback when no face is detected.")),
+            },
         }
 
     RETURN_TYPES = ("IMAGE", "MASK")
@@ -50,13 +54,20 @@ class EchoMimicFaceMaskCrop:
 
     @user_errors
     def crop_face(self, image: Any, crop: bool, width: int, height: int, mask_dilation: float,
-                  crop_dilation: float) -> tuple[Any, Any]:
+                  crop_dilation: float, mask: Any = None) -> tuple[Any, Any]:
         import torch
 
         from echomimic.landmarks import face_mask_and_crop
 
+        user_mask = None
+        if mask is not None:
+            user_mask = torch.as_tensor(mask).float()
+            while user_mask.ndim > 2:
+                user_mask = user_mask[0]
+            user_mask = user_mask.cpu().numpy()
         result = face_mask_and_crop(first_image_numpy(image), crop=bool(crop), size=(int(width), int(height)),
-                                    mask_dilation=float(mask_dilation), crop_dilation=float(crop_dilation))
+                                    mask_dilation=float(mask_dilation), crop_dilation=float(crop_dilation),
+                                    mask=user_mask, models_dir=mediapipe_models_dir())
         cropped = torch.from_numpy(result.image).float().unsqueeze(0)
         mask = torch.from_numpy(result.mask).float().unsqueeze(0)
         return (cropped, mask)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import CATEGORY, LANDMARKS_TYPE, EchoMimicNodeError, tooltip, user_errors
+from .common import CATEGORY, LANDMARKS_TYPE, EchoMimicNodeError, mediapipe_models_dir, tooltip, user_errors
 
 # Stable part names (= echomimic.landmarks.PART_NAMES), one toggle each; written out here so reading
 # the node definitions never imports the landmark library.
@@ -61,7 +61,8 @@ class EchoMimicExtractLandmarks:
             frames = frames.unsqueeze(0)
         frames = frames[..., :3].float().clamp(0, 1).cpu()
         count, height, width = int(frames.shape[0]), int(frames.shape[1]), int(frames.shape[2])
-        sequence = extract_landmarks(frames.numpy(), progress=_frames_progress(count))
+        sequence = extract_landmarks(frames.numpy(), models_dir=mediapipe_models_dir(),
+                                     progress=_frames_progress(count))
         drawn = torch.from_numpy(draw_landmarks(sequence, width, height, parts=LIBRARY_PARTS))
         lit = drawn.amax(dim=-1, keepdim=True) > 0
         preview = torch.where(lit, drawn, frames * 0.6)  # dim the frame so the lines stand out

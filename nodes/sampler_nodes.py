@@ -33,7 +33,9 @@ def _reference_numpy_mask(reference: Any, height: int, width: int) -> Any:
 
     from echomimic.landmarks import face_mask_and_crop
 
-    found = face_mask_and_crop(reference.numpy(), crop=False, size=(width, height))
+    from .common import mediapipe_models_dir
+
+    found = face_mask_and_crop(reference.numpy(), crop=False, size=(width, height), models_dir=mediapipe_models_dir())
     return _resize_mask(torch.from_numpy(found.mask), height, width)
 
 
