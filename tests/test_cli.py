@@ -1,0 +1,244 @@
+"""``python -m echomimic``: end to end on a parity case's tiny weights, and its error messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from echomimic import cli
+from echomimic.errors import InputError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+AAC_FRAME = 1024
+
+
+def parity_cases_dir() -> Path:
+    return Path(os.environ.get("ECHOMIMIC_PARITY_CASES", REPO_ROOT / ".." / "shared" / "parity")).resolve()
+
+
+def parity_case(name: str) -> Path:
+    case = parity_cases_dir() / name
+    if not (case / "case.json").is_file():
+        pytest.skip(f"parity case {name} not found under {parity_cases_dir()} (set ECHOMIMIC_PARITY_CASES)")
+    return case
+
+
+def make_weights_dir(case: Path, target: Path, release_names: dict[str, str] | None = None) -> Path:
+    """A weights folder in the BadToBest/EchoMimic layout made of symlinks to a parity case's files.
+
+    release_names maps a case file stem (e.g. "denoising_unet") to its release stem for the variant
+    (e.g. "denoising_unet_pose_acc").
+    """
+    release_names = release_names or {}
+    target.mkdir(parents=True, exist_ok=True)
+    for weight in sorted((case / "weights").glob("*.pth")):  # .pth only: the official release format
+        stem = release_names.get(weight.stem, weight.stem)
+        (target / f"{stem}.pth").symlink_to(weight)
+    for config in sorted((case / "config").glob("*.json")):
+        (target / config.name).symlink_to(config)
+    (target / "sd-vae-ft-mse").symlink_to(case / "vae", target_is_directory=True)
+    (target / "audio_processor").mkdir()
+    (target / "audio_processor" / "whisper_tiny.pt").symlink_to(case.parent / "common" / "whisper_tiny_random.pt")
+    return target
+
+
+def probe_mp4(path: Path) -> dict:
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        frames = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video)])
+        info = {
+            "frames": frames.astype(np.float32) / 255.0,
+            "video_seconds": float(video.duration * video.time_base),
+            "audio_seconds": None,
+        }
+    with av.open(str(path)) as container:
+        if container.streams.audio:
+            audio = container.streams.audio[0]
+            info["audio_seconds"] = float(audio.duration * audio.time_base)
+            info["sample_rate"] = audio.codec_context.sample_rate
+    return info
+
+
+@pytest.fixture(scope="module")
+def audio_case_weights(tmp_path_factory) -> tuple[Path, Path]:
+    case = parity_case("v1_audio")
+    return case, make_weights_dir(case, tmp_path_factory.mktemp("weights_audio"))
+
+
+def test_generate_audio_mode_end_to_end(audio_case_weights, tmp_path):
+    case, weights = audio_case_weights
+    settings = json.loads((case / "case.json").read_text())
+    mask_png = tmp_path / "mask.png"
+    Image.fromarray(np.rint(np.load(case / "inputs" / "face_mask.npy") * 255).astype(np.uint8)).save(mask_png)
+    out = tmp_path / "video" / "out.mp4"
+
+    status = cli.main([
+        "generate", "--image", str(case / "inputs" / "reference.png"), "--audio", str(case / "inputs" / "audio.wav"),
+        "--mask", str(mask_png), "--no-crop", "--weights", str(weights), "--out", str(out),
+        "--width", "64", "--height", "64", "--steps", str(settings["steps"]), "--cfg", str(settings["guidance_scale"]),
+        "--seed", str(settings["seed"]), "--fps", str(settings["fps"]), "--length", str(settings["video_length"]),
+        "--context-frames", str(settings["context_frames"]), "--context-overlap", str(settings["context_overlap"]),
+        "--device", "cpu", "--quiet",
+    ])
+
+    assert status == 0
+    info = probe_mp4(out)
+    frames = info["frames"]
+    num_frames = settings["video_length"]
+    assert frames.shape == (num_frames, 64, 64, 3)
+    assert info["video_seconds"] == pytest.approx(num_frames / settings["fps"], abs=1e-6)
+    assert info["audio_seconds"] is not None, "the mp4 has no audio track"
+    assert info["sample_rate"] == 16000
+    assert abs(info["audio_seconds"] - info["video_seconds"]) <= AAC_FRAME / 16000
+    # Same settings as the official run of this case: the decoded mp4 shows the official video
+    # up to h264 compression (a mis-wired mask, reference or audio moves it by 0.01-0.25).
+    expected = np.load(case / "expected" / "video.npy")
+    assert np.abs(frames - expected).mean() < 0.02
+
+
+def test_generate_pose_acc_mode_with_landmark_json(tmp_path):
+    from echomimic.landmarks import LandmarkSequence
+
+    case = parity_case("v1_pose_acc")
+    settings = json.loads((case / "case.json").read_text())
+    release = {"reference_unet": "reference_unet_pose", "denoising_unet": "denoising_unet_pose_acc",
+               "motion_module": "motion_module_pose_acc", "face_locator": "face_locator_pose"}
+    weights = make_weights_dir(case, tmp_path / "weights", release)
+    points = np.load(case / "inputs" / "pose_landmarks.npy")  # [F, 478, 2] pixels of the 64x64 reference
+    landmarks_json = tmp_path / "landmarks.json"
+    LandmarkSequence(points, 64, 64).save(landmarks_json)
+    num_frames = points.shape[0]
+    common = [
+        "generate", "--mode", "pose_acc", "--image", str(case / "inputs" / "reference.png"),
+        "--audio", str(case / "inputs" / "audio.wav"), "--landmarks", str(landmarks_json), "--no-crop",
+        "--weights", str(weights), "--width", "64", "--height", "64", "--steps", str(settings["steps"]),
+        "--seed", str(settings["seed"]), "--context-frames", "4", "--context-overlap", "1",
+        "--device", "cpu", "--quiet",
+    ]
+
+    out = tmp_path / "pose.mp4"
+    assert cli.main([*common, "--out", str(out)]) == 0  # no --length: as many frames as the landmarks
+    info = probe_mp4(out)
+    assert info["frames"].shape == (num_frames, 64, 64, 3)
+    assert abs(info["audio_seconds"] - info["video_seconds"]) <= AAC_FRAME / 16000
+
+
+def test_landmarks_shorter_than_length_say_what_to_do(tmp_path, capsys):
+    from echomimic.landmarks import LandmarkSequence
+
+    case = parity_case("v1_pose_acc")
+    points = np.load(case / "inputs" / "pose_landmarks.npy")
+    landmarks_json = tmp_path / "landmarks.json"
+    LandmarkSequence(points, 64, 64).save(landmarks_json)
+    weights = make_weights_dir(case, tmp_path / "weights", {
+        "reference_unet": "reference_unet_pose", "denoising_unet": "denoising_unet_pose",
+        "motion_module": "motion_module_pose", "face_locator": "face_locator_pose"})
+    status = cli.main([
+        "generate", "--mode", "pose", "--image", str(case / "inputs" / "reference.png"),
+        "--audio", str(case / "inputs" / "audio.wav"), "--landmarks", str(landmarks_json), "--no-crop",
+        "--weights", str(weights), "--width", "64", "--height", "64", "--length", str(points.shape[0] + 5),
+        "--out", str(tmp_path / "never.mp4"),
+    ])
+    assert status == 2
+    message = capsys.readouterr().err
+    assert f"{points.shape[0]} landmark frames" in message and f"--length {points.shape[0]} or less" in message
+    assert not (tmp_path / "never.mp4").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--width", "60"], "multiples of 8"),
+        (["--height", "100"], "multiples of 8"),
+        (["--length", "0"], "at least 1 frame"),
+        (["--steps", "0"], "at least 1 denoising step"),
+        (["--context-frames", "4", "--context-overlap", "4"], "smaller than the window"),
+        (["--mode", "pose"], "--driving-video"),
+        (["--mode", "audio", "--landmarks", "x.json"], "--mode pose"),
+        (["--image", "does/not/exist.png"], "file not found"),
+    ],
+)
+def test_bad_settings_fail_before_loading_anything(tmp_path, capsys, extra, expected):
+    out = tmp_path / "out.mp4"
+    status = cli.main(["generate", "--weights", str(tmp_path / "no_weights"), "--out", str(out), *extra])
+    assert status == 2
+    assert expected in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_missing_weights_message_names_each_file_folder_and_source(tmp_path):
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "reference_unet.pth").write_bytes(b"present")
+    result = subprocess.run(
+        [sys.executable, "-m", "echomimic", "generate", "--weights", str(weights), "--mode", "audio_acc",
+         "--out", str(tmp_path / "out.mp4")],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    message = result.stderr
+    for missing in ("denoising_unet_acc.pth", "motion_module_acc.pth", "face_locator.pth",
+                    "audio_processor/whisper_tiny.pt", "sd-vae-ft-mse/config.json",
+                    "sd-vae-ft-mse/diffusion_pytorch_model.safetensors"):
+        assert missing in message
+    assert "- reference_unet.pth" not in message  # present, so not listed
+    assert str(weights.resolve()) in message
+    assert "BadToBest/EchoMimic" in message and "stabilityai/sd-vae-ft-mse" in message
+    assert "whisper" in message.lower() and "--download" in message
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_download_reports_unreachable_hub_clearly(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}  # no network use: huggingface_hub refuses at once
+    result = subprocess.run(
+        [sys.executable, "-m", "echomimic", "download", "--weights", str(tmp_path / "w")],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=120, env=env,
+    )
+    assert result.returncode == 2
+    assert "could not download reference_unet.pth" in result.stderr
+    assert "https://huggingface.co/BadToBest/EchoMimic" in result.stderr
+
+
+def test_check_lists_found_files(audio_case_weights, capsys):
+    _, weights = audio_case_weights
+    assert cli.main(["check", "--weights", str(weights)]) == 0
+    printed = capsys.readouterr().out
+    assert "denoising_unet" in printed and "whisper_tiny.pt" in printed
+
+
+def test_example_inputs_are_shipped_and_small():
+    assert cli.EXAMPLE_IMAGE.is_file() and cli.EXAMPLE_AUDIO.is_file()
+    assert cli.EXAMPLE_IMAGE.stat().st_size + cli.EXAMPLE_AUDIO.stat().st_size < 300_000
+    image = cli.load_rgb_image(cli.EXAMPLE_IMAGE)
+    assert image.shape == (256, 256, 3) and image.dtype == np.float32
+    from echomimic.video_io import read_audio
+
+    waveform, rate = read_audio(cli.EXAMPLE_AUDIO)
+    assert rate == 16000 and 2.0 < waveform.shape[1] / rate < 6.0
+    assert waveform.abs().max() > 0.1  # speech, not silence
+
+
+def test_non_rgb_reference_images_are_converted(tmp_path):
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[:4, ..., 3] = 255  # top half opaque red, bottom half transparent -> white
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    Image.fromarray(np.full((8, 8), 128, np.uint8), "L").save(tmp_path / "gray.png")
+
+    converted = cli.load_rgb_image(tmp_path / "rgba.png")
+    assert converted.shape == (8, 8, 3)
+    np.testing.assert_allclose(converted[0, 0], [200 / 255, 0, 0])
+    np.testing.assert_allclose(converted[7, 7], [1, 1, 1])
+    gray = cli.load_rgb_image(tmp_path / "gray.png")
+    assert gray.shape == (8, 8, 3) and np.allclose(gray, 128 / 255)
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(InputError, match="cannot read the image"):
+        cli.load_rgb_image(tmp_path / "text.png")
