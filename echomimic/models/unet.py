@@ -1,0 +1,198 @@
+"""The reference UNet and the denoising UNet of EchoMimic V1."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import EchoMimicConfig, MotionModuleConfig, UNetConfig
+from .transformer import BlockInputs, TransformerBlock
+from .unet_blocks import DownBlock, MidBlock, UpBlock
+
+ReferenceFeatures = dict[str, torch.Tensor]
+"""Transformer-block module path -> [1, tokens, channels] normalized reference hidden states."""
+
+
+def timestep_embedding(timesteps: torch.Tensor, dim: int, flip_sin_to_cos: bool, freq_shift: float) -> torch.Tensor:
+    """[N] timesteps -> [N, dim] sinusoidal embedding (the SD1.5 convention)."""
+    half = dim // 2
+    exponent = -math.log(10000) * torch.arange(half, dtype=torch.float32, device=timesteps.device)
+    frequencies = torch.exp(exponent / (half - freq_shift))
+    angles = timesteps[:, None].float() * frequencies[None, :]
+    embedding = torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+    if flip_sin_to_cos:
+        embedding = torch.cat([embedding[:, half:], embedding[:, :half]], dim=-1)
+    if dim % 2:
+        embedding = F.pad(embedding, (0, 1))
+    return embedding
+
+
+class TimestepEmbedding(nn.Module):
+    def __init__(self, in_channels: int, dim: int) -> None:
+        super().__init__()
+        self.linear_1 = nn.Linear(in_channels, dim)
+        self.linear_2 = nn.Linear(dim, dim)
+
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.linear_2(F.silu(self.linear_1(embedding)))
+
+
+class _UNetBackbone(nn.Module):
+    """conv_in, time embedding, down/mid/up blocks; the parts both UNets share."""
+
+    def __init__(self, config: UNetConfig, audio_dim: int | None, motion: MotionModuleConfig | None) -> None:
+        super().__init__()
+        self.config = config
+        channels = config.block_out_channels
+        self.conv_in = nn.Conv2d(config.in_channels, channels[0], kernel_size=3, padding=1)
+        self.time_embedding = TimestepEmbedding(channels[0], config.time_embed_dim)
+
+        def block_motion(resolution: int, decoder: bool) -> MotionModuleConfig | None:
+            if motion is None or resolution not in motion.resolutions:
+                return None
+            return motion if (decoder or not motion.decoder_only) else None
+
+        self.down_blocks = nn.ModuleList()
+        out_channels = channels[0]
+        for i, with_attention in enumerate(config.down_with_attention):
+            in_channels, out_channels = out_channels, channels[i]
+            self.down_blocks.append(
+                DownBlock(config, in_channels, out_channels, with_attention, i < len(channels) - 1,
+                          audio_dim, block_motion(2**i, decoder=False))
+            )
+        mid_motion = motion if (motion is not None and motion.mid_block) else None
+        self.mid_block = MidBlock(config, channels[-1], audio_dim, mid_motion)
+        reversed_channels = list(reversed(channels))
+        self.up_blocks = nn.ModuleList()
+        out_channels = reversed_channels[0]
+        for i, with_attention in enumerate(config.up_with_attention):
+            prev_channels, out_channels = out_channels, reversed_channels[i]
+            in_channels = reversed_channels[min(i + 1, len(channels) - 1)]
+            self.up_blocks.append(
+                UpBlock(config, in_channels, prev_channels, out_channels, with_attention, i < len(channels) - 1,
+                        audio_dim, block_motion(2 ** (len(channels) - 1 - i), decoder=True))
+            )
+        for name, module in self.named_modules():
+            if isinstance(module, TransformerBlock):
+                module.feature_key = name
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.conv_in.weight.dtype
+
+    def _time_embedding(self, timestep: torch.Tensor | float | int, batch: int, device: torch.device) -> torch.Tensor:
+        timesteps = torch.as_tensor(timestep, device=device)
+        if timesteps.ndim == 0:
+            timesteps = timesteps[None]
+        timesteps = timesteps.expand(batch)
+        embedding = timestep_embedding(timesteps, self.config.block_out_channels[0],
+                                       self.config.flip_sin_to_cos, self.config.freq_shift)
+        return self.time_embedding(embedding.to(self.dtype))
+
+    def _run_blocks(self, hidden_states: torch.Tensor, inputs: BlockInputs) -> torch.Tensor:
+        """hidden_states: [B*F, C0, h, w] after conv_in -> [B*F, C0, h, w] after the last up block."""
+        upsample_factor = 2 ** (len(self.up_blocks) - 1)
+        explicit_sizes = any(size % upsample_factor for size in hidden_states.shape[-2:])
+        skips = [hidden_states]
+        for block in self.down_blocks:
+            hidden_states, block_skips = block(hidden_states, inputs)
+            skips.extend(block_skips)
+        hidden_states = self.mid_block(hidden_states, inputs)
+        for i, block in enumerate(self.up_blocks):
+            count = len(block.resnets)
+            block_skips, skips = skips[-count:], skips[:-count]
+            is_final = i == len(self.up_blocks) - 1
+            size = tuple(skips[-1].shape[-2:]) if (explicit_sizes and not is_final) else None
+            hidden_states = block(hidden_states, block_skips, inputs, size)
+        return hidden_states
+
+
+class ReferenceUNet(_UNetBackbone):
+    """Encodes the reference latents into per-block reference features.
+
+    Same layout as the SD1.5 UNet, but its transformer blocks have no cross-attention and it has no
+    output head (``conv_norm_out``/``conv_out``): only the features matter.
+    """
+
+    def __init__(self, config: UNetConfig) -> None:
+        super().__init__(config, audio_dim=None, motion=None)
+
+    def forward(self, reference_latents: torch.Tensor, timestep: torch.Tensor | int = 0) -> ReferenceFeatures:
+        """reference_latents: [1, 4, h, w] (VAE mean * 0.18215) -> {block path: [1, h_l*w_l, C_l]}."""
+        if reference_latents.ndim != 4:
+            raise ValueError(f"reference latents must be [B, 4, h, w], got {tuple(reference_latents.shape)}")
+        batch = reference_latents.shape[0]
+        captured: ReferenceFeatures = {}
+        inputs = BlockInputs(
+            frames=1,
+            time_embedding=self._time_embedding(timestep, batch, reference_latents.device),
+            captured_features=captured,
+        )
+        self._run_blocks(self.conv_in(reference_latents.to(self.dtype)), inputs)
+        return captured
+
+
+class DenoisingUNet(_UNetBackbone):
+    """Predicts v for a window of video latents.
+
+    Per frame: reference attention, audio cross-attention and the feed-forward; across frames: the
+    motion modules. The face-locator (mask or landmark) features are added after ``conv_in``.
+    """
+
+    def __init__(self, config: EchoMimicConfig) -> None:
+        super().__init__(config.unet, audio_dim=config.audio_dim, motion=config.motion)
+        self.audio_dim = config.audio_dim
+        channels = config.unet.block_out_channels[0]
+        self.conv_norm_out = nn.GroupNorm(config.unet.norm_num_groups, channels, eps=config.unet.norm_eps)
+        self.conv_out = nn.Conv2d(channels, config.unet.out_channels, kernel_size=3, padding=1)
+
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | int,
+        *,
+        audio_tokens: torch.Tensor | None,
+        reference_features: ReferenceFeatures | None,
+        conditioning: torch.Tensor | None = None,
+        reference_batch: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """One denoising prediction.
+
+        sample: [B, 4, F, h, w] noisy latents.
+        audio_tokens: [B, F, L, audio_dim] (L = 50 whisper tokens per frame); None means zero tokens,
+            the unconditional audio.
+        reference_features: from :class:`ReferenceUNet` (batch 1), or None for plain self-attention.
+        conditioning: [B, C0, F or 1, h, w] face-locator features (1 frame broadcasts), or None.
+        reference_batch: [B] bool, which batch items attend to the reference (default: all).
+        Returns [B, 4, F, h, w].
+        """
+        if sample.ndim != 5:
+            raise ValueError(f"sample must be [B, C, F, h, w], got {tuple(sample.shape)}")
+        batch, _, frames, height, width = sample.shape
+        dtype = self.dtype
+        rows = sample.to(dtype).permute(0, 2, 1, 3, 4).reshape(batch * frames, -1, height, width)
+        if audio_tokens is None:
+            audio_tokens = torch.zeros(batch, frames, 1, self.audio_dim, device=sample.device, dtype=dtype)
+        if audio_tokens.shape[:2] != (batch, frames):
+            raise ValueError(f"audio tokens {tuple(audio_tokens.shape)} do not match {batch} x {frames} frames")
+        reference_rows = None
+        if reference_batch is not None:
+            reference_rows = reference_batch.to(device=sample.device, dtype=torch.bool).repeat_interleave(frames)
+        time_embedding = self._time_embedding(timestep, batch, sample.device).repeat_interleave(frames, dim=0)
+        inputs = BlockInputs(
+            frames=frames,
+            time_embedding=time_embedding,
+            audio_tokens=audio_tokens.to(dtype).reshape(batch * frames, audio_tokens.shape[2], -1),
+            reference_features=reference_features,
+            reference_rows=reference_rows,
+        )
+        hidden_states = self.conv_in(rows)
+        if conditioning is not None:
+            conditioning = conditioning.to(dtype).expand(batch, -1, frames, -1, -1)
+            hidden_states = hidden_states + conditioning.permute(0, 2, 1, 3, 4).reshape(hidden_states.shape)
+        hidden_states = self._run_blocks(hidden_states, inputs)
+        hidden_states = self.conv_out(F.silu(self.conv_norm_out(hidden_states)))
+        return hidden_states.reshape(batch, frames, -1, height, width).permute(0, 2, 1, 3, 4)
