@@ -78,7 +78,7 @@ def _rigid_indices(*arrays: np.ndarray) -> np.ndarray:
     rigid = np.asarray(topo.RIGID_POINTS)
     finite = np.all([np.isfinite(a[..., rigid, :2]).reshape(-1, len(rigid), 2).all(axis=(0, 2)) for a in arrays],
                     axis=0)
-    if finite.sum() < 3:
+    if finite.sum() < len(rigid) // 2:
         raise InputError("The landmarks lack the rigid face points (forehead, cheeks, nose bridge) needed "
                          "for alignment; align full landmarks first, then use select_parts.")
     return rigid[finite]
