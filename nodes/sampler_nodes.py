@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from .common import AUDIO_FEATURES_TYPE, CATEGORY, MODEL_TYPE, EchoMimicNodeError, tooltip, user_errors
@@ -96,6 +97,7 @@ class EchoMimicSampler:
         import comfy.model_management as model_management
         import comfy.utils
         import torch
+
         from echomimic.pipeline.sampler import SamplingSettings, generate_video
 
         from .face_nodes import first_image_numpy
@@ -141,12 +143,13 @@ class EchoMimicSampler:
             else:
                 mask = _reference_numpy_mask(reference, height, width)
 
-        settings = SamplingSettings.defaults_for(model.variant)
-        settings.width, settings.height, settings.length = width, height, int(length)
-        settings.steps = int(steps) if int(steps) > 0 else DEFAULT_STEPS[model.accelerated]
-        settings.cfg = float(cfg) if float(cfg) > 0 else DEFAULT_CFG[model.accelerated]
-        settings.seed, settings.fps = int(seed), fps
-        settings.context_frames, settings.context_overlap = int(context_frames), int(context_overlap)
+        settings = dataclasses.replace(
+            SamplingSettings.defaults_for(model.variant),
+            width=width, height=height, length=int(length),
+            steps=int(steps) if int(steps) > 0 else DEFAULT_STEPS[model.accelerated],
+            cfg=float(cfg) if float(cfg) > 0 else DEFAULT_CFG[model.accelerated],
+            seed=int(seed), fps=fps, context_frames=int(context_frames), context_overlap=int(context_overlap),
+        )
 
         progress_bar: list[Any] = []
 
@@ -155,14 +158,13 @@ class EchoMimicSampler:
                 progress_bar.append(comfy.utils.ProgressBar(int(info.total)))
             progress_bar[0].update_absolute(int(info.done), int(info.total))
 
-        device = load_patched_models(model.patcher)
-        with torch.no_grad():
-            video = generate_video(
-                model.models, ComfyVaeAdapter(vae), reference,
-                audio_features=audio_features, face_mask=mask, landmark_images=landmarks, settings=settings,
-                progress=report, should_cancel=model_management.processing_interrupted,
-                device=device, dtype=model.dtype,
-            )
+        # ComfyUI's model management moves the weights onto its device (offloading others if needed).
+        load_patched_models(model.patcher)
+        video = generate_video(
+            model.models, ComfyVaeAdapter(vae), reference,
+            audio_features=audio_features, face_mask=mask, landmark_images=landmarks, settings=settings,
+            progress=report, should_cancel=model_management.processing_interrupted,
+        )
         frames = video.frames.float().cpu().clamp(0.0, 1.0)
         return (frames, float(video.fps))
 
