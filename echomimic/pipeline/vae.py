@@ -1,0 +1,65 @@
+"""The VAE seen through a two-method interface, so diffusers' and ComfyUI's VAEs both fit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from ..errors import WeightsError
+
+LATENT_SCALE = 0.18215
+
+
+class VaeAdapter(Protocol):
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] in -1..1 -> [B, 4, H/8, W/8] latent means, already multiplied by 0.18215."""
+        ...
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """[B, 4, h, w] scaled latents -> [B, 3, 8h, 8w] in -1..1 (not clamped)."""
+        ...
+
+
+class DiffusersVae:
+    """Adapter over a diffusers ``AutoencoderKL``."""
+
+    def __init__(self, vae) -> None:
+        self.vae = vae
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.vae.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.vae.parameters()).dtype
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.to(device=self.device, dtype=self.dtype)
+        return self.vae.encode(images).latent_dist.mean * LATENT_SCALE
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        latents = latents.to(device=self.device, dtype=self.dtype)
+        return self.vae.decode(latents / LATENT_SCALE).sample
+
+
+def load_diffusers_vae(path: str | Path, device: torch.device | str = "cpu",
+                       dtype: torch.dtype = torch.float32) -> DiffusersVae:
+    """Load a diffusers VAE folder (``config.json`` + weights), e.g. ``sd-vae-ft-mse``."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise WeightsError(
+            f"No VAE at {path}: expected a diffusers folder with config.json. Download "
+            "https://huggingface.co/stabilityai/sd-vae-ft-mse into that folder."
+        )
+    from diffusers import AutoencoderKL
+
+    try:
+        vae = AutoencoderKL.from_pretrained(str(path), torch_dtype=dtype)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise WeightsError(f"The VAE at {path} could not be loaded ({exc}). Download it again.") from None
+    return DiffusersVae(vae.to(device).eval().requires_grad_(False))
