@@ -30,7 +30,7 @@ from .images import as_image_batch, to_uint8_rgb
 Box = tuple[int, int, int, int]
 
 
-@dataclass
+@dataclass(eq=False)
 class FaceCrop:
     """image: [S_h, S_w, 3] float32 0..1 (the crop resized to `size`, or the original image when not cropping).
     mask: [S_h, S_w] float32 0..1 aligned with `image` (1 on the face).

@@ -27,7 +27,7 @@ JSON_VERSION = 1
 _DECIMALS = 4
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # arrays: no element-wise ==, no huge repr
 class LandmarkSequence:
     """Landmarks of F frames.
 
@@ -69,6 +69,10 @@ class LandmarkSequence:
                 "give one flag per frame."
             )
         self.detected = detected
+
+    def __repr__(self) -> str:
+        return (f"LandmarkSequence(frames={self.num_frames}, size={self.width}x{self.height}, "
+                f"filled={self.filled_count})")
 
     @property
     def num_frames(self) -> int:
