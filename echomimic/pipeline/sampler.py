@@ -148,6 +148,16 @@ def _frame_count(models: EchoMimicModels, settings: SamplingSettings, audio: Aud
     return length
 
 
+def initial_latents(seed: int, shape: tuple[int, ...], clamp: bool) -> torch.Tensor:
+    """The official starting noise: ``torch.manual_seed(seed)`` CPU stream, fp32, whatever the device.
+
+    The audio-driven pipelines clamp it to [-1.5, 1.5]; the landmark pipelines do not.
+    """
+    generator = torch.Generator("cpu").manual_seed(int(seed))
+    latents = torch.randn(shape, generator=generator, dtype=torch.float32)
+    return latents.clamp(-NOISE_CLAMP, NOISE_CLAMP) if clamp else latents
+
+
 @torch.inference_mode()
 def generate_video(
     models: EchoMimicModels,
@@ -160,6 +170,7 @@ def generate_video(
     settings: SamplingSettings | None = None,
     progress: Callable[[ProgressInfo], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    on_step: Callable[[int, torch.Tensor], None] | None = None,
 ) -> GeneratedVideo:
     """Animate ``reference_image``.
 
@@ -168,6 +179,7 @@ def generate_video(
         landmark variants (no audio = the mouth follows the landmarks only).
     face_mask: [H, W] 0..1, the face-locator input of the audio variants.
     landmark_images: [F, H, W, 3] 0..1 drawn landmarks, the face-locator input of the landmark variants.
+    on_step: called after every denoising step with (step index, latents [1, 4, F, h, w]), e.g. for previews.
     Raises :class:`CancelledError` when ``should_cancel()`` turns true (checked at every window).
     """
     settings = (settings or SamplingSettings.defaults_for(models.variant)).validated()
@@ -212,12 +224,8 @@ def generate_video(
     reference_latents = vae.encode(pixels * 2.0 - 1.0).to(device=device, dtype=dtype)
     reference_features = models.reference_unet(reference_latents, 0)
 
-    # The seed reproduces the official noise: the CPU generator, fp32, whatever the device.
-    generator = torch.Generator("cpu").manual_seed(int(settings.seed))
     latent_shape = (1, 4, num_frames, height // 8, width // 8)
-    latents = torch.randn(latent_shape, generator=generator, dtype=torch.float32)
-    if models.mode == "audio":
-        latents = latents.clamp(-NOISE_CLAMP, NOISE_CLAMP)
+    latents = initial_latents(settings.seed, latent_shape, clamp=models.mode == "audio")
     latents = (latents * scheduler.init_noise_sigma).to(device)
 
     if models.mode == "audio":
@@ -275,6 +283,8 @@ def generate_video(
         else:
             velocity = averaged
         latents = scheduler.step(velocity, timestep, latents, eta=0.0).prev_sample
+        if on_step is not None:
+            on_step(step_index, latents)
 
     frames = decode_latents(vae, latents, settings.decode_batch, should_cancel)
     return GeneratedVideo(frames=frames, fps=float(settings.fps))
@@ -303,4 +313,5 @@ __all__ = [
     "SamplingSettings",
     "decode_latents",
     "generate_video",
+    "initial_latents",
 ]

@@ -1,0 +1,48 @@
+"""Finding the shared parity cases and laying their weights out as the official release does."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PARITY_ROOT = Path(os.environ.get("ECHOMIMIC_PARITY_CASES", REPO_ROOT.parent / "shared" / "parity")).resolve()
+
+
+def discover_cases(root: Path = PARITY_ROOT) -> list[Path]:
+    """Every folder under ``root`` that holds a case.json."""
+    if not root.is_dir():
+        return []
+    return sorted(path for path in root.iterdir() if (path / "case.json").is_file())
+
+
+def find_case(predicate, root: Path = PARITY_ROOT) -> Path | None:
+    """The first discovered case whose parsed case.json satisfies ``predicate``."""
+    import json
+
+    for case_dir in discover_cases(root):
+        if predicate(json.loads((case_dir / "case.json").read_text())):
+            return case_dir
+    return None
+
+
+def make_weights_folder(case_dir: Path, case: dict, target: Path, suffixes: tuple[str, ...] | None = None) -> Path:
+    """A folder in the Hugging Face release layout: the case's weight files under their release names
+    (``release_names`` in case.json, e.g. ``denoising_unet_pose_acc.pth``) plus its tiny configs.
+
+    By default the official ``.pth`` files are used when the case has them, else ``.safetensors``.
+    """
+    if suffixes is None:
+        has_pth = any((case_dir / "weights").glob("*.pth"))
+        suffixes = (".pth",) if has_pth else (".safetensors",)
+    release_names = case.get("model", {}).get("release_names", {})
+    folder = target / "weights"
+    folder.mkdir(parents=True, exist_ok=True)
+    for weight in sorted((case_dir / "weights").iterdir()):
+        if weight.suffix not in suffixes:
+            continue
+        stem = Path(release_names.get(f"{weight.stem}.pth", f"{weight.stem}.pth")).stem
+        (folder / f"{stem}{weight.suffix}").symlink_to(weight)
+    for config in (case_dir / "config").glob("*.json"):
+        (folder / config.name).symlink_to(config)
+    return folder
