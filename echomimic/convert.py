@@ -1,0 +1,54 @@
+"""Convert the official ``.pth`` release files to ``.safetensors`` (fp16 or fp32).
+
+``.safetensors`` loads faster, memory-maps, and can never carry code; the loader prefers it when both
+files are present.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .errors import InputError
+from .weights import read_state_dict
+
+DTYPES = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def convert_file(source: str | Path, target: str | Path | None = None, dtype: str = "fp16") -> Path:
+    """Write ``source`` (.pth, read weights-only) as ``target`` (.safetensors beside it by default).
+
+    Floating tensors are cast to ``dtype`` except the motion modules' sinusoid tables (``.pe``), which
+    stay fp32 as the exact values they are.
+    """
+    from safetensors.torch import save_file
+
+    if dtype not in DTYPES:
+        raise InputError(f"Unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}.")
+    source = Path(source)
+    target = Path(target) if target is not None else source.with_suffix(".safetensors")
+    state = read_state_dict(source)
+    converted = {}
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not key.endswith(".pe"):
+            tensor = tensor.to(DTYPES[dtype])
+        converted[key] = tensor.contiguous()
+    temporary = target.with_name(target.name + ".partial")
+    save_file(converted, str(temporary), metadata={"converted_from": source.name, "dtype": dtype})
+    temporary.replace(target)  # never leave a half-written file under the real name
+    return target
+
+
+def convert_folder(folder: str | Path, dtype: str = "fp16", overwrite: bool = False) -> list[Path]:
+    """Convert every EchoMimic ``*.pth`` at the top of ``folder``; returns the files written."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder} is not a folder.")
+    written = []
+    for source in sorted(folder.glob("*.pth")):
+        target = source.with_suffix(".safetensors")
+        if target.exists() and not overwrite:
+            continue
+        written.append(convert_file(source, target, dtype))
+    return written
