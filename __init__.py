@@ -14,9 +14,9 @@ import sys
 
 _EXTENSION_DIR = os.path.dirname(os.path.abspath(__file__))
 # ComfyUI imports this folder as a package but does not put it on sys.path; the nodes import the
-# bundled `echomimic` library by its absolute name.
+# bundled `echomimic` library by its absolute name. Appended, so nothing of ours shadows other modules.
 if _EXTENSION_DIR not in sys.path:
-    sys.path.insert(0, _EXTENSION_DIR)
+    sys.path.append(_EXTENSION_DIR)
 
 _log = logging.getLogger("EchoMimic")
 

@@ -10,7 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from comfy_stubs import REPO_ROOT, STUB_MODULES_DIR
+from tests.comfy_stubs import REPO_ROOT, STUB_MODULES_DIR
 
 HEAVY_MODULES = ("mediapipe", "diffusers", "transformers", "cv2", "av", "skimage", "scipy", "huggingface_hub")
 EXPECTED_NODE_IDS = {
@@ -93,7 +93,7 @@ def test_a_broken_node_group_does_not_hide_the_others(tmp_path: Path) -> None:
 def test_node_definitions_are_complete() -> None:
     """Every node: category, function, outputs, and a tooltip on every input."""
     sys.path.insert(0, str(STUB_MODULES_DIR))
-    from comfy_stubs import load_extension
+    from tests.comfy_stubs import load_extension
 
     extension = load_extension()
     for node_id, node_class in extension.NODE_CLASS_MAPPINGS.items():
@@ -111,7 +111,7 @@ def test_node_definitions_are_complete() -> None:
 def test_stable_combo_values() -> None:
     """Combo values are saved in shared workflows: these exact strings must stay."""
     sys.path.insert(0, str(STUB_MODULES_DIR))
-    from comfy_stubs import load_extension
+    from tests.comfy_stubs import load_extension
 
     nodes = load_extension().NODE_CLASS_MAPPINGS
     loader = nodes["EchoMimicModelLoader"].INPUT_TYPES()["required"]

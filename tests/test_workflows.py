@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from comfy_stubs import REPO_ROOT, install_stub_modules, load_extension
-from comfy_stubs.workflow_format import (
+
+from tests.comfy_stubs import REPO_ROOT, install_stub_modules, load_extension
+from tests.comfy_stubs.workflow_format import (
     CONTROL_VALUES,
     FILE_COMBO,
     UI_ONLY_NODE_TYPES,

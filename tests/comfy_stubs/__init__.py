@@ -44,9 +44,11 @@ def install_stub_modules(models_dir: Path) -> None:
         sys.path.insert(0, str(STUB_MODULES_DIR))
     import folder_paths
 
-    # The stub may already be imported by an earlier test module: point it at this folder.
+    # The stub may already be imported by an earlier test module: point it at this folder, and register
+    # the echomimic folder there as the extension does when ComfyUI imports it.
     folder_paths.models_dir = str(models_dir)
     folder_paths.folder_names_and_paths.pop("echomimic", None)
+    folder_paths.add_model_folder_path("echomimic", str(models_dir / "echomimic"))
 
 
 def load_extension(module_name: str = EXTENSION_MODULE_NAME) -> ModuleType:
@@ -59,6 +61,11 @@ def load_extension(module_name: str = EXTENSION_MODULE_NAME) -> ModuleType:
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def extension_submodule(name: str) -> ModuleType:
+    """A module of the loaded extension, e.g. "nodes.common" (the same objects the nodes use)."""
+    return importlib.import_module(f"{load_extension().__name__}.{name}")
 
 
 def build_tiny_weights(models_dir: Path) -> Path:
