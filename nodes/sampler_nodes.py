@@ -13,6 +13,8 @@ MAX_SEED = 0xFFFFFFFFFFFFFFFF
 # Official defaults (infer_audio2vid*.py): 30 steps at cfg 2.5; the accelerated weights 6 steps at cfg 1.
 DEFAULT_STEPS = {False: 30, True: 6}
 DEFAULT_CFG = {False: 2.5, True: 1.0}
+# How many more frames the audio features may have than a video of the same duration.
+AUDIO_EXTRA_FRAMES = 2
 
 
 def _resize_mask(mask: Any, height: int, width: int) -> Any:
@@ -124,12 +126,18 @@ class EchoMimicSampler:
             landmarks = torch.as_tensor(landmark_images)[..., :3].float().cpu()
             if landmarks.ndim == 3:
                 landmarks = landmarks.unsqueeze(0)
-            wanted = int(length) if int(length) > 0 else int(audio_features.num_frames)
-            if landmarks.shape[0] < wanted:
+            available = int(landmarks.shape[0])
+            if int(length) > 0:
+                wanted = int(length)
+            else:
+                # The audio covers a frame or two more than a video of the same duration (Whisper's chunking),
+                # so a driving video with the same sound is long enough; anything shorter is a mistake.
+                wanted = int(audio_features.num_frames) - AUDIO_EXTRA_FRAMES
+            if available < wanted:
                 raise EchoMimicNodeError(
-                    f"There are {landmarks.shape[0]} landmark images but the video has {wanted} frames; give a "
-                    "landmark sequence at least as long as the video, or set length to at most "
-                    f"{landmarks.shape[0]}.")
+                    f"There are {available} landmark images but the video needs {wanted} frames; give a landmark "
+                    f"sequence at least as long as the video (a longer driving video), or set length to at most "
+                    f"{available}.")
         else:
             if landmark_images is not None:
                 raise EchoMimicNodeError(
