@@ -13,6 +13,7 @@ Everything heavy (torch, PyAV, diffusers, mediapipe) is imported only once a com
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -105,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="pose modes: a landmark JSON (LandmarkSequence.save), used as is")
     face.add_argument("--save-landmarks", type=Path, default=None,
                       help="pose modes: also save the aligned landmarks as JSON")
+    gen.add_argument("--save-frames", type=Path, default=None, metavar="NPY",
+                     help="also save the frames before video encoding: [F, H, W, 3] float32 0..1 .npy")
     gen.add_argument("--quiet", action="store_true", help="print only errors")
 
     down = commands.add_parser("download", help="download the weights of a mode",
@@ -347,13 +350,6 @@ def run_generate(args: argparse.Namespace) -> Path:
     audio_features = compute_audio_features(waveform, sample_rate, encoder, args.fps)
     del encoder
 
-    settings = SamplingSettings.defaults_for(args.mode)
-    settings.width, settings.height, settings.fps, settings.seed = args.width, args.height, args.fps, args.seed
-    settings.context_frames, settings.context_overlap = args.context_frames, args.context_overlap
-    if args.steps is not None:
-        settings.steps = args.steps
-    if args.cfg is not None:
-        settings.cfg = args.cfg
     length = args.length or 0
     if landmark_images is not None:
         available = landmark_images.shape[0]
@@ -361,7 +357,13 @@ def run_generate(args: argparse.Namespace) -> Path:
             report.info(f"note: the landmarks cover {available} frames, the speech {audio_features.num_frames}; "
                         f"generating {available}")
             length = available
-    settings.length = length
+    defaults = SamplingSettings.defaults_for(args.mode)
+    settings = dataclasses.replace(
+        defaults, width=args.width, height=args.height, length=length, fps=args.fps, seed=args.seed,
+        steps=defaults.steps if args.steps is None else args.steps,
+        cfg=defaults.cfg if args.cfg is None else args.cfg,
+        context_frames=args.context_frames, context_overlap=args.context_overlap,
+    ).validated()
 
     report.info(f"generating {length or audio_features.num_frames} frames at {args.width}x{args.height}, "
                 f"{settings.steps} steps, cfg {settings.cfg}, seed {settings.seed}")
@@ -370,9 +372,14 @@ def run_generate(args: argparse.Namespace) -> Path:
         audio_features=audio_features,
         face_mask=None if landmark_images is not None else torch.from_numpy(face_mask),
         landmark_images=None if landmark_images is None else torch.from_numpy(landmark_images),
-        settings=settings, progress=report.progress, device=device, dtype=dtype,
+        settings=settings, progress=report.progress,
     )
     out = write_mp4(args.out, video.frames, video.fps, waveform, sample_rate)
+    if args.save_frames is not None:
+        import numpy as np
+
+        args.save_frames.parent.mkdir(parents=True, exist_ok=True)
+        np.save(args.save_frames, video.frames.numpy())
     num_frames = video.frames.shape[0]
     report.info(f"wrote {out}: {num_frames} frames, {args.width}x{args.height}, {video.fps:g} fps "
                 f"({num_frames / video.fps:.2f} s) in {time.perf_counter() - started:.1f} s")

@@ -1,0 +1,331 @@
+"""Speed and peak memory of the EchoMimic V1 sampler (``echomimic.pipeline.sampler.generate_video``).
+
+Prints, for one configuration:
+
+1. seconds per denoising step, seconds per generated video-second and peak memory for a
+   ``--frames``-frame video;
+2. the peak memory for each of ``--lengths`` (default 24, 96 and 384 frames) at the same settings,
+   and how much "peak minus the output frames" grows per extra frame.
+
+Every measurement runs in a fresh subprocess, so each peak belongs to one run only. On CPU the peak
+is the process's peak resident memory during ``generate_video`` (Linux ``VmHWM``, reset just before
+the call through ``/proc/self/clear_refs``; ``ru_maxrss`` where that is not possible, which then
+also covers loading). On a GPU it is ``torch.cuda.max_memory_allocated`` during the call.
+
+Configurations (``--config``):
+
+- ``tiny``: a parity case's tiny configs and weights (``$ECHOMIMIC_PARITY_CASES/<case>``; the
+  default case v1_audio), its tiny VAE and the random Whisper tiny.
+- ``full``: the shipped full-size configs (SD1.5-sized UNets, the sd-vae-ft-mse architecture),
+  randomly initialised: no download, only the speed and memory are meaningful.
+- ``real``: the real weights in ``--weights`` (the BadToBest/EchoMimic layout).
+
+Examples::
+
+    python benchmarks/bench_sampler.py                                  # tiny, 64x64
+    python benchmarks/bench_sampler.py --size 512 --steps 1             # tiny models, 512x512 memory
+    python benchmarks/bench_sampler.py --config full --size 256 --steps 1 --frames 12 --lengths 12 24
+    python benchmarks/bench_sampler.py --config real --weights pretrained_weights --device cuda --size 512
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+MB = 1024 * 1024
+
+
+def parity_cases_dir() -> Path:
+    return Path(os.environ.get("ECHOMIMIC_PARITY_CASES", REPO_ROOT / ".." / "shared" / "parity")).resolve()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", choices=("tiny", "full", "real"), default="tiny",
+                        help="tiny parity-case models (default), full-size random weights, or real weights")
+    parser.add_argument("--case", default="v1_audio", help="parity case for --config tiny (default v1_audio)")
+    parser.add_argument("--weights", type=Path, default=None, help="weights folder for --config real")
+    parser.add_argument("--mode", default="audio", choices=("audio", "audio_acc", "pose", "pose_acc"),
+                        help="variant (default audio); tiny supports the case's own mode only")
+    parser.add_argument("--size", type=int, default=None,
+                        help="width = height in pixels (default: 64 tiny, 256 full, 512 real)")
+    parser.add_argument("--steps", type=int, default=2, help="denoising steps (default 2)")
+    parser.add_argument("--cfg", type=float, default=2.5, help="guidance scale (default 2.5: CFG on)")
+    parser.add_argument("--frames", type=int, default=24, help="video length of the timing run (default 24)")
+    parser.add_argument("--lengths", type=int, nargs="*", default=[24, 96, 384],
+                        help="video lengths of the memory runs (default 24 96 384; none: skip)")
+    parser.add_argument("--fps", type=float, default=24.0)
+    parser.add_argument("--context-frames", type=int, default=12)
+    parser.add_argument("--context-overlap", type=int, default=3)
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda when present)")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
+                        help="auto: fp16 on a GPU, fp32 on CPU")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--json", type=Path, default=None, help="also write all results to this json file")
+    parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)  # internal: one run
+    return parser
+
+
+# ----------------------------------------------------------------------------------------------
+# One measured run (inside a child process)
+# ----------------------------------------------------------------------------------------------
+
+def _peak_rss_bytes() -> tuple[int, str]:
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(re.search(r"VmHWM:\s+(\d+)\s+kB", status).group(1)) * 1024, "VmHWM"
+    except (OSError, AttributeError):
+        scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale, "ru_maxrss"
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _build_models(opts: argparse.Namespace, device, dtype):
+    """Returns ``(models, vae, whisper_encoder)`` for the chosen configuration."""
+    import torch
+
+    from echomimic.audio import load_whisper_encoder
+    from echomimic.pipeline.vae import DiffusersVae, load_diffusers_vae
+
+    if opts.config == "tiny":
+        from echomimic.models.loading import load_echomimic_v1
+
+        case = parity_cases_dir() / opts.case
+        mode = json.loads((case / "case.json").read_text())["mode"]
+        weights = case / "weights"
+        release = {"pose_acc": {"reference_unet": "reference_unet_pose", "denoising_unet": "denoising_unet_pose_acc",
+                                "motion_module": "motion_module_pose_acc", "face_locator": "face_locator_pose"}}
+        if mode in release:  # the case stores its files under the audio names: link them under the release names
+            import tempfile
+
+            linked = Path(tempfile.mkdtemp(prefix="bench_weights_"))
+            for weight in weights.glob("*.pth"):
+                (linked / f"{release[mode].get(weight.stem, weight.stem)}.pth").symlink_to(weight)
+            weights = linked
+        models = load_echomimic_v1(weights, mode, config_dir=case / "config", device=device, dtype=dtype)
+        vae = load_diffusers_vae(case / "vae", device, dtype)
+        encoder = load_whisper_encoder(case.parent / "common" / "whisper_tiny_random.pt", device=device)
+        return models, vae, encoder
+
+    if opts.config == "real":
+        from echomimic.models.loading import load_echomimic_v1
+        from echomimic.weights_download import check_weights
+
+        files = check_weights(opts.weights, opts.mode)
+        models = load_echomimic_v1(opts.weights, opts.mode, device=device, dtype=dtype)
+        vae = load_diffusers_vae(files["vae_config"].parent, device, dtype)
+        encoder = load_whisper_encoder(files["whisper"], device=device)
+        return models, vae, encoder
+
+    # full: shipped configs, random weights. Built on the meta device, then every matrix/kernel is
+    # filled from one shared block of N(0, 0.02) values (tiled; much faster than per-tensor init on
+    # CPU), norm weights 1, biases 0, the motion modules' sinusoid tables exact.
+    from diffusers import AutoencoderKL
+
+    from echomimic.models.config import load_config
+    from echomimic.models.loading import EchoMimicModels, build_models
+    from echomimic.models.motion_module import sinusoidal_positions
+
+    generator = torch.Generator().manual_seed(0)
+    noise_block = torch.randn(1 << 22, generator=generator) * 0.02
+    config = load_config(None, conditioning_channels=3 if opts.mode.startswith("pose") else 1)
+    reference_unet, denoising_unet, face_locator = build_models(config, "meta")
+    for module in (reference_unet, denoising_unet, face_locator):
+        module.to_empty(device=device)
+        with torch.no_grad():
+            for name, parameter in module.named_parameters():
+                if parameter.ndim > 1:
+                    flat = parameter.view(-1)
+                    for offset in range(0, flat.numel(), noise_block.numel()):
+                        chunk = flat[offset:offset + noise_block.numel()]
+                        chunk.copy_(noise_block[: chunk.numel()])
+                else:
+                    parameter.fill_(1.0 if name.endswith("weight") else 0.0)
+            for name, buffer in module.named_buffers():
+                if name.endswith("pos_encoder.pe"):
+                    buffer.copy_(sinusoidal_positions(buffer.shape[1], buffer.shape[2]))
+                else:
+                    raise SystemExit(f"benchmark: do not know how to fill the buffer {name}")
+        module.to(dtype=dtype).eval().requires_grad_(False)
+    models = EchoMimicModels(reference_unet, denoising_unet, face_locator, opts.mode, config)
+    vae_model = AutoencoderKL(  # the sd-vae-ft-mse architecture
+        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2,
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        sample_size=512, norm_num_groups=32,
+    ).to(device=device, dtype=dtype).eval().requires_grad_(False)
+    vae = DiffusersVae(vae_model)
+    common = parity_cases_dir() / "common" / "whisper_tiny_random.pt"  # real Whisper-tiny dimensions
+    encoder = load_whisper_encoder(common, device=device)
+    return models, vae, encoder
+
+
+def _inputs(opts: argparse.Namespace, length: int, size: int):
+    """Reference [H, W, 3], face mask [H, W], waveform [1, T] covering ``length`` frames, landmarks."""
+    import numpy as np
+    import torch
+
+    from echomimic.cli import EXAMPLE_AUDIO, EXAMPLE_IMAGE, _resize, load_rgb_image
+    from echomimic.video_io import read_audio
+
+    reference = torch.from_numpy(_resize(load_rgb_image(EXAMPLE_IMAGE), size, size))
+    mask = torch.zeros(size, size)
+    mask[size // 8: size - size // 8, size // 5: size - size // 5] = 1.0  # the face region of the example
+    speech, sample_rate = read_audio(EXAMPLE_AUDIO)
+    needed = int((length / opts.fps + 1.0) * sample_rate)
+    repeats = -(-needed // speech.shape[1])
+    waveform = speech.repeat(1, repeats)[:, :needed]
+    landmarks = None
+    if opts.mode.startswith("pose"):
+        rng = np.random.default_rng(0)
+        landmarks = torch.zeros(length, size, size, 3)
+        for frame in range(length):  # sparse dots, like drawn landmarks
+            ys, xs = rng.integers(0, size, 200), rng.integers(0, size, 200)
+            landmarks[frame, ys, xs] = 1.0
+    return reference, mask, waveform, sample_rate, landmarks
+
+
+def run_child(opts: argparse.Namespace, length: int) -> dict[str, Any]:
+    import torch
+
+    from echomimic.audio import compute_audio_features
+    from echomimic.cli import _pick_device, _pick_dtype
+    from echomimic.pipeline.sampler import SamplingSettings, generate_video
+
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    device = _pick_device(opts.device)
+    dtype = _pick_dtype(opts.dtype, device)
+    size = opts.size
+    started = time.perf_counter()
+    models, vae, encoder = _build_models(opts, device, dtype)
+    opts.mode = models.variant
+    reference, mask, waveform, sample_rate, landmarks = _inputs(opts, length, size)
+    features = compute_audio_features(waveform, sample_rate, encoder, opts.fps)
+    del encoder
+    load_seconds = time.perf_counter() - started
+
+    settings = SamplingSettings(width=size, height=size, length=length, steps=opts.steps, cfg=opts.cfg, seed=420,
+                                fps=opts.fps, context_frames=opts.context_frames,
+                                context_overlap=opts.context_overlap)
+    step_done_at: dict[int, float] = {}
+
+    def progress(info) -> None:
+        step_done_at[info.step] = time.perf_counter()
+
+    is_cuda = device.type == "cuda"
+    if is_cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        baseline = torch.cuda.memory_allocated()
+    reset_ok = _reset_peak_rss()
+    baseline_rss, _ = _peak_rss_bytes()
+    t0 = time.perf_counter()
+    video = generate_video(models, vae, reference, audio_features=features,
+                           face_mask=None if landmarks is not None else mask, landmark_images=landmarks,
+                           settings=settings, progress=progress)
+    if is_cuda:
+        torch.cuda.synchronize()
+    total = time.perf_counter() - t0
+    peak_rss, rss_source = _peak_rss_bytes()
+    frames = video.frames
+    denoise_end = max(step_done_at.values()) if step_done_at else t0 + total
+    result = {
+        "config": opts.config, "mode": models.variant, "device": str(device), "dtype": str(dtype).replace("torch.", ""),
+        "size": size, "length": int(frames.shape[0]), "steps": opts.steps, "cfg": opts.cfg,
+        "context_frames": opts.context_frames, "context_overlap": opts.context_overlap,
+        "threads": torch.get_num_threads(), "load_seconds": load_seconds, "total_seconds": total,
+        # Denoising time per step (the reference-UNet pass, the windows and the scheduler; not the
+        # VAE decode that follows the last step).
+        "seconds_per_step": (denoise_end - t0) / opts.steps,
+        "seconds_per_video_second": total / (frames.shape[0] / opts.fps),
+        "output_frames_bytes": frames.numel() * frames.element_size(),
+        "peak_rss_bytes": peak_rss, "baseline_rss_bytes": baseline_rss,
+        "rss_source": rss_source if reset_ok else "ru_maxrss (includes loading)",
+    }
+    if is_cuda:
+        result["peak_cuda_bytes"] = torch.cuda.max_memory_allocated()
+        result["baseline_cuda_bytes"] = baseline
+    return result
+
+
+# ----------------------------------------------------------------------------------------------
+# Orchestration (parent process)
+# ----------------------------------------------------------------------------------------------
+
+def _spawn(opts: argparse.Namespace, argv: list[str], length: int) -> dict[str, Any]:
+    command = [sys.executable, str(Path(__file__).resolve()), *argv, "--child", str(length)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"benchmark run for {length} frames failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _peak(result: dict[str, Any]) -> int:
+    return result.get("peak_cuda_bytes", result["peak_rss_bytes"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    opts = build_parser().parse_args(argv)
+    if opts.size is None:
+        opts.size = {"tiny": 64, "full": 256, "real": 512}[opts.config]
+        argv += ["--size", str(opts.size)]
+    if opts.config == "real" and opts.weights is None:
+        raise SystemExit("--config real needs --weights <folder with the BadToBest/EchoMimic files>")
+    if opts.child is not None:
+        print(json.dumps(run_child(opts, opts.child)))
+        return 0
+
+    timing = _spawn(opts, argv, opts.frames)
+    memory = [timing if length == opts.frames else _spawn(opts, argv, length) for length in opts.lengths]
+    on_gpu = "peak_cuda_bytes" in timing
+    kind = "GPU max_memory_allocated" if on_gpu else f"peak RSS ({timing['rss_source']})"
+    print(f"\nconfig {opts.config}, mode {timing['mode']}, {opts.size}x{opts.size}, {opts.steps} steps, cfg {opts.cfg}, "
+          f"context {opts.context_frames}/{opts.context_overlap}, {timing['device']} {timing['dtype']}, "
+          f"{timing['threads']} threads; memory = {kind} during generate_video\n")
+    print("| frames | s / denoising step | s / video-second | peak memory (MB) | load (s) |")
+    print("|---:|---:|---:|---:|---:|")
+    print(f"| {timing['length']} | {timing['seconds_per_step']:.3f} | {timing['seconds_per_video_second']:.3f} | "
+          f"{_peak(timing) / MB:.0f} | {timing['load_seconds']:.1f} |")
+    if memory:
+        print("\n| frames | peak memory (MB) | output frames (MB) | peak - frames (MB) | s / video-second |")
+        print("|---:|---:|---:|---:|---:|")
+        for result in memory:
+            print(f"| {result['length']} | {_peak(result) / MB:.1f} | {result['output_frames_bytes'] / MB:.1f} | "
+                  f"{(_peak(result) - result['output_frames_bytes']) / MB:.1f} | "
+                  f"{result['seconds_per_video_second']:.3f} |")
+        if len(memory) >= 2:
+            first, last = memory[0], memory[-1]
+            growth = ((_peak(last) - last["output_frames_bytes"]) - (_peak(first) - first["output_frames_bytes"])) / (
+                last["length"] - first["length"])
+            print(f"\npeak - output frames grows by {growth / MB:.3f} MB per extra frame "
+                  f"({first['length']} -> {last['length']} frames; target < 1 MB/frame at 512x512)")
+    if opts.json is not None:
+        opts.json.write_text(json.dumps({"timing": timing, "memory": memory}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
