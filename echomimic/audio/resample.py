@@ -113,12 +113,14 @@ def resample(samples: torch.Tensor, sample_rate: int, target_rate: int = TARGET_
 def resample_to_16k(waveform: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """Mix a [C, T] (or [T]) waveform to mono and resample it to 16 kHz -> [T'] float32.
 
-    16 kHz input is not filtered at all (bit-exact pass-through). Use
-    :func:`echomimic.audio.prepare_waveform` first for ComfyUI's [B, C, T] layout.
+    A [B, C, T] batch uses its first item. 16 kHz input is not filtered at all (bit-exact
+    pass-through). :func:`echomimic.audio.prepare_waveform` also validates the samples.
     """
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
         raise InputError(f"Audio sample rate must be a positive whole number of Hz, got {sample_rate!r}.")
+    if waveform.ndim == 3 and waveform.shape[0] > 0:
+        waveform = waveform[0]
     if waveform.ndim not in (1, 2):
-        raise InputError(f"Expected a [channels, samples] or [samples] waveform, got shape {tuple(waveform.shape)}.")
+        raise InputError(f"Expected a [batch, channels, samples], [channels, samples] or [samples] waveform, got shape {tuple(waveform.shape)}.")
     mono = mix_to_mono(waveform.to(torch.float32))
     return resample(mono, sample_rate, TARGET_RATE)
