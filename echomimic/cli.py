@@ -261,8 +261,15 @@ def _resize(array: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(array.astype(np.float32), (width, height), interpolation=interpolation)
 
 
+LANDMARK_REFERENCE_SIDE = 512  # the face mesh needs a face of a decent size in pixels
+
+
 def _prepare_reference(args: argparse.Namespace, image_path: Path, report: _Reporter):
-    """Returns ``(reference [H, W, 3] 0..1, face_mask [H, W] 0..1)`` at the output size."""
+    """Returns ``(reference [H, W, 3] 0..1, face_mask [H, W] 0..1, landmark_reference)`` at the output size.
+
+    ``landmark_reference`` is the same picture at a shorter side of at least 512 pixels, for finding
+    the reference's landmarks (pose modes) when the output size is small; None in the audio modes.
+    """
     from .landmarks import face_mask_and_crop
 
     image = load_rgb_image(image_path, report)
@@ -272,11 +279,25 @@ def _prepare_reference(args: argparse.Namespace, image_path: Path, report: _Repo
     crop = face_mask_and_crop(image, crop=not args.no_crop, size=(args.width, args.height), mask=user_mask)
     reference = _resize(crop.image, args.width, args.height)
     mask = _resize(crop.mask, args.width, args.height).clip(0.0, 1.0)
-    return reference, mask
+    landmark_reference = None
+    if args.mode.startswith("pose"):
+        scale = max(1.0, LANDMARK_REFERENCE_SIDE / min(args.width, args.height))
+        big_width, big_height = round(args.width * scale), round(args.height * scale)
+        if scale == 1.0:
+            landmark_reference = reference
+        elif args.no_crop:
+            landmark_reference = _resize(image, big_width, big_height)
+        else:
+            landmark_reference = face_mask_and_crop(image, size=(big_width, big_height), mask=user_mask).image
+    return reference, mask, landmark_reference
 
 
-def _landmark_images(args: argparse.Namespace, reference: np.ndarray, report: _Reporter) -> np.ndarray:
-    """Drawn landmark frames ``[F, H, W, 3]`` 0..1 for the pose modes."""
+def _landmark_images(args: argparse.Namespace, landmark_reference: np.ndarray, report: _Reporter) -> np.ndarray:
+    """Drawn landmark frames ``[F, H, W, 3]`` 0..1 for the pose modes.
+
+    landmark_reference: the reference picture ``[H', W', 3]`` (same aspect as the output) whose face
+    the driving video's motion is transferred onto.
+    """
     from .landmarks import LandmarkSequence, align_landmarks, draw_landmarks, extract_landmarks
 
     if args.landmarks is not None:
@@ -292,7 +313,7 @@ def _landmark_images(args: argparse.Namespace, reference: np.ndarray, report: _R
                         "its frames are used one per output frame")
         report.info(f"extracting landmarks from {frames.shape[0]} frames of {args.driving_video} ...")
         driver = extract_landmarks(frames)
-        reference_landmarks = extract_landmarks(reference[None])
+        reference_landmarks = extract_landmarks(landmark_reference[None])
         sequence = align_landmarks(driver, reference_landmarks)
     if args.save_landmarks is not None:
         sequence.save(args.save_landmarks)
@@ -328,13 +349,13 @@ def run_generate(args: argparse.Namespace) -> Path:
     device = _pick_device(args.device)
     dtype = _pick_dtype(args.dtype, device)
 
-    reference, face_mask = _prepare_reference(args, args.image, report)
+    reference, face_mask, landmark_reference = _prepare_reference(args, args.image, report)
     waveform, sample_rate = read_audio(args.audio)
     report.info(f"speech: {waveform.shape[-1] / sample_rate:.2f} s at {sample_rate} Hz from {args.audio}")
 
     landmark_images = None
     if args.mode.startswith("pose"):
-        landmark_images = _landmark_images(args, reference, report)
+        landmark_images = _landmark_images(args, landmark_reference, report)
         available = landmark_images.shape[0]
         if args.length is not None and args.length > available:
             raise InputError(

@@ -107,31 +107,39 @@ def test_generate_audio_mode_end_to_end(audio_case_weights, tmp_path):
     assert np.abs(frames - expected).mean() < 0.03
 
 
-def test_generate_pose_acc_mode_with_landmark_json(tmp_path):
+def test_generate_pose_acc_mode_from_a_driving_video(tmp_path):
     from echomimic.landmarks import LandmarkSequence
+    from echomimic.video_io import write_mp4
 
     case = parity_case("v1_pose_acc")
     settings = json.loads((case / "case.json").read_text())
     release = {"reference_unet": "reference_unet_pose", "denoising_unet": "denoising_unet_pose_acc",
                "motion_module": "motion_module_pose_acc", "face_locator": "face_locator_pose"}
     weights = make_weights_dir(case, tmp_path / "weights", release)
-    points = np.load(case / "inputs" / "pose_landmarks.npy")  # [F, 478, 2] pixels of the 64x64 reference
+    # A driving video: the example portrait, moving a little to the right and down.
+    portrait = cli.load_rgb_image(cli.EXAMPLE_IMAGE)
+    num_frames = 6
+    driving = np.stack([np.roll(portrait, (2 * i, 3 * i), axis=(0, 1)) for i in range(num_frames)])
+    driving_video = write_mp4(tmp_path / "driving.mp4", driving, 24)
     landmarks_json = tmp_path / "landmarks.json"
-    LandmarkSequence(points, 64, 64).save(landmarks_json)
-    num_frames = points.shape[0]
-    common = [
-        "generate", "--mode", "pose_acc", "--image", str(case / "inputs" / "reference.png"),
-        "--audio", str(case / "inputs" / "audio.wav"), "--landmarks", str(landmarks_json), "--no-crop",
-        "--weights", str(weights), "--width", "64", "--height", "64", "--steps", str(settings["steps"]),
-        "--seed", str(settings["seed"]), "--context-frames", "4", "--context-overlap", "1",
-        "--device", "cpu", "--quiet",
-    ]
-
     out = tmp_path / "pose.mp4"
-    assert cli.main([*common, "--out", str(out)]) == 0  # no --length: as many frames as the landmarks
+
+    status = cli.main([
+        "generate", "--mode", "pose_acc", "--image", str(cli.EXAMPLE_IMAGE), "--audio", str(case / "inputs" / "audio.wav"),
+        "--driving-video", str(driving_video), "--save-landmarks", str(landmarks_json), "--out", str(out),
+        "--weights", str(weights), "--width", "64", "--height", "64", "--steps", str(settings["steps"]),
+        "--context-frames", "4", "--context-overlap", "1", "--device", "cpu", "--quiet",
+    ])
+
+    assert status == 0  # no --length: as many frames as the driving video (the speech is longer)
     info = probe_mp4(out)
     assert info["frames"].shape == (num_frames, 64, 64, 3)
     assert abs(info["audio_seconds"] - info["video_seconds"]) <= AAC_FRAME / 16000
+    landmarks = LandmarkSequence.load(landmarks_json)
+    assert landmarks.num_frames == num_frames and landmarks.detected.all()
+    # The driver moves right and down, and so do the aligned landmarks (in the reference's pixels).
+    centre_shift = np.nanmean(landmarks.points[-1, :, :2] - landmarks.points[0, :, :2], axis=0)
+    assert centre_shift[0] > 1 and centre_shift[1] > 1
 
 
 def test_landmarks_shorter_than_length_say_what_to_do(tmp_path, capsys):
