@@ -134,7 +134,8 @@ class ComfyServer:
         request = urllib.request.Request(self.url + path, data=data,
                                          headers={"Content-Type": "application/json"} if data else {})
         with urllib.request.urlopen(request, timeout=60) as response:
-            return json.loads(response.read())
+            body = response.read()
+        return json.loads(body) if body.strip() else None
 
     def wait_until_up(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -148,24 +149,28 @@ class ComfyServer:
                 time.sleep(1.0)
         pytest.fail(f"ComfyUI did not answer within {START_TIMEOUT_S} s:\n{self.log_tail()}")
 
-    def run(self, prompt: dict[str, Any]) -> dict[str, Any]:
+    def queue(self, prompt: dict[str, Any]) -> str:
         try:
             queued = self.request("/prompt", {"prompt": prompt, "client_id": str(uuid.uuid4())})
         except urllib.error.HTTPError as error:
             pytest.fail(f"ComfyUI refused the workflow: {error.read().decode(errors='replace')}")
-        prompt_id = queued["prompt_id"]
+        return queued["prompt_id"]
+
+    def wait(self, prompt_id: str) -> dict[str, Any]:
+        """The history entry of a finished prompt (success, error or interrupted)."""
         deadline = time.monotonic() + RUN_TIMEOUT_S
         while time.monotonic() < deadline:
             history = self.request(f"/history/{prompt_id}")
             if prompt_id in history and history[prompt_id].get("status", {}).get("completed") is not None:
-                entry = history[prompt_id]
-                if entry["status"].get("status_str") == "success":
-                    return entry
-                if entry["status"].get("status_str") == "error":
-                    messages = [m for m in entry["status"].get("messages", []) if m[0] == "execution_error"]
-                    pytest.fail(f"the workflow failed: {json.dumps(messages)[:3000]}\n{self.log_tail()}")
-            time.sleep(1.0)
+                return history[prompt_id]
+            time.sleep(0.5)
         pytest.fail(f"the workflow did not finish within {RUN_TIMEOUT_S} s:\n{self.log_tail()}")
+
+    def run(self, prompt: dict[str, Any]) -> dict[str, Any]:
+        entry = self.wait(self.queue(prompt))
+        if entry["status"].get("status_str") != "success":
+            pytest.fail(f"the workflow failed: {json.dumps(entry['status'].get('messages'))[:3000]}\n{self.log_tail()}")
+        return entry
 
     def log_tail(self, chars: int = 6000) -> str:
         self._log.flush()
@@ -261,3 +266,52 @@ def test_workflow_runs_and_saves_an_mp4_with_sound(comfy_server: ComfyServer, pa
     assert saved, f"no mp4 among the outputs: {entry['outputs']}"
     folder = comfy_server.base / "output" / saved[0].get("subfolder", "")
     assert_mp4_with_sound(folder / saved[0]["filename"], min_frames=8)
+
+
+def _messages(entry: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [message for name, message in entry["status"].get("messages", []) if name == kind]
+
+
+def _api_prompt(server: ComfyServer, name: str, prefix: str, **sampler: Any) -> dict[str, Any]:
+    object_info = server.request("/object_info")
+    workflow = shrink_workflow(json.loads((REPO_ROOT / "workflows" / name).read_text(encoding="utf-8")),
+                               object_info, prefix)
+    for node in workflow["nodes"]:
+        if node["type"] == "EchoMimicSampler":
+            for key, value in sampler.items():
+                set_widget(node, object_info, key, value)
+    return ui_to_api(workflow, object_info)
+
+
+def test_cancel_stops_the_sampler_then_the_next_run_succeeds(comfy_server: ComfyServer) -> None:
+    # A run long enough to be inside the sampler when Cancel is pressed (all 27 frames, 4 steps).
+    long_run = _api_prompt(comfy_server, "echomimic_v1_audio.json", "e2e/cancelled", length=0, steps=4)
+    prompt_id = comfy_server.queue(long_run)
+    deadline = time.monotonic() + 120
+    while not comfy_server.request("/queue")["queue_running"]:
+        assert time.monotonic() < deadline, "the prompt never started"
+        time.sleep(0.2)
+    time.sleep(15.0)  # past the loaders and the audio features, into sampling
+    pressed = time.monotonic()
+    comfy_server.request("/interrupt", {})
+    entry = comfy_server.wait(prompt_id)
+    stopped_after = time.monotonic() - pressed
+    interrupted = _messages(entry, "execution_interrupted")
+    assert interrupted, f"not interrupted: {entry['status']}"
+    assert interrupted[0]["node_type"] == "EchoMimicSampler"
+    assert stopped_after < 30, f"Cancel took {stopped_after:.0f} s"
+    assert not _messages(entry, "execution_error")
+    comfy_server.run(_api_prompt(comfy_server, "echomimic_v1_audio.json", "e2e/after_cancel"))
+
+
+def test_missing_weights_reach_the_error_dialog_as_a_clear_message(comfy_server: ComfyServer) -> None:
+    prompt = _api_prompt(comfy_server, "echomimic_v1_audio.json", "e2e/missing")
+    loader = next(node for node in prompt.values() if node["class_type"] == "EchoMimicModelLoader")
+    loader["inputs"]["weights_folder"] = "EchoMimic"  # listed, but not downloaded in this base directory
+    entry = comfy_server.wait(comfy_server.queue(prompt))
+    (error,) = _messages(entry, "execution_error")
+    assert error["node_type"] == "EchoMimicModelLoader"
+    assert error["exception_type"].endswith("EchoMimicNodeError")
+    expected_path = str(comfy_server.base / "models" / "echomimic" / "EchoMimic")
+    assert expected_path in error["exception_message"]
+    assert "huggingface.co/BadToBest/EchoMimic" in error["exception_message"]
