@@ -315,3 +315,48 @@ def test_missing_weights_reach_the_error_dialog_as_a_clear_message(comfy_server:
     expected_path = str(comfy_server.base / "models" / "echomimic" / "EchoMimic")
     assert expected_path in error["exception_message"]
     assert "huggingface.co/BadToBest/EchoMimic" in error["exception_message"]
+
+
+ADAPTER_CHECK = r"""
+import importlib.util, sys
+import torch
+comfyui_dir, repo, vae_path = sys.argv[1:4]
+sys.path.insert(0, comfyui_dir)
+import comfy.cli_args
+comfy.cli_args.args.cpu = True  # as `main.py --cpu`
+import comfy.sd
+import comfy.utils
+from diffusers import AutoencoderKL
+
+spec = importlib.util.spec_from_file_location("echomimic_vae_adapter", f"{repo}/nodes/vae_adapter.py")
+adapter_module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(adapter_module)
+adapter = adapter_module.ComfyVaeAdapter(comfy.sd.VAE(sd=comfy.utils.load_torch_file(vae_path)))
+
+reference = AutoencoderKL(latent_channels=4, layers_per_block=2, block_out_channels=(128, 256, 512, 512),
+                          down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
+reference.load_state_dict({k: v.float() for k, v in comfy.utils.load_torch_file(vae_path).items()})
+reference.eval()
+torch.manual_seed(0)
+pixels = torch.rand(2, 3, 64, 64) * 2 - 1
+with torch.no_grad():
+    official = reference.encode(pixels).latent_dist.mean * 0.18215
+    ours = adapter.encode(pixels)
+    decoded_official = reference.decode(official / 0.18215).sample.clamp(-1, 1)
+    decoded_ours = adapter.decode(official)
+print("encode", float((ours - official).abs().max()), float(official.abs().max()))
+print("decode", float((decoded_ours - decoded_official).abs().max()))
+"""
+
+
+def test_comfy_vae_adapter_gives_the_official_latent_convention(comfy_server: ComfyServer) -> None:
+    """ComfyUI's real VAE behind the adapter = diffusers' latent_dist.mean * 0.18215, and back."""
+    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
+    vae_path = comfy_server.base / "models" / "vae" / "random_sd_vae.safetensors"
+    result = subprocess.run([python, "-c", ADAPTER_CHECK, COMFYUI_DIR, str(REPO_ROOT), str(vae_path)],
+                            capture_output=True, text=True, cwd=COMFYUI_DIR, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    lines = dict(line.split(" ", 1) for line in result.stdout.strip().splitlines() if line[:6] in ("encode", "decode"))
+    encode_error, scale = (float(v) for v in lines["encode"].split())
+    assert scale > 0 and encode_error <= 1e-4 * max(1.0, scale), lines
+    assert float(lines["decode"]) <= 1e-3, lines
