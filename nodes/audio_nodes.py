@@ -68,8 +68,11 @@ class EchoMimicAudioFeatures:
         waveform, sample_rate = audio_waveform(audio)
         if fps <= 0:
             raise EchoMimicNodeError(f"fps must be positive, got {fps}.")
+        import torch
+
         load_patched_models(audio_encoder.patcher)
-        features = compute_audio_features(waveform, sample_rate, audio_encoder.encoder, float(fps))
+        with torch.no_grad():  # inference only: keep no autograd graph of the encoder
+            features = compute_audio_features(waveform, sample_rate, audio_encoder.encoder, float(fps))
         frame_count = int(features.num_frames)
         trimmed = trim_audio_to_frames(waveform, sample_rate, frame_count, float(fps))
         return (features, frame_count, {"waveform": trimmed, "sample_rate": sample_rate})
