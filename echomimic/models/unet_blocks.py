@@ -34,6 +34,21 @@ class _Block(nn.Module):
     attentions: nn.ModuleList | None
     motion_modules: nn.ModuleList | None
 
+    def _add_layers(self, config: UNetConfig, channels: int, layers: int, with_attention: bool,
+                    audio_dim: int | None, motion: MotionModuleConfig | None) -> None:
+        """The optional per-layer spatial transformers and motion modules."""
+        self.attentions = (
+            nn.ModuleList(
+                SpatialTransformer(channels, config.attention_head_dim, config.norm_num_groups, audio_dim)
+                for _ in range(layers)
+            )
+            if with_attention
+            else None
+        )
+        self.motion_modules = (
+            nn.ModuleList(_motion_module(channels, motion) for _ in range(layers)) if motion else None
+        )
+
     def _layer(self, index: int, hidden_states: torch.Tensor, inputs: BlockInputs) -> torch.Tensor:
         hidden_states = self.resnets[index](hidden_states, inputs.time_embedding)
         if self.attentions is not None:
@@ -53,16 +68,7 @@ class DownBlock(_Block):
             ResnetBlock(in_channels if i == 0 else out_channels, out_channels, config.time_embed_dim, groups, eps)
             for i in range(layers)
         )
-        self.attentions = (
-            nn.ModuleList(
-                SpatialTransformer(out_channels, config.attention_head_dim, groups, audio_dim) for _ in range(layers)
-            )
-            if with_attention
-            else None
-        )
-        self.motion_modules = (
-            nn.ModuleList(_motion_module(out_channels, motion) for _ in range(layers)) if motion else None
-        )
+        self._add_layers(config, out_channels, layers, with_attention, audio_dim, motion)
         self.downsamplers = (
             nn.ModuleList([Downsample(out_channels, config.downsample_padding)]) if add_downsample else None
         )
@@ -111,16 +117,7 @@ class UpBlock(_Block):
             resnet_in = prev_channels if i == 0 else out_channels
             resnets.append(ResnetBlock(resnet_in + skip_channels, out_channels, config.time_embed_dim, groups, eps))
         self.resnets = nn.ModuleList(resnets)
-        self.attentions = (
-            nn.ModuleList(
-                SpatialTransformer(out_channels, config.attention_head_dim, groups, audio_dim) for _ in range(layers)
-            )
-            if with_attention
-            else None
-        )
-        self.motion_modules = (
-            nn.ModuleList(_motion_module(out_channels, motion) for _ in range(layers)) if motion else None
-        )
+        self._add_layers(config, out_channels, layers, with_attention, audio_dim, motion)
         self.upsamplers = nn.ModuleList([Upsample(out_channels)]) if add_upsample else None
 
     def forward(self, hidden_states: torch.Tensor, skips: list[torch.Tensor], inputs: BlockInputs,
