@@ -58,6 +58,9 @@ def _load_node_groups() -> None:
         NODE_DISPLAY_NAME_MAPPINGS.update(module.NODE_DISPLAY_NAME_MAPPINGS)
 
 
-_load_node_groups()
+# ComfyUI imports this folder as a package. A test runner may import this file as a plain module
+# (no parent package); there is nothing to register then.
+if __package__:
+    _load_node_groups()
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
