@@ -50,11 +50,11 @@ class LoadedEchoMimic:
 
     @property
     def mode(self) -> str:
-        return "pose" if self.variant.startswith("pose") else "audio"
+        return self.models.mode
 
     @property
     def accelerated(self) -> bool:
-        return self.variant.endswith("_acc")
+        return self.models.accelerated
 
 
 @dataclass
