@@ -279,7 +279,10 @@ def _spawn(opts: argparse.Namespace, argv: list[str], length: int) -> dict[str, 
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"benchmark run for {length} frames failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"  {length} frames: {result['total_seconds']:.1f} s, peak {_peak(result) / MB:.1f} MB", file=sys.stderr,
+          flush=True)
+    return result
 
 
 def _peak(result: dict[str, Any]) -> int:
