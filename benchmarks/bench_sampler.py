@@ -276,10 +276,13 @@ def run_child(opts: argparse.Namespace, length: int) -> dict[str, Any]:
 
 def _spawn(opts: argparse.Namespace, argv: list[str], length: int) -> dict[str, Any]:
     command = [sys.executable, str(Path(__file__).resolve()), *argv, "--child", str(length)]
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"benchmark run for {length} frames failed:\n{done.stderr[-4000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
+    # 1-minute load average before the run: above the core count, the timings include contention.
+    result["load_average_before"] = load_before
     print(f"  {length} frames: {result['total_seconds']:.1f} s, peak {_peak(result) / MB:.1f} MB", file=sys.stderr,
           flush=True)
     return result
@@ -308,17 +311,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nconfig {opts.config}, mode {timing['mode']}, {opts.size}x{opts.size}, {opts.steps} steps, cfg {opts.cfg}, "
           f"context {opts.context_frames}/{opts.context_overlap}, {timing['device']} {timing['dtype']}, "
           f"{timing['threads']} threads; memory = {kind} during generate_video\n")
-    print("| frames | s / denoising step | s / video-second | peak memory (MB) | load (s) |")
-    print("|---:|---:|---:|---:|---:|")
+    print(f"CPU cores: {os.cpu_count()}; 'load avg' = 1-minute load average before the run (timings above "
+          "the core count include other processes' contention)\n")
+    print("| frames | s / denoising step | s / video-second | peak memory (MB) | model load (s) | load avg |")
+    print("|---:|---:|---:|---:|---:|---:|")
     print(f"| {timing['length']} | {timing['seconds_per_step']:.3f} | {timing['seconds_per_video_second']:.3f} | "
-          f"{_peak(timing) / MB:.0f} | {timing['load_seconds']:.1f} |")
+          f"{_peak(timing) / MB:.0f} | {timing['load_seconds']:.1f} | {timing['load_average_before']:.1f} |")
     if memory:
-        print("\n| frames | peak memory (MB) | output frames (MB) | peak - frames (MB) | s / video-second |")
-        print("|---:|---:|---:|---:|---:|")
+        print("\n| frames | peak memory (MB) | of which before the call (MB) | output frames (MB) | "
+              "peak - frames (MB) | s / video-second | load avg |")
+        print("|---:|---:|---:|---:|---:|---:|---:|")
         for result in memory:
-            print(f"| {result['length']} | {_peak(result) / MB:.1f} | {result['output_frames_bytes'] / MB:.1f} | "
-                  f"{(_peak(result) - result['output_frames_bytes']) / MB:.1f} | "
-                  f"{result['seconds_per_video_second']:.3f} |")
+            before = result.get("baseline_cuda_bytes", result["baseline_rss_bytes"])
+            print(f"| {result['length']} | {_peak(result) / MB:.1f} | {before / MB:.1f} | "
+                  f"{result['output_frames_bytes'] / MB:.1f} | {(_peak(result) - result['output_frames_bytes']) / MB:.1f} | "
+                  f"{result['seconds_per_video_second']:.3f} | {result['load_average_before']:.1f} |")
         if len(memory) >= 2:
             first, last = memory[0], memory[-1]
             growth = ((_peak(last) - last["output_frames_bytes"]) - (_peak(first) - first["output_frames_bytes"])) / (
