@@ -252,3 +252,17 @@ def test_non_rgb_reference_images_are_converted(tmp_path):
     (tmp_path / "text.png").write_text("not an image")
     with pytest.raises(InputError, match="cannot read the image"):
         cli.load_rgb_image(tmp_path / "text.png")
+
+
+def test_generate_without_image_and_audio_uses_the_examples(audio_case_weights, tmp_path, capsys):
+    _, weights = audio_case_weights
+    out = tmp_path / "example.mp4"
+    status = cli.main(["generate", "--weights", str(weights), "--out", str(out), "--width", "64", "--height", "64",
+                       "--steps", "1", "--length", "8", "--context-frames", "4", "--context-overlap", "1",
+                       "--device", "cpu"])
+    assert status == 0
+    messages = capsys.readouterr().err
+    assert "example portrait" in messages and "example speech" in messages
+    info = probe_mp4(out)
+    assert info["frames"].shape == (8, 64, 64, 3)
+    assert abs(info["audio_seconds"] - info["video_seconds"]) <= AAC_FRAME / 16000
