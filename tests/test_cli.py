@@ -266,3 +266,12 @@ def test_generate_without_image_and_audio_uses_the_examples(audio_case_weights, 
     info = probe_mp4(out)
     assert info["frames"].shape == (8, 64, 64, 3)
     assert abs(info["audio_seconds"] - info["video_seconds"]) <= AAC_FRAME / 16000
+
+
+def test_download_table_matches_the_loader():
+    from echomimic.models.loading import V1_VARIANTS, release_file_stems
+    from echomimic.weights_download import VARIANT_MODEL_STEMS, VARIANTS
+
+    assert VARIANTS == V1_VARIANTS
+    for variant in VARIANTS:
+        assert VARIANT_MODEL_STEMS[variant] == release_file_stems(variant)
