@@ -3,7 +3,7 @@
 Subcommands:
 
 - ``generate``: portrait + speech (+ landmarks for the pose variants) -> mp4 with the speech muxed in.
-  Without ``--image`` / ``--audio`` it animates the example inputs in ``examples/``.
+  Without ``--image`` / ``--audio`` it animates the example inputs in ``example_inputs/``.
 - ``download``: fetch the weight files of a variant with huggingface_hub.
 - ``check``: list the weight files a variant still lacks.
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES_DIR = REPO_ROOT / "examples"
+EXAMPLES_DIR = REPO_ROOT / "example_inputs"
 EXAMPLE_IMAGE = EXAMPLES_DIR / "portrait.png"
 EXAMPLE_AUDIO = EXAMPLES_DIR / "speech.wav"
 DEFAULT_WEIGHTS_DIR = "pretrained_weights"
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m echomimic",
         description="EchoMimic V1: animate a portrait with speech (and optionally facial landmarks).",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{generate,download,check}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{generate,download,check,convert}")
 
     gen = commands.add_parser(
         "generate", help="make a talking-head mp4",
@@ -116,6 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="list missing weight files",
                                 description="Check that the weight files of a mode are all present.")
     _add_weights_options(check)
+    convert = commands.add_parser(
+        "convert", help="write .safetensors copies of the .pth weights",
+        description="Write a .safetensors file beside every .pth release file of a folder (the loader "
+                    "prefers them: faster, memory-mapped, and they can never carry code).",
+    )
+    convert.add_argument("folder", type=Path, help="the weights folder (the BadToBest/EchoMimic download)")
+    convert.add_argument("--dtype", default="fp16", choices=("fp16", "fp32", "bf16"),
+                         help="precision of the written tensors (default fp16, as released)")
+    convert.add_argument("--overwrite", action="store_true", help="replace existing .safetensors files")
     return parser
 
 
@@ -420,6 +429,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             files = check_weights(args.weights, args.mode)
             for role, path in files.items():
                 print(f"{role:15s} {path}")
+        elif args.command == "convert":
+            from .convert import convert_folder
+
+            written = convert_folder(args.folder, dtype=args.dtype, overwrite=args.overwrite)
+            for path in written:
+                print(f"wrote {path}")
+            if not written:
+                print(f"nothing to convert in {args.folder} (no .pth without a .safetensors beside it)")
     except CancelledError as error:
         print(f"cancelled: {error}", file=sys.stderr)
         return 130

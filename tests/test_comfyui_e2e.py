@@ -104,7 +104,7 @@ def build_base_directory(base: Path) -> None:
     write_tiny_upscale_model(models / "upscale_models" / "tiny_compact_x2.pth")
     inputs = base / "input"
     inputs.mkdir()
-    shutil.copy(REPO_ROOT / "examples" / "portrait.png", inputs / "portrait.png")
+    shutil.copy(REPO_ROOT / "example_inputs" / "portrait.png", inputs / "portrait.png")
     shutil.copy(parity_root() / "v1_audio" / "inputs" / "audio.wav", inputs / "speech.wav")
     write_driving_video(inputs / "driving_video.mp4", inputs / "portrait.png", inputs / "speech.wav")
 

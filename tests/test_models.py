@@ -170,3 +170,16 @@ def test_loading_precision_and_device_options(tmp_path: Path) -> None:
     assert models.dtype == torch.float16 and models.device.type == "cpu"
     pe = [t for k, t in models.denoising_unet.state_dict().items() if k.endswith(".pe")]
     assert pe and all(not t.requires_grad for t in models.denoising_unet.parameters())
+
+
+def test_convert_command(tmp_path: Path, capsys) -> None:
+    from echomimic.cli import main
+
+    shutil.copy(AUDIO_CASE / "weights" / "face_locator.pth", tmp_path / "face_locator.pth")
+    assert main(["convert", str(tmp_path), "--dtype", "fp32"]) == 0
+    assert "face_locator.safetensors" in capsys.readouterr().out
+    converted = read_state_dict(tmp_path / "face_locator.safetensors")
+    assert all(t.dtype == torch.float32 for t in converted.values())
+    assert main(["convert", str(tmp_path)]) == 0  # already converted: nothing written
+    assert "nothing to convert" in capsys.readouterr().out
+    assert main(["convert", str(tmp_path / "missing")]) == 2

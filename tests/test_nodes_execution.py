@@ -217,7 +217,7 @@ def test_missing_or_too_short_audio_is_explained(nodes: dict[str, Any], audio_en
 
 def test_face_mask_and_crop(nodes: dict[str, Any], node_error: type) -> None:
     node = nodes["EchoMimicFaceMaskCrop"]
-    portrait = _image(REPO_ROOT / "examples" / "portrait.png")
+    portrait = _image(REPO_ROOT / "example_inputs" / "portrait.png")
     image, mask = node.crop_face(portrait, True, 96, 64, 0.1, 0.5)
     assert image.shape == (1, 64, 96, 3) and mask.shape == (1, 64, 96)
     assert 0.05 < float(mask.mean()) < 0.95  # a face box, not all or nothing
@@ -231,7 +231,7 @@ def test_face_mask_and_crop(nodes: dict[str, Any], node_error: type) -> None:
 
 
 def test_landmark_nodes_extract_align_select_draw(nodes: dict[str, Any], node_error: type) -> None:
-    portrait = _image(REPO_ROOT / "examples" / "portrait.png")
+    portrait = _image(REPO_ROOT / "example_inputs" / "portrait.png")
     # A tiny "driving video": the portrait shifted a little, frame by frame.
     driving = torch.cat([torch.roll(portrait, shifts=(2 * i, i), dims=(1, 2)) for i in range(3)])
     reference, preview = nodes["EchoMimicExtractLandmarks"].extract(portrait)
