@@ -110,10 +110,3 @@ def check_state_dict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], 
         advice = hint or "Check that the file belongs to this model variant and that the config matches it."
         raise WeightsError(f"{source} does not fit the model: " + "; ".join(problems) + f". {advice}")
 
-
-def assign_state_dict(module: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
-    """Copy tensors into ``module`` (dtype converted to the module's); keys must already be checked."""
-    own = module.state_dict()
-    with torch.no_grad():
-        for key, value in state_dict.items():
-            own[key].copy_(value)

@@ -10,9 +10,6 @@ from .model_nodes import LoadedEchoMimic, load_patched_models
 from .vae_adapter import ComfyVaeAdapter
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
-# Official defaults (infer_audio2vid*.py): 30 steps at cfg 2.5; the accelerated weights 6 steps at cfg 1.
-DEFAULT_STEPS = {False: 30, True: 6}
-DEFAULT_CFG = {False: 2.5, True: 1.0}
 # How many more frames the audio features may have than a video of the same duration.
 AUDIO_EXTRA_FRAMES = 2
 
@@ -104,16 +101,19 @@ class EchoMimicSampler:
 
         from .face_nodes import first_image_numpy
 
-        width, height = int(width), int(height)
-        if width % 8 or height % 8 or width <= 0 or height <= 0:
-            raise EchoMimicNodeError(f"Width and height must be positive multiples of 8, got {width}x{height}; "
-                                     f"try {max(8, width // 8 * 8)}x{max(8, height // 8 * 8)}.")
-        if not 0 <= int(context_overlap) < int(context_frames):
-            raise EchoMimicNodeError(f"context_overlap ({context_overlap}) must be smaller than context_frames "
-                                     f"({context_frames}).")
         if audio_features is None:
             raise EchoMimicNodeError("Connect audio_features (EchoMimic Audio Features).")
-        fps = float(audio_features.fps)
+        width, height = int(width), int(height)
+        defaults = SamplingSettings.defaults_for(model.variant)
+        # Checked here, before any face detection, by the library's own rules (sizes, context, steps).
+        settings = dataclasses.replace(
+            defaults,
+            width=width, height=height, length=int(length),
+            steps=int(steps) if int(steps) > 0 else defaults.steps,
+            cfg=float(cfg) if float(cfg) > 0 else defaults.cfg,
+            seed=int(seed), fps=float(audio_features.fps), context_frames=int(context_frames),
+            context_overlap=int(context_overlap),
+        ).validated()
 
         reference = torch.from_numpy(first_image_numpy(reference_image))
         mask = None
@@ -150,14 +150,6 @@ class EchoMimicSampler:
                                              "and Crop, or draw one over the face.")
             else:
                 mask = _reference_numpy_mask(reference, height, width)
-
-        settings = dataclasses.replace(
-            SamplingSettings.defaults_for(model.variant),
-            width=width, height=height, length=int(length),
-            steps=int(steps) if int(steps) > 0 else DEFAULT_STEPS[model.accelerated],
-            cfg=float(cfg) if float(cfg) > 0 else DEFAULT_CFG[model.accelerated],
-            seed=int(seed), fps=fps, context_frames=int(context_frames), context_overlap=int(context_overlap),
-        )
 
         progress_bar: list[Any] = []
 

@@ -257,10 +257,8 @@ def generate_video(
             if use_cfg:
                 model_input = model_input.repeat(2, 1, 1, 1, 1)
                 conditioning = torch.cat([torch.zeros_like(conditioning), conditioning])
-                if audio_tokens is not None:
+                if audio_tokens is not None:  # None stays None: the UNet then uses zero tokens for both rows
                     audio_tokens = torch.cat([torch.zeros_like(audio_tokens), audio_tokens])
-                else:
-                    audio_tokens = torch.zeros(2, len(window), 1, models.config.audio_dim, device=device, dtype=dtype)
             prediction = models.denoising_unet(
                 model_input,
                 timestep,
