@@ -1,0 +1,167 @@
+"""The official releases, as data: one source of truth for every file name, repository and checksum.
+
+Torch-free, so the command line can check and download files before anything heavy loads. The loader,
+the downloader, ``check``, the nodes, the tests and the benchmark all read these tables.
+
+- EchoMimic V1: Hugging Face ``BadToBest/EchoMimic`` (face; audio, landmark and both accelerated).
+- EchoMimic V2: Hugging Face ``BadToBest/EchoMimicV2`` (semi-body; audio + hand poses, and accelerated).
+- The SD1.5 VAE: ``stabilityai/sd-vae-ft-mse``, in ``sd-vae-ft-mse/`` of the weights folder.
+- MediaPipe Tasks models: Google's pinned ``float16/1`` URLs with their sha256.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ECHOMIMIC_V1_REPO = "BadToBest/EchoMimic"
+ECHOMIMIC_V2_REPO = "BadToBest/EchoMimicV2"
+VAE_REPO = "stabilityai/sd-vae-ft-mse"
+VAE_FOLDER = "sd-vae-ft-mse"
+VAE_FILES = ("config.json", "diffusion_pytorch_model.safetensors")
+VAE_WEIGHT_ALTERNATIVES = ("diffusion_pytorch_model.bin",)
+
+WHISPER_ORIGINAL_URL = (
+    "https://openaipublic.azureedge.net/main/whisper/models/"
+    "65147644a518d12f04e32d6f3b26facc3f8dd46e5390956a9424a650c0ce22b9/tiny.pt"
+)
+
+# The networks of one variant, in loading order. V2 calls its conditioning net "pose_encoder"; it is the
+# same network as V1's face locator (3 input channels), so both fill the "face_locator" role.
+ROLES = ("reference_unet", "denoising_unet", "motion_module", "face_locator")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One downloadable model variant.
+
+    Attributes:
+        name: the id used by the CLI (``--mode``), the library and the loader node's mapping.
+        version: "v1" or "v2".
+        mode: what drives the conditioning net: "audio" (face mask, V1), "pose" (landmark images, V1)
+            or "v2_pose" (hand-pose images, V2).
+        accelerated: the distilled 6-step weights.
+        repo_id: the Hugging Face repository of its files.
+        stems: role -> release file name without suffix (``.pth``; a ``.safetensors`` twin is accepted).
+        whisper_file: the Whisper-tiny file inside the repository.
+        label: the loader node's combo value (stable: saved in users' workflows).
+    """
+
+    name: str
+    version: str
+    mode: str
+    accelerated: bool
+    repo_id: str
+    stems: dict[str, str]
+    whisper_file: str
+    label: str
+
+    @property
+    def repo_url(self) -> str:
+        return f"https://huggingface.co/{self.repo_id}"
+
+    @property
+    def default_steps(self) -> int:
+        return 6 if self.accelerated else 30
+
+    @property
+    def default_cfg(self) -> float:
+        return 1.0 if self.accelerated else 2.5
+
+
+def _stems(reference: str, denoising: str, motion: str, conditioning: str) -> dict[str, str]:
+    return dict(zip(ROLES, (reference, denoising, motion, conditioning), strict=True))
+
+
+_V1_WHISPER = "audio_processor/whisper_tiny.pt"
+_V2_WHISPER = "audio_processor/tiny.pt"
+
+VARIANTS: dict[str, Variant] = {
+    variant.name: variant
+    for variant in (
+        Variant("audio", "v1", "audio", False, ECHOMIMIC_V1_REPO,
+                _stems("reference_unet", "denoising_unet", "motion_module", "face_locator"),
+                _V1_WHISPER, "V1 audio"),
+        Variant("audio_acc", "v1", "audio", True, ECHOMIMIC_V1_REPO,
+                _stems("reference_unet", "denoising_unet_acc", "motion_module_acc", "face_locator"),
+                _V1_WHISPER, "V1 audio accelerated"),
+        Variant("pose", "v1", "pose", False, ECHOMIMIC_V1_REPO,
+                _stems("reference_unet_pose", "denoising_unet_pose", "motion_module_pose", "face_locator_pose"),
+                _V1_WHISPER, "V1 landmarks"),
+        Variant("pose_acc", "v1", "pose", True, ECHOMIMIC_V1_REPO,
+                _stems("reference_unet_pose", "denoising_unet_pose_acc", "motion_module_pose_acc",
+                       "face_locator_pose"),
+                _V1_WHISPER, "V1 landmarks accelerated"),
+        Variant("v2", "v2", "v2_pose", False, ECHOMIMIC_V2_REPO,
+                _stems("reference_unet", "denoising_unet", "motion_module", "pose_encoder"),
+                _V2_WHISPER, "V2 semi-body"),
+        Variant("v2_acc", "v2", "v2_pose", True, ECHOMIMIC_V2_REPO,
+                _stems("reference_unet", "denoising_unet_acc", "motion_module_acc", "pose_encoder"),
+                _V2_WHISPER, "V2 semi-body accelerated"),
+    )
+}
+VARIANT_NAMES = tuple(VARIANTS)
+V1_VARIANT_NAMES = tuple(name for name, v in VARIANTS.items() if v.version == "v1")
+V2_VARIANT_NAMES = tuple(name for name, v in VARIANTS.items() if v.version == "v2")
+
+
+def variant(name: str) -> Variant:
+    """The variant called ``name``; ``KeyError`` text lists the known names."""
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        raise KeyError(f"unknown EchoMimic variant {name!r}; use one of {', '.join(VARIANT_NAMES)}") from None
+
+
+# Official defaults shared by every front-end.
+LATENT_SCALE = 0.18215  # SD1.5 VAE latent scaling
+DEFAULT_SIZE = {"v1": (512, 512), "v2": (768, 768)}  # (width, height)
+DEFAULT_FPS = 24.0
+DEFAULT_CONTEXT_FRAMES = 12
+DEFAULT_CONTEXT_OVERLAP = 3
+DEFAULT_SEED = {"v1": 420, "v2": 3407}
+PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}  # option -> torch dtype name
+
+
+@dataclass(frozen=True)
+class MediaPipeModel:
+    """A MediaPipe Tasks model file, downloaded on first use and checked against its sha256."""
+
+    name: str  # file name in the models folder
+    task: str  # URL path below the base: <task>/<model>/float16/1/<name>
+    sha256: str
+    size: int
+    what: str
+
+    @property
+    def url_path(self) -> str:
+        return f"{self.task}/float16/1/{self.name}"
+
+
+MEDIAPIPE_BASE_URL = "https://storage.googleapis.com/mediapipe-models"
+MEDIAPIPE_BASE_URL_ENV = "ECHOMIMIC_MEDIAPIPE_BASE_URL"
+MEDIAPIPE_FOLDER = "mediapipe"
+
+FACE_LANDMARKER = MediaPipeModel(
+    "face_landmarker.task", "face_landmarker/face_landmarker",
+    "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff", 3_758_596, "MediaPipe face landmarker")
+FACE_DETECTOR = MediaPipeModel(
+    "blaze_face_short_range.tflite", "face_detector/blaze_face_short_range",
+    "b4578f35940bf5a1a655214a1cce5cab13eba73c1297cd78e1a04c2380b0152f", 229_746, "MediaPipe face detector")
+HAND_LANDMARKER = MediaPipeModel(
+    "hand_landmarker.task", "hand_landmarker/hand_landmarker",
+    "fbc2a30080c3c557093b5ddfc334698132eb341044ccee322ccf8bcf3607cde1", 7_819_105, "MediaPipe hand landmarker")
+POSE_LANDMARKER = MediaPipeModel(
+    "pose_landmarker_full.task", "pose_landmarker/pose_landmarker_full",
+    "5134a3aad27a58b93da0088d431f366da362b44e3ccfbe3462b3827a839011b1", 9_398_198, "MediaPipe pose landmarker")
+MEDIAPIPE_MODELS = {model.name: model for model in (FACE_LANDMARKER, FACE_DETECTOR, HAND_LANDMARKER, POSE_LANDMARKER)}
+
+
+def mediapipe_models_for(variant_name: str, *, face_crop: bool = True) -> tuple[MediaPipeModel, ...]:
+    """The MediaPipe files a run of ``variant_name`` may need (Tasks API)."""
+    spec = variant(variant_name)
+    needed: list[MediaPipeModel] = [FACE_DETECTOR] if face_crop else []
+    if spec.mode == "pose":
+        needed.append(FACE_LANDMARKER)
+    if spec.mode == "v2_pose":
+        needed += [HAND_LANDMARKER, POSE_LANDMARKER]
+    return tuple(needed)
