@@ -6,7 +6,11 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PARITY_ROOT = Path(os.environ.get("ECHOMIMIC_PARITY_CASES", REPO_ROOT.parent / "shared" / "parity")).resolve()
+# The material beside the repository (../shared): parity cases, MediaPipe files, ComfyUI snapshots.
+SHARED_ROOT = Path(os.environ.get("ECHOMIMIC_SHARED", REPO_ROOT.parent / "shared")).resolve()
+PARITY_ROOT = Path(os.environ.get("ECHOMIMIC_PARITY_CASES", SHARED_ROOT / "parity")).resolve()
+MEDIAPIPE_ROOT = SHARED_ROOT / "mediapipe"
+COMFYUI_SNAPSHOTS = SHARED_ROOT / "comfyui"
 
 
 def discover_cases(root: Path = PARITY_ROOT) -> list[Path]:
