@@ -1,0 +1,32 @@
+"""The ``download``, ``check`` and ``convert`` commands."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..weights_download import check_weights, download_weights
+
+
+def run_download(args: argparse.Namespace) -> None:
+    """The ``download`` command."""
+    download_weights(args.weights, args.mode)
+    print(f"all {args.mode} weights are in {Path(args.weights).resolve()}")
+
+
+def run_check(args: argparse.Namespace) -> None:
+    """The ``check`` command: one line per weight file of the mode."""
+    files = check_weights(args.weights, args.mode)
+    for role, path in files.items():
+        print(f"{role:15s} {path}")
+
+
+def run_convert(args: argparse.Namespace) -> None:
+    """The ``convert`` command: .safetensors copies beside the .pth release files."""
+    from ..convert import convert_folder
+
+    written = convert_folder(args.folder, dtype=args.dtype, overwrite=args.overwrite)
+    for path in written:
+        print(f"wrote {path}")
+    if not written:
+        print(f"nothing to convert in {args.folder} (no .pth without a .safetensors beside it)")

@@ -1,0 +1,143 @@
+"""The ``generate`` command: checks, inputs, models, sampling, the mp4."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+from ..errors import InputError
+from ..weights_download import check_weights, download_weights
+from .devices import _pick_device, _pick_dtype
+from .inputs import _landmark_images, _prepare_reference
+from .parser import EXAMPLE_AUDIO, EXAMPLE_IMAGE
+from .report import _Reporter
+
+
+def validate_generate_args(args: argparse.Namespace) -> None:
+    """Cheap checks before anything is loaded; raises :class:`InputError` saying what to change."""
+    if args.width < 8 or args.height < 8 or args.width % 8 or args.height % 8:
+        raise InputError(
+            f"--width {args.width} --height {args.height}: both must be multiples of 8 (the VAE works on "
+            f"8x8 blocks); try --width {max(8, round(args.width / 8) * 8)} --height {max(8, round(args.height / 8) * 8)}."
+        )
+    if args.length is not None and args.length < 1:
+        raise InputError(f"--length {args.length}: the video needs at least 1 frame; leave --length out to "
+                         "use the whole speech.")
+    if args.steps is not None and args.steps < 1:
+        raise InputError(f"--steps {args.steps}: at least 1 denoising step is needed (30 is the official "
+                         "default, 6 for the _acc modes).")
+    if args.cfg is not None and args.cfg < 0:
+        raise InputError(f"--cfg {args.cfg}: the guidance scale must be >= 0 (1 or less turns guidance off).")
+    if args.fps <= 0:
+        raise InputError(f"--fps {args.fps}: must be positive, e.g. 24 or 25.")
+    if args.context_frames < 1:
+        raise InputError(f"--context-frames {args.context_frames}: must be at least 1 (official 12).")
+    if not 0 <= args.context_overlap < args.context_frames:
+        raise InputError(
+            f"--context-overlap {args.context_overlap} with --context-frames {args.context_frames}: the overlap "
+            f"must be >= 0 and smaller than the window; try --context-overlap {max(0, args.context_frames // 4)}."
+        )
+    pose = args.mode.startswith("pose")
+    if pose and args.driving_video is None and args.landmarks is None:
+        raise InputError(f"--mode {args.mode} is driven by facial landmarks: pass --driving-video <video of a "
+                         "face> or --landmarks <landmarks.json>, or use --mode audio.")
+    if pose and args.driving_video is not None and args.landmarks is not None:
+        raise InputError("pass either --driving-video or --landmarks, not both.")
+    if not pose and (args.driving_video is not None or args.landmarks is not None):
+        raise InputError(f"--driving-video/--landmarks drive the pose modes, but --mode is {args.mode}; "
+                         "add --mode pose (or pose_acc), or leave them out.")
+    if pose and args.mask is not None:
+        raise InputError("--mask is for the audio modes; the pose modes are conditioned on landmarks.")
+    for name in ("image", "audio", "mask", "driving_video", "landmarks"):
+        path = getattr(args, name)
+        if path is not None and not Path(path).is_file():
+            raise InputError(f"--{name.replace('_', '-')} {path}: file not found; check the path.")
+
+
+def run_generate(args: argparse.Namespace) -> Path:
+    """The ``generate`` command; returns the mp4 written."""
+    started = time.perf_counter()
+    report = _Reporter(args.quiet)
+    if args.image is None:
+        args.image = EXAMPLE_IMAGE
+        report.info(f"no --image: using the example portrait {EXAMPLE_IMAGE}")
+    if args.audio is None:
+        args.audio = EXAMPLE_AUDIO
+        report.info(f"no --audio: using the example speech {EXAMPLE_AUDIO}")
+    validate_generate_args(args)
+
+    if args.download:
+        files = download_weights(args.weights, args.mode, log=report.info)
+    else:
+        files = check_weights(args.weights, args.mode)
+
+    import torch
+
+    from ..audio import compute_audio_features, load_whisper_encoder
+    from ..models.loading import load_echomimic_v1
+    from ..pipeline.sampler import SamplingSettings, generate_video
+    from ..pipeline.vae import load_diffusers_vae
+    from ..video_io import read_audio, write_mp4
+
+    device = _pick_device(args.device)
+    dtype = _pick_dtype(args.dtype, device)
+
+    reference, face_mask, landmark_reference = _prepare_reference(args, args.image, report)
+    waveform, sample_rate = read_audio(args.audio)
+    report.info(f"speech: {waveform.shape[-1] / sample_rate:.2f} s at {sample_rate} Hz from {args.audio}")
+
+    landmark_images = None
+    if args.mode.startswith("pose"):
+        landmark_images = _landmark_images(args, landmark_reference, report)
+        available = landmark_images.shape[0]
+        if args.length is not None and args.length > available:
+            raise InputError(
+                f"--length {args.length} asks for more frames than the {available} landmark frames of "
+                f"{args.driving_video or args.landmarks}; pass --length {available} or less, or use a longer "
+                "driving video."
+            )
+
+    report.info(f"loading the {args.mode} models from {args.weights} on {device} ({str(dtype).replace('torch.', '')})")
+    models = load_echomimic_v1(args.weights, args.mode, config_dir=args.config_dir, device=device, dtype=dtype)
+    vae = load_diffusers_vae(files["vae_config"].parent, device, dtype)
+    encoder = load_whisper_encoder(files["whisper"], device=device, dtype=torch.float32)
+    audio_features = compute_audio_features(waveform, sample_rate, encoder, args.fps)
+    del encoder
+
+    length = args.length or 0
+    if landmark_images is not None:
+        available = landmark_images.shape[0]
+        if length == 0 and available < audio_features.num_frames:
+            report.info(f"note: the landmarks cover {available} frames, the speech {audio_features.num_frames}; "
+                        f"generating {available}")
+            length = available
+    defaults = SamplingSettings.defaults_for(args.mode)
+    settings = dataclasses.replace(
+        defaults, width=args.width, height=args.height, length=length, fps=args.fps, seed=args.seed,
+        steps=defaults.steps if args.steps is None else args.steps,
+        cfg=defaults.cfg if args.cfg is None else args.cfg,
+        context_frames=args.context_frames, context_overlap=args.context_overlap,
+    ).validated()
+
+    report.info(f"generating {length or audio_features.num_frames} frames at {args.width}x{args.height}, "
+                f"{settings.steps} steps, cfg {settings.cfg}, seed {settings.seed}")
+    video = generate_video(
+        models, vae, torch.from_numpy(reference),
+        audio_features=audio_features,
+        face_mask=None if landmark_images is not None else torch.from_numpy(face_mask),
+        landmark_images=None if landmark_images is None else torch.from_numpy(landmark_images),
+        settings=settings, progress=report.progress,
+    )
+    out = write_mp4(args.out, video.frames, video.fps, waveform, sample_rate)
+    if args.save_frames is not None:
+        import numpy as np
+
+        args.save_frames.parent.mkdir(parents=True, exist_ok=True)
+        np.save(args.save_frames, video.frames.numpy())
+    num_frames = video.frames.shape[0]
+    report.info(f"wrote {out}: {num_frames} frames, {args.width}x{args.height}, {video.fps:g} fps "
+                f"({num_frames / video.fps:.2f} s) in {time.perf_counter() - started:.1f} s")
+    return out
+

@@ -1,0 +1,121 @@
+"""Reading and decoding the user's files for ``generate``: portrait, mask, landmarks/driving video."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import InputError
+from .report import _Reporter
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+def load_rgb_image(path: Path, report: _Reporter | None = None) -> np.ndarray:
+    """An image file as ``[H, W, 3]`` float32 0..1 RGB; other modes are converted (alpha onto white)."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(path)
+        image.load()
+    except (OSError, UnidentifiedImageError) as error:
+        raise InputError(f"cannot read the image {path} ({error}); pass a png or jpg file.") from error
+    if image.mode != "RGB":
+        original = image.mode
+        if "A" in image.getbands() or (image.mode == "P" and "transparency" in image.info):
+            rgba = image.convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(background, rgba).convert("RGB")
+        else:
+            image = image.convert("RGB")
+        if report is not None:
+            report.info(f"note: {path.name} is a {original} image; converted it to RGB")
+    return np.asarray(image, dtype=np.float32) / 255.0
+
+
+def load_mask_image(path: Path) -> np.ndarray:
+    """A mask image as ``[H, W]`` float32 0..1 (white = 1; the alpha channel of an RGBA image is ignored)."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(path)
+        image.load()
+    except (OSError, UnidentifiedImageError) as error:
+        raise InputError(f"cannot read the mask {path} ({error}); pass a black-and-white png.") from error
+    return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+
+
+def _resize(array: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``[H, W]`` or ``[H, W, C]`` float32 resized to width x height (bilinear, cv2 from mediapipe)."""
+    import cv2
+    import numpy as np
+
+    if array.shape[:2] == (height, width):
+        return array.astype(np.float32, copy=False)
+    interpolation = cv2.INTER_AREA if array.shape[0] > height else cv2.INTER_LINEAR
+    return cv2.resize(array.astype(np.float32), (width, height), interpolation=interpolation)
+
+
+LANDMARK_REFERENCE_SIDE = 512  # the face mesh needs a face of a decent size in pixels
+
+
+def _prepare_reference(args: argparse.Namespace, image_path: Path, report: _Reporter):
+    """Returns ``(reference [H, W, 3] 0..1, face_mask [H, W] 0..1, landmark_reference)`` at the output size.
+
+    ``landmark_reference`` is the same picture at a shorter side of at least 512 pixels, for finding
+    the reference's landmarks (pose modes) when the output size is small; None in the audio modes.
+    """
+    from ..landmarks import face_mask_and_crop
+
+    image = load_rgb_image(image_path, report)
+    user_mask = None
+    if args.mask is not None:
+        user_mask = _resize(load_mask_image(args.mask), image.shape[1], image.shape[0])
+    crop = face_mask_and_crop(image, crop=not args.no_crop, size=(args.width, args.height), mask=user_mask)
+    reference = _resize(crop.image, args.width, args.height)
+    mask = _resize(crop.mask, args.width, args.height).clip(0.0, 1.0)
+    landmark_reference = None
+    if args.mode.startswith("pose"):
+        scale = max(1.0, LANDMARK_REFERENCE_SIDE / min(args.width, args.height))
+        big_width, big_height = round(args.width * scale), round(args.height * scale)
+        if scale == 1.0:
+            landmark_reference = reference
+        elif args.no_crop:
+            landmark_reference = _resize(image, big_width, big_height)
+        else:
+            landmark_reference = face_mask_and_crop(image, size=(big_width, big_height), mask=user_mask).image
+    return reference, mask, landmark_reference
+
+
+def _landmark_images(args: argparse.Namespace, landmark_reference: np.ndarray, report: _Reporter) -> np.ndarray:
+    """Drawn landmark frames ``[F, H, W, 3]`` 0..1 for the pose modes.
+
+    landmark_reference: the reference picture ``[H', W', 3]`` (same aspect as the output) whose face
+    the driving video's motion is transferred onto.
+    """
+    from ..landmarks import LandmarkSequence, align_landmarks, draw_landmarks, extract_landmarks
+
+    if args.landmarks is not None:
+        sequence = LandmarkSequence.load(args.landmarks)
+        report.info(f"landmarks: {sequence.num_frames} frames from {args.landmarks}")
+    else:
+        from ..video_io import read_video_frames
+
+        max_frames = args.length if args.length is not None else None
+        frames, video_fps = read_video_frames(args.driving_video, max_frames=max_frames)
+        if abs(video_fps - args.fps) > 0.01:
+            report.info(f"note: {args.driving_video.name} runs at {video_fps:g} fps, the output at {args.fps:g} fps; "
+                        "its frames are used one per output frame")
+        report.info(f"extracting landmarks from {frames.shape[0]} frames of {args.driving_video} ...")
+        driver = extract_landmarks(frames)
+        reference_landmarks = extract_landmarks(landmark_reference[None])
+        sequence = align_landmarks(driver, reference_landmarks)
+    if args.save_landmarks is not None:
+        sequence.save(args.save_landmarks)
+        report.info(f"saved the landmarks to {args.save_landmarks}")
+    return draw_landmarks(sequence, args.width, args.height)
+

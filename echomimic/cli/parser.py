@@ -1,0 +1,109 @@
+"""The argument parser of ``python -m echomimic`` (argparse only: nothing is read or loaded here)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ..weights_download import VARIANTS
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+EXAMPLES_DIR = REPO_ROOT / "example_inputs"
+EXAMPLE_IMAGE = EXAMPLES_DIR / "portrait.png"
+EXAMPLE_AUDIO = EXAMPLES_DIR / "speech.wav"
+DEFAULT_WEIGHTS_DIR = "pretrained_weights"
+WEIGHTS_ENV = "ECHOMIMIC_WEIGHTS"
+
+
+def _default_weights_dir() -> str:
+    return os.environ.get(WEIGHTS_ENV) or DEFAULT_WEIGHTS_DIR
+
+
+def _add_weights_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--weights", default=_default_weights_dir(), metavar="DIR",
+        help=f"weights folder in the layout of the Hugging Face repo BadToBest/EchoMimic "
+             f"(default: ${WEIGHTS_ENV} or ./{DEFAULT_WEIGHTS_DIR})",
+    )
+    parser.add_argument(
+        "--mode", default="audio", choices=VARIANTS,
+        help="audio: speech only (default); audio_acc: its fast 6-step version; pose / pose_acc: speech "
+             "+ facial landmarks from --driving-video or --landmarks",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m echomimic``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m echomimic",
+        description="EchoMimic V1: animate a portrait with speech (and optionally facial landmarks).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{generate,download,check,convert}")
+
+    gen = commands.add_parser(
+        "generate", help="make a talking-head mp4",
+        description="Animate a portrait with speech and write an mp4 with the speech muxed in.",
+    )
+    gen.add_argument("--image", type=Path, default=None,
+                     help=f"the portrait (png/jpg; default: the example {EXAMPLE_IMAGE.name})")
+    gen.add_argument("--audio", type=Path, default=None,
+                     help=f"the speech (wav/mp3/flac/m4a/...; default: the example {EXAMPLE_AUDIO.name})")
+    gen.add_argument("--out", type=Path, default=Path("out.mp4"), help="the mp4 to write (default: out.mp4)")
+    _add_weights_options(gen)
+    gen.add_argument("--config-dir", type=Path, default=None, metavar="DIR",
+                     help="folder with unet_config.json / inference.json / face_locator.json overriding "
+                          "the shipped full-size configs (default: those in --weights, if any)")
+    gen.add_argument("--download", action="store_true",
+                     help="download missing weight files with huggingface_hub first")
+    size = gen.add_argument_group("video")
+    size.add_argument("--width", type=int, default=512, help="video width, a multiple of 8 (default 512)")
+    size.add_argument("--height", type=int, default=512, help="video height, a multiple of 8 (default 512)")
+    size.add_argument("--fps", type=float, default=24.0, help="frames per second (default 24)")
+    size.add_argument("--length", type=int, default=None,
+                      help="frames to generate (default: as many as the speech lasts)")
+    sampling = gen.add_argument_group("sampling")
+    sampling.add_argument("--steps", type=int, default=None,
+                          help="denoising steps (default: 30; 6 for the _acc modes)")
+    sampling.add_argument("--cfg", type=float, default=None,
+                          help="guidance scale (default: 2.5; 1.0 for the _acc modes)")
+    sampling.add_argument("--seed", type=int, default=420, help="seed of the initial noise (default 420)")
+    sampling.add_argument("--context-frames", type=int, default=12,
+                          help="frames denoised together in one window (default 12)")
+    sampling.add_argument("--context-overlap", type=int, default=3,
+                          help="frames shared by neighbouring windows, < --context-frames (default 3)")
+    sampling.add_argument("--device", default="auto", help="cuda, cuda:1, cpu, mps or auto (default)")
+    sampling.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
+                          help="model precision (auto: fp16 on a GPU, fp32 on CPU)")
+    face = gen.add_argument_group("face (audio modes) and landmarks (pose modes)")
+    face.add_argument("--mask", type=Path, default=None,
+                      help="face mask image (white = face) to use instead of detecting the face")
+    face.add_argument("--no-crop", action="store_true",
+                      help="use the whole portrait instead of cropping it around the face")
+    face.add_argument("--driving-video", type=Path, default=None,
+                      help="pose modes: a video of a face whose landmarks drive the head and eyes")
+    face.add_argument("--landmarks", type=Path, default=None,
+                      help="pose modes: a landmark JSON (LandmarkSequence.save), used as is")
+    face.add_argument("--save-landmarks", type=Path, default=None,
+                      help="pose modes: also save the aligned landmarks as JSON")
+    gen.add_argument("--save-frames", type=Path, default=None, metavar="NPY",
+                     help="also save the frames before video encoding: [F, H, W, 3] float32 0..1 .npy")
+    gen.add_argument("--quiet", action="store_true", help="print only errors")
+
+    down = commands.add_parser("download", help="download the weights of a mode",
+                               description="Download the weight files of a mode with huggingface_hub.")
+    _add_weights_options(down)
+    check = commands.add_parser("check", help="list missing weight files",
+                                description="Check that the weight files of a mode are all present.")
+    _add_weights_options(check)
+    convert = commands.add_parser(
+        "convert", help="write .safetensors copies of the .pth weights",
+        description="Write a .safetensors file beside every .pth release file of a folder (the loader "
+                    "prefers them: faster, memory-mapped, and they can never carry code).",
+    )
+    convert.add_argument("folder", type=Path, help="the weights folder (the BadToBest/EchoMimic download)")
+    convert.add_argument("--dtype", default="fp16", choices=("fp16", "fp32", "bf16"),
+                         help="precision of the written tensors (default fp16, as released)")
+    convert.add_argument("--overwrite", action="store_true", help="replace existing .safetensors files")
+    return parser
+
