@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
-import sys
 
-_EXTENSION_DIR = os.path.dirname(os.path.abspath(__file__))
-# ComfyUI imports this folder as a package but does not put it on sys.path; the nodes import the
-# bundled `echomimic` library by its absolute name. Appended, so nothing of ours shadows other modules.
-if _EXTENSION_DIR not in sys.path:
-    sys.path.append(_EXTENSION_DIR)
+# ComfyUI imports this folder as a package and does not put it on sys.path. The nodes import the bundled
+# `echomimic` library relative to this package (`from ..echomimic import ...`), so no other extension can
+# shadow it or see this repository's folders (tests, benchmarks, nodes) as top-level modules.
 
 _log = logging.getLogger("EchoMimic")
 
@@ -26,24 +22,12 @@ NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}
 FAILED_NODE_GROUPS: dict[str, str] = {}
 
 
-def _check_library_location() -> None:
-    import echomimic
-
-    location = os.path.dirname(os.path.abspath(echomimic.__file__))
-    if os.path.dirname(location) != _EXTENSION_DIR:
-        raise ImportError(
-            f"Another package named 'echomimic' ({location}) was imported before this extension's own; "
-            "remove or rename the other one (often an older EchoMimic custom node) and restart ComfyUI."
-        )
-
-
 def _load_node_groups() -> None:
     from .nodes import NODE_GROUPS
 
     try:
         from .nodes.common import register_models_folder
 
-        _check_library_location()
         register_models_folder()
     except Exception as error:  # noqa: BLE001 - report and keep loading what can load
         _log.warning("EchoMimic: setup problem: %s", error)

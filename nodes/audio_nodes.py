@@ -63,7 +63,7 @@ class EchoMimicAudioFeatures:
 
     @user_errors
     def compute(self, audio: Any, audio_encoder: LoadedAudioEncoder, fps: float) -> tuple[Any, int, dict[str, Any]]:
-        from echomimic.audio import compute_audio_features, trim_audio_to_frames
+        from ..echomimic.audio import compute_audio_features, trim_audio_to_frames
 
         waveform, sample_rate = audio_waveform(audio)
         if fps <= 0:

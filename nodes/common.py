@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from echomimic.errors import CancelledError, EchoMimicError
+from ..echomimic.errors import CancelledError, EchoMimicError
 
 CATEGORY = "EchoMimic"
 

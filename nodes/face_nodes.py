@@ -57,7 +57,7 @@ class EchoMimicFaceMaskCrop:
                   crop_dilation: float, mask: Any = None) -> tuple[Any, Any]:
         import torch
 
-        from echomimic.landmarks import face_mask_and_crop
+        from ..echomimic.landmarks import face_mask_and_crop
 
         user_mask = None
         if mask is not None:

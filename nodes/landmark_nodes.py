@@ -53,8 +53,8 @@ class EchoMimicExtractLandmarks:
     def extract(self, images: Any) -> tuple[Any, Any]:
         import torch
 
-        from echomimic.landmarks import PART_NAMES as LIBRARY_PARTS
-        from echomimic.landmarks import draw_landmarks, extract_landmarks
+        from ..echomimic.landmarks import PART_NAMES as LIBRARY_PARTS
+        from ..echomimic.landmarks import draw_landmarks, extract_landmarks
 
         frames = torch.as_tensor(images)
         if frames.ndim == 3:
@@ -99,7 +99,7 @@ class EchoMimicAlignLandmarks:
     @user_errors
     def align(self, driving_landmarks: Any, reference_landmarks: Any, neutral_frame: int, head_pose: bool,
               smoothing: float) -> tuple[Any]:
-        from echomimic.landmarks import align_landmarks
+        from ..echomimic.landmarks import align_landmarks
 
         aligned = align_landmarks(driving_landmarks, reference_landmarks, neutral_frame=int(neutral_frame),
                                   head_pose=bool(head_pose), smoothing=float(smoothing))
@@ -133,7 +133,7 @@ class EchoMimicSelectLandmarkParts:
     @user_errors
     def select(self, landmarks: Any, eyebrows: bool, eyes: bool, pupils: bool, nose: bool, mouth: bool,
                base_landmarks: Any = None) -> tuple[Any]:
-        from echomimic.landmarks import merge_parts, select_parts
+        from ..echomimic.landmarks import merge_parts, select_parts
 
         flags = {"eyebrows": eyebrows, "eyes": eyes, "pupils": pupils, "nose": nose, "mouth": mouth}
         chosen = [name for name in PART_NAMES if flags[name]]
@@ -170,7 +170,7 @@ class EchoMimicDrawLandmarks:
     def draw(self, landmarks: Any, width: int, height: int, draw_mouth: bool) -> tuple[Any]:
         import torch
 
-        from echomimic.landmarks import draw_landmarks
+        from ..echomimic.landmarks import draw_landmarks
 
         parts = [name for name in PART_NAMES if name != "mouth"] + (["mouth"] if draw_mouth else [])
         count = int(getattr(landmarks, "num_frames", 0) or 1)

@@ -128,7 +128,7 @@ class EchoMimicModelLoader:
             raise EchoMimicNodeError(f"Unknown variant {variant!r}; choose one of {list(VARIANTS)}.")
         import comfy.model_management as model_management
 
-        from echomimic.models.loading import load_echomimic_v1
+        from ..echomimic.models.loading import load_echomimic_v1
 
         weights_dir = resolve_weights_folder(weights_folder)
         dtype = torch_dtype_for(precision, model_management.get_torch_device())
@@ -170,7 +170,7 @@ class EchoMimicAudioEncoderLoader:
     def load(self, weights_folder: str, precision: str) -> tuple[LoadedAudioEncoder]:
         import comfy.model_management as model_management
 
-        from echomimic.audio import load_whisper_encoder
+        from ..echomimic.audio import load_whisper_encoder
 
         path = os.path.join(resolve_weights_folder(weights_folder), WHISPER_RELATIVE_PATH)
         if not os.path.isfile(path):

@@ -31,8 +31,7 @@ def _reference_numpy_mask(reference: Any, height: int, width: int) -> Any:
     """The face mask of the reference itself (no crop), for when no MASK is connected."""
     import torch
 
-    from echomimic.landmarks import face_mask_and_crop
-
+    from ..echomimic.landmarks import face_mask_and_crop
     from .common import mediapipe_models_dir
 
     found = face_mask_and_crop(reference.numpy(), crop=False, size=(width, height), models_dir=mediapipe_models_dir())
@@ -97,8 +96,7 @@ class EchoMimicSampler:
         import comfy.utils
         import torch
 
-        from echomimic.pipeline.sampler import SamplingSettings, generate_video
-
+        from ..echomimic.pipeline.sampler import SamplingSettings, generate_video
         from .face_nodes import first_image_numpy
 
         if audio_features is None:

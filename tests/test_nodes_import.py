@@ -123,3 +123,68 @@ def test_stable_combo_values() -> None:
     from echomimic.landmarks import PART_NAMES
 
     assert tuple(name for name in select if name != "landmarks") == PART_NAMES
+
+
+LOAD_FROM_CUSTOM_NODES = r"""
+import importlib, importlib.util, json, os, sys
+stubs, custom_nodes = sys.argv[1:3]
+sys.path.insert(0, stubs)
+path_before = list(sys.path)
+# ComfyUI's load_custom_node: the folder becomes a package named after it, loaded from its __init__.py.
+module_path = os.path.join(custom_nodes, "ComfyUI-EchoMimic")
+spec = importlib.util.spec_from_file_location("ComfyUI-EchoMimic", os.path.join(module_path, "__init__.py"))
+module = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = module
+spec.loader.exec_module(module)
+# Run one lazy library import inside a node module, as a node's function does on first use.
+common = importlib.import_module("ComfyUI-EchoMimic.nodes.common")
+importlib.import_module("ComfyUI-EchoMimic.echomimic.errors")
+top_level = {}
+for name in ("echomimic", "nodes", "tests", "benchmarks"):
+    try:
+        importlib.import_module(name)
+        top_level[name] = True
+    except ModuleNotFoundError:
+        top_level[name] = False
+print(json.dumps({"path_unchanged": sys.path == path_before, "nodes": len(module.NODE_CLASS_MAPPINGS),
+                  "failed": module.FAILED_NODE_GROUPS, "importable": top_level,
+                  "errors_from": common.EchoMimicError.__module__}))
+"""
+
+
+def test_loading_from_custom_nodes_leaves_sys_path_unchanged(tmp_path: Path) -> None:
+    """Catches the extension putting its folder on sys.path (which exposed this repository's `tests`,
+    `nodes` and `echomimic` to every other extension) and node modules importing the library by its
+    absolute name (which only worked because of that sys.path entry)."""
+    custom_nodes = tmp_path / "custom_nodes"
+    custom_nodes.mkdir()
+    (custom_nodes / "ComfyUI-EchoMimic").symlink_to(REPO_ROOT, target_is_directory=True)
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    env = {**os.environ, "ECHOMIMIC_TEST_COMFY_BASE": str(tmp_path / "comfy")}
+    env.pop("PYTHONPATH", None)
+    result = subprocess.run([sys.executable, "-c", LOAD_FROM_CUSTOM_NODES, str(STUB_MODULES_DIR), str(custom_nodes)],
+                            capture_output=True, text=True, env=env, cwd=workdir, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["path_unchanged"], "loading the extension changed sys.path"
+    assert report["failed"] == {} and report["nodes"] >= len(EXPECTED_NODE_IDS)
+    assert report["importable"] == {"echomimic": False, "nodes": False, "tests": False, "benchmarks": False}
+    assert report["errors_from"] == "ComfyUI-EchoMimic.echomimic.errors"
+
+
+def test_node_modules_import_the_library_relative_to_the_extension() -> None:
+    """Catches a node module (also one added later, and imports inside functions that run only on first
+    use) importing `echomimic` by its absolute name: inside ComfyUI that name is not importable."""
+    import ast
+
+    offenders = []
+    for path in sorted((REPO_ROOT / "nodes").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] in (
+                    "echomimic", "nodes", "tests"):
+                offenders.append(f"{path.name}:{node.lineno} from {node.module}")
+            elif isinstance(node, ast.Import):
+                offenders += [f"{path.name}:{node.lineno} import {alias.name}" for alias in node.names
+                              if alias.name.split(".")[0] in ("echomimic", "nodes", "tests")]
+    assert offenders == [], f"use `from ..echomimic...` (relative) in nodes/: {offenders}"
