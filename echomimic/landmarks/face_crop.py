@@ -19,13 +19,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import InputError
 from .backends import FACE_DETECTOR_FILE, choose_backend
 from .images import as_image_batch, to_uint8_rgb
+
+if TYPE_CHECKING:
+    from ..compose import CropInfo
 
 Box = tuple[int, int, int, int]
 
@@ -36,12 +39,25 @@ class FaceCrop:
     mask: [S_h, S_w] float32 0..1 aligned with `image` (1 on the face).
     box: face box (x0, y0, x1, y1) in source pixels.
     crop_box: the square (x0, y0, x1, y1) cut from the source, None when not cropping.
+    source_size: (width, height) of the source image.
     """
 
     image: np.ndarray
     mask: np.ndarray
     box: Box
     crop_box: Box | None = None
+    source_size: tuple[int, int] | None = None
+
+    @property
+    def crop_info(self) -> CropInfo:
+        """Where `image` came from in the source (the whole source when not cropping), for pasting back."""
+        from ..compose import CropInfo, whole_image_crop_info
+
+        out_size = (int(self.image.shape[1]), int(self.image.shape[0]))
+        source = self.source_size or out_size
+        if self.crop_box is None:
+            return whole_image_crop_info(source[0], source[1], out_size)
+        return CropInfo(self.crop_box, source, out_size)
 
 
 def detect_face_box(
@@ -149,7 +165,8 @@ def face_mask_and_crop(
             raise InputError(f"The face mask is {tuple(np.shape(mask))} but the image is {height}x{width}; "
                              "give a mask of the image's height and width.")
         if not crop:  # nothing to detect
-            return FaceCrop(frame.copy(), user_mask.copy(), _mask_box(user_mask) or (0, 0, width, height))
+            return FaceCrop(frame.copy(), user_mask.copy(), _mask_box(user_mask) or (0, 0, width, height),
+                            source_size=(width, height))
 
     box = detect_face_box(frame, models_dir=models_dir, backend=backend, legacy_available=legacy_available)
     if box is None and user_mask is not None:
@@ -166,7 +183,7 @@ def face_mask_and_crop(
         mx0, my0, mx1, my1 = grow_box(box, mask_dilation, width, height)
         mask_u8[my0:my1, mx0:mx1] = 255
     if not crop:
-        return FaceCrop(frame.copy(), mask_u8.astype(np.float32) / 255.0, box)
+        return FaceCrop(frame.copy(), mask_u8.astype(np.float32) / 255.0, box, source_size=(width, height))
 
     import cv2
 
@@ -178,4 +195,4 @@ def face_mask_and_crop(
     image_crop = cv2.resize(to_uint8_rgb(frame[cy0:cy1, cx0:cx1]), (out_width, out_height))
     mask_crop = cv2.resize(np.ascontiguousarray(mask_u8[cy0:cy1, cx0:cx1]), (out_width, out_height))
     return FaceCrop(image_crop.astype(np.float32) / 255.0, mask_crop.astype(np.float32) / 255.0,
-                    box, crop_box)
+                    box, crop_box, source_size=(width, height))
