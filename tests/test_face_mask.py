@@ -113,7 +113,7 @@ def test_callers_mask_is_used(astronaut: np.ndarray) -> None:
     assert cropped.image.shape == (64, 64, 3) and cropped.mask.max() == 1.0
 
 
-def test_bad_input_is_a_clear_error(astronaut: np.ndarray, tmp_path: Path) -> None:
+def test_bad_input_is_a_clear_error(astronaut: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(InputError, match="RGB"):
         face_mask_and_crop(np.zeros((64, 64, 4), dtype=np.float32))
     with pytest.raises(InputError, match="empty"):
@@ -122,6 +122,7 @@ def test_bad_input_is_a_clear_error(astronaut: np.ndarray, tmp_path: Path) -> No
         face_mask_and_crop(np.zeros((2, 64, 64, 3), dtype=np.float32))
     with pytest.raises(InputError, match="height and width"):
         face_mask_and_crop(astronaut, mask=np.ones((10, 10), dtype=np.float32))
-    # A mediapipe without the legacy API needs the detector file from the models folder.
+    # A mediapipe without the legacy API needs the detector file from the models folder (offline here).
+    monkeypatch.setenv("ECHOMIMIC_MEDIAPIPE_BASE_URL", "http://127.0.0.1:9")
     with pytest.raises(WeightsError, match="blaze_face_short_range.tflite"):
         face_mask_and_crop(astronaut, models_dir=tmp_path, legacy_available=False)

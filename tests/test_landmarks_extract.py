@@ -78,21 +78,25 @@ def test_bad_images_are_clear_errors(images: np.ndarray, message: str) -> None:
         extract_landmarks(images)
 
 
-def test_missing_task_file_names_the_file_and_folder(tmp_path: Path, astronaut: np.ndarray) -> None:
-    # Simulates a mediapipe without the legacy API (0.10.30+), where only the Tasks API exists.
+def test_missing_task_file_names_the_file_and_folder(tmp_path: Path, astronaut: np.ndarray,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # Simulates a mediapipe without the legacy API (0.10.30+), where only the Tasks API exists, offline.
+    monkeypatch.setenv("ECHOMIMIC_MEDIAPIPE_BASE_URL", "http://127.0.0.1:9")
     with pytest.raises(WeightsError) as caught:
         extract_landmarks(astronaut, models_dir=tmp_path, legacy_available=False)
     message = str(caught.value)
-    assert "face_landmarker.task" in message and str(tmp_path) in message and "https://" in message
-    with pytest.raises(WeightsError, match="models_dir"):
-        choose_backend(FACE_LANDMARKER_FILE, None, legacy_available=False)
+    assert "face_landmarker.task" in message and str(tmp_path / "mediapipe") in message
+    assert "http://127.0.0.1:9/face_landmarker/face_landmarker/float16/1/face_landmarker.task" in message
+    monkeypatch.setenv("ECHOMIMIC_MODELS_DIR", str(tmp_path / "default"))  # no folder given: the default one
+    with pytest.raises(WeightsError, match="face_landmarker.task"):
+        choose_backend(FACE_LANDMARKER_FILE, None, legacy_available=False, download=False)
 
 
 def test_backend_choice(tmp_path: Path) -> None:
     assert choose_backend(FACE_LANDMARKER_FILE, None, legacy_available=True).name == "legacy"
     (tmp_path / "mediapipe").mkdir()
     task = tmp_path / "mediapipe" / "face_landmarker.task"
-    task.write_bytes(b"")
+    task.write_bytes(b"")  # an existing file is used as is, never downloaded again
     chosen = choose_backend(FACE_LANDMARKER_FILE, tmp_path, legacy_available=False)
     assert (chosen.name, chosen.model_path) == ("tasks", task)
     chosen = choose_backend(FACE_LANDMARKER_FILE, tmp_path, backend="tasks", legacy_available=True)

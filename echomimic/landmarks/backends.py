@@ -1,13 +1,13 @@
-"""Which MediaPipe API runs the face models, and where their model files are.
+"""Which MediaPipe API runs the face (and hand/pose) models, and where their model files are.
 
 Two ways exist:
-- "legacy": `mediapipe.solutions` (face_mesh, face_detection). Its models ship inside mediapipe
-  wheels up to 0.10.21 and run offline; removed in later releases.
-- "tasks": the Tasks API (`FaceLandmarker`, `FaceDetector`), the only way in mediapipe >= 0.10.30. It
-  needs a model file in the models folder (`face_landmarker.task`, `blaze_face_short_range.tflite`).
+- "legacy": `mediapipe.solutions` (face_mesh, face_detection, hands, pose). Its models ship inside
+  mediapipe wheels up to 0.10.21 and run offline; removed in later releases. Nothing is downloaded.
+- "tasks": the Tasks API (`FaceLandmarker`, `FaceDetector`, ...), the only way in mediapipe >= 0.10.30. It
+  needs a model file (release.MEDIAPIPE_MODELS), looked for in `models_dir` and `models_dir/mediapipe`
+  and downloaded into the latter on first use (echomimic.mediapipe_files.ensure_mediapipe_model).
 
-"auto" picks legacy when the installed mediapipe has it, else tasks. A model file is looked for in
-`models_dir` and in `models_dir/mediapipe`.
+"auto" picks legacy when the installed mediapipe has it, else tasks.
 """
 
 from __future__ import annotations
@@ -15,28 +15,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError, WeightsError
+from ..downloads import ProgressCallback
+from ..errors import InputError
+from ..mediapipe_files import ensure_mediapipe_model
+from ..release import FACE_DETECTOR, FACE_LANDMARKER, MediaPipeModel
 
 BACKEND_NAMES = ("auto", "legacy", "tasks")
 
-
-@dataclass(frozen=True)
-class ModelFile:
-    name: str
-    url: str
-    what: str
-
-
-FACE_LANDMARKER_FILE = ModelFile(
-    "face_landmarker.task",
-    "https://storage.googleapis.com/mediapipe-models/face_landmarker/face_landmarker/float16/latest/face_landmarker.task",
-    "MediaPipe face landmarker",
-)
-FACE_DETECTOR_FILE = ModelFile(
-    "blaze_face_short_range.tflite",
-    "https://storage.googleapis.com/mediapipe-models/face_detector/blaze_face_short_range/float16/latest/blaze_face_short_range.tflite",
-    "MediaPipe face detector",
-)
+# The Tasks files of the face models (pinned versions with their sha256, from release.py).
+FACE_LANDMARKER_FILE = FACE_LANDMARKER
+FACE_DETECTOR_FILE = FACE_DETECTOR
 
 
 @dataclass(frozen=True)
@@ -54,35 +42,23 @@ def legacy_solutions_available() -> bool:
     return True
 
 
-def find_model_file(model: ModelFile, models_dir: str | Path | None) -> Path | None:
-    if models_dir is None:
-        return None
-    folder = Path(models_dir)
-    for candidate in (folder / model.name, folder / "mediapipe" / model.name):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def missing_model_message(model: ModelFile, models_dir: str | Path | None, reason: str) -> str:
-    where = (f"put it in {Path(models_dir)}" if models_dir is not None
-             else "put it in your EchoMimic models folder and pass that folder as models_dir")
-    return (f"{reason} needs the {model.what} file '{model.name}', which was not found. Download it from "
-            f"{model.url} and {where}.")
-
-
 def choose_backend(
-    model: ModelFile,
+    model: MediaPipeModel,
     models_dir: str | Path | None,
     *,
     backend: str = "auto",
     legacy_available: bool | None = None,
+    download: bool = True,
+    progress: ProgressCallback | None = None,
 ) -> Backend:
-    """Pick the MediaPipe API for `model`.
+    """Pick the MediaPipe API for `model`; for "tasks", find or download its file into models_dir/mediapipe.
 
     legacy_available: whether `mediapipe.solutions` can be used; None asks the installed mediapipe.
+    download: fetch a missing Tasks file (False: a missing file is an error). The legacy API never downloads.
+    progress: (bytes done, bytes expected) while downloading; may raise to cancel.
     Raises InputError for an unknown backend name or a legacy request that cannot run, and
-    WeightsError naming the file to download when the Tasks API needs a missing model file.
+    WeightsError naming the file, its URL and the folder when the Tasks file is missing and cannot be
+    downloaded.
     """
     if backend not in BACKEND_NAMES:
         raise InputError(f"Unknown MediaPipe backend {backend!r}; choose one of {list(BACKEND_NAMES)}.")
@@ -96,9 +72,7 @@ def choose_backend(
             f"Use backend 'auto' or 'tasks' with '{model.name}' in the models folder, or install "
             "mediapipe==0.10.21."
         )
-    path = find_model_file(model, models_dir)
-    if path is None:
-        reason = ("This mediapipe has no legacy 'mediapipe.solutions' API, so the Tasks API"
-                  if backend == "auto" else "The MediaPipe Tasks API")
-        raise WeightsError(missing_model_message(model, models_dir, reason))
+    reason = ("This mediapipe has no legacy 'mediapipe.solutions' API, so the Tasks API"
+              if backend == "auto" else "The MediaPipe Tasks API")
+    path = ensure_mediapipe_model(model, models_dir, download=download, progress=progress, reason=reason)
     return Backend("tasks", path)
