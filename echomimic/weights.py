@@ -6,7 +6,10 @@ would run code is refused. ``.safetensors`` files are read with safetensors.
 
 from __future__ import annotations
 
+import errno
 import pickle
+import re
+import stat
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -24,55 +27,156 @@ _SHOWN_KEYS = 5
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a flat ``{name: tensor}`` state dict from ``.safetensors`` or a weights-only ``.pth``."""
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"Weight file {path} does not exist.")
     suffix = path.suffix.lower()
     if suffix == SAFETENSORS_SUFFIX:
-        return _read_safetensors(path)
+        return read_safetensors(path)
     if suffix in PICKLE_SUFFIXES:
-        return _read_pickle_weights(path)
-    raise WeightsError(
-        f"{path.name}: unknown weight format {suffix!r}. Use the official .pth files or .safetensors."
-    )
-
-
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as exc:
+        loaded = load_pickle_weights(path)
+    else:
         raise WeightsError(
-            f"{path} is not a readable .safetensors file ({exc}). It may be truncated: download it again."
-        ) from None
-
-
-def _read_pickle_weights(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        try:
-            loaded = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as exc:
-            if "mmap" not in str(exc):
-                raise
-            # Legacy (non-zip) torch files cannot be memory-mapped; still weights-only.
-            loaded = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise WeightsError(
-            f"{path} was refused: it is not a plain weights file (its pickle asks to run or import "
-            f"code: {str(exc).splitlines()[0][:200]}). Nothing from it was executed. Use the official "
-            "release file or a .safetensors copy."
-        ) from None
-    except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        raise WeightsError(
-            f"{path} could not be read ({str(exc).splitlines()[0][:200]}). The file is probably truncated "
-            "or from another program: download it again."
-        ) from None
+            f"{path}: unknown weight format {suffix!r}. Use the official .pth files or .safetensors."
+        )
     if isinstance(loaded, Mapping) and "state_dict" in loaded and isinstance(loaded["state_dict"], Mapping):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
         raise WeightsError(f"{path} does not hold a state dict of tensors; it is not an EchoMimic weight file.")
     return dict(loaded)
+
+
+def _first_line(error: BaseException) -> str:
+    """The first non-empty line of an exception's text (some are empty: EOFError), at most 200 chars."""
+    for line in str(error).splitlines():
+        if line.strip():
+            return line.strip()[:200]
+    return type(error).__name__
+
+
+def check_weights_file(path: Path) -> int:
+    """Raise a :class:`WeightsError` saying what is wrong unless ``path`` is a readable non-empty file.
+
+    Catches what a failed or interrupted download leaves (missing, empty, a Git LFS pointer or an HTML
+    page in place of the file) and symlink loops. Returns the file's size in bytes.
+    """
+    try:
+        info = path.stat()
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise WeightsError(f"{path}: the path is a symlink loop; point it at the real weights file or "
+                               "folder.") from None
+        if isinstance(error, FileNotFoundError):
+            raise WeightsError(f"Weight file {path} does not exist; download it (python -m echomimic "
+                               "download) or check the weights folder.") from None
+        raise WeightsError(f"{path} cannot be read ({error.strerror or error}); check its permissions.") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise WeightsError(f"{path} is not a file (a folder?); point at the weights file itself.")
+    if info.st_size == 0:
+        raise WeightsError(f"{path} is empty: the download probably failed; download it again.")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+    except OSError as error:
+        raise WeightsError(f"{path} cannot be read ({error.strerror or error}); check its permissions.") from None
+    if head.startswith(b"version https://git-lfs"):
+        raise WeightsError(f"{path} is not a weights file but a Git LFS pointer (a few bytes of text): "
+                           "download the real file again (git lfs pull, or python -m echomimic download).")
+    if all(32 <= b < 127 or b in b"\r\n\t" for b in head):  # binary formats all have bytes outside this
+        raise WeightsError(f"{path} is not a weights file (it holds text, perhaps an error page); download "
+                           "it again.")
+    return info.st_size
+
+
+def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """All tensors of a ``.safetensors`` file on the CPU; any damage is one :class:`WeightsError`."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    check_weights_file(path)
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise WeightsError(
+            f"{path} is not a readable .safetensors file ({_first_line(exc)}); it is probably truncated: "
+            "download it again."
+        ) from None
+
+
+def load_pickle_weights(path: str | Path) -> object:
+    """``torch.load(path, weights_only=True)`` on the CPU with every failure as one :class:`WeightsError`.
+
+    A pickle that asks to import anything beyond tensors is refused by torch before it runs; the
+    message names the import it asked for. Returns whatever plain container the file holds.
+    """
+    path = Path(path)
+    size = check_weights_file(path)
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    is_zip = head.startswith(b"PK")
+    if is_zip and not zipfile.is_zipfile(path):
+        raise WeightsError(f"{path} is truncated or damaged ({size} bytes, no zip directory at its end): "
+                           "download it again.")
+    if not is_zip and not head.startswith(b"\x80"):  # neither torch's zip format nor a legacy pickle
+        raise WeightsError(f"{path} is not a weights file (it is neither a PyTorch zip nor a pickle); use the "
+                           "official release file or a .safetensors copy.")
+    try:
+        # Legacy (non-zip) torch files cannot be memory-mapped; still weights-only.
+        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=is_zip)
+    except pickle.UnpicklingError as exc:
+        blocked = _blocked_import(exc, path)
+        if blocked is None:  # torch refused something that is not an import: a damaged pickle
+            raise WeightsError(f"{path} is not a readable weights file ({_first_line(exc)}); download it "
+                               "again.") from None
+        raise WeightsError(
+            f"{path} refused: it would import {blocked}; nothing was run. Use the official release file or "
+            "a .safetensors copy."
+        ) from None
+    except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, IndexError) as exc:
+        raise WeightsError(
+            f"{path} could not be read ({_first_line(exc)}); it is probably truncated or from another "
+            "program: download it again."
+        ) from None
+
+
+_TORCH_BLOCKED = re.compile(r"GLOBAL ([\w.]+)")
+_OS_MODULES = {"posix": "os", "nt": "os"}  # pickles name os.system after the platform module
+
+
+def _blocked_import(error: pickle.UnpicklingError, path: Path) -> str | None:
+    """The ``module.name`` a refused pickle asked for: from torch's message, else from the opcodes."""
+    match = _TORCH_BLOCKED.search(str(error))
+    name = match.group(1) if match else _first_foreign_global(path)
+    if name is None:
+        return None
+    module, _, attribute = name.rpartition(".")
+    return f"{_OS_MODULES.get(module, module)}.{attribute}" if module else name
+
+
+def _first_foreign_global(path: Path) -> str | None:
+    """Scan (never execute) the pickle opcodes for the first GLOBAL outside torch / collections."""
+    import pickletools
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                data = archive.read(name) if name else b""
+        else:
+            data = path.read_bytes()
+        strings: list[str] = []
+        for opcode, argument, _ in pickletools.genops(data):
+            if opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+                strings.append(str(argument))
+            elif opcode.name == "GLOBAL":
+                candidate = str(argument).replace(" ", ".")
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                candidate = f"{strings[-2]}.{strings[-1]}"
+            else:
+                continue
+            if not candidate.startswith(("torch.", "collections.", "builtins.set", "_codecs.")):
+                return candidate
+    except Exception:  # a damaged pickle: nothing more to say than torch did
+        return None
+    return None
 
 
 def _describe(keys: Iterable[str]) -> str:

@@ -378,7 +378,7 @@ def test_unknown_or_broken_weights_are_rejected(tmp_path) -> None:
         load_whisper_encoder(odd)
     garbage = tmp_path / "whisper.pt"
     garbage.write_bytes(b"not a zip")
-    with pytest.raises(WeightsError, match="Could not read"):
+    with pytest.raises(WeightsError, match="not a weights file"):
         load_whisper_encoder(garbage)
     unrelated = tmp_path / "unet.pth"
     torch.save({"conv_in.weight": torch.zeros(4, 4, 3, 3)}, unrelated)

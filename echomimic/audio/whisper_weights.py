@@ -3,8 +3,9 @@
 Accepted:
 - the official OpenAI checkpoint (``whisper_tiny.pt`` / ``tiny.pt``): ``{"dims", "model_state_dict"}``,
   read with ``torch.load(weights_only=True)``; the text decoder is ignored;
-- a Hugging Face folder (``config.json`` + ``model.safetensors``, a sharded safetensors index or
-  ``pytorch_model.bin``), as written by ``WhisperModel`` / ``WhisperForConditionalGeneration``;
+- a Hugging Face folder (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``), as written
+  by ``WhisperModel`` / ``WhisperForConditionalGeneration`` (whisper-tiny is 39 M parameters, so it is
+  never sharded);
 - a single ``.safetensors`` file in either naming scheme.
 """
 
@@ -100,22 +101,16 @@ def _dims_from_state(state: dict[str, torch.Tensor], n_heads: int | None) -> Enc
 
 
 def _safe_torch_load(path: Path) -> object:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # pickle refusals, truncated files, zip errors ...
-        raise WeightsError(
-            f"Could not read {path.name} as a PyTorch weight file ({type(error).__name__}: {error}). "
-            "Only plain tensor checkpoints are loaded (weights_only=True); re-download whisper_tiny.pt."
-        ) from error
+    """weights_only torch.load; empty, damaged or code-running files are one WeightsError naming the path."""
+    from ..weights import load_pickle_weights
+
+    return load_pickle_weights(path)
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
+    from ..weights import read_safetensors
 
-    try:
-        return load_file(str(path))
-    except Exception as error:  # safetensors raises its own SafetensorError for damaged headers
-        raise WeightsError(f"Could not read {path.name} as safetensors ({error}); the file is damaged or not safetensors.") from error
+    return read_safetensors(path)
 
 
 def _read_hf_folder(folder: Path) -> tuple[dict[str, torch.Tensor], int | None]:
@@ -127,16 +122,9 @@ def _read_hf_folder(folder: Path) -> tuple[dict[str, torch.Tensor], int | None]:
         except (OSError, json.JSONDecodeError) as error:
             raise WeightsError(f"{config_path} is not valid JSON ({error}); re-download the model folder.") from error
     single = folder / "model.safetensors"
-    index = folder / "model.safetensors.index.json"
     legacy = folder / "pytorch_model.bin"
     if single.is_file():
         return _load_safetensors(single), heads
-    if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        state: dict[str, torch.Tensor] = {}
-        for shard in shards:
-            state.update(_load_safetensors(folder / shard))
-        return state, heads
     if legacy.is_file():
         loaded = _safe_torch_load(legacy)
         if isinstance(loaded, dict):
