@@ -10,4 +10,5 @@ NODE_GROUPS: tuple[str, ...] = (
     "face_nodes",
     "landmark_nodes",
     "sampler_nodes",
+    "pose_nodes",
 )
