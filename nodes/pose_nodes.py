@@ -5,12 +5,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import CATEGORY, EchoMimicNodeError, mediapipe_models_dir, tooltip, user_errors
-from .landmark_nodes import _frames_progress
+from .common import CATEGORY, EchoMimicNodeError, ensure_mediapipe_files, tooltip, user_errors
 
 HAND_POSES_TYPE = "ECHOMIMIC_HAND_POSES"  # echomimic.poses.HandPoseSequence (same name as file_nodes)
 DEFAULT_V2_SIZE = 768  # release.DEFAULT_SIZE["v2"], written out so reading the node definitions stays light
 DEFAULT_REF_W = 800  # echomimic.poses.DEFAULT_REF_W: the official drawing resolution
+
+
+def _frames_progress(total: int) -> Any:
+    """A library progress callback (done, total) that updates ComfyUI's bar and honours Cancel.
+    (Not imported from landmark_nodes: a broken landmark group must not take this one down.)"""
+    import comfy.model_management as model_management
+    import comfy.utils
+
+    bar = comfy.utils.ProgressBar(total)
+
+    def report(done: int, count: int) -> None:
+        model_management.throw_exception_if_processing_interrupted()
+        bar.update_absolute(done, count)
+
+    return report
 
 
 def _as_frames(images: Any) -> Any:
@@ -21,6 +35,13 @@ def _as_frames(images: Any) -> Any:
     if frames.ndim == 3:
         frames = frames.unsqueeze(0)
     return frames[..., :3].float().clamp(0, 1).cpu()
+
+
+def _pose_models_dir(with_body: bool) -> str:
+    """The MediaPipe folder, with the hand (and pose) Tasks files downloaded there on first use."""
+    from ..echomimic.release import HAND_LANDMARKER, POSE_LANDMARKER
+
+    return ensure_mediapipe_files(HAND_LANDMARKER, *((POSE_LANDMARKER,) if with_body else ()))
 
 
 class EchoMimicExtractHandPoses:
@@ -59,7 +80,7 @@ class EchoMimicExtractHandPoses:
         frames = _as_frames(images)
         count, height, width = (int(size) for size in frames.shape[:3])
         steps = count * (2 if find_body else 1)
-        poses = extract_hand_poses(frames.numpy(), models_dir=mediapipe_models_dir(), with_body=bool(find_body),
+        poses = extract_hand_poses(frames.numpy(), models_dir=_pose_models_dir(bool(find_body)), with_body=bool(find_body),
                                    progress=_frames_progress(steps))
         drawn = torch.from_numpy(draw_hand_poses(poses, width, height, ref_w=min(width, height))).float() / 255.0
         lit = drawn.amax(dim=-1, keepdim=True) > 0
@@ -113,7 +134,7 @@ class EchoMimicAlignHandPoses:
         if not align:
             return (hand_poses,)
         frames = _as_frames(reference_image)[:1]
-        return (align_to_reference(hand_poses, frames.numpy(), models_dir=mediapipe_models_dir()),)
+        return (align_to_reference(hand_poses, frames.numpy(), models_dir=_pose_models_dir(True)),)
 
 
 class EchoMimicDrawHandPoses:

@@ -17,6 +17,7 @@ EXPECTED_NODE_IDS = {
     "EchoMimicModelLoader", "EchoMimicAudioEncoderLoader", "EchoMimicAudioFeatures", "EchoMimicFaceMaskCrop",
     "EchoMimicExtractLandmarks", "EchoMimicAlignLandmarks", "EchoMimicSelectLandmarkParts",
     "EchoMimicDrawLandmarks", "EchoMimicSampler",
+    "EchoMimicExtractHandPoses", "EchoMimicAlignHandPoses", "EchoMimicDrawHandPoses", "EchoMimicImportOfficialPoses",
 }
 
 
