@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from .atomic import atomic_path, check_output_folder
 from .errors import InputError
 from .weights import read_state_dict
 
@@ -34,9 +35,8 @@ def convert_file(source: str | Path, target: str | Path | None = None, dtype: st
         if tensor.is_floating_point() and not key.endswith(".pe"):
             tensor = tensor.to(DTYPES[dtype])
         converted[key] = tensor.contiguous()
-    temporary = target.with_name(target.name + ".partial")
-    save_file(converted, str(temporary), metadata={"converted_from": source.name, "dtype": dtype})
-    temporary.replace(target)  # never leave a half-written file under the real name
+    with atomic_path(target) as temporary:  # never leave a half-written file under the real name
+        save_file(converted, str(temporary), metadata={"converted_from": source.name, "dtype": dtype})
     return target
 
 
@@ -44,7 +44,8 @@ def convert_folder(folder: str | Path, dtype: str = "fp16", overwrite: bool = Fa
     """Convert every EchoMimic ``*.pth`` at the top of ``folder``; returns the files written."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise InputError(f"{folder} is not a folder.")
+        raise InputError(f"{folder} is not a folder; pass the weights folder (the BadToBest/EchoMimic download).")
+    check_output_folder(folder, create=False)  # writable, before the first (slow) conversion
     written = []
     for source in sorted(folder.glob("*.pth")):
         target = source.with_suffix(".safetensors")

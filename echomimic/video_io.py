@@ -1,4 +1,4 @@
-"""Video and audio files through PyAV (no ffmpeg program, no temporary files).
+"""Video and audio files through PyAV (no ffmpeg program; outputs are written atomically).
 
 - :func:`write_mp4` writes ``[F, H, W, 3]`` frames in 0..1 as H.264 (libx264, or MPEG-4 part 2 when
   the PyAV build has no libx264) in yuv420p, with an optional AAC audio track trimmed or padded to
@@ -16,6 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .atomic import atomic_path, check_output_file, check_output_folder
 from .errors import InputError
 
 if TYPE_CHECKING:
@@ -122,7 +123,8 @@ def write_mp4(
     """Writes an mp4: H.264 (libx264; MPEG-4 part 2 if unavailable) yuv420p + optional AAC audio.
 
     Args:
-        path: output file; its folder is created if needed.
+        path: output file; its folder is created if needed. It is written to a temporary file beside it
+            that replaces it only when complete: on any error or interrupt a previous file is intact.
         frames: ``[F, H, W, 3]`` RGB, float 0..1 (clamped) or uint8, torch or numpy.
         fps: frames per second of the video (fractions like 29.97 are kept exact as 30000/1001).
         audio: ``[C, T]`` or ``[T]`` float in -1..1 (clipped), or None for a silent video. It is
@@ -154,7 +156,8 @@ def write_mp4(
         raise InputError("audio was given without its sample_rate; pass sample_rate=<Hz>.")
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_output_folder(path.parent)
+    check_output_file(path)
 
     audio_samples = None
     if audio is not None:
@@ -168,52 +171,54 @@ def write_mp4(
         else:
             audio_samples = np.pad(audio_samples, ((0, 0), (0, wanted - have)))
 
-    with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
-        video_stream = _add_video_stream(container, rate, width + pad_w, height + pad_h, crf)
-        audio_stream = None
-        audio_pts = 0
-        resampler = None
-        if audio_samples is not None:
-            encode_rate = sample_rate if sample_rate in AAC_SAMPLE_RATES else 48000
-            layout = "mono" if audio_samples.shape[0] == 1 else "stereo"
-            audio_stream = container.add_stream("aac", rate=encode_rate)
-            audio_stream.layout = layout
-            audio_stream.bit_rate = audio_bitrate
-            if encode_rate != sample_rate:
-                resampler = av.AudioResampler(format="fltp", layout=layout, rate=encode_rate)
-        audio_chunk = 1024  # samples per AudioFrame handed to the encoder
+    # Encoded into a temporary file beside `path` that replaces it only once complete (atomic_path).
+    with atomic_path(path) as temporary:
+        with av.open(str(temporary), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
+            video_stream = _add_video_stream(container, rate, width + pad_w, height + pad_h, crf)
+            audio_stream = None
+            audio_pts = 0
+            resampler = None
+            if audio_samples is not None:
+                encode_rate = sample_rate if sample_rate in AAC_SAMPLE_RATES else 48000
+                layout = "mono" if audio_samples.shape[0] == 1 else "stereo"
+                audio_stream = container.add_stream("aac", rate=encode_rate)
+                audio_stream.layout = layout
+                audio_stream.bit_rate = audio_bitrate
+                if encode_rate != sample_rate:
+                    resampler = av.AudioResampler(format="fltp", layout=layout, rate=encode_rate)
+            audio_chunk = 1024  # samples per AudioFrame handed to the encoder
 
-        def mux_audio_until(end_sample: int) -> None:
-            nonlocal audio_pts
-            while audio_pts < end_sample:
-                chunk = audio_samples[:, audio_pts : min(end_sample, audio_pts + audio_chunk)]
-                frame = av.AudioFrame.from_ndarray(
-                    np.ascontiguousarray(chunk), format="fltp", layout=audio_stream.layout.name
-                )
-                frame.sample_rate = sample_rate
-                frame.pts = audio_pts
-                frame.time_base = Fraction(1, sample_rate)
-                audio_pts += chunk.shape[1]
-                for resampled in resampler.resample(frame) if resampler else [frame]:
-                    container.mux(audio_stream.encode(resampled))
+            def mux_audio_until(end_sample: int) -> None:
+                nonlocal audio_pts
+                while audio_pts < end_sample:
+                    chunk = audio_samples[:, audio_pts : min(end_sample, audio_pts + audio_chunk)]
+                    frame = av.AudioFrame.from_ndarray(
+                        np.ascontiguousarray(chunk), format="fltp", layout=audio_stream.layout.name
+                    )
+                    frame.sample_rate = sample_rate
+                    frame.pts = audio_pts
+                    frame.time_base = Fraction(1, sample_rate)
+                    audio_pts += chunk.shape[1]
+                    for resampled in resampler.resample(frame) if resampler else [frame]:
+                        container.mux(audio_stream.encode(resampled))
 
-        for index in range(num_frames):
-            image = get_frame(index)
-            if pad_h or pad_w:
-                image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-            video_frame.pts = index
-            video_frame.time_base = 1 / rate
-            container.mux(video_stream.encode(video_frame))
-            if audio_stream is not None:  # interleave: audio up to the end of this frame
-                mux_audio_until(min(audio_samples.shape[1], int(round((index + 1) * sample_rate / rate))))
-        container.mux(video_stream.encode(None))
-        if audio_stream is not None:
-            mux_audio_until(audio_samples.shape[1])
-            if resampler is not None:
-                for resampled in resampler.resample(None):
-                    container.mux(audio_stream.encode(resampled))
-            container.mux(audio_stream.encode(None))
+            for index in range(num_frames):
+                image = get_frame(index)
+                if pad_h or pad_w:
+                    image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+                video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+                video_frame.pts = index
+                video_frame.time_base = 1 / rate
+                container.mux(video_stream.encode(video_frame))
+                if audio_stream is not None:  # interleave: audio up to the end of this frame
+                    mux_audio_until(min(audio_samples.shape[1], int(round((index + 1) * sample_rate / rate))))
+            container.mux(video_stream.encode(None))
+            if audio_stream is not None:
+                mux_audio_until(audio_samples.shape[1])
+                if resampler is not None:
+                    for resampled in resampler.resample(None):
+                        container.mux(audio_stream.encode(resampled))
+                container.mux(audio_stream.encode(None))
     return path
 
 

@@ -237,16 +237,18 @@ def test_example_inputs_are_shipped_and_small():
 
 
 def test_non_rgb_reference_images_are_converted(tmp_path):
+    """Catches RGBA/gray references decoded differently from ComfyUI's Load Image (alpha dropped, not
+    composited) or unreadable files ending in a traceback."""
     rgba = np.zeros((8, 8, 4), np.uint8)
     rgba[..., 0] = 200
-    rgba[:4, ..., 3] = 255  # top half opaque red, bottom half transparent -> white
+    rgba[:4, ..., 3] = 255  # top half opaque red, bottom half transparent: still red, as ComfyUI shows it
     Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
     Image.fromarray(np.full((8, 8), 128, np.uint8), "L").save(tmp_path / "gray.png")
 
     converted = cli.load_rgb_image(tmp_path / "rgba.png")
     assert converted.shape == (8, 8, 3)
     np.testing.assert_allclose(converted[0, 0], [200 / 255, 0, 0])
-    np.testing.assert_allclose(converted[7, 7], [1, 1, 1])
+    np.testing.assert_allclose(converted[7, 7], [200 / 255, 0, 0])
     gray = cli.load_rgb_image(tmp_path / "gray.png")
     assert gray.shape == (8, 8, 3) and np.allclose(gray, 128 / 255)
     (tmp_path / "text.png").write_text("not an image")

@@ -7,6 +7,7 @@ import dataclasses
 import time
 from pathlib import Path
 
+from ..atomic import OutputError, atomic_path, check_output_file
 from ..errors import InputError
 from ..weights_download import check_weights, download_weights
 from .devices import _pick_device, _pick_dtype
@@ -56,6 +57,18 @@ def validate_generate_args(args: argparse.Namespace) -> None:
             raise InputError(f"--{name.replace('_', '-')} {path}: file not found; check the path.")
 
 
+def check_outputs(args: argparse.Namespace) -> None:
+    """Every file ``generate`` will write can be written: checked before anything loads (minutes)."""
+    for option, path in (("--out", args.out), ("--save-frames", args.save_frames),
+                         ("--save-landmarks", args.save_landmarks)):
+        if path is None:
+            continue
+        try:
+            check_output_file(path)
+        except OutputError as error:
+            raise OutputError(f"{option}: {error}") from None
+
+
 def run_generate(args: argparse.Namespace) -> Path:
     """The ``generate`` command; returns the mp4 written."""
     started = time.perf_counter()
@@ -67,6 +80,7 @@ def run_generate(args: argparse.Namespace) -> Path:
         args.audio = EXAMPLE_AUDIO
         report.info(f"no --audio: using the example speech {EXAMPLE_AUDIO}")
     validate_generate_args(args)
+    check_outputs(args)
 
     if args.download:
         files = download_weights(args.weights, args.mode, log=report.info)
@@ -134,8 +148,8 @@ def run_generate(args: argparse.Namespace) -> Path:
     if args.save_frames is not None:
         import numpy as np
 
-        args.save_frames.parent.mkdir(parents=True, exist_ok=True)
-        np.save(args.save_frames, video.frames.numpy())
+        with atomic_path(args.save_frames, suffix=".npy") as temporary:
+            np.save(temporary, video.frames.numpy())
     num_frames = video.frames.shape[0]
     report.info(f"wrote {out}: {num_frames} frames, {args.width}x{args.height}, {video.fps:g} fps "
                 f"({num_frames / video.fps:.2f} s) in {time.perf_counter() - started:.1f} s")

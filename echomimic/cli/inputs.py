@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import InputError
 from .report import _Reporter
 
 if TYPE_CHECKING:
@@ -14,39 +13,17 @@ if TYPE_CHECKING:
 
 
 def load_rgb_image(path: Path, report: _Reporter | None = None) -> np.ndarray:
-    """An image file as ``[H, W, 3]`` float32 0..1 RGB; other modes are converted (alpha onto white)."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
+    """An image file as ``[H, W, 3]`` float32 0..1 RGB, as it displays (see :mod:`echomimic.images`)."""
+    from ..images import read_rgb_image
 
-    try:
-        image = Image.open(path)
-        image.load()
-    except (OSError, UnidentifiedImageError) as error:
-        raise InputError(f"cannot read the image {path} ({error}); pass a png or jpg file.") from error
-    if image.mode != "RGB":
-        original = image.mode
-        if "A" in image.getbands() or (image.mode == "P" and "transparency" in image.info):
-            rgba = image.convert("RGBA")
-            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            image = Image.alpha_composite(background, rgba).convert("RGB")
-        else:
-            image = image.convert("RGB")
-        if report is not None:
-            report.info(f"note: {path.name} is a {original} image; converted it to RGB")
-    return np.asarray(image, dtype=np.float32) / 255.0
+    return read_rgb_image(path, note=None if report is None else report.info)
 
 
 def load_mask_image(path: Path) -> np.ndarray:
-    """A mask image as ``[H, W]`` float32 0..1 (white = 1; the alpha channel of an RGBA image is ignored)."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
+    """A mask image as ``[H, W]`` float32 0..1 (white = 1; an alpha channel is ignored)."""
+    from ..images import read_mask_image
 
-    try:
-        image = Image.open(path)
-        image.load()
-    except (OSError, UnidentifiedImageError) as error:
-        raise InputError(f"cannot read the mask {path} ({error}); pass a black-and-white png.") from error
-    return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    return read_mask_image(path)
 
 
 def _resize(array: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -127,9 +127,11 @@ class LandmarkSequence:
             raise InputError(f"The landmark file is malformed ({error}); it needs 'width', 'height' and "
                              "'points' as [frames][478][3] numbers.") from error
 
-    def save(self, path: str | Path) -> None:
-        """Write the sequence as JSON to `path` (its folder must exist)."""
-        Path(path).write_text(self.to_json(), encoding="utf-8")
+    def save(self, path: str | Path) -> Path:
+        """Write the sequence as JSON to `path` (atomically; its folder must exist). Returns the path."""
+        from ..atomic import write_text_atomic
+
+        return write_text_atomic(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | Path) -> LandmarkSequence:
