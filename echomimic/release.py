@@ -118,6 +118,10 @@ DEFAULT_SIZE = {"v1": (512, 512), "v2": (768, 768)}  # (width, height)
 DEFAULT_FPS = 24.0
 DEFAULT_CONTEXT_FRAMES = 12
 DEFAULT_CONTEXT_OVERLAP = 3
+# The motion modules' span: temporal_position_encoding_max_len of every shipped config (V1 and V2); a
+# context window longer than this has no position encoding.
+MOTION_MODULE_SPAN = 32
+SEED_MAX = 2**64 - 1  # torch generators take 0..2**64-1; ComfyUI's seed widget has the same maximum
 DEFAULT_SEED = {"v1": 420, "v2": 3407}
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}  # option -> torch dtype name
 
