@@ -25,17 +25,49 @@ class Attention(nn.Module):
         # Index 1 was a dropout in the original layout; only index 0 has weights.
         self.to_out = nn.ModuleList([nn.Linear(query_dim, query_dim), nn.Identity()])
 
-    def forward(self, hidden_states: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        """hidden_states: [N, Lq, C]; context: [N, Lk, Cctx] or None -> [N, Lq, C]."""
+    def split_heads(self, tokens: torch.Tensor) -> torch.Tensor:
+        """[N, L, C] -> [N, heads, L, C / heads] (a view)."""
+        batch, length, width = tokens.shape
+        return tokens.view(batch, length, self.heads, width // self.heads).transpose(1, 2)
+
+    def key_value(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """context: [N, Lk, Cctx] -> (keys, values), each [N, heads, Lk, C / heads]."""
+        return self.split_heads(self.to_k(context)), self.split_heads(self.to_v(context))
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        context: torch.Tensor | None = None,
+        extra_key_value: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """hidden_states: [N, Lq, C]; context: [N, Lk, Cctx] or None -> [N, Lq, C].
+
+        extra_key_value: precomputed (keys, values) [1 or N, heads, Le, C / heads] appended after the
+            context's own, e.g. the reference tokens' projections, computed once per video.
+        """
         context = hidden_states if context is None else context
         batch, length, width = hidden_states.shape
-        head_dim = width // self.heads
-        query = self.to_q(hidden_states).view(batch, -1, self.heads, head_dim).transpose(1, 2)
-        key = self.to_k(context).view(batch, -1, self.heads, head_dim).transpose(1, 2)
-        value = self.to_v(context).view(batch, -1, self.heads, head_dim).transpose(1, 2)
+        query = self.split_heads(self.to_q(hidden_states))
+        key, value = self.key_value(context)
+        if extra_key_value is not None:
+            extra_key, extra_value = extra_key_value
+            key = torch.cat([key, extra_key.expand(batch, -1, -1, -1)], dim=2)
+            value = torch.cat([value, extra_value.expand(batch, -1, -1, -1)], dim=2)
         out = F.scaled_dot_product_attention(query, key, value)
         out = out.transpose(1, 2).reshape(batch, length, width).to(query.dtype)
         return self.to_out[0](out)
+
+    def zero_context_output(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """[1, 1, C]: exactly what :meth:`forward` returns for every query when all context tokens are zero.
+
+        With zero tokens every key is ``to_k(0)`` (the same for all tokens), so the softmax weights are
+        uniform and every output token is the common value ``to_v(0)``: zero here (``to_v`` has no bias),
+        so the result is ``to_out(0)`` = the output bias, bit for bit. Used for the unconditional
+        (zero-audio) rows of classifier-free guidance, saving the whole attention there.
+        """
+        width = self.to_v.in_features
+        value = self.to_v(torch.zeros(1, 1, width, dtype=dtype, device=device))
+        return self.to_out[0](value)
 
 
 class GEGLU(nn.Module):

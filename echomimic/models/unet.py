@@ -9,11 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import EchoMimicConfig, MotionModuleConfig, UNetConfig
-from .transformer import BlockInputs, TransformerBlock
+from .transformer import BlockInputs, ReferenceFeatures, TransformerBlock
 from .unet_blocks import DownBlock, MidBlock, UpBlock
-
-ReferenceFeatures = dict[str, torch.Tensor]
-"""Transformer-block module path -> [1, tokens, channels] normalized reference hidden states."""
 
 
 def timestep_embedding(timesteps: torch.Tensor, dim: int, flip_sin_to_cos: bool, freq_shift: float) -> torch.Tensor:
@@ -125,7 +122,7 @@ class ReferenceUNet(_UNetBackbone):
         if reference_latents.ndim != 4:
             raise ValueError(f"reference latents must be [B, 4, h, w], got {tuple(reference_latents.shape)}")
         batch = reference_latents.shape[0]
-        captured: ReferenceFeatures = {}
+        captured = ReferenceFeatures()
         inputs = BlockInputs(
             frames=1,
             time_embedding=self._time_embedding(timestep, batch, reference_latents.device),
@@ -155,18 +152,26 @@ class DenoisingUNet(_UNetBackbone):
         timestep: torch.Tensor | int,
         *,
         audio_tokens: torch.Tensor | None,
-        reference_features: ReferenceFeatures | None,
+        reference_features: ReferenceFeatures | dict[str, torch.Tensor] | None,
         conditioning: torch.Tensor | None = None,
         reference_batch: torch.Tensor | None = None,
+        unconditional_items: int = 0,
     ) -> torch.Tensor:
         """One denoising prediction.
 
         sample: [B, 4, F, h, w] noisy latents.
         audio_tokens: [B, F, L, audio_dim] (L = 50 whisper tokens per frame); None means zero tokens,
             the unconditional audio.
-        reference_features: from :class:`ReferenceUNet` (batch 1), or None for plain self-attention.
+        reference_features: from :class:`ReferenceUNet` (batch 1; its per-video key/value cache is then
+            used), or a plain dict, or None for plain self-attention.
         conditioning: [B, C0, F or 1, h, w] face-locator features (1 frame broadcasts), or None.
-        reference_batch: [B] bool, which batch items attend to the reference (default: all).
+        unconditional_items: the first ``unconditional_items`` batch items are classifier-free guidance's
+            unconditional branch: they run plain self-attention (no reference tokens) and their audio
+            tokens are taken as zero (their rows of ``audio_tokens`` are not read), so their audio
+            cross-attention is the exact constant it gives for zero tokens.
+        reference_batch: older form, [B] bool, which batch items attend to the reference; must be
+            ``[False] * k + [True] * (B - k)`` (read on the host once: pass ``unconditional_items``
+            instead to avoid that synchronisation). It does not imply zero audio.
         Returns [B, 4, F, h, w].
         """
         if sample.ndim != 5:
@@ -174,20 +179,26 @@ class DenoisingUNet(_UNetBackbone):
         batch, _, frames, height, width = sample.shape
         dtype = self.dtype
         rows = sample.to(dtype).permute(0, 2, 1, 3, 4).reshape(batch * frames, -1, height, width)
-        if audio_tokens is None:
-            audio_tokens = torch.zeros(batch, frames, 1, self.audio_dim, device=sample.device, dtype=dtype)
-        if audio_tokens.shape[:2] != (batch, frames):
-            raise ValueError(f"audio tokens {tuple(audio_tokens.shape)} do not match {batch} x {frames} frames")
-        reference_rows = None
+        if not 0 <= unconditional_items <= batch:
+            raise ValueError(f"unconditional_items must be in 0..{batch}, got {unconditional_items}")
+        plain_items = unconditional_items
         if reference_batch is not None:
-            reference_rows = reference_batch.to(device=sample.device, dtype=torch.bool).repeat_interleave(frames)
+            plain_items = max(plain_items, _leading_false(reference_batch, batch))
+        zero_audio_items = batch if audio_tokens is None else unconditional_items
+        if audio_tokens is not None:
+            if audio_tokens.shape[:2] != (batch, frames):
+                raise ValueError(f"audio tokens {tuple(audio_tokens.shape)} do not match {batch} x {frames} frames")
+            audio_tokens = audio_tokens[zero_audio_items:] if zero_audio_items < batch else None
+            if audio_tokens is not None:
+                audio_tokens = audio_tokens.to(dtype).reshape(-1, audio_tokens.shape[2], audio_tokens.shape[3])
         time_embedding = self._time_embedding(timestep, batch, sample.device).repeat_interleave(frames, dim=0)
         inputs = BlockInputs(
             frames=frames,
             time_embedding=time_embedding,
-            audio_tokens=audio_tokens.to(dtype).reshape(batch * frames, audio_tokens.shape[2], -1),
+            audio_tokens=audio_tokens,
+            zero_audio_rows=zero_audio_items * frames,
             reference_features=reference_features,
-            reference_rows=reference_rows,
+            plain_rows=plain_items * frames,
         )
         hidden_states = self.conv_in(rows)
         if conditioning is not None:
@@ -196,3 +207,15 @@ class DenoisingUNet(_UNetBackbone):
         hidden_states = self._run_blocks(hidden_states, inputs)
         hidden_states = self.conv_out(F.silu(self.conv_norm_out(hidden_states)))
         return hidden_states.reshape(batch, frames, -1, height, width).permute(0, 2, 1, 3, 4)
+
+
+def _leading_false(reference_batch: torch.Tensor, batch: int) -> int:
+    """[B] bool flags ``[False] * k + [True] * (B - k)`` -> k (one host read of B flags)."""
+    flags = [bool(flag) for flag in reference_batch.detach().to("cpu", torch.bool).reshape(-1).tolist()]
+    count = flags.index(True) if True in flags else len(flags)
+    if len(flags) != batch or any(not flag for flag in flags[count:]):
+        raise ValueError(
+            f"reference_batch must be {batch} flags, False (unconditional) items first, got {flags}; "
+            "or pass unconditional_items"
+        )
+    return count
