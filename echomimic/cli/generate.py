@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..atomic import OutputError, atomic_path, check_output_file
 from ..errors import InputError
@@ -15,31 +16,16 @@ from .inputs import _landmark_images, _prepare_reference
 from .parser import EXAMPLE_AUDIO, EXAMPLE_IMAGE
 from .report import _Reporter
 
+if TYPE_CHECKING:
+    from ..pipeline.settings import SamplingSettings
+
 
 def validate_generate_args(args: argparse.Namespace) -> None:
-    """Cheap checks before anything is loaded; raises :class:`InputError` saying what to change."""
-    if args.width < 8 or args.height < 8 or args.width % 8 or args.height % 8:
-        raise InputError(
-            f"--width {args.width} --height {args.height}: both must be multiples of 8 (the VAE works on "
-            f"8x8 blocks); try --width {max(8, round(args.width / 8) * 8)} --height {max(8, round(args.height / 8) * 8)}."
-        )
+    """Cheap checks of the options before anything is loaded; raises :class:`InputError` saying what to
+    change. The sampling settings are checked by the library (:func:`sampling_settings`)."""
     if args.length is not None and args.length < 1:
         raise InputError(f"--length {args.length}: the video needs at least 1 frame; leave --length out to "
                          "use the whole speech.")
-    if args.steps is not None and args.steps < 1:
-        raise InputError(f"--steps {args.steps}: at least 1 denoising step is needed (30 is the official "
-                         "default, 6 for the _acc modes).")
-    if args.cfg is not None and args.cfg < 0:
-        raise InputError(f"--cfg {args.cfg}: the guidance scale must be >= 0 (1 or less turns guidance off).")
-    if args.fps <= 0:
-        raise InputError(f"--fps {args.fps}: must be positive, e.g. 24 or 25.")
-    if args.context_frames < 1:
-        raise InputError(f"--context-frames {args.context_frames}: must be at least 1 (official 12).")
-    if not 0 <= args.context_overlap < args.context_frames:
-        raise InputError(
-            f"--context-overlap {args.context_overlap} with --context-frames {args.context_frames}: the overlap "
-            f"must be >= 0 and smaller than the window; try --context-overlap {max(0, args.context_frames // 4)}."
-        )
     pose = args.mode.startswith("pose")
     if pose and args.driving_video is None and args.landmarks is None:
         raise InputError(f"--mode {args.mode} is driven by facial landmarks: pass --driving-video <video of a "
@@ -55,6 +41,19 @@ def validate_generate_args(args: argparse.Namespace) -> None:
         path = getattr(args, name)
         if path is not None and not Path(path).is_file():
             raise InputError(f"--{name.replace('_', '-')} {path}: file not found; check the path.")
+
+
+def sampling_settings(args: argparse.Namespace, length: int = 0) -> SamplingSettings:
+    """The options as the library's :class:`SamplingSettings`, validated there (the nodes use the same)."""
+    from ..pipeline.settings import SamplingSettings
+
+    defaults = SamplingSettings.defaults_for(args.mode)
+    return dataclasses.replace(
+        defaults, width=args.width, height=args.height, length=length, fps=args.fps, seed=args.seed,
+        steps=defaults.steps if args.steps is None else args.steps,
+        cfg=defaults.cfg if args.cfg is None else args.cfg,
+        context_frames=args.context_frames, context_overlap=args.context_overlap,
+    ).validated()
 
 
 def check_outputs(args: argparse.Namespace) -> None:
@@ -80,6 +79,7 @@ def run_generate(args: argparse.Namespace) -> Path:
         args.audio = EXAMPLE_AUDIO
         report.info(f"no --audio: using the example speech {EXAMPLE_AUDIO}")
     validate_generate_args(args)
+    settings = sampling_settings(args, args.length or 0)
     check_outputs(args)
 
     if args.download:
@@ -91,7 +91,7 @@ def run_generate(args: argparse.Namespace) -> Path:
 
     from ..audio import compute_audio_features, load_whisper_encoder
     from ..models.loading import load_echomimic_v1
-    from ..pipeline.sampler import SamplingSettings, generate_video
+    from ..pipeline.sampler import generate_video
     from ..pipeline.vae import load_diffusers_vae
     from ..video_io import read_audio, write_mp4
 
@@ -127,13 +127,7 @@ def run_generate(args: argparse.Namespace) -> Path:
             report.info(f"note: the landmarks cover {available} frames, the speech {audio_features.num_frames}; "
                         f"generating {available}")
             length = available
-    defaults = SamplingSettings.defaults_for(args.mode)
-    settings = dataclasses.replace(
-        defaults, width=args.width, height=args.height, length=length, fps=args.fps, seed=args.seed,
-        steps=defaults.steps if args.steps is None else args.steps,
-        cfg=defaults.cfg if args.cfg is None else args.cfg,
-        context_frames=args.context_frames, context_overlap=args.context_overlap,
-    ).validated()
+    settings = dataclasses.replace(settings, length=length)
 
     report.info(f"generating {length or audio_features.num_frames} frames at {args.width}x{args.height}, "
                 f"{settings.steps} steps, cfg {settings.cfg}, seed {settings.seed}")
