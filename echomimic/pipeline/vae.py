@@ -57,9 +57,13 @@ def load_diffusers_vae(path: str | Path, device: torch.device | str = "cpu",
             "https://huggingface.co/stabilityai/sd-vae-ft-mse into that folder."
         )
     from diffusers import AutoencoderKL
+    from diffusers.utils import is_accelerate_available
 
     try:
-        vae = AutoencoderKL.from_pretrained(str(path), torch_dtype=dtype)
+        # Without accelerate diffusers falls back to low_cpu_mem_usage=False anyway, but prints six lines of
+        # advice on every run; asking for that fallback directly loads the same weights without them.
+        vae = AutoencoderKL.from_pretrained(str(path), torch_dtype=dtype,
+                                            low_cpu_mem_usage=is_accelerate_available())
     except (OSError, ValueError, RuntimeError) as exc:
         raise WeightsError(f"The VAE at {path} could not be loaded ({exc}). Download it again.") from None
     return DiffusersVae(vae.to(device).eval().requires_grad_(False))
