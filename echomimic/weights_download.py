@@ -1,63 +1,39 @@
-"""Which weight files a variant needs, a clear report of the missing ones, and an opt-in download.
+"""Which files a variant needs, a clear report of the missing ones, and their download.
 
-The weights folder has the layout of the Hugging Face repository ``BadToBest/EchoMimic`` as
-downloaded (``git clone https://huggingface.co/BadToBest/EchoMimic``)::
+Every name, repository and checksum comes from :mod:`echomimic.release`. The weights folder has the
+layout of the variant's Hugging Face repository as downloaded (``BadToBest/EchoMimic`` for V1,
+``BadToBest/EchoMimicV2`` for V2)::
 
-    <weights_dir>/reference_unet.pth, denoising_unet.pth, motion_module.pth, face_locator.pth
-                  (+ the *_acc / *_pose variants; .safetensors versions are accepted too)
-    <weights_dir>/audio_processor/whisper_tiny.pt
+    <weights_dir>/reference_unet.pth, denoising_unet.pth, ... (the variant's 4 files; .safetensors accepted)
+    <weights_dir>/audio_processor/whisper_tiny.pt  (V1; V2: audio_processor/tiny.pt)
     <weights_dir>/sd-vae-ft-mse/config.json + diffusion_pytorch_model.safetensors (or .bin)
+    <weights_dir>/mediapipe/*.task, *.tflite  (MediaPipe Tasks files, fetched on first use)
 
-Nothing here imports torch; :func:`download_weights` imports ``huggingface_hub`` when called.
+Hugging Face files are fetched with ``huggingface_hub`` (``HF_ENDPOINT``, ``HF_TOKEN``, the HF cache and
+offline settings apply) into a hidden staging folder of the weights folder, then renamed into place: a
+file the loader finds is always complete. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from .errors import WeightsError
+from . import release
+from .errors import EchoMimicError, WeightsError
+from .mediapipe_files import find_mediapipe_model, mediapipe_download_dir, mediapipe_url
+from .release import VAE_FOLDER, VAE_REPO, WHISPER_ORIGINAL_URL
 
-ECHOMIMIC_REPO = "BadToBest/EchoMimic"
-VAE_REPO = "stabilityai/sd-vae-ft-mse"
-VAE_FOLDER = "sd-vae-ft-mse"
-WHISPER_FILE = "audio_processor/whisper_tiny.pt"
-WHISPER_ORIGINAL_URL = (
-    "https://openaipublic.azureedge.net/main/whisper/models/"
-    "65147644a518d12f04e32d6f3b26facc3f8dd46e5390956a9424a650c0ce22b9/tiny.pt"
-)
-
-VARIANTS = ("audio", "audio_acc", "pose", "pose_acc")
-
-# role -> file stem (without extension), per variant, as released in BadToBest/EchoMimic.
-VARIANT_MODEL_STEMS: dict[str, dict[str, str]] = {
-    "audio": {
-        "reference_unet": "reference_unet",
-        "denoising_unet": "denoising_unet",
-        "motion_module": "motion_module",
-        "face_locator": "face_locator",
-    },
-    "audio_acc": {
-        "reference_unet": "reference_unet",
-        "denoising_unet": "denoising_unet_acc",
-        "motion_module": "motion_module_acc",
-        "face_locator": "face_locator",
-    },
-    "pose": {
-        "reference_unet": "reference_unet_pose",
-        "denoising_unet": "denoising_unet_pose",
-        "motion_module": "motion_module_pose",
-        "face_locator": "face_locator_pose",
-    },
-    "pose_acc": {
-        "reference_unet": "reference_unet_pose",
-        "denoising_unet": "denoising_unet_pose_acc",
-        "motion_module": "motion_module_pose_acc",
-        "face_locator": "face_locator_pose",
-    },
-}
+VARIANTS = release.VARIANT_NAMES
+# role -> file stem (without extension), per variant, as released.
+VARIANT_MODEL_STEMS: dict[str, dict[str, str]] = {name: dict(spec.stems) for name, spec in release.VARIANTS.items()}
+# huggingface_hub downloads here first (inside the weights folder, so the final rename stays on one disk).
+STAGING_FOLDER = ".echomimic-download"
 
 
 @dataclass(frozen=True)
@@ -83,7 +59,7 @@ class RequiredFile:
     def found_path(self, weights_dir: Path) -> Path | None:
         """The existing accepted path in ``weights_dir`` (alternatives first, then the main one)."""
         for relative in (*self.alternatives, self.relative_path):
-            candidate = weights_dir / relative
+            candidate = Path(weights_dir) / relative
             if candidate.is_file():
                 return candidate
         return None
@@ -93,53 +69,47 @@ class RequiredFile:
         return f"https://huggingface.co/{self.repo_id}/blob/main/{self.repo_filename}"
 
 
-def _check_variant(variant: str) -> None:
-    if variant not in VARIANTS:
-        raise WeightsError(f"unknown EchoMimic variant {variant!r}; use one of {', '.join(VARIANTS)}.")
+def _variant(name: str) -> release.Variant:
+    try:
+        return release.variant(name)
+    except KeyError as error:
+        raise WeightsError(str(error.args[0])) from None
+
+
+def model_files(variant: str) -> list[RequiredFile]:
+    """The 4 network files of ``variant`` (what the model loader node reads)."""
+    spec = _variant(variant)
+    return [
+        RequiredFile(role=role, relative_path=f"{stem}.pth", alternatives=(f"{stem}.safetensors",),
+                     repo_id=spec.repo_id, repo_filename=f"{stem}.pth")
+        for role, stem in spec.stems.items()
+    ]
+
+
+def whisper_file(variant: str) -> RequiredFile:
+    """The Whisper-tiny file of ``variant``'s repository (V1 ``whisper_tiny.pt``, V2 ``tiny.pt``)."""
+    spec = _variant(variant)
+    stem = spec.whisper_file.rsplit(".", 1)[0]
+    return RequiredFile(role="whisper", relative_path=spec.whisper_file, alternatives=(f"{stem}.safetensors",),
+                        repo_id=spec.repo_id, repo_filename=spec.whisper_file,
+                        note=f"Whisper tiny; the same file is OpenAI's {WHISPER_ORIGINAL_URL}")
+
+
+def vae_files() -> list[RequiredFile]:
+    """The SD1.5 VAE (``stabilityai/sd-vae-ft-mse``) in ``sd-vae-ft-mse/``."""
+    config, weights = release.VAE_FILES
+    return [
+        RequiredFile(role="vae_config", relative_path=f"{VAE_FOLDER}/{config}", alternatives=(),
+                     repo_id=VAE_REPO, repo_filename=config),
+        RequiredFile(role="vae_weights", relative_path=f"{VAE_FOLDER}/{weights}",
+                     alternatives=tuple(f"{VAE_FOLDER}/{name}" for name in release.VAE_WEIGHT_ALTERNATIVES),
+                     repo_id=VAE_REPO, repo_filename=weights),
+    ]
 
 
 def required_files(variant: str = "audio") -> list[RequiredFile]:
-    """Every file ``variant`` needs: its 4 model files, the Whisper tiny encoder and the VAE."""
-    _check_variant(variant)
-    files = [
-        RequiredFile(
-            role=role,
-            relative_path=f"{stem}.pth",
-            alternatives=(f"{stem}.safetensors",),
-            repo_id=ECHOMIMIC_REPO,
-            repo_filename=f"{stem}.pth",
-        )
-        for role, stem in VARIANT_MODEL_STEMS[variant].items()
-    ]
-    files.append(
-        RequiredFile(
-            role="whisper",
-            relative_path=WHISPER_FILE,
-            alternatives=("audio_processor/whisper_tiny.safetensors",),
-            repo_id=ECHOMIMIC_REPO,
-            repo_filename=WHISPER_FILE,
-            note=f"Whisper tiny; the same file is OpenAI's {WHISPER_ORIGINAL_URL}",
-        )
-    )
-    files.append(
-        RequiredFile(
-            role="vae_config",
-            relative_path=f"{VAE_FOLDER}/config.json",
-            alternatives=(),
-            repo_id=VAE_REPO,
-            repo_filename="config.json",
-        )
-    )
-    files.append(
-        RequiredFile(
-            role="vae_weights",
-            relative_path=f"{VAE_FOLDER}/diffusion_pytorch_model.safetensors",
-            alternatives=(f"{VAE_FOLDER}/diffusion_pytorch_model.bin",),
-            repo_id=VAE_REPO,
-            repo_filename="diffusion_pytorch_model.safetensors",
-        )
-    )
-    return files
+    """Every Hugging Face file ``variant`` needs: its 4 model files, the Whisper tiny encoder and the VAE."""
+    return [*model_files(variant), whisper_file(variant), *vae_files()]
 
 
 def missing_files(weights_dir: str | os.PathLike, variant: str = "audio") -> list[RequiredFile]:
@@ -148,9 +118,17 @@ def missing_files(weights_dir: str | os.PathLike, variant: str = "audio") -> lis
     return [item for item in required_files(variant) if item.found_path(folder) is None]
 
 
+def missing_mediapipe(weights_dir: str | os.PathLike, variant: str = "audio", *,
+                      face_crop: bool = True) -> list[release.MediaPipeModel]:
+    """The MediaPipe Tasks files a run of ``variant`` may need that ``weights_dir`` lacks."""
+    return [model for model in release.mediapipe_models_for(variant, face_crop=face_crop)
+            if find_mediapipe_model(model, weights_dir) is None]
+
+
 def missing_weights_message(weights_dir: str | os.PathLike, variant: str, missing: list[RequiredFile]) -> str:
     """A message naming each missing file, where it was expected and where to get it."""
     folder = Path(weights_dir).resolve()
+    repo = _variant(variant).repo_id
     lines = [f"{len(missing)} weight file(s) for EchoMimic variant {variant!r} are missing from {folder}:"]
     for item in missing:
         accepted = " or ".join(str(folder / p) for p in (item.relative_path, *item.alternatives))
@@ -160,10 +138,21 @@ def missing_weights_message(weights_dir: str | os.PathLike, variant: str, missin
         lines.append(line)
     lines.append(
         "To fix: run again with --download (fetches them with huggingface_hub), or download the "
-        f"Hugging Face repo yourself (git clone https://huggingface.co/{ECHOMIMIC_REPO} <folder>; "
+        f"Hugging Face repo yourself (git clone https://huggingface.co/{repo} <folder>; "
         f"the VAE is https://huggingface.co/{VAE_REPO}) and pass --weights <folder>."
     )
     return "\n".join(lines)
+
+
+def mediapipe_status_lines(weights_dir: str | os.PathLike, variant: str, *, face_crop: bool = True) -> list[str]:
+    """One line per MediaPipe file of ``variant``: found where, or missing with its URL and folder."""
+    lines = []
+    for model in release.mediapipe_models_for(variant, face_crop=face_crop):
+        found = find_mediapipe_model(model, weights_dir)
+        lines.append(f"ok       {model.name} ({model.what}): {found}" if found is not None else
+                     f"missing  {model.name} ({model.what}): downloaded on first use from {mediapipe_url(model)} "
+                     f"into {mediapipe_download_dir(weights_dir).resolve()}")
+    return lines
 
 
 def check_weights(weights_dir: str | os.PathLike, variant: str = "audio") -> dict[str, Path]:
@@ -178,61 +167,99 @@ def check_weights(weights_dir: str | os.PathLike, variant: str = "audio") -> dic
     return {item.role: item.found_path(folder) for item in required_files(variant)}
 
 
+def download_hub_files(
+    weights_dir: str | os.PathLike,
+    files: Iterable[RequiredFile],
+    *,
+    endpoint: str | None = None,
+    log: Callable[[str], None] | None = None,
+    tqdm_class: Any = None,
+) -> dict[str, Path]:
+    """Fetch each of ``files`` that ``weights_dir`` lacks from Hugging Face; ``role -> path`` of all.
+
+    The file lands in ``<weights_dir>/.echomimic-download/`` (huggingface_hub writes ``.incomplete`` there
+    and renames; a copy from the HF cache lands there too), then one rename puts it at its release path.
+    ``tqdm_class`` receives huggingface_hub's progress (a subclass may raise in ``update`` to cancel).
+
+    Raises:
+        WeightsError: a file could not be downloaded (no network, ...); names the file, its URL and folder.
+    """
+    folder = Path(weights_dir)
+    files = list(files)
+    todo = [item for item in files if item.found_path(folder) is None]
+    if todo:
+        try:
+            from huggingface_hub import hf_hub_download
+        except ImportError as error:  # pragma: no cover - huggingface_hub is a dependency of diffusers
+            raise WeightsError(
+                "Downloading needs the huggingface_hub package; install it with `pip install huggingface_hub`."
+            ) from error
+        # HF_ENDPOINT read now: huggingface_hub reads it once at import, which may predate the setting.
+        endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
+        options: dict[str, Any] = {}
+        if tqdm_class is not None and "tqdm_class" in inspect.signature(hf_hub_download).parameters:
+            options["tqdm_class"] = tqdm_class
+        staging = folder / STAGING_FOLDER
+        for item in todo:
+            expected = folder / item.relative_path
+            if log is not None:
+                log(f"downloading {item.repo_id}/{item.repo_filename} -> {expected}")
+            try:
+                staging.mkdir(parents=True, exist_ok=True)
+                staged = Path(hf_hub_download(repo_id=item.repo_id, filename=item.repo_filename,
+                                              local_dir=str(staging / item.repo_id), endpoint=endpoint, **options))
+                expected.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged, expected)  # same disk: atomic
+            except EchoMimicError:  # a cancel from tqdm_class, or ours: as is
+                raise
+            except Exception as error:  # network, auth, disk, hub errors: all reported the same way
+                raise WeightsError(
+                    f"Could not download {item.repo_filename} from {item.url} ({type(error).__name__}: "
+                    f"{str(error).splitlines()[0] if str(error) else ''}). Check the network (or HF_ENDPOINT / a "
+                    f"proxy), or download it by hand into {expected.resolve()}."
+                ) from None
+        shutil.rmtree(staging, ignore_errors=True)
+    return {item.role: item.found_path(folder) for item in files}  # type: ignore[misc]
+
+
 def download_weights(
     weights_dir: str | os.PathLike,
     variant: str = "audio",
     *,
     endpoint: str | None = None,
     log: Callable[[str], None] = print,
+    mediapipe: bool = True,
+    face_crop: bool = True,
+    mediapipe_progress: Callable[[release.MediaPipeModel], Callable[[int, int], None] | None] | None = None,
 ) -> dict[str, Path]:
-    """Downloads the files ``variant`` still lacks into ``weights_dir`` with huggingface_hub.
+    """Downloads the files ``variant`` still lacks into ``weights_dir``; files already present stay.
 
-    Files already present are not fetched again. The EchoMimic files and Whisper tiny come from
-    ``BadToBest/EchoMimic``; the VAE from ``stabilityai/sd-vae-ft-mse`` into ``sd-vae-ft-mse/``.
+    The EchoMimic files and Whisper tiny come from the variant's repository, the VAE from
+    ``stabilityai/sd-vae-ft-mse`` into ``sd-vae-ft-mse/``, and (``mediapipe``) the MediaPipe Tasks files
+    a run may need into ``mediapipe/`` (the Tasks API needs them; harmless with the legacy API).
 
     Args:
         weights_dir: the weights folder (created if needed).
         variant: one of :data:`VARIANTS`.
         endpoint: Hugging Face endpoint (None = the default, or ``HF_ENDPOINT``).
         log: receives one line per file.
+        mediapipe: also fetch the MediaPipe files.
+        face_crop: the run crops the face automatically (needs the face detector).
+        mediapipe_progress: model -> (bytes done, total) callback for its download.
 
     Returns:
-        ``role -> path`` of every required file.
+        ``role -> path`` of every required Hugging Face file.
 
     Raises:
         WeightsError: a file could not be downloaded (no network, ...); names the file and its URL.
     """
+    from .mediapipe_files import ensure_mediapipe_model
+
     folder = Path(weights_dir)
-    missing = missing_files(folder, variant)
-    if not missing:
-        return check_weights(folder, variant)
-    try:
-        from huggingface_hub import hf_hub_download
-    except ImportError as error:  # pragma: no cover - huggingface_hub is a dependency of diffusers
-        raise WeightsError(
-            "--download needs the huggingface_hub package; install it with `pip install huggingface_hub`."
-        ) from error
     folder.mkdir(parents=True, exist_ok=True)
-    for item in missing:
-        target_dir = folder / Path(item.relative_path).parent
-        log(f"downloading {item.repo_id}/{item.repo_filename} -> {folder / item.relative_path}")
-        try:
-            downloaded = Path(
-                hf_hub_download(
-                    repo_id=item.repo_id,
-                    filename=item.repo_filename,
-                    local_dir=str(folder if item.repo_id == ECHOMIMIC_REPO else target_dir),
-                    endpoint=endpoint,
-                )
-            )
-        except Exception as error:  # network, auth, disk: all reported the same way
-            raise WeightsError(
-                f"could not download {item.repo_filename} from {item.url} ({type(error).__name__}: {error}). "
-                f"Check the network (or HF_ENDPOINT / a proxy), or download it by hand into "
-                f"{(folder / item.relative_path).resolve()} and run again without --download."
-            ) from error
-        expected = folder / item.relative_path
-        if downloaded.resolve() != expected.resolve() and not expected.exists():
-            expected.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(downloaded, expected)
+    download_hub_files(folder, missing_files(folder, variant), endpoint=endpoint, log=log)
+    if mediapipe:
+        for model in missing_mediapipe(folder, variant, face_crop=face_crop):
+            log(f"downloading {mediapipe_url(model)} -> {mediapipe_download_dir(folder) / model.name}")
+            ensure_mediapipe_model(model, folder, progress=mediapipe_progress(model) if mediapipe_progress else None)
     return check_weights(folder, variant)

@@ -21,6 +21,7 @@ MODEL_TYPE = "ECHOMIMIC_MODEL"
 AUDIO_ENCODER_TYPE = "ECHOMIMIC_AUDIO_ENCODER"
 AUDIO_FEATURES_TYPE = "ECHOMIMIC_AUDIO_FEATURES"
 LANDMARKS_TYPE = "ECHOMIMIC_LANDMARKS"
+CROP_INFO_TYPE = "ECHOMIMIC_CROP_INFO"  # echomimic.compose.CropInfo: where a face crop came from
 
 # Stable combo values (saved in shared workflows; never rename) -> library variant ids.
 VARIANTS: dict[str, str] = {
@@ -95,7 +96,8 @@ def resolve_weights_folder(name: str) -> str:
 
 
 def mediapipe_models_dir() -> str:
-    """Where MediaPipe Tasks model files are looked for (models/echomimic or its mediapipe/ subfolder).
+    """Where MediaPipe Tasks model files are looked for (models/echomimic or its mediapipe/ subfolder) and
+    downloaded to (its mediapipe/ subfolder): the first registered folder that has any, else the first one.
 
     Only needed with mediapipe releases after 0.10.21, which dropped the bundled legacy models.
     """
@@ -107,18 +109,71 @@ def mediapipe_models_dir() -> str:
     return bases[0]
 
 
+def comfy_download_progress(what: str) -> Callable[[int, int], None]:
+    """A download progress callback for ComfyUI: its progress bar (in KiB), and Cancel.
+
+    Cancel raises CancelledError, which the download turns into removing its partial file and
+    `user_errors` into ComfyUI's interrupt.
+    """
+    import comfy.model_management as model_management
+    import comfy.utils
+
+    bar: list[Any] = []
+
+    def report(done: int, total: int) -> None:
+        if model_management.processing_interrupted():
+            raise CancelledError(f"Download of {what} cancelled.")
+        if total:
+            if not bar:
+                bar.append(comfy.utils.ProgressBar(max(1, total // 1024)))
+            bar[0].update_absolute(min(done, total) // 1024, max(1, total // 1024))
+
+    return report
+
+
+def comfy_download_tqdm(what: str) -> type:
+    """A tqdm class for huggingface_hub downloads that also drives ComfyUI's progress bar and Cancel."""
+    from tqdm.auto import tqdm
+
+    report = comfy_download_progress(what)
+
+    class ComfyDownloadTqdm(tqdm):  # type: ignore[misc, valid-type]
+        def update(self, n: float | None = 1) -> bool | None:
+            shown = super().update(n)
+            report(int(self.n), int(self.total or 0))
+            return shown
+
+    return ComfyDownloadTqdm
+
+
+def ensure_mediapipe_files(*models: Any, download: bool = True) -> str:
+    """The MediaPipe models folder for `models` (release.MediaPipeModel), each downloaded there on first use.
+
+    With a mediapipe that still has the legacy API (bundled models) nothing is downloaded. Missing Tasks
+    files go to `models/echomimic/mediapipe/` (the first registered echomimic folder, extra_model_paths.yaml
+    included), with ComfyUI's progress bar and Cancel.
+    """
+    from ..echomimic.landmarks.backends import legacy_solutions_available
+    from ..echomimic.mediapipe_files import ensure_mediapipe_model
+
+    models_dir = mediapipe_models_dir()
+    if not models or legacy_solutions_available():
+        return models_dir
+    for model in models:
+        ensure_mediapipe_model(model, models_dir, download=download, progress=comfy_download_progress(model.name))
+    return models_dir
+
+
 def torch_dtype_for(precision: str, device: Any) -> Any:
     """torch dtype for a precision combo value; "auto" = what the device runs well, fp32 on CPU."""
     import torch
 
-    if precision == "fp16":
-        return torch.float16
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "fp32":
-        return torch.float32
+    from ..echomimic.dtypes import torch_dtype
+
     if precision != "auto":
-        raise EchoMimicNodeError(f"Unknown precision {precision!r}; choose one of {list(PRECISIONS)}.")
+        if precision not in PRECISIONS:
+            raise EchoMimicNodeError(f"Unknown precision {precision!r}; choose one of {list(PRECISIONS)}.")
+        return torch_dtype(precision)
     if torch.device(device).type == "cpu":
         return torch.float32
     import comfy.model_management as model_management

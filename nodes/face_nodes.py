@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import CATEGORY, mediapipe_models_dir, tooltip, user_errors
+from .common import CATEGORY, ensure_mediapipe_files, tooltip, user_errors
 
 
 def first_image_numpy(image: Any) -> Any:
@@ -58,6 +58,7 @@ class EchoMimicFaceMaskCrop:
         import torch
 
         from ..echomimic.landmarks import face_mask_and_crop
+        from ..echomimic.release import FACE_DETECTOR
 
         user_mask = None
         if mask is not None:
@@ -67,7 +68,7 @@ class EchoMimicFaceMaskCrop:
             user_mask = user_mask.cpu().numpy()
         result = face_mask_and_crop(first_image_numpy(image), crop=bool(crop), size=(int(width), int(height)),
                                     mask_dilation=float(mask_dilation), crop_dilation=float(crop_dilation),
-                                    mask=user_mask, models_dir=mediapipe_models_dir())
+                                    mask=user_mask, models_dir=ensure_mediapipe_files(FACE_DETECTOR))
         cropped = torch.from_numpy(result.image).float().unsqueeze(0)
         mask = torch.from_numpy(result.mask).float().unsqueeze(0)
         return (cropped, mask)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import CATEGORY, LANDMARKS_TYPE, EchoMimicNodeError, mediapipe_models_dir, tooltip, user_errors
+from .common import CATEGORY, LANDMARKS_TYPE, EchoMimicNodeError, ensure_mediapipe_files, tooltip, user_errors
 
 # Stable part names (= echomimic.landmarks.PART_NAMES), one toggle each; written out here so reading
 # the node definitions never imports the landmark library.
@@ -55,13 +55,14 @@ class EchoMimicExtractLandmarks:
 
         from ..echomimic.landmarks import PART_NAMES as LIBRARY_PARTS
         from ..echomimic.landmarks import draw_landmarks, extract_landmarks
+        from ..echomimic.release import FACE_LANDMARKER
 
         frames = torch.as_tensor(images)
         if frames.ndim == 3:
             frames = frames.unsqueeze(0)
         frames = frames[..., :3].float().clamp(0, 1).cpu()
         count, height, width = int(frames.shape[0]), int(frames.shape[1]), int(frames.shape[2])
-        sequence = extract_landmarks(frames.numpy(), models_dir=mediapipe_models_dir(),
+        sequence = extract_landmarks(frames.numpy(), models_dir=ensure_mediapipe_files(FACE_LANDMARKER),
                                      progress=_frames_progress(count))
         drawn = torch.from_numpy(draw_landmarks(sequence, width, height, parts=LIBRARY_PARTS))
         lit = drawn.amax(dim=-1, keepdim=True) > 0

@@ -6,6 +6,7 @@ node needs them and offloads them when other nodes need the memory.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -18,8 +19,8 @@ from .common import (
     MODEL_TYPE,
     PRECISIONS,
     VARIANTS,
-    WHISPER_RELATIVE_PATH,
     EchoMimicNodeError,
+    comfy_download_tqdm,
     resolve_weights_folder,
     tooltip,
     torch_dtype_for,
@@ -32,6 +33,11 @@ _WEIGHTS_FOLDER_TOOLTIP = (
     "downloaded (default: EchoMimic). extra_model_paths.yaml can add more locations under the key 'echomimic'. "
     "JSON configs (unet_config.json, inference.json, face_locator.json) in that folder override the shipped "
     "SD1.5 architecture."
+)
+_DOWNLOAD_TOOLTIP = (
+    "Download missing official files of this choice from Hugging Face into the weights folder on first use "
+    "(HF_ENDPOINT, HF_TOKEN and the Hugging Face cache apply; progress bar and Cancel work). Off: a missing "
+    "file is an error naming it."
 )
 _PRECISION_TOOLTIP = (
     "Weights and compute precision. auto: fp16 (or bf16) where the GPU runs it well, fp32 on CPU."
@@ -66,14 +72,37 @@ class LoadedAudioEncoder:
     dtype: Any
 
 
-def _module_container(modules: dict[str, Any]) -> Any:
-    """One nn.Module holding every module, so a single ModelPatcher moves them all together."""
+@functools.cache
+def _container_class() -> type:
     import torch
 
-    container = torch.nn.Module()
-    for name, module in modules.items():
-        container.add_module(name, module)
-    return container
+    class EchoMimicModules(torch.nn.Module):
+        """Every module of one loaded model, so a single ModelPatcher moves them all together."""
+
+        def __init__(self, modules: dict[str, Any], dtype: Any) -> None:
+            super().__init__()
+            self._weights_dtype = dtype
+            for name, module in modules.items():
+                self.add_module(name, module)
+
+        def get_dtype(self) -> Any:  # ModelPatcher.model_dtype() asks for it
+            return self._weights_dtype
+
+    return EchoMimicModules
+
+
+def _module_container(modules: dict[str, Any], dtype: Any) -> Any:
+    """One nn.Module holding every module and reporting their dtype."""
+    return _container_class()(modules, dtype)
+
+
+def download_missing_files(weights_dir: str, files: list[Any]) -> None:
+    """Fetch the files of `files` (weights_download.RequiredFile) that weights_dir lacks, with ComfyUI's
+    progress bar and Cancel; each lands complete or not at all."""
+    from ..echomimic.weights_download import download_hub_files
+
+    for item in files:
+        download_hub_files(weights_dir, [item], tqdm_class=comfy_download_tqdm(item.repo_filename))
 
 
 def make_patcher(modules: dict[str, Any], dtype: Any) -> Any:
@@ -81,8 +110,7 @@ def make_patcher(modules: dict[str, Any], dtype: Any) -> Any:
     import comfy.model_management as model_management
     import comfy.model_patcher
 
-    container = _module_container(modules)
-    container.get_dtype = lambda: dtype  # ModelPatcher.model_dtype() asks for it
+    container = _module_container(modules, dtype)
     load_device = model_management.get_torch_device()
     offload_device = model_management.unet_offload_device()
     container.to(offload_device)
@@ -113,7 +141,11 @@ class EchoMimicModelLoader:
                     default="V1 audio")),
                 "precision": (list(PRECISIONS), tooltip(_PRECISION_TOOLTIP, default="auto")),
                 "weights_folder": (weights_folder_choices(), tooltip(_WEIGHTS_FOLDER_TOOLTIP, default=DEFAULT_WEIGHTS_FOLDER)),
-            }
+            },
+            # Optional and at the end: workflows saved before it existed keep loading (default on).
+            "optional": {
+                "download_missing": ("BOOLEAN", tooltip(_DOWNLOAD_TOOLTIP, default=True)),
+            },
         }
 
     RETURN_TYPES = (MODEL_TYPE,)
@@ -123,7 +155,8 @@ class EchoMimicModelLoader:
     CATEGORY = CATEGORY
 
     @user_errors
-    def load(self, variant: str, precision: str, weights_folder: str) -> tuple[LoadedEchoMimic]:
+    def load(self, variant: str, precision: str, weights_folder: str,
+             download_missing: bool = True) -> tuple[LoadedEchoMimic]:
         if variant not in VARIANTS:
             raise EchoMimicNodeError(f"Unknown variant {variant!r}; choose one of {list(VARIANTS)}.")
         import comfy.model_management as model_management
@@ -131,6 +164,10 @@ class EchoMimicModelLoader:
         from ..echomimic.models.loading import load_echomimic_v1
 
         weights_dir = resolve_weights_folder(weights_folder)
+        if download_missing:
+            from ..echomimic.weights_download import model_files
+
+            download_missing_files(weights_dir, model_files(VARIANTS[variant]))
         dtype = torch_dtype_for(precision, model_management.get_torch_device())
         # Load on the offload device; ModelPatcher moves the weights when sampling needs them.
         models = load_echomimic_v1(weights_dir, VARIANTS[variant], device=model_management.unet_offload_device(), dtype=dtype)
@@ -157,7 +194,10 @@ class EchoMimicAudioEncoderLoader:
                 "precision": (list(PRECISIONS), tooltip(
                     "Encoder precision. fp32 matches the official features exactly; auto picks fp16/bf16 on GPUs.",
                     default="fp32")),
-            }
+            },
+            "optional": {  # at the end: saved workflows keep loading
+                "download_missing": ("BOOLEAN", tooltip(_DOWNLOAD_TOOLTIP, default=True)),
+            },
         }
 
     RETURN_TYPES = (AUDIO_ENCODER_TYPE,)
@@ -167,18 +207,36 @@ class EchoMimicAudioEncoderLoader:
     CATEGORY = CATEGORY
 
     @user_errors
-    def load(self, weights_folder: str, precision: str) -> tuple[LoadedAudioEncoder]:
+    def load(self, weights_folder: str, precision: str, download_missing: bool = True) -> tuple[LoadedAudioEncoder]:
         import comfy.model_management as model_management
 
         from ..echomimic.audio import load_whisper_encoder
 
-        path = os.path.join(resolve_weights_folder(weights_folder), WHISPER_RELATIVE_PATH)
+        weights_dir = resolve_weights_folder(weights_folder)
+        path = _whisper_path(weights_dir, download_missing)
         if not os.path.isfile(path):
             raise EchoMimicNodeError(f"The Whisper-tiny audio encoder is missing: {path} does not exist. {DOWNLOAD_HINT}")
         dtype = torch_dtype_for(precision, model_management.get_torch_device())
         encoder = load_whisper_encoder(path, device=model_management.unet_offload_device(), dtype=dtype)
         patcher = make_patcher({"encoder": encoder}, dtype)
         return (LoadedAudioEncoder(encoder=encoder, patcher=patcher, dtype=dtype),)
+
+
+def _whisper_path(weights_dir: str, download_missing: bool) -> str:
+    """The Whisper-tiny file of the folder: V1's whisper_tiny.pt or V2's tiny.pt, whichever is there; when
+    neither is, the one of the folder's release (V2 when it holds pose_encoder weights) is downloaded."""
+    from ..echomimic.weights_download import whisper_file
+
+    candidates = [whisper_file(name) for name in ("audio", "v2")]
+    for item in candidates:
+        found = item.found_path(weights_dir)
+        if found is not None:
+            return str(found)
+    is_v2 = any(os.path.isfile(os.path.join(weights_dir, f"pose_encoder{suffix}")) for suffix in (".pth", ".safetensors"))
+    wanted = candidates[1] if is_v2 else candidates[0]
+    if download_missing:
+        download_missing_files(weights_dir, [wanted])
+    return os.path.join(weights_dir, wanted.relative_path)
 
 
 NODE_CLASS_MAPPINGS = {

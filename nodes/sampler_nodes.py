@@ -32,9 +32,11 @@ def _reference_numpy_mask(reference: Any, height: int, width: int) -> Any:
     import torch
 
     from ..echomimic.landmarks import face_mask_and_crop
-    from .common import mediapipe_models_dir
+    from ..echomimic.release import FACE_DETECTOR
+    from .common import ensure_mediapipe_files
 
-    found = face_mask_and_crop(reference.numpy(), crop=False, size=(width, height), models_dir=mediapipe_models_dir())
+    found = face_mask_and_crop(reference.numpy(), crop=False, size=(width, height),
+                               models_dir=ensure_mediapipe_files(FACE_DETECTOR))
     return _resize_mask(torch.from_numpy(found.mask), height, width)
 
 

@@ -25,3 +25,5 @@ def _mediapipe_from_shared_folder() -> None:
 
 
 _mediapipe_from_shared_folder()
+# Nor Hugging Face: a loader that downloads missing files on first use meets a closed loopback port.
+os.environ.setdefault("HF_ENDPOINT", "http://127.0.0.1:9")

@@ -135,12 +135,12 @@ def test_missing_weights_name_the_path_and_the_download(nodes: dict[str, Any], n
     import folder_paths
 
     with pytest.raises(node_error) as caught:
-        nodes["EchoMimicModelLoader"].load("V1 audio", "auto", "EchoMimic")
+        nodes["EchoMimicModelLoader"].load("V1 audio", "auto", "EchoMimic", download_missing=False)
     message = str(caught.value)
     assert str(Path(folder_paths.models_dir) / "echomimic" / "EchoMimic") in message
     assert "huggingface.co/BadToBest/EchoMimic" in message and "denoising_unet.pth" in message
     with pytest.raises(node_error, match=r"whisper_tiny\.pt"):
-        nodes["EchoMimicAudioEncoderLoader"].load("EchoMimic", "fp32")
+        nodes["EchoMimicAudioEncoderLoader"].load("EchoMimic", "fp32", download_missing=False)
 
 
 def test_wrong_variant_or_foreign_weight_files_are_refused(nodes: dict[str, Any], node_error: type) -> None:
