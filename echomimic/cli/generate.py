@@ -12,7 +12,7 @@ from ..atomic import OutputError, atomic_path, check_output_file
 from ..errors import InputError
 from ..weights_download import check_weights, download_weights
 from .devices import _pick_device, _pick_dtype
-from .inputs import _landmark_images, _prepare_reference
+from .inputs import _hand_pose_images, _landmark_images, _prepare_reference
 from .parser import EXAMPLE_AUDIO, EXAMPLE_IMAGE
 from .report import _Reporter
 
@@ -26,7 +26,12 @@ def validate_generate_args(args: argparse.Namespace) -> None:
     if args.length is not None and args.length < 1:
         raise InputError(f"--length {args.length}: the video needs at least 1 frame; leave --length out to "
                          "use the whole speech.")
+    if args.mode.startswith("v2"):
+        validate_v2_args(args)
+        return
     pose = args.mode.startswith("pose")
+    if args.poses is not None or args.save_poses is not None or args.no_align_poses:
+        raise InputError(f"--poses/--save-poses/--no-align-poses are for the v2 modes, but --mode is {args.mode}.")
     if pose and args.driving_video is None and args.landmarks is None:
         raise InputError(f"--mode {args.mode} is driven by facial landmarks: pass --driving-video <video of a "
                          "face> or --landmarks <landmarks.json>, or use --mode audio.")
@@ -38,6 +43,20 @@ def validate_generate_args(args: argparse.Namespace) -> None:
     if pose and args.mask is not None:
         raise InputError("--mask is for the audio modes; the pose modes are conditioned on landmarks.")
     for name in ("image", "audio", "mask", "driving_video", "landmarks"):
+        path = getattr(args, name)
+        if path is not None and not Path(path).is_file():
+            raise InputError(f"--{name.replace('_', '-')} {path}: file not found; check the path.")
+
+
+def validate_v2_args(args: argparse.Namespace) -> None:
+    """The v2 modes are driven by hand poses: exactly one of --driving-video and --poses."""
+    if (args.driving_video is None) == (args.poses is None):
+        raise InputError(f"--mode {args.mode} is driven by hand poses: pass either --driving-video <half-body video "
+                         "with visible hands> or --poses <poses.json>.")
+    if args.landmarks is not None or args.save_landmarks is not None or args.mask is not None:
+        raise InputError("--landmarks/--save-landmarks/--mask are for the V1 modes; the v2 modes take hand poses "
+                         "(--driving-video or --poses).")
+    for name in ("image", "audio", "driving_video", "poses"):
         path = getattr(args, name)
         if path is not None and not Path(path).is_file():
             raise InputError(f"--{name.replace('_', '-')} {path}: file not found; check the path.")
@@ -59,7 +78,7 @@ def sampling_settings(args: argparse.Namespace, length: int = 0) -> SamplingSett
 def check_outputs(args: argparse.Namespace) -> None:
     """Every file ``generate`` will write can be written: checked before anything loads (minutes)."""
     for option, path in (("--out", args.out), ("--save-frames", args.save_frames),
-                         ("--save-landmarks", args.save_landmarks)):
+                         ("--save-landmarks", args.save_landmarks), ("--save-poses", args.save_poses)):
         if path is None:
             continue
         try:
@@ -113,6 +132,8 @@ def run_generate(args: argparse.Namespace) -> Path:
                 "driving video."
             )
 
+    pose_images = _hand_pose_images(args, report) if args.mode.startswith("v2") else None
+
     report.info(f"loading the {args.mode} models from {args.weights} on {device} ({str(dtype).replace('torch.', '')})")
     models = load_echomimic_v1(args.weights, args.mode, config_dir=args.config_dir, device=device, dtype=dtype)
     vae = load_diffusers_vae(files["vae_config"].parent, device, dtype)
@@ -134,8 +155,9 @@ def run_generate(args: argparse.Namespace) -> Path:
     video = generate_video(
         models, vae, torch.from_numpy(reference),
         audio_features=audio_features,
-        face_mask=None if landmark_images is not None else torch.from_numpy(face_mask),
+        face_mask=None if landmark_images is not None or pose_images is not None else torch.from_numpy(face_mask),
         landmark_images=None if landmark_images is None else torch.from_numpy(landmark_images),
+        pose_images=None if pose_images is None else torch.from_numpy(pose_images),
         settings=settings, progress=report.progress,
     )
     out = write_mp4(args.out, video.frames, video.fps, waveform, sample_rate)

@@ -49,6 +49,8 @@ def _prepare_reference(args: argparse.Namespace, image_path: Path, report: _Repo
     from ..landmarks import face_mask_and_crop
 
     image = load_rgb_image(image_path, report)
+    if args.mode.startswith("v2"):  # V2 animates the whole half-body picture: no face crop, no mask
+        return _resize(image, args.width, args.height), None, None
     user_mask = None
     if args.mask is not None:
         user_mask = _resize(load_mask_image(args.mask), image.shape[1], image.shape[0])
@@ -96,3 +98,25 @@ def _landmark_images(args: argparse.Namespace, landmark_reference: np.ndarray, r
         report.info(f"saved the landmarks to {args.save_landmarks}")
     return draw_landmarks(sequence, args.width, args.height)
 
+
+def _hand_pose_images(args: argparse.Namespace, report: _Reporter) -> np.ndarray:
+    """Drawn hand-pose frames ``[F, H, W, 3]`` 0..1 for the v2 modes, from --driving-video or --poses,
+    aligned to the person in --image unless --no-align-poses."""
+    from ..poses import HandPoseSequence, hand_pose_images
+    from ..video_io import read_video_frames
+
+    portrait = load_rgb_image(args.image)
+    driving_frames = poses = None
+    if args.poses is not None:
+        poses = HandPoseSequence.load(args.poses)
+        report.info(f"hand poses: {poses.num_frames} frames from {args.poses}")
+    else:
+        max_frames = args.length if args.length is not None else None
+        driving_frames, _video_fps = read_video_frames(args.driving_video, max_frames=max_frames)
+        report.info(f"extracting hand poses from {driving_frames.shape[0]} frames of {args.driving_video} ...")
+    frames, poses = hand_pose_images(portrait, args.width, args.height, driving_frames=driving_frames, poses=poses,
+                                     align=not args.no_align_poses, models_dir=args.weights, note=report.info)
+    if args.save_poses is not None:
+        poses.save(args.save_poses)
+        report.info(f"saved the hand poses to {args.save_poses}")
+    return frames

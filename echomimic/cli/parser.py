@@ -81,11 +81,21 @@ def build_parser() -> argparse.ArgumentParser:
     face.add_argument("--no-crop", action="store_true",
                       help="use the whole portrait instead of cropping it around the face")
     face.add_argument("--driving-video", type=Path, default=None,
-                      help="pose modes: a video of a face whose landmarks drive the head and eyes")
+                      help="pose modes: a video of a face whose landmarks drive the head and eyes; v2 modes: "
+                           "a half-body video whose hands drive the gestures")
     face.add_argument("--landmarks", type=Path, default=None,
                       help="pose modes: a landmark JSON (LandmarkSequence.save), used as is")
     face.add_argument("--save-landmarks", type=Path, default=None,
                       help="pose modes: also save the aligned landmarks as JSON")
+    hands = gen.add_argument_group("hand poses (v2 modes)")
+    hands.add_argument("--poses", type=Path, default=None,
+                       help="v2 modes: a hand-pose JSON (HandPoseSequence.save) instead of --driving-video, "
+                            "whose hands are otherwise extracted")
+    hands.add_argument("--no-align-poses", action="store_true",
+                       help="v2 modes: keep the hands where they are in the driving video instead of moving "
+                            "them onto the portrait's body (shoulders)")
+    hands.add_argument("--save-poses", type=Path, default=None,
+                       help="v2 modes: also save the (aligned) hand poses as JSON")
     gen.add_argument("--save-frames", type=Path, default=None, metavar="NPY",
                      help="also save the frames before video encoding: [F, H, W, 3] float32 0..1 .npy")
     gen.add_argument("--quiet", action="store_true", help="print only errors")

@@ -8,6 +8,7 @@ from .align import BodyAnchor, align_hand_poses, align_to_reference, find_bodies
 from .draw import DEFAULT_REF_W, draw_hand_poses
 from .extract import extract_hand_poses
 from .official import hand_poses_from_keypoint_records, import_official_pose_folder, read_official_pose_file
+from .prepare import hand_pose_images
 from .sequence import HandPoseSequence
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "draw_hand_poses",
     "extract_hand_poses",
     "find_bodies",
+    "hand_pose_images",
     "hand_poses_from_keypoint_records",
     "import_official_pose_folder",
     "read_official_pose_file",

@@ -1,0 +1,59 @@
+"""The command line's v2 hand-pose path: option checks, and the hand-pose images from --poses / a driving
+video, aligned to the portrait (real MediaPipe on the shared half-body photos)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from echomimic.cli import build_parser, validate_generate_args
+from echomimic.cli.inputs import _hand_pose_images
+from echomimic.cli.report import _Reporter
+from echomimic.errors import InputError
+from echomimic.poses import HandPoseSequence, extract_hand_poses
+from tests.parity_cases import MEDIAPIPE_ROOT
+from tests.test_poses_extract import PHOTOS, load_photo
+
+PHOTO_PATH = MEDIAPIPE_ROOT / "test_images" / PHOTOS[0]
+
+
+def parse(*options: str):
+    return build_parser().parse_args(["generate", *options])
+
+
+def test_v2_option_checks(tmp_path: Path) -> None:
+    """Catches a v2 run without hand poses, with both sources, with V1-only options, or v2 options in V1 modes."""
+    poses = tmp_path / "poses.json"
+    poses.write_text("{}")
+    with pytest.raises(InputError, match="driven by hand poses"):
+        validate_generate_args(parse("--mode", "v2"))
+    with pytest.raises(InputError, match="driven by hand poses"):
+        validate_generate_args(parse("--mode", "v2_acc", "--poses", str(poses), "--driving-video", str(poses)))
+    with pytest.raises(InputError, match="for the V1 modes"):
+        validate_generate_args(parse("--mode", "v2", "--poses", str(poses), "--landmarks", str(poses)))
+    with pytest.raises(InputError, match="file not found"):
+        validate_generate_args(parse("--mode", "v2", "--poses", str(tmp_path / "missing.json")))
+    with pytest.raises(InputError, match="for the v2 modes"):
+        validate_generate_args(parse("--mode", "audio", "--poses", str(poses)))
+    validate_generate_args(parse("--mode", "v2", "--poses", str(poses), "--image", str(PHOTO_PATH)))
+
+
+def test_hand_pose_images_from_saved_poses_aligned_to_the_portrait(tmp_path: Path) -> None:
+    """Catches the CLI drawing unaligned or wrongly sized pose images, or not saving the aligned poses: poses
+    taken from the photo, shrunk into the top-left quarter, come back onto the photo's person."""
+    photo = load_photo(PHOTOS[0], 512)
+    poses = extract_hand_poses(photo[None])
+    moved = HandPoseSequence(poses.points * 0.5, 512, 512, poses.scores, poses.shoulders * 0.5)
+    moved.save(tmp_path / "moved.json")
+    args = parse("--mode", "v2", "--image", str(PHOTO_PATH), "--poses", str(tmp_path / "moved.json"),
+                 "--width", "128", "--height", "128", "--save-poses", str(tmp_path / "aligned.json"),
+                 "--weights", str(tmp_path / "weights"))
+    frames = _hand_pose_images(args, _Reporter(quiet=True))
+    assert frames.shape == (1, 128, 128, 3) and frames.dtype == np.float32 and frames.max() <= 1.0
+    aligned = HandPoseSequence.load(tmp_path / "aligned.json")
+    assert np.nanmax(np.abs(aligned.points - poses.points)) < 0.03  # back where the photo's hands are
+    args.no_align_poses = True
+    unaligned = _hand_pose_images(args, _Reporter(quiet=True))
+    assert unaligned[0, 64:, 64:].max() == 0  # the shrunk hands stay in the top-left quarter
