@@ -271,9 +271,10 @@ def test_generate_without_image_and_audio_uses_the_examples(audio_case_weights, 
 
 
 def test_download_table_matches_the_loader():
-    from echomimic.models.loading import V1_VARIANTS, release_file_stems
+    from echomimic.models.loading import release_file_stems
+    from echomimic.release import VARIANT_NAMES
     from echomimic.weights_download import VARIANT_MODEL_STEMS, VARIANTS
 
-    assert VARIANTS == V1_VARIANTS
+    assert VARIANTS == VARIANT_NAMES  # V1 and V2
     for variant in VARIANTS:
         assert VARIANT_MODEL_STEMS[variant] == release_file_stems(variant)
