@@ -13,11 +13,13 @@ import stat
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from .errors import WeightsError
+
+if TYPE_CHECKING:  # torch is imported when a file is read, so the CLI can check folders without it
+    import torch
+    from torch import nn
 
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 SAFETENSORS_SUFFIX = ".safetensors"
@@ -26,6 +28,8 @@ _SHOWN_KEYS = 5
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a flat ``{name: tensor}`` state dict from ``.safetensors`` or a weights-only ``.pth``."""
+    import torch
+
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == SAFETENSORS_SUFFIX:
@@ -85,6 +89,26 @@ def check_weights_file(path: Path) -> int:
     return info.st_size
 
 
+def check_weights_folder(folder: str | Path, *, must_exist: bool = True) -> Path:
+    """Raise a :class:`WeightsError` if ``folder`` is a symlink loop, a file, unreadable or (with
+    ``must_exist``) missing; returns it as an absolute path (symlinks not resolved)."""
+    folder = Path(folder).expanduser().absolute()
+    try:
+        info = folder.stat()
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise WeightsError(f"The weights folder {folder} is a symlink loop; point it at the real folder.") from None
+        if isinstance(error, FileNotFoundError):
+            if not must_exist:
+                return folder
+            raise WeightsError(f"The weights folder {folder} does not exist; download the weights (python -m "
+                               "echomimic download) or pass the folder that holds them.") from None
+        raise WeightsError(f"The weights folder {folder} cannot be read ({error.strerror or error}).") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise WeightsError(f"{folder} is a file, not a weights folder; pass the folder that holds the weights.")
+    return folder
+
+
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
     """All tensors of a ``.safetensors`` file on the CPU; any damage is one :class:`WeightsError`."""
     from safetensors import SafetensorError
@@ -107,6 +131,8 @@ def load_pickle_weights(path: str | Path) -> object:
     A pickle that asks to import anything beyond tensors is refused by torch before it runs; the
     message names the import it asked for. Returns whatever plain container the file holds.
     """
+    import torch
+
     path = Path(path)
     size = check_weights_file(path)
     with open(path, "rb") as handle:

@@ -5,17 +5,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..weights import check_weights_folder
 from ..weights_download import check_weights, download_weights
 
 
 def run_download(args: argparse.Namespace) -> None:
     """The ``download`` command."""
+    check_weights_folder(args.weights, must_exist=False)
     download_weights(args.weights, args.mode)
     print(f"all {args.mode} weights are in {Path(args.weights).resolve()}")
 
 
 def run_check(args: argparse.Namespace) -> None:
     """The ``check`` command: one line per weight file of the mode."""
+    check_weights_folder(args.weights)
     files = check_weights(args.weights, args.mode)
     for role, path in files.items():
         print(f"{role:15s} {path}")
@@ -25,6 +28,7 @@ def run_convert(args: argparse.Namespace) -> None:
     """The ``convert`` command: .safetensors copies beside the .pth release files."""
     from ..convert import convert_folder
 
+    check_weights_folder(args.folder)
     written = convert_folder(args.folder, dtype=args.dtype, overwrite=args.overwrite)
     for path in written:
         print(f"wrote {path}")

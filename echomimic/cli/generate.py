@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from ..atomic import OutputError, atomic_path, check_output_file
 from ..errors import InputError
+from ..weights import check_weights_folder
 from ..weights_download import check_weights, download_weights
 from .devices import _pick_device, _pick_dtype
 from .inputs import _hand_pose_images, _landmark_images, _prepare_reference
@@ -101,6 +102,7 @@ def run_generate(args: argparse.Namespace) -> Path:
     settings = sampling_settings(args, args.length or 0)
     check_outputs(args)
 
+    check_weights_folder(args.weights, must_exist=args.download)
     if args.download:
         files = download_weights(args.weights, args.mode, log=report.info)
     else:
