@@ -1,14 +1,18 @@
-"""Every workflow in workflows/ loads in a fresh ComfyUI with this extension: each node type exists, every
-link joins matching types, and every widget value fits its input (count, type, range, combo values).
+"""Every workflow in workflows/ loads in a fresh ComfyUI with this extension, in every ComfyUI version we have
+a snapshot of: each node type exists, every link joins matching types, and every widget value fits its
+input (count, type, range, combo values). And it looks right when the page opens it: no node overlaps
+another, no title hides under the tab bar or is cut off, and the saved view shows the graph's left part.
 
-Our nodes are read from their INPUT_TYPES; ComfyUI core nodes from CORE_NODES, recorded from ComfyUI
-0.3.64 (Comfy-Org/ComfyUI a125cd8) GET /object_info, trimmed to the fields checked here. File combos
+Our nodes are read from their INPUT_TYPES. ComfyUI core nodes come from tests/comfyui_object_info/<version>.json,
+generated from each real server's GET /object_info by scripts/dump_object_info.py, one record per snapshot
+in ../shared/comfyui (a new snapshot without a record fails with the command that makes it). File combos
 (the user's own files) accept any file name.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +21,6 @@ import pytest
 from tests.comfy_stubs import REPO_ROOT, install_stub_modules, load_extension
 from tests.comfy_stubs.workflow_format import (
     CONTROL_VALUES,
-    FILE_COMBO,
     UI_ONLY_NODE_TYPES,
     check_widget_value,
     node_inputs,
@@ -25,44 +28,57 @@ from tests.comfy_stubs.workflow_format import (
     ui_to_api,
     widget_slots,
 )
+from tests.parity_cases import COMFYUI_SNAPSHOTS
 
 WORKFLOWS_DIR = REPO_ROOT / "workflows"
 WORKFLOW_FILES = sorted(WORKFLOWS_DIR.glob("*.json"))
+RECORDS_DIR = REPO_ROOT / "tests" / "comfyui_object_info"
 
 
-def _core(required: dict[str, Any], outputs: list[tuple[str, str]], optional: dict[str, Any] | None = None,
-          output_node: bool = False) -> dict[str, Any]:
-    inputs = {"required": required, **({"optional": optional} if optional else {})}
-    return {"input": inputs, "input_order": {key: list(value) for key, value in inputs.items()},
-            "output": [t for _, t in outputs], "output_name": [n for n, _ in outputs], "output_node": output_node}
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version))
 
 
-CORE_NODES: dict[str, dict[str, Any]] = {
-    "LoadImage": _core({"image": [FILE_COMBO, {"image_upload": True}]}, [("IMAGE", "IMAGE"), ("MASK", "MASK")]),
-    "LoadAudio": _core({"audio": [FILE_COMBO, {"audio_upload": True}]}, [("AUDIO", "AUDIO")]),
-    "LoadVideo": _core({"file": ["COMBO", {"options": FILE_COMBO, "video_upload": True}]}, [("VIDEO", "VIDEO")]),
-    "GetVideoComponents": _core({"video": ["VIDEO", {}]},
-                                [("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT")]),
-    "VAELoader": _core({"vae_name": [FILE_COMBO, {}]}, [("VAE", "VAE")]),
-    "UpscaleModelLoader": _core({"model_name": ["COMBO", {"options": FILE_COMBO}]},
-                                [("UPSCALE_MODEL", "UPSCALE_MODEL")]),
-    "ImageUpscaleWithModel": _core({"upscale_model": ["UPSCALE_MODEL", {}], "image": ["IMAGE", {}]},
-                                   [("IMAGE", "IMAGE")]),
-    "CreateVideo": _core({"images": ["IMAGE", {}], "fps": ["FLOAT", {"default": 30.0, "min": 1.0, "max": 120.0}]},
-                         [("VIDEO", "VIDEO")], optional={"audio": ["AUDIO", {}]}),
-    "SaveVideo": _core({"video": ["VIDEO", {}], "filename_prefix": ["STRING", {"default": "video/ComfyUI"}],
-                        "format": ["COMBO", {"options": ["auto", "mp4"]}],
-                        "codec": ["COMBO", {"options": ["auto", "h264"]}]}, [], output_node=True),
-    "PreviewImage": _core({"images": ["IMAGE", {}]}, [], output_node=True),
-}
+def snapshot_versions() -> list[str]:
+    """ComfyUI versions of the snapshots in ../shared/comfyui (ComfyUI-<version>-<commit>.tar.gz), oldest first."""
+    names = [path.name for path in COMFYUI_SNAPSHOTS.glob("ComfyUI-*.tar.gz")]
+    versions = {match.group(1) for name in names if (match := re.match(r"ComfyUI-(\d[\d.]*)-", name))}
+    return sorted(versions, key=_version_key)
+
+
+def recorded_versions() -> list[str]:
+    return sorted((path.stem for path in RECORDS_DIR.glob("*.json")), key=_version_key)
+
+
+VERSIONS = sorted(set(snapshot_versions()) | set(recorded_versions()), key=_version_key)
+
+
+def core_nodes(version: str) -> dict[str, dict[str, Any]]:
+    """The recorded /object_info of ComfyUI `version` (core nodes only)."""
+    path = RECORDS_DIR / f"{version}.json"
+    if not path.is_file():
+        pytest.fail(f"no record of ComfyUI {version}'s core nodes ({path}). Make it with: "
+                    f"scripts/setup_comfyui.sh DEST (or unpack the snapshot and use any ComfyUI venv), then "
+                    f"python scripts/dump_object_info.py --comfyui-dir DEST/ComfyUI --python DEST/venv/bin/python")
+    record = json.loads(path.read_text(encoding="utf-8"))
+    record.pop("_record", None)
+    return record
 
 
 @pytest.fixture(scope="module")
-def object_info(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+def our_nodes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     install_stub_modules(tmp_path_factory.mktemp("models"))
-    ours = {node_id: object_info_of(cls) for node_id, cls in load_extension().NODE_CLASS_MAPPINGS.items()}
-    assert not set(ours) & set(CORE_NODES)
-    return {**CORE_NODES, **ours}
+    extension = load_extension()
+    return {node_id: {**object_info_of(cls), "display_name": extension.NODE_DISPLAY_NAME_MAPPINGS.get(node_id, node_id)}
+            for node_id, cls in extension.NODE_CLASS_MAPPINGS.items()}
+
+
+@pytest.fixture(scope="module", params=VERSIONS)
+def object_info(request: pytest.FixtureRequest, our_nodes: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Core nodes of one ComfyUI version plus ours, as that version's server would list them."""
+    core = core_nodes(request.param)
+    assert not set(our_nodes) & set(core)
+    return {**core, **our_nodes}
 
 
 def validate_workflow(workflow: dict[str, Any], object_info: dict[str, dict[str, Any]]) -> list[str]:
@@ -147,11 +163,136 @@ def validate_workflow(workflow: dict[str, Any], object_info: dict[str, dict[str,
 
 
 def test_there_is_a_workflow_for_every_mode() -> None:
+    """Catches a shipped V1 workflow going missing (V2 and other workflows are added beside them)."""
     names = {path.name for path in WORKFLOW_FILES}
-    assert names == {
+    assert names >= {
         "echomimic_v1_audio.json", "echomimic_v1_audio_accelerated.json", "echomimic_v1_landmarks_from_video.json",
         "echomimic_v1_audio_selected_landmarks.json", "echomimic_v1_audio_upscaled.json",
+        "echomimic_v1_paste_back.json",
     }
+
+
+def test_every_comfyui_snapshot_has_a_record() -> None:
+    """Catches a new ComfyUI snapshot in ../shared/comfyui that the validator would not check against."""
+    assert snapshot_versions(), f"no ComfyUI-*.tar.gz snapshots in {COMFYUI_SNAPSHOTS}"
+    for version in snapshot_versions():
+        assert core_nodes(version), version
+    for version in VERSIONS:
+        record = json.loads((RECORDS_DIR / f"{version}.json").read_text(encoding="utf-8"))
+        assert record["_record"]["comfyui_version"] == version
+        assert {"LoadImage", "VAELoader", "SaveVideo", "CreateVideo"} <= set(record)
+
+
+# Layout as the ComfyUI page draws a workflow (LiteGraph units at scale 1). ---------------------------------
+TITLE_HEIGHT = 30  # title bar, drawn above a node's pos
+SLOT_HEIGHT = 20  # one input/output socket row
+WIDGET_HEIGHT = 24  # one widget row (20 px + 4 px spacing)
+TITLE_CHAR_WIDTH = 8.4  # 14 px title font, LiteGraph's 0.6 em per character estimate
+TITLE_PADDING = 40  # the collapse dot on the left, room for a badge on the right
+TAB_BAR_BOTTOM = 60  # screen px: the menu and workflow tabs cover the canvas above this
+SIDEBAR_RIGHT = 48  # screen px: the left sidebar's icon bar
+LEFT_VIEW_MAX = 400  # screen px: the leftmost node starts within this, so the graph's left part is in view
+
+
+def _size(node: dict[str, Any]) -> tuple[float, float]:
+    size = node["size"]
+    return (size["0"], size["1"]) if isinstance(size, dict) else (size[0], size[1])
+
+
+def _pos(node: dict[str, Any]) -> tuple[float, float]:
+    pos = node["pos"]
+    return (pos["0"], pos["1"]) if isinstance(pos, dict) else (pos[0], pos[1])
+
+
+def node_title(node: dict[str, Any], object_info: dict[str, dict[str, Any]]) -> str:
+    info = object_info.get(node["type"], {})
+    return node.get("title") or info.get("display_name") or node["type"]
+
+
+def min_body_height(node: dict[str, Any], object_info: dict[str, dict[str, Any]]) -> float:
+    """Socket rows plus widget rows: the least body height that shows every input and widget."""
+    info = object_info.get(node["type"])
+    if info is None:
+        return 0.0
+    sockets = [spec for spec in node_inputs(info) if not spec.is_widget]
+    widgets = [slot for slot in widget_slots(info) if slot[1] != "upload"]
+    return max(len(sockets), len(info["output"])) * SLOT_HEIGHT + len(widgets) * WIDGET_HEIGHT
+
+
+def layout_problems(workflow: dict[str, Any], object_info: dict[str, dict[str, Any]]) -> list[str]:
+    """What looks wrong when the page opens the workflow (its saved view, extra.ds)."""
+    problems: list[str] = []
+    nodes = [node for node in workflow["nodes"] if node["type"] not in ("Reroute",)]
+    boxes = {}
+    for node in nodes:
+        where = f"node {node['id']} ({node['type']})"
+        (x, y), (width, height) = _pos(node), _size(node)
+        title = node_title(node, object_info)
+        needed_width = len(title) * TITLE_CHAR_WIDTH + TITLE_PADDING
+        if width < needed_width:
+            problems.append(f"{where}: width {width} cuts its title {title!r} (needs {needed_width:.0f})")
+        needed_height = min_body_height(node, object_info)
+        if height < needed_height:
+            problems.append(f"{where}: height {height} hides inputs or widgets (needs {needed_height})")
+        boxes[node["id"]] = (x, y - TITLE_HEIGHT, x + width, y + max(height, needed_height))
+    ordered = sorted(boxes.items())
+    for index, (first_id, first) in enumerate(ordered):
+        for second_id, second in ordered[index + 1:]:
+            if first[0] < second[2] and second[0] < first[2] and first[1] < second[3] and second[1] < first[3]:
+                problems.append(f"nodes {first_id} and {second_id} overlap (title bars included)")
+    view = workflow.get("extra", {}).get("ds")
+    if not view:
+        problems.append("no saved view (extra.ds): the page would open at its default offset")
+    elif boxes:
+        scale, (offset_x, offset_y) = view["scale"], view["offset"]
+        top = min(box[1] for box in boxes.values())
+        left = min(box[0] for box in boxes.values())
+        if (top + offset_y) * scale < TAB_BAR_BOTTOM:
+            problems.append(f"the top row's titles are under the tab bar (screen y {(top + offset_y) * scale:.0f} "
+                            f"< {TAB_BAR_BOTTOM}); move the nodes down or set extra.ds.offset")
+        if not SIDEBAR_RIGHT <= (left + offset_x) * scale <= LEFT_VIEW_MAX:
+            problems.append(f"the saved view does not show the graph's left part (leftmost node at screen x "
+                            f"{(left + offset_x) * scale:.0f}, wanted {SIDEBAR_RIGHT}..{LEFT_VIEW_MAX})")
+    return problems
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda path: path.stem)
+def test_workflow_layout_reads_well_in_the_page(path: Path, object_info: dict[str, dict[str, Any]]) -> None:
+    """Catches overlapping nodes, titles under the tab bar or cut off, nodes too short for their widgets,
+    and a saved view that opens away from the graph."""
+    workflow = json.loads(path.read_text(encoding="utf-8"))
+    assert layout_problems(workflow, object_info) == []
+
+
+def test_layout_check_catches_bad_layouts(object_info: dict[str, dict[str, Any]]) -> None:
+    """The layout check itself fails on each kind of mistake it is meant to catch."""
+    original = json.loads((WORKFLOWS_DIR / "echomimic_v1_audio.json").read_text(encoding="utf-8"))
+
+    def problems_after(change) -> list[str]:
+        workflow = json.loads(json.dumps(original))
+        change(workflow)
+        return layout_problems(workflow, object_info)
+
+    def first_two(w: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        return w["nodes"][0], w["nodes"][1]
+
+    def overlap(w: dict[str, Any]) -> None:
+        a, b = first_two(w)
+        b["pos"] = [_pos(a)[0] + 10, _pos(a)[1] + 10]
+
+    def title_bar_overlap(w: dict[str, Any]) -> None:  # b's title bar sits on a's bottom edge
+        a, b = first_two(w)
+        b["pos"] = [_pos(a)[0], _pos(a)[1] + max(_size(a)[1], min_body_height(a, object_info)) + 5]
+
+    assert problems_after(lambda w: None) == []
+    assert any("overlap" in p for p in problems_after(overlap))
+    assert any("overlap" in p for p in problems_after(title_bar_overlap))
+    assert any("tab bar" in p for p in problems_after(lambda w: w["extra"]["ds"].__setitem__("offset", [60, 0])))
+    assert any("left part" in p for p in problems_after(lambda w: w["extra"]["ds"].__setitem__("offset", [-900, 80])))
+    assert any("no saved view" in p for p in problems_after(lambda w: w["extra"].pop("ds")))
+    assert any("cuts its title" in p for p in problems_after(lambda w: w["nodes"][0].__setitem__("size", [60, 400])))
+    assert any("hides inputs" in p for p in problems_after(
+        lambda w: next(n for n in w["nodes"] if n["type"] == "EchoMimicSampler").__setitem__("size", [400, 60])))
 
 
 @pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda path: path.stem)
