@@ -11,4 +11,6 @@ NODE_GROUPS: tuple[str, ...] = (
     "landmark_nodes",
     "sampler_nodes",
     "pose_nodes",
+    "compose_nodes",
+    "file_nodes",
 )

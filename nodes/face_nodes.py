@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import CATEGORY, ensure_mediapipe_files, tooltip, user_errors
+from .common import CATEGORY, CROP_INFO_TYPE, ensure_mediapipe_files, tooltip, user_errors
 
 
 def first_image_numpy(image: Any) -> Any:
@@ -46,15 +46,18 @@ class EchoMimicFaceMaskCrop:
             },
         }
 
-    RETURN_TYPES = ("IMAGE", "MASK")
-    RETURN_NAMES = ("image", "face_mask")
-    OUTPUT_TOOLTIPS = ("The cropped portrait (width x height).", "1 inside the dilated face box, 0 elsewhere.")
+    # New outputs go at the end, so links of saved workflows keep their slots.
+    RETURN_TYPES = ("IMAGE", "MASK", CROP_INFO_TYPE)
+    RETURN_NAMES = ("image", "face_mask", "crop_info")
+    OUTPUT_TOOLTIPS = ("The cropped portrait (width x height).", "1 inside the dilated face box, 0 elsewhere.",
+                       "Where the crop came from in the portrait; connect it to EchoMimic Paste Back to put the "
+                       "animated face back into the full picture.")
     FUNCTION = "crop_face"
     CATEGORY = CATEGORY
 
     @user_errors
     def crop_face(self, image: Any, crop: bool, width: int, height: int, mask_dilation: float,
-                  crop_dilation: float, mask: Any = None) -> tuple[Any, Any]:
+                  crop_dilation: float, mask: Any = None) -> tuple[Any, Any, Any]:
         import torch
 
         from ..echomimic.landmarks import face_mask_and_crop
@@ -71,7 +74,7 @@ class EchoMimicFaceMaskCrop:
                                     mask=user_mask, models_dir=ensure_mediapipe_files(FACE_DETECTOR))
         cropped = torch.from_numpy(result.image).float().unsqueeze(0)
         mask = torch.from_numpy(result.mask).float().unsqueeze(0)
-        return (cropped, mask)
+        return (cropped, mask, result.crop_info)
 
 
 NODE_CLASS_MAPPINGS = {"EchoMimicFaceMaskCrop": EchoMimicFaceMaskCrop}

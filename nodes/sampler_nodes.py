@@ -7,6 +7,7 @@ from typing import Any
 
 from .common import AUDIO_FEATURES_TYPE, CATEGORY, MODEL_TYPE, EchoMimicNodeError, tooltip, user_errors
 from .model_nodes import LoadedEchoMimic, load_patched_models
+from .previews import step_previewer
 from .vae_adapter import ComfyVaeAdapter
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
@@ -158,12 +159,20 @@ class EchoMimicSampler:
                 progress_bar.append(comfy.utils.ProgressBar(int(info.total)))
             progress_bar[0].update_absolute(int(info.done), int(info.total))
 
+        # Live preview after every denoising step (ComfyUI's preview setting decides whether and how).
+        make_preview = step_previewer(model_management.get_torch_device())
+
+        def send_preview(step: int, latents: Any) -> None:
+            if make_preview is not None and progress_bar:
+                bar = progress_bar[0]
+                bar.update_absolute(bar.current, bar.total, make_preview(latents))
+
         # ComfyUI's model management moves the weights onto its device (offloading others if needed).
         load_patched_models(model.patcher)
         video = generate_video(
             model.models, ComfyVaeAdapter(vae), reference,
             audio_features=audio_features, face_mask=mask, landmark_images=landmarks, settings=settings,
-            progress=report, should_cancel=model_management.processing_interrupted,
+            progress=report, should_cancel=model_management.processing_interrupted, on_step=send_preview,
         )
         frames = video.frames.float().cpu().clamp(0.0, 1.0)
         return (frames, float(video.fps))

@@ -218,16 +218,18 @@ def test_missing_or_too_short_audio_is_explained(nodes: dict[str, Any], audio_en
 def test_face_mask_and_crop(nodes: dict[str, Any], node_error: type) -> None:
     node = nodes["EchoMimicFaceMaskCrop"]
     portrait = _image(REPO_ROOT / "example_inputs" / "portrait.png")
-    image, mask = node.crop_face(portrait, True, 96, 64, 0.1, 0.5)
+    image, mask, crop_info = node.crop_face(portrait, True, 96, 64, 0.1, 0.5)
     assert image.shape == (1, 64, 96, 3) and mask.shape == (1, 64, 96)
+    assert crop_info.original_size == (256, 256) and crop_info.crop_size == (96, 64)  # for Paste Back
     assert 0.05 < float(mask.mean()) < 0.95  # a face box, not all or nothing
     blank = torch.full((1, 128, 128, 3), 0.5)
     with pytest.raises(node_error, match="(?i)no face.*mask"):
         node.crop_face(blank, True, 64, 64, 0.1, 0.5)
     own_mask = torch.zeros(1, 128, 128)
     own_mask[:, 32:96, 40:88] = 1.0
-    image, mask = node.crop_face(blank, False, 64, 64, 0.1, 0.5, mask=own_mask)
+    image, mask, crop_info = node.crop_face(blank, False, 64, 64, 0.1, 0.5, mask=own_mask)
     assert torch.equal(mask[0], own_mask[0])
+    assert crop_info.box == (0, 0, 128, 128)  # not cropped: the whole picture
 
 
 def test_landmark_nodes_extract_align_select_draw(nodes: dict[str, Any], node_error: type) -> None:

@@ -18,6 +18,8 @@ EXPECTED_NODE_IDS = {
     "EchoMimicExtractLandmarks", "EchoMimicAlignLandmarks", "EchoMimicSelectLandmarkParts",
     "EchoMimicDrawLandmarks", "EchoMimicSampler",
     "EchoMimicExtractHandPoses", "EchoMimicAlignHandPoses", "EchoMimicDrawHandPoses", "EchoMimicImportOfficialPoses",
+    "EchoMimicPasteBack", "EchoMimicSaveLandmarks", "EchoMimicLoadLandmarks", "EchoMimicSaveHandPoses",
+    "EchoMimicLoadHandPoses",
 }
 
 

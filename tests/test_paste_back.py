@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -172,3 +174,46 @@ def test_real_face_crop_pasted_back() -> None:
     assert float(error) < 0.05  # a 4x downscale and back: blurry, not shifted
     uncropped = face_mask_and_crop(canvas, crop=False, models_dir=MEDIAPIPE_ROOT).crop_info
     assert uncropped.box == (0, 0, 700, 600)
+
+
+@pytest.fixture(scope="module")
+def node_module(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from tests.comfy_stubs import extension_submodule, install_stub_modules
+
+    install_stub_modules(tmp_path_factory.mktemp("comfy_models"))
+    return extension_submodule("nodes.compose_nodes")
+
+
+def test_paste_back_node_returns_full_size_frames(node_module: Any) -> None:
+    """Catches the node losing the original size, its combo values drifting from the library's, missing
+    tooltips, or wiring mistakes reaching the user as tracebacks instead of one-line messages."""
+    import comfy.utils
+
+    from echomimic.compose import BLEND_REGIONS
+
+    node_class = node_module.EchoMimicPasteBack
+    assert tuple(node_module.BLEND_REGIONS) == BLEND_REGIONS
+    inputs = node_class.INPUT_TYPES()
+    for group in inputs.values():
+        for name, spec in group.items():
+            assert spec[1].get("tooltip"), name
+    picture = _random_picture(48, 64)[None]
+    info = CropInfo((8, 4, 40, 36), (64, 48), (16, 16))
+    updates: list[tuple[int, int]] = []
+    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: updates.append((value, total)))
+    try:
+        (out,) = node_class().paste_back(torch.rand(20, 16, 16, 3), info, picture, 8, "whole crop", 16, True, 4)
+    finally:
+        comfy.utils.set_progress_bar_global_hook(None)
+    assert out.shape == (20, 48, 64, 3)
+    assert updates[-1] == (20, 20) and len(updates) >= 2  # progress per chunk
+    error = extension_submodule_error(node_module)
+    with pytest.raises(error, match="face mask"):
+        node_class().paste_back(torch.rand(2, 16, 16, 3), info, picture, 8, "face mask", 16, False, 4)
+    with pytest.raises(error, match="original image is 32x32"):
+        node_class().paste_back(torch.rand(2, 16, 16, 3), info, torch.zeros(1, 32, 32, 3), 8, "whole crop", 16,
+                                False, 4)
+
+
+def extension_submodule_error(node_module: Any) -> type[Exception]:
+    return node_module.EchoMimicNodeError

@@ -38,3 +38,7 @@ def get_folder_paths(folder_name: str) -> list[str]:
 
 def get_input_directory() -> str:
     return os.path.join(base_path, "input")
+
+
+def get_output_directory() -> str:
+    return os.path.join(base_path, "output")
