@@ -36,6 +36,8 @@ PRECISIONS: tuple[str, ...] = ("auto", "fp16", "bf16", "fp32")
 MODELS_FOLDER_NAME = "echomimic"
 # The Hugging Face repository BadToBest/EchoMimic downloaded into models/echomimic/EchoMimic.
 DEFAULT_WEIGHTS_FOLDER = "EchoMimic"
+# BadToBest/EchoMimicV2 goes into its own folder: its file names (reference_unet.pth, ...) clash with V1's.
+DEFAULT_V2_WEIGHTS_FOLDER = "EchoMimicV2"
 DOWNLOAD_HINT = (
     "Download the Hugging Face repository BadToBest/EchoMimic into ComfyUI/models/echomimic/EchoMimic, "
     "for example: huggingface-cli download BadToBest/EchoMimic --local-dir ComfyUI/models/echomimic/EchoMimic"
@@ -69,16 +71,17 @@ def models_base_paths() -> list[str]:
 
 
 def weights_folder_choices() -> list[str]:
-    """The subfolders of the registered EchoMimic folders, plus the default name.
+    """The subfolders of the registered EchoMimic folders, plus the default V1 and V2 names.
 
-    The default is always listed, even before it is downloaded, so a shared workflow validates and
+    The defaults are always listed, even before it is downloaded, so a shared workflow validates and
     the loader can say exactly which file is missing and where to get it.
     """
-    names = {DEFAULT_WEIGHTS_FOLDER}
+    names = {DEFAULT_WEIGHTS_FOLDER, DEFAULT_V2_WEIGHTS_FOLDER}
     for base in models_base_paths():
         if os.path.isdir(base):
             names.update(entry.name for entry in os.scandir(base) if entry.is_dir() and not entry.name.startswith("."))
-    return sorted(names, key=lambda name: (name != DEFAULT_WEIGHTS_FOLDER, name.lower()))
+    defaults = (DEFAULT_WEIGHTS_FOLDER, DEFAULT_V2_WEIGHTS_FOLDER)
+    return sorted(names, key=lambda name: (defaults.index(name) if name in defaults else 2, name.lower()))
 
 
 def resolve_weights_folder(name: str) -> str:
