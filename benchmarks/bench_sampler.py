@@ -20,12 +20,23 @@ Configurations (``--config``):
   randomly initialised: no download, only the speed and memory are meaningful.
 - ``real``: the real weights in ``--weights`` (the BadToBest/EchoMimic layout).
 
+Comparison mode (``--compare REF``): the same job on this checkout and on REF (a git ref of this
+repository, exported with ``git archive`` to a temporary folder, or the path of another checkout), in
+alternating fresh processes (ABBA order), ``--runs`` runs each. Every child is this script; only the
+``echomimic`` package it imports differs. Each run records the total ``generate_video`` time, the time
+inside the denoising UNet calls, inside ``vae.decode``, the peak memory, and the other processes' share
+of the machine's CPU time during the call (from ``/proc/stat`` minus the run's own CPU time). Runs where
+that share exceeds ``--busy-threshold`` are flagged and left out of the medians (unless every run of a
+side is flagged: then all are used and the table says so). It prints per-phase medians and the ratios
+this / REF.
+
 Examples::
 
     python benchmarks/bench_sampler.py                                  # tiny, 64x64
     python benchmarks/bench_sampler.py --size 512 --steps 1             # tiny models, 512x512 memory
     python benchmarks/bench_sampler.py --config full --size 256 --steps 1 --frames 12 --lengths 12 24
     python benchmarks/bench_sampler.py --config real --weights pretrained_weights --device cuda --size 512
+    python benchmarks/bench_sampler.py --config full --size 256 --frames 12 --steps 1 --compare 7c45a1a --runs 3
 """
 
 from __future__ import annotations
@@ -37,13 +48,16 @@ import re
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+# The checkout whose ``echomimic`` package a run measures (compare mode sets it for the other side).
+CODE_ROOT = Path(os.environ.get("ECHOMIMIC_BENCH_CODE", REPO_ROOT)).resolve()
+if str(CODE_ROOT) not in sys.path:
+    sys.path.insert(0, str(CODE_ROOT))
 
 MB = 1024 * 1024
 
@@ -76,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="auto: fp16 on a GPU, fp32 on CPU")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--json", type=Path, default=None, help="also write all results to this json file")
+    parser.add_argument("--compare", default=None, metavar="REF",
+                        help="compare with REF: a git ref of this repository or the path of another checkout")
+    parser.add_argument("--runs", type=int, default=3, help="compare mode: runs per checkout (default 3)")
+    parser.add_argument("--busy-threshold", type=float, default=0.10,
+                        help="compare mode: flag a run when other processes used more than this share of all "
+                             "cores during it (default 0.10)")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)  # internal: one run
     return parser
 
@@ -99,6 +119,40 @@ def _reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
+
+
+def _busy_cpu_seconds() -> float:
+    """CPU seconds all processes have spent busy since boot (``/proc/stat``); nan where unavailable."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return float("nan")
+    ticks = [int(value) for value in fields]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    busy = sum(ticks[:8]) - idle  # user nice system idle iowait irq softirq steal (guest is inside user)
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class _PhaseTimer:
+    """Wraps a callable and sums the wall time spent inside it (synchronising CUDA around each call)."""
+
+    def __init__(self, function, sync) -> None:
+        self.function, self.sync, self.seconds, self.calls = function, sync, 0.0, 0
+
+    def __call__(self, *args, **kwargs):
+        self.sync()
+        started = time.perf_counter()
+        try:
+            return self.function(*args, **kwargs)
+        finally:
+            self.sync()
+            self.seconds += time.perf_counter() - started
+            self.calls += 1
 
 
 def _build_models(opts: argparse.Namespace, device, dtype):
@@ -235,12 +289,23 @@ def run_child(opts: argparse.Namespace, length: int) -> dict[str, Any]:
         step_done_at[info.step] = time.perf_counter()
 
     is_cuda = device.type == "cuda"
+
+    def sync() -> None:
+        if is_cuda:
+            torch.cuda.synchronize()
+
+    # Phase timers: instance attributes shadow the methods, so both checkouts' code is measured alike.
+    unet_timer = _PhaseTimer(models.denoising_unet.forward, sync)
+    models.denoising_unet.forward = unet_timer
+    decode_timer = _PhaseTimer(vae.decode, sync)
+    vae.decode = decode_timer
     if is_cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         baseline = torch.cuda.memory_allocated()
     reset_ok = _reset_peak_rss()
     baseline_rss, _ = _peak_rss_bytes()
+    busy_before, own_before = _busy_cpu_seconds(), _own_cpu_seconds()
     t0 = time.perf_counter()
     video = generate_video(models, vae, reference, audio_features=features,
                            face_mask=None if landmarks is not None else mask, landmark_images=landmarks,
@@ -248,6 +313,9 @@ def run_child(opts: argparse.Namespace, length: int) -> dict[str, Any]:
     if is_cuda:
         torch.cuda.synchronize()
     total = time.perf_counter() - t0
+    # Other processes' CPU time during the call, as a share of all cores' time.
+    others = (_busy_cpu_seconds() - busy_before) - (_own_cpu_seconds() - own_before)
+    others_share = max(0.0, others) / (total * (os.cpu_count() or 1))
     peak_rss, rss_source = _peak_rss_bytes()
     frames = video.frames
     denoise_end = max(step_done_at.values()) if step_done_at else t0 + total
@@ -263,6 +331,9 @@ def run_child(opts: argparse.Namespace, length: int) -> dict[str, Any]:
         "output_frames_bytes": frames.numel() * frames.element_size(),
         "peak_rss_bytes": peak_rss, "baseline_rss_bytes": baseline_rss,
         "rss_source": rss_source if reset_ok else "ru_maxrss (includes loading)",
+        "unet_seconds": unet_timer.seconds, "unet_calls": unet_timer.calls,
+        "decode_seconds": decode_timer.seconds, "decode_calls": decode_timer.calls,
+        "others_cpu_share": others_share, "code_root": str(CODE_ROOT),
     }
     if is_cuda:
         result["peak_cuda_bytes"] = torch.cuda.max_memory_allocated()
@@ -274,10 +345,13 @@ def run_child(opts: argparse.Namespace, length: int) -> dict[str, Any]:
 # Orchestration (parent process)
 # ----------------------------------------------------------------------------------------------
 
-def _spawn(opts: argparse.Namespace, argv: list[str], length: int) -> dict[str, Any]:
+def _spawn(opts: argparse.Namespace, argv: list[str], length: int, code_root: Path | None = None) -> dict[str, Any]:
     command = [sys.executable, str(Path(__file__).resolve()), *argv, "--child", str(length)]
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    done = subprocess.run(command, capture_output=True, text=True)
+    env = dict(os.environ)
+    if code_root is not None:
+        env["ECHOMIMIC_BENCH_CODE"] = str(code_root)
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise SystemExit(f"benchmark run for {length} frames failed:\n{done.stderr[-4000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -292,6 +366,101 @@ def _peak(result: dict[str, Any]) -> int:
     return result.get("peak_cuda_bytes", result["peak_rss_bytes"])
 
 
+def _checkout_of(ref: str) -> Path:
+    """REF as a folder holding an ``echomimic`` package: a path as given, or a git ref of this repository
+    exported (``git archive``, no worktree metadata) to a temporary folder named after its commit."""
+    path = Path(ref).expanduser()
+    if (path / "echomimic" / "__init__.py").is_file():
+        return path.resolve()
+    found = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--verify", f"{ref}^{{commit}}"],
+                           capture_output=True, text=True)
+    if found.returncode != 0:
+        raise SystemExit(f"--compare {ref!r} is neither a checkout folder nor a git ref of {REPO_ROOT}")
+    commit = found.stdout.strip()
+    target = Path(tempfile.gettempdir()) / f"echomimic-bench-{commit[:12]}"
+    if not (target / "echomimic" / "__init__.py").is_file():
+        partial = Path(tempfile.mkdtemp(prefix="echomimic-bench-partial-"))
+        archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", "--format=tar", commit],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(partial)], input=archive, check=True)
+        partial.rename(target)
+    return target
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if not ordered:
+        return float("nan")
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def run_compare(opts: argparse.Namespace, argv: list[str]) -> int:
+    """Alternating fresh-process runs on this checkout and on ``--compare``; prints medians and ratios."""
+    other = _checkout_of(opts.compare)
+    child_argv = argv  # a child runs one job (--child) and ignores the comparison options
+    sides = {"this": REPO_ROOT, "ref": other}
+    runs: dict[str, list[dict[str, Any]]] = {"this": [], "ref": []}
+    print(f"this = {REPO_ROOT}\nref  = {other} ({opts.compare})", file=sys.stderr, flush=True)
+    for index in range(opts.runs):
+        order = ("this", "ref") if index % 2 == 0 else ("ref", "this")  # ABBA: drift hits both sides alike
+        for side in order:
+            result = _spawn(opts, child_argv, opts.frames, sides[side])
+            result["busy"] = result["others_cpu_share"] > opts.busy_threshold
+            runs[side].append(result)
+            print(f"    [{side}] run {index + 1}: unet {result['unet_seconds']:.1f} s, decode "
+                  f"{result['decode_seconds']:.1f} s, others' CPU {100 * result['others_cpu_share']:.0f}%"
+                  f"{' BUSY' if result['busy'] else ''}", file=sys.stderr, flush=True)
+
+    def medians(side: str) -> tuple[dict[str, float], str]:
+        clean = [r for r in runs[side] if not r["busy"]]
+        used, note = (clean, f"{len(clean)} clean") if clean else (runs[side], "all busy")
+        return {
+            "total": _median([r["total_seconds"] for r in used]),
+            "unet": _median([r["unet_seconds"] for r in used]),
+            "decode": _median([r["decode_seconds"] for r in used]),
+            "peak": _median([_peak(r) / MB for r in used]),
+        }, note
+
+    mine, mine_note = medians("this")
+    theirs, their_note = medians("ref")
+    first = runs["this"][0]
+    print(f"\nconfig {opts.config}, mode {first['mode']}, {opts.size}x{opts.size}, {first['length']} frames, "
+          f"{opts.steps} steps, cfg {opts.cfg}, context {opts.context_frames}/{opts.context_overlap}, "
+          f"{first['device']} {first['dtype']}, {first['threads']} threads")
+    print(f"CPU: {_cpu_model()} ({os.cpu_count()} cores); {opts.runs} runs per side, alternating (ABBA); "
+          f"a run is busy when other processes used > {100 * opts.busy_threshold:.0f}% of all cores during it")
+    print(f"medians over: this {mine_note}, {opts.compare} {their_note}\n")
+    targets = {"total": 0.85, "unet": 0.92, "decode": 0.85, "peak": 1.0}
+    names = {"total": "total (s)", "unet": "UNet calls (s)", "decode": "VAE decode (s)", "peak": "peak memory (MB)"}
+    print(f"| phase | this | {opts.compare} | ratio | target |")
+    print("|---|---:|---:|---:|---:|")
+    for key, name in names.items():
+        ratio = mine[key] / theirs[key] if theirs[key] else float("nan")
+        print(f"| {name} | {mine[key]:.2f} | {theirs[key]:.2f} | {ratio:.3f} | <= {targets[key]} |")
+    print("\n| side | run | total (s) | UNet (s) | decode (s) | peak (MB) | others' CPU | busy |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for side in ("this", "ref"):
+        for index, r in enumerate(runs[side]):
+            print(f"| {side if side == 'this' else opts.compare} | {index + 1} | {r['total_seconds']:.2f} | "
+                  f"{r['unet_seconds']:.2f} | {r['decode_seconds']:.2f} | {_peak(r) / MB:.0f} | "
+                  f"{100 * r['others_cpu_share']:.0f}% | {'yes' if r['busy'] else ''} |")
+    print(f"\nrerun: python benchmarks/bench_sampler.py {' '.join(argv)}")
+    if opts.json is not None:
+        opts.json.write_text(json.dumps({"this": runs["this"], "ref": runs["ref"]}, indent=1))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     opts = build_parser().parse_args(argv)
@@ -303,6 +472,8 @@ def main(argv: list[str] | None = None) -> int:
     if opts.child is not None:
         print(json.dumps(run_child(opts, opts.child)))
         return 0
+    if opts.compare is not None:
+        return run_compare(opts, argv)
 
     timing = _spawn(opts, argv, opts.frames)
     memory = [timing if length == opts.frames else _spawn(opts, argv, length) for length in opts.lengths]
