@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -14,34 +12,13 @@ import pytest
 import torch
 
 from echomimic.audio import compute_audio_features, load_whisper_encoder, log_mel_spectrogram
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def parity_root() -> Path:
-    """Folder of the official parity fixtures (env ECHOMIMIC_PARITY_CASES, default ../shared/parity)."""
-    configured = os.environ.get("ECHOMIMIC_PARITY_CASES")
-    return Path(configured) if configured else REPO_ROOT.parent / "shared" / "parity"
-
-
-def require(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"parity fixture {path} is not available")
-    return path
+from tests.helpers import read_wav_int16, require
+from tests.parity_cases import PARITY_ROOT, REPO_ROOT
 
 
 def whisper_checkpoint() -> Path:
-    return require(parity_root() / "common" / "whisper_tiny_random.pt")
+    return require(PARITY_ROOT / "common" / "whisper_tiny_random.pt")
 
-
-def read_wav_int16(path: Path) -> tuple[torch.Tensor, int]:
-    """16-bit PCM WAV -> ([channels, samples] float32 = int16 / 32768, sample rate)."""
-    with wave.open(str(path)) as wav:
-        assert wav.getsampwidth() == 2, "parity WAVs are 16-bit PCM"
-        frames = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
-        channels, rate = wav.getnchannels(), wav.getframerate()
-    samples = frames.reshape(-1, channels).T.astype(np.float32) / 32768.0
-    return torch.from_numpy(np.ascontiguousarray(samples)), rate
 
 CLIPS = {"clip_3s5": (24, 25), "clip_35s": (24,)}
 
@@ -53,7 +30,7 @@ def encoder():
 
 @pytest.fixture(scope="module")
 def audio_case() -> tuple:
-    folder = require(parity_root() / "audio_features")
+    folder = require(PARITY_ROOT / "audio_features")
     case = json.loads((folder / "case.json").read_text())
     return folder, case
 
@@ -86,7 +63,7 @@ def test_long_clip_crosses_segment_boundary(audio_case) -> None:
 
 @pytest.mark.parametrize("case_name", ["v1_audio", "v1_pose_acc"])
 def test_pipeline_case_audio_features(case_name: str, encoder) -> None:
-    folder = require(parity_root() / case_name)
+    folder = require(PARITY_ROOT / case_name)
     case = json.loads((folder / "case.json").read_text())
     samples, rate = read_wav_int16(folder / "inputs" / "audio.wav")
     features = compute_audio_features(samples, rate, encoder, case["fps"])
@@ -117,7 +94,7 @@ def test_log_mel_close_to_official(clip: str, audio_case) -> None:
 _MEL_SCRIPT = """
 import sys, numpy as np, torch
 sys.path.insert(0, sys.argv[1])
-from tests.test_audio_parity import read_wav_int16
+from tests.helpers import read_wav_int16
 from echomimic.audio import log_mel_spectrogram
 worst = 0.0
 for wav, npy in zip(sys.argv[2::2], sys.argv[3::2]):

@@ -6,8 +6,8 @@ Public API (submodules load on first use, so importing this package costs nothin
 - ``compute_audio_features(waveform, sample_rate, encoder, fps) -> AudioFeatures``
 - ``AudioFeatures``: ``whisper_features`` [T, 5, 384], ``chunk_indices`` [N, 10], ``fps``,
   ``num_frames``, ``tokens_for_frames(frames)`` -> [len, 50, 384], ``audio_tokens`` [N, 50, 384]
-- ``log_mel_spectrogram(samples_16k) -> [80, n_frames]``
-- ``resample_to_16k(waveform, sample_rate) -> [T']`` (mono)
+- ``log_mel_spectrogram(samples_16k) -> [80, n_frames]`` (``log_mel_segments``: the same in blocks)
+- ``resample_to_16k(waveform, sample_rate) -> [T']`` (mono, ffmpeg's swr through PyAV)
 - ``chunk_indices(num_rows, fps) -> [N, 10]``
 - ``trim_audio_to_frames(waveform, sample_rate, num_frames, fps)``
 """
@@ -20,10 +20,12 @@ from typing import Any
 _EXPORTS = {
     "AudioFeatures": "features",
     "compute_audio_features": "features",
+    "encode_mel_segments": "features",
     "chunk_indices": "features",
     "prepare_waveform": "features",
     "trim_audio_to_frames": "features",
     "whisper_features_from_mel": "features",
+    "log_mel_segments": "mel",
     "log_mel_spectrogram": "mel",
     "mel_filters": "mel",
     "resample_to_16k": "resample",

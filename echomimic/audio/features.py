@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import math
+import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..errors import InputError
-from .mel import HOP_LENGTH, log_mel_spectrogram, num_mel_frames
+from .mel import HOP_LENGTH, SEGMENT_FRAMES, log_mel_segments, log_mel_spectrogram, num_mel_frames
 from .resample import TARGET_RATE, resample_to_16k
 from .whisper_encoder import WhisperEncoder
 
@@ -21,6 +23,9 @@ ROWS_PER_SECOND = 50
 # Each video frame reads rows centre-4 .. centre+5 (the official audio_feat_length = [2, 2]).
 ROWS_BEFORE = 4
 ROWS_PER_FRAME = 10
+# Longer clips keep their features in a disk-backed tensor (features are 384 KB per second of
+# speech; 10 minutes in memory is 230 MB).
+IN_MEMORY_ROWS = 10 * 60 * ROWS_PER_SECOND
 
 
 def _check_fps(fps: float) -> float:
@@ -123,24 +128,53 @@ def prepare_waveform(waveform: torch.Tensor | np.ndarray, sample_rate: int) -> t
     return resample_to_16k(waveform, sample_rate)
 
 
-@torch.inference_mode()
-def whisper_features_from_mel(mel: torch.Tensor, encoder: WhisperEncoder) -> torch.Tensor:
-    """Encode a whole-clip log-mel segment by segment -> [T, 5, 384] float32 on the CPU.
+def _feature_storage(shape: tuple[int, ...]) -> torch.Tensor:
+    """An empty float32 tensor for the features: in memory for short clips, else backed by an
+    unlinked temporary file, so an hour of speech (1.4 GB of fp32 features) lives on disk and
+    only the windows being sampled are paged in."""
+    if shape[0] <= IN_MEMORY_ROWS:
+        return torch.empty(shape, dtype=torch.float32)
+    with tempfile.NamedTemporaryFile(prefix="echomimic-audio-") as backing:  # the mapping outlives the file
+        array = np.memmap(backing, dtype=np.float32, mode="w+", shape=shape)
+    return torch.from_numpy(array)
 
-    Each 3000-frame segment is zero-padded (after normalisation, as officially) and encoded on
-    its own; only its first int(frames / 2) rows are kept, so memory beyond the result is one
-    segment of activations.
+
+@torch.inference_mode()
+def encode_mel_segments(segments: Iterable[torch.Tensor], num_rows: int, encoder: WhisperEncoder) -> torch.Tensor:
+    """Encode log-mel segments one at a time -> [num_rows, 5, 384] float32 on the CPU.
+
+    Each segment ([80, <= 3000] frames) is zero-padded (after normalisation, as officially) and
+    encoded on its own; only its first int(frames / 2) rows are kept and written straight into
+    the result, so memory beyond the result is one segment of activations.
     """
     segment_frames = encoder.segment_frames
-    num_frames = mel.shape[-1]
-    kept: list[torch.Tensor] = []
-    for start in range(0, num_frames, segment_frames):
-        segment = mel[:, start: start + segment_frames]
+    features: torch.Tensor | None = None
+    row = 0
+    for segment in segments:
+        if segment.shape[-1] > segment_frames:
+            raise ValueError(f"mel segment of {segment.shape[-1]} frames exceeds the encoder's {segment_frames}")
         rows = segment.shape[-1] // 2
-        segment = torch.nn.functional.pad(segment, (0, segment_frames - segment.shape[-1]))
-        hidden = encoder(segment[None])[0, :rows]
-        kept.append(hidden.to(device="cpu", dtype=torch.float32))
-    return torch.cat(kept, dim=0)
+        padded = torch.nn.functional.pad(segment, (0, segment_frames - segment.shape[-1]))
+        hidden = encoder(padded[None])[0, :rows]
+        if features is None:
+            features = _feature_storage((num_rows, *hidden.shape[1:]))
+        features[row: row + rows] = hidden.to(device="cpu", dtype=torch.float32)
+        row += rows
+    if features is None or row != num_rows:
+        raise ValueError(f"the mel segments gave {row} feature rows, {num_rows} were announced")
+    return features
+
+
+def feature_rows(num_frames: int, segment_frames: int = SEGMENT_FRAMES) -> int:
+    """Whisper feature rows of a clip of ``num_frames`` mel frames (every segment keeps half its frames)."""
+    whole, rest = divmod(num_frames, segment_frames)
+    return whole * (segment_frames // 2) + rest // 2
+
+
+def whisper_features_from_mel(mel: torch.Tensor, encoder: WhisperEncoder) -> torch.Tensor:
+    """Encode a whole-clip log-mel [80, F] segment by segment -> [T, 5, 384] float32 on the CPU."""
+    segment_frames = encoder.segment_frames
+    return encode_mel_segments(mel.split(segment_frames, dim=-1), feature_rows(mel.shape[-1], segment_frames), encoder)
 
 
 def compute_audio_features(waveform: torch.Tensor, sample_rate: int, encoder: WhisperEncoder,
@@ -165,8 +199,11 @@ def compute_audio_features(waveform: torch.Tensor, sample_rate: int, encoder: Wh
             f"The audio lasts {seconds * 1000:.1f} ms, shorter than one video frame at {fps:g} fps "
             f"(and whisper needs at least {2 * HOP_LENGTH / TARGET_RATE * 1000:.0f} ms). Use a longer clip."
         )
-    mel = log_mel_spectrogram(samples)
-    features = whisper_features_from_mel(mel, encoder)
+    if encoder.segment_frames == SEGMENT_FRAMES:  # every released Whisper: mel made one segment at a time
+        num_rows = feature_rows(num_mel_frames(samples.numel()))
+        features = encode_mel_segments(log_mel_segments(samples), num_rows, encoder)
+    else:
+        features = whisper_features_from_mel(log_mel_spectrogram(samples), encoder)
     return AudioFeatures(whisper_features=features, chunk_indices=chunk_indices(features.shape[0], fps), fps=fps)
 
 
