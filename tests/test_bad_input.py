@@ -1,0 +1,451 @@
+"""Bad input and failures never cost a user their work (issue 12), through ``python -m echomimic``.
+
+Each case asserts the class of outcome a user sees: exit status 2, exactly one ``error:`` line that
+names the path and says what to do, no traceback, a previous output byte-identical, and no partial or
+temporary file left in the output folder or the temp dir.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from echomimic import cli
+from echomimic.atomic import TEMP_PREFIX, OutputError
+from echomimic.errors import InputError
+from tests.parity_cases import PARITY_ROOT, REPO_ROOT
+from tests.test_cli import make_weights_dir
+
+AUDIO_CASE = PARITY_ROOT / "v1_audio"
+# A fast run on the case's tiny weights: its own mask, no face detector.
+FAST = ["--width", "64", "--height", "64", "--steps", "1", "--length", "6", "--context-frames", "4",
+        "--context-overlap", "1", "--device", "cpu", "--no-crop", "--quiet"]
+PREVIOUS = b"the previous video: must survive every failure byte for byte\n" * 50
+
+
+@pytest.fixture(scope="module")
+def case() -> Path:
+    assert (AUDIO_CASE / "case.json").is_file(), f"parity case v1_audio missing under {PARITY_ROOT}"
+    return AUDIO_CASE
+
+
+@pytest.fixture(scope="module")
+def weights(case: Path, tmp_path_factory) -> Path:
+    return make_weights_dir(case, tmp_path_factory.mktemp("weights") / "weights")
+
+
+@pytest.fixture(scope="module")
+def inputs(case: Path, tmp_path_factory) -> list[str]:
+    """--image/--audio/--mask of the case (the mask as the png a user would pass)."""
+    folder = tmp_path_factory.mktemp("inputs")
+    mask = np.rint(np.load(case / "inputs" / "face_mask.npy") * 255).astype(np.uint8)
+    Image.fromarray(mask).save(folder / "mask.png")
+    return ["--image", str(case / "inputs" / "reference.png"), "--audio", str(case / "inputs" / "audio.wav"),
+            "--mask", str(folder / "mask.png")]
+
+
+@pytest.fixture
+def private_temp(tmp_path: Path, monkeypatch) -> Iterator[Path]:
+    """The process temp dir, checked empty after the test (nothing may be left there either)."""
+    folder = tmp_path / "system-temp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    yield folder
+    # torch keeps its own kernel cache folder there (torchinductor_<user>); anything else is ours.
+    assert [name for name in os.listdir(folder) if not name.startswith("torchinductor_")] == [], \
+        "files left in the temp dir"
+
+
+def run(capsys, *args: object) -> tuple[int, str]:
+    status = cli.main([str(arg) for arg in args])
+    return status, capsys.readouterr().err
+
+
+def assert_one_line_error(status: int, err: str, *fragments: str) -> str:
+    assert status == 2, err
+    assert "Traceback" not in err and "File \"" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(name for name in os.listdir(folder) if name.startswith(TEMP_PREFIX) or "partial" in name)
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(folder: Path, size: str = "1m") -> Iterator[Path]:
+    """A small tmpfs at ``folder``: a real file system that can be filled or made read-only."""
+    folder.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, f"this test needs to mount a small tmpfs (root): {result.stderr.strip()}"
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def remount(folder: Path, options: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{options}", str(folder)], check=True)
+
+
+# --- outputs ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["folder name", "missing folder", "save-frames missing folder"])
+def test_unwritable_output_fails_before_any_model_loads(tmp_path, capsys, private_temp, inputs, where):
+    """Catches an output location checked only after generating (a traceback minutes later): the
+    weights folder does not even exist, so the output error must come first."""
+    no_weights = tmp_path / "no-weights"
+    out, extra = tmp_path / "out.mp4", []
+    if where == "folder name":
+        out = tmp_path
+        expected = "it is a folder"
+    elif where == "missing folder":
+        out = tmp_path / "missing" / "out.mp4"
+        expected = "does not exist"
+    else:
+        extra = ["--save-frames", str(tmp_path / "missing" / "frames.npy")]
+        expected = "--save-frames"
+    status, err = run(capsys, "generate", *inputs, "--weights", no_weights, "--out", out, *extra, *FAST)
+    line = assert_one_line_error(status, err, expected)
+    assert "weights" not in line.lower().replace(str(tmp_path).lower(), "")
+    assert leftovers(tmp_path) == []
+
+
+def test_read_only_output_folder_fails_before_loading_and_keeps_the_previous_file(tmp_path, capsys, inputs):
+    """Catches writing into a read-only folder discovered only by PyAV after the whole generation."""
+    folder = tmp_path / "read-only"
+    with mounted_tmpfs(folder):
+        (folder / "out.mp4").write_bytes(PREVIOUS)
+        remount(folder, "ro")
+        status, err = run(capsys, "generate", *inputs, "--weights", tmp_path / "no-weights",
+                          "--out", folder / "out.mp4", *FAST)
+        assert_one_line_error(status, err, str(folder), "not writable")
+        assert (folder / "out.mp4").read_bytes() == PREVIOUS
+        assert leftovers(folder) == []
+
+
+def test_disk_full_while_writing_keeps_the_previous_file(tmp_path, capsys, private_temp, weights, inputs):
+    """Catches the previous video destroyed and an unplayable partial left when the disk fills mid-write."""
+    folder = tmp_path / "full"
+    with mounted_tmpfs(folder, "256k"):
+        (folder / "out.mp4").write_bytes(PREVIOUS)
+        with contextlib.suppress(OSError), open(folder / "filler", "wb", buffering=0) as filler:
+            while True:  # leave no free block
+                filler.write(b"\0" * 4096)
+        status, err = run(capsys, "generate", *inputs, "--weights", weights, "--out", folder / "out.mp4", *FAST)
+        assert_one_line_error(status, err, str(folder / "out.mp4"), "No space left")
+        assert (folder / "out.mp4").read_bytes() == PREVIOUS
+        assert leftovers(folder) == []
+
+
+def test_a_write_error_midway_leaves_no_partial_file(tmp_path, private_temp, monkeypatch):
+    """Catches write_mp4 writing straight to the target: an OSError(ENOSPC) after two frames must leave
+    the previous file and no temporary file (the path a full disk takes, without a file system)."""
+    from echomimic import video_io
+
+    original = video_io._frames_as_uint8_source
+
+    def fills_the_disk(frames):
+        count, height, width, get_frame = original(frames)
+
+        def get(index: int):
+            if index >= 2:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return get_frame(index)
+
+        return count, height, width, get
+
+    monkeypatch.setattr(video_io, "_frames_as_uint8_source", fills_the_disk)
+    out = tmp_path / "out.mp4"
+    out.write_bytes(PREVIOUS)
+    with pytest.raises(OutputError, match=f"{out}: No space left on device"):
+        video_io.write_mp4(out, np.zeros((6, 16, 16, 3), np.float32), 24.0)
+    assert out.read_bytes() == PREVIOUS
+    assert leftovers(tmp_path) == []
+
+
+_SLOW_WRITER = """
+import sys, time
+import echomimic.video_io as video_io
+original = video_io._frames_as_uint8_source
+def slow(frames):
+    count, height, width, get_frame = original(frames)
+    def get_slowly(index):
+        time.sleep(0.4)  # observable: the temporary mp4 exists while frames are encoded
+        return get_frame(index)
+    return count, height, width, get_slowly
+video_io._frames_as_uint8_source = slow
+from echomimic.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_while_writing_keeps_the_previous_file(tmp_path, weights, inputs):
+    """Catches Ctrl-C during mp4 writing replacing the previous file with a 2-frame mp4: SIGINT reaches
+    a child ``python -m echomimic``-style process once its temporary mp4 exists."""
+    out_folder = tmp_path / "videos"
+    out_folder.mkdir()
+    out = out_folder / "out.mp4"
+    out.write_bytes(PREVIOUS)
+    child_temp = tmp_path / "child-temp"
+    child_temp.mkdir()
+    child = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_WRITER, "generate", *inputs, "--weights", str(weights), "--out", str(out),
+         *FAST],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "TMPDIR": str(child_temp)},
+    )
+    deadline = time.monotonic() + 240
+    while not leftovers(out_folder):
+        assert child.poll() is None, f"the child ended before writing: {child.communicate()}"
+        assert time.monotonic() < deadline, "the child never started writing"
+        time.sleep(0.05)
+    time.sleep(0.5)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert out.read_bytes() == PREVIOUS
+    assert leftovers(out_folder) == []
+    assert [name for name in os.listdir(child_temp) if not name.startswith("torchinductor_")] == []
+
+
+# --- damaged weight files -----------------------------------------------------------------------------
+
+
+class _RunsCode:
+    """Unpickling this would call os.system: the payload of a malicious .pth."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+SLOTS = ("reference_unet.pth", "denoising_unet.pth", "motion_module.pth", "face_locator.pth",
+         "audio_processor/whisper_tiny.pt")
+
+
+def _damage(target: Path, kind: str, marker: Path) -> str:
+    """Replace ``target`` (a symlink into the case) with a damaged file; returns the expected message part."""
+    real = target.resolve()
+    target.unlink()
+    if kind == "empty":
+        target.write_bytes(b"")
+        return "is empty: the download probably failed; download it again"
+    if kind == "text":
+        target.write_text("<html><body>Rate limit exceeded</body></html>\n")
+        return "is not a weights file"
+    if kind == "truncated":
+        data = real.read_bytes()
+        target.write_bytes(data[: len(data) // 2])
+        return "download it again"
+    if kind == "hostile":
+        torch.save({"conv_in.weight": torch.zeros(1), "payload": _RunsCode(marker)}, target)
+        return "refused: it would import os.system; nothing was run"
+    if kind == "hostile-legacy":
+        torch.save({"payload": _RunsCode(marker)}, target, _use_new_zipfile_serialization=False)
+        return "refused: it would import os.system; nothing was run"
+    raise AssertionError(kind)
+
+
+def _copy_weights(weights: Path, target: Path) -> Path:
+    shutil.copytree(weights, target, symlinks=True)
+    return target
+
+
+@pytest.mark.parametrize("kind", ["empty", "text", "truncated", "hostile", "hostile-legacy"])
+@pytest.mark.parametrize("slot", SLOTS)
+def test_damaged_or_hostile_weight_file_is_one_clear_message(tmp_path, capsys, weights, inputs, slot, kind):
+    """Catches IndexError from inside the error handler (0-byte or text .pth), torch's refusal quoted cut
+    off without the blocked import, the Whisper file named without its folder, and any pickle that runs."""
+    folder = _copy_weights(weights, tmp_path / "weights")
+    marker = tmp_path / "pwned"
+    damaged = folder / slot
+    expected = _damage(damaged, kind, marker)
+    out = tmp_path / "out.mp4"
+    out.write_bytes(PREVIOUS)
+    status, err = run(capsys, "generate", *inputs, "--weights", folder, "--out", out, *FAST)
+    assert_one_line_error(status, err, str(damaged), expected)
+    assert not marker.exists(), "the pickle ran code"
+    assert out.read_bytes() == PREVIOUS and leftovers(tmp_path) == []
+
+
+def test_truncated_safetensors_is_one_clear_message(tmp_path, capsys, weights, inputs):
+    """Catches a damaged .safetensors (preferred over the .pth beside it) surfacing as a raw error."""
+    folder = _copy_weights(weights, tmp_path / "weights")
+    data = (AUDIO_CASE / "weights" / "reference_unet.safetensors").read_bytes()
+    (folder / "reference_unet.safetensors").write_bytes(data[: len(data) // 2])
+    status, err = run(capsys, "generate", *inputs, "--weights", folder, "--out", tmp_path / "out.mp4", *FAST)
+    assert_one_line_error(status, err, str(folder / "reference_unet.safetensors"), "download it again")
+
+
+@pytest.mark.parametrize("command", ["generate", "check", "download", "convert"])
+def test_weights_folder_that_is_a_symlink_loop(tmp_path, capsys, inputs, command):
+    """Catches pathlib's RuntimeError('Symlink loop') traceback for a weights folder linking to itself."""
+    loop = tmp_path / "weights"
+    loop.symlink_to(loop)
+    args = {"generate": ["generate", *inputs, "--weights", loop, "--out", tmp_path / "out.mp4", *FAST],
+            "check": ["check", "--weights", loop], "download": ["download", "--weights", loop],
+            "convert": ["convert", loop]}[command]
+    status, err = run(capsys, *args)
+    assert_one_line_error(status, err, str(loop), "symlink loop")
+
+
+# --- images decoded as they display -------------------------------------------------------------------
+
+
+def _portrait(height: int = 24, width: int = 16) -> np.ndarray:
+    """A picture whose orientation is obvious: a red top band, a blue left band, gray elsewhere."""
+    image = np.full((height, width, 3), 128, np.uint8)
+    image[:4] = (220, 30, 30)
+    image[:, :3] = (30, 30, 220)
+    return image
+
+
+def test_phone_jpeg_with_exif_orientation_is_read_upright(tmp_path):
+    """Catches a sideways portrait: a phone stores the pixels rotated with EXIF Orientation 6 (rotate 90°
+    clockwise to display); ComfyUI's LoadImage applies ImageOps.exif_transpose, so must we."""
+    upright = _portrait()
+    stored = Image.fromarray(np.rot90(upright, k=1))  # what the sensor wrote: the upright picture turned left
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(tmp_path / "phone.jpg", quality=100, subsampling=0, exif=exif)
+    notes: list[str] = []
+    from echomimic.images import read_rgb_image
+
+    decoded = read_rgb_image(tmp_path / "phone.jpg", note=notes.append)
+    assert decoded.shape == (24, 16, 3)
+    assert np.abs(decoded * 255 - upright).mean() < 4  # jpeg noise only
+    assert any("EXIF orientation" in note for note in notes)
+    assert np.array_equal(cli.load_rgb_image(tmp_path / "phone.jpg"), decoded)  # the CLI reads it the same
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped_to_white(tmp_path):
+    """Catches a 16-bit grayscale PNG read 97% white (Pillow's 'I;16' converted to RGB clips at 255)."""
+    from echomimic.images import read_mask_image, read_rgb_image
+
+    values = np.linspace(0, 65535, 32 * 32).reshape(32, 32).astype(np.uint16)
+    Image.fromarray(values).save(tmp_path / "gray16.png")
+    assert Image.open(tmp_path / "gray16.png").mode.startswith("I")
+    decoded = read_rgb_image(tmp_path / "gray16.png")
+    expected = np.minimum(values / 255.0, 255) / 255.0  # ComfyUI's 'I' rule: value * (1/255), 8-bit RGB
+    np.testing.assert_allclose(decoded[..., 0], expected, atol=1 / 255 + 1e-6)
+    assert (decoded == 1.0).mean() < 0.01
+    np.testing.assert_allclose(read_mask_image(tmp_path / "gray16.png"), expected, atol=1 / 255 + 1e-6)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P-transparency", "CMYK", "L"])
+def test_other_modes_give_the_pixels_comfyui_load_image_gives(tmp_path, mode):
+    """Catches alpha composited onto white (ComfyUI's LoadImage keeps the stored colours and drops alpha)
+    or palette / CMYK / gray images decoded differently from LoadImage's convert('RGB')."""
+    from echomimic.images import read_rgb_image
+
+    rgb = _portrait()
+    if mode == "RGBA":
+        image = Image.fromarray(np.dstack([rgb, np.where(np.arange(16) < 8, 0, 255)[None].repeat(24, 0)]).astype(np.uint8))
+        expected = rgb
+    elif mode == "LA":
+        image = Image.fromarray(rgb).convert("LA")
+        image.putalpha(0)
+        expected = np.asarray(Image.fromarray(rgb).convert("L").convert("RGB"))
+    elif mode == "P-transparency":
+        image = Image.fromarray(rgb).convert("P")
+        image.info["transparency"] = 0
+        expected = np.asarray(image.convert("RGB"))
+    elif mode == "CMYK":
+        cmyk = np.dstack([255 - rgb, np.zeros(rgb.shape[:2], np.uint8)])
+        image = Image.fromarray(cmyk, "CMYK")
+        expected = rgb  # C = 255 - R etc. with K = 0 displays as the RGB picture
+    else:
+        image = Image.fromarray(rgb).convert("L")
+        expected = np.asarray(image.convert("RGB"))
+    suffix = ".jpg" if mode == "CMYK" else ".png"
+    path = tmp_path / f"image{suffix}"
+    image.save(path, **({"quality": 100} if suffix == ".jpg" else {}))
+    error = np.abs(read_rgb_image(path) * 255 - expected)
+    if suffix == ".jpg":
+        assert error.mean() <= 3  # jpeg noise only
+    else:
+        assert error.max() <= 1e-3
+
+
+def test_unreadable_image_is_one_line(tmp_path, capsys, weights):
+    """Catches PIL's exception reaching the user for a file that is not an image."""
+    fake = tmp_path / "portrait.png"
+    fake.write_text("not an image")
+    status, err = run(capsys, "generate", "--image", fake, "--weights", weights, "--out", tmp_path / "o.mp4", *FAST)
+    assert_one_line_error(status, err, str(fake), "cannot read the image")
+    with pytest.raises(InputError):
+        cli.load_rgb_image(fake)
+
+
+# --- settings -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--cfg", "nan"], "not nan or inf"),
+        (["--cfg", "inf"], "not nan or inf"),
+        (["--fps", "nan"], "not nan or inf"),
+        (["--fps", "inf"], "not nan or inf"),
+        (["--context-frames", "40"], "between 1 and 32"),
+        (["--seed", str(2**64)], "between 0 and 18446744073709551615"),
+        (["--seed", "-1"], "between 0 and 18446744073709551615"),
+    ],
+)
+def test_settings_are_refused_before_anything_loads(tmp_path, capsys, inputs, extra, expected):
+    """Catches nan guidance silently turning guidance off, and fps / context / seed refused only after the
+    models loaded: the weights folder does not exist, so the settings message must come first."""
+    out = tmp_path / "out.mp4"
+    status, err = run(capsys, "generate", *inputs, "--weights", tmp_path / "no-weights", "--out", out, *FAST, *extra)
+    assert_one_line_error(status, err, expected)
+    assert not out.exists()
+
+
+def test_the_seed_range_is_comfyuis():
+    """Catches a seed range narrower than ComfyUI's seed widget (0 .. 2**64 - 1) or one torch rejects."""
+    from echomimic.pipeline.settings import SamplingSettings
+
+    largest = SamplingSettings(seed=2**64 - 1).validated()
+    torch.Generator().manual_seed(largest.seed)  # torch takes the whole range
+    for bad in (2**64, -1):
+        with pytest.raises(InputError, match="seed"):
+            SamplingSettings(seed=bad).validated()
+    for value in (math.nan, math.inf, -math.inf):
+        with pytest.raises(InputError, match="nan or inf"):
+            SamplingSettings(cfg=value).validated()
+
+
+# --- quiet --------------------------------------------------------------------------------------------
+
+
+def test_vae_loads_without_accelerate_advice(case, capfd, caplog):
+    """Catches diffusers' six-line 'install accelerate' advice printed on every run."""
+    from echomimic.pipeline.vae import load_diffusers_vae
+
+    load_diffusers_vae(case / "vae")
+    captured = capfd.readouterr()
+    assert "accelerate" not in captured.err + captured.out + caplog.text
