@@ -36,6 +36,21 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def text_progress(name: str, write: Callable[[str], None], *, every_percent: int = 10) -> ProgressCallback:
+    """A progress callback that writes 'downloading <name>: 40% of 3.8 MB' every ``every_percent``."""
+    shown = [-1]
+
+    def report(done: int, total: int) -> None:
+        if total <= 0:
+            return
+        percent = min(100, 100 * done // total) // every_percent * every_percent
+        if percent != shown[0]:
+            shown[0] = percent
+            write(f"downloading {name}: {percent:3d}% of {total / 1e6:.1f} MB")
+
+    return report
+
+
 def _fail(url: str, target: Path, reason: str) -> WeightsError:
     return WeightsError(
         f"Could not download {target.name} from {url}: {reason}. Check the network (or a proxy), or download "

@@ -222,6 +222,27 @@ def download_hub_files(
     return {item.role: item.found_path(folder) for item in files}  # type: ignore[misc]
 
 
+def fetch_mediapipe_for_run(
+    weights_dir: str | os.PathLike,
+    variant: str,
+    *,
+    face_crop: bool = True,
+    log: Callable[[str], None] = print,
+) -> None:
+    """Before a run: the MediaPipe Tasks files it needs, downloaded into ``<weights_dir>/mediapipe/`` with a
+    progress line (``log``). Nothing happens with a mediapipe that has the legacy API (bundled models)."""
+    from .downloads import text_progress
+    from .landmarks.backends import legacy_solutions_available
+    from .mediapipe_files import ensure_mediapipe_model
+
+    missing = missing_mediapipe(weights_dir, variant, face_crop=face_crop)
+    if not missing or legacy_solutions_available():
+        return
+    for model in missing:
+        ensure_mediapipe_model(model, weights_dir, progress=text_progress(model.name, log),
+                               reason="This mediapipe has no legacy API, so the Tasks API")
+
+
 def download_weights(
     weights_dir: str | os.PathLike,
     variant: str = "audio",
@@ -259,7 +280,10 @@ def download_weights(
     folder.mkdir(parents=True, exist_ok=True)
     download_hub_files(folder, missing_files(folder, variant), endpoint=endpoint, log=log)
     if mediapipe:
+        from .downloads import text_progress
+
         for model in missing_mediapipe(folder, variant, face_crop=face_crop):
             log(f"downloading {mediapipe_url(model)} -> {mediapipe_download_dir(folder) / model.name}")
-            ensure_mediapipe_model(model, folder, progress=mediapipe_progress(model) if mediapipe_progress else None)
+            progress = mediapipe_progress(model) if mediapipe_progress else text_progress(model.name, log)
+            ensure_mediapipe_model(model, folder, progress=progress)
     return check_weights(folder, variant)

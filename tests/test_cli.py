@@ -213,7 +213,7 @@ def test_download_reports_unreachable_hub_clearly(tmp_path):
         capture_output=True, text=True, cwd=REPO_ROOT, timeout=120, env=env,
     )
     assert result.returncode == 2
-    assert "could not download reference_unet.pth" in result.stderr
+    assert "could not download reference_unet.pth" in result.stderr.lower()
     assert "https://huggingface.co/BadToBest/EchoMimic" in result.stderr
 
 

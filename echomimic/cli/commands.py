@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..weights import check_weights_folder
-from ..weights_download import check_weights, download_weights
+from ..weights_download import check_weights, download_weights, mediapipe_status_lines
 
 
 def run_download(args: argparse.Namespace) -> None:
@@ -19,6 +19,8 @@ def run_download(args: argparse.Namespace) -> None:
 def run_check(args: argparse.Namespace) -> None:
     """The ``check`` command: one line per weight file of the mode."""
     check_weights_folder(args.weights)
+    for line in mediapipe_status_lines(args.weights, args.mode, face_crop=not args.mode.startswith("v2")):
+        print(line)  # MediaPipe Tasks files (fetched on first use), listed even when weights are missing
     files = check_weights(args.weights, args.mode)
     for role, path in files.items():
         print(f"{role:15s} {path}")

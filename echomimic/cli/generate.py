@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from ..atomic import OutputError, atomic_path, check_output_file
 from ..errors import InputError
 from ..weights import check_weights_folder
-from ..weights_download import check_weights, download_weights
+from ..weights_download import check_weights, download_weights, fetch_mediapipe_for_run
 from .devices import _pick_device, _pick_dtype
 from .inputs import _hand_pose_images, _landmark_images, _prepare_reference
 from .parser import EXAMPLE_AUDIO, EXAMPLE_IMAGE
@@ -107,6 +107,8 @@ def run_generate(args: argparse.Namespace) -> Path:
         files = download_weights(args.weights, args.mode, log=report.info)
     else:
         files = check_weights(args.weights, args.mode)
+    # The Tasks API's MediaPipe files (mediapipe > 0.10.21): into <weights>/mediapipe on first use.
+    fetch_mediapipe_for_run(args.weights, args.mode, face_crop=not args.mode.startswith("v2"), log=report.info)
 
     import torch
 

@@ -54,7 +54,8 @@ def _prepare_reference(args: argparse.Namespace, image_path: Path, report: _Repo
     user_mask = None
     if args.mask is not None:
         user_mask = _resize(load_mask_image(args.mask), image.shape[1], image.shape[0])
-    crop = face_mask_and_crop(image, crop=not args.no_crop, size=(args.width, args.height), mask=user_mask)
+    crop = face_mask_and_crop(image, crop=not args.no_crop, size=(args.width, args.height), mask=user_mask,
+                              models_dir=args.weights)
     reference = _resize(crop.image, args.width, args.height)
     mask = _resize(crop.mask, args.width, args.height).clip(0.0, 1.0)
     landmark_reference = None
@@ -66,7 +67,8 @@ def _prepare_reference(args: argparse.Namespace, image_path: Path, report: _Repo
         elif args.no_crop:
             landmark_reference = _resize(image, big_width, big_height)
         else:
-            landmark_reference = face_mask_and_crop(image, size=(big_width, big_height), mask=user_mask).image
+            landmark_reference = face_mask_and_crop(image, size=(big_width, big_height), mask=user_mask,
+                                                    models_dir=args.weights).image
     return reference, mask, landmark_reference
 
 
@@ -90,8 +92,8 @@ def _landmark_images(args: argparse.Namespace, landmark_reference: np.ndarray, r
             report.info(f"note: {args.driving_video.name} runs at {video_fps:g} fps, the output at {args.fps:g} fps; "
                         "its frames are used one per output frame")
         report.info(f"extracting landmarks from {frames.shape[0]} frames of {args.driving_video} ...")
-        driver = extract_landmarks(frames)
-        reference_landmarks = extract_landmarks(landmark_reference[None])
+        driver = extract_landmarks(frames, models_dir=args.weights)
+        reference_landmarks = extract_landmarks(landmark_reference[None], models_dir=args.weights)
         sequence = align_landmarks(driver, reference_landmarks)
     if args.save_landmarks is not None:
         sequence.save(args.save_landmarks)

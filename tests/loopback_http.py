@@ -1,0 +1,111 @@
+"""A file server on 127.0.0.1 (ephemeral port, own thread) for download tests: no test reaches the internet.
+
+It serves a fixed map of URL paths to files, records every request, and can misbehave on purpose: send a
+wrong file of the right length, or drop the connection half-way through the body. With ``hub=True`` it
+answers like the Hugging Face Hub's ``/{repo}/resolve/{revision}/{filename}`` (the ``X-Repo-Commit``,
+``ETag`` and ``Content-Length`` headers huggingface_hub's HEAD request reads).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import socket
+import threading
+import urllib.parse
+from pathlib import Path
+
+MODES = ("ok", "wrong", "drop")
+FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+class LoopbackFiles:
+    """Serves ``files`` (URL path -> local file) until closed; use as a context manager."""
+
+    def __init__(self, files: dict[str, Path], *, hub: bool = False) -> None:
+        self.files = {path: Path(local) for path, local in files.items()}
+        self.hub = hub
+        self.mode = "ok"
+        self.requests: list[tuple[str, str]] = []  # (method, path)
+        self._sha256: dict[str, str] = {}
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def get_requests(self) -> list[str]:
+        return [path for method, path in self.requests if method == "GET"]
+
+    def __enter__(self) -> LoopbackFiles:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _etag(self, path: str) -> str:
+        if path not in self._sha256:
+            self._sha256[path] = hashlib.sha256(self.files[path].read_bytes()).hexdigest()
+        return self._sha256[path]
+
+    def _handler_class(self) -> type[http.server.BaseHTTPRequestHandler]:
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:  # quiet test output
+                pass
+
+            def _answer(self, with_body: bool) -> None:
+                path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
+                owner.requests.append((self.command, path))
+                local = owner.files.get(path)
+                if local is None:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body = local.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Type", "application/octet-stream")
+                if owner.hub:
+                    self.send_header("X-Repo-Commit", FAKE_COMMIT)
+                    self.send_header("ETag", f'"{owner._etag(path)}"')
+                self.end_headers()
+                if not with_body:
+                    return
+                if owner.mode == "wrong":  # same length, other bytes
+                    body = bytes([body[0] ^ 0xFF]) + body[1:]
+                if owner.mode == "drop":  # half the body, then the connection is gone
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                self.wfile.write(body)
+
+            def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+                self._answer(with_body=False)
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._answer(with_body=True)
+
+        return Handler
+
+
+def mediapipe_server(mediapipe_root: Path) -> LoopbackFiles:
+    """Google's MediaPipe layout (``/<task>/<model>/float16/1/<file>``) over the flat shared folder."""
+    from echomimic.release import MEDIAPIPE_MODELS
+
+    return LoopbackFiles({f"/{model.url_path}": mediapipe_root / model.name for model in MEDIAPIPE_MODELS.values()})
+
+
+def hub_server(repo_files: dict[str, dict[str, Path]], revision: str = "main") -> LoopbackFiles:
+    """The Hub's layout for ``{repo_id: {filename: local file}}``."""
+    return LoopbackFiles({f"/{repo}/resolve/{revision}/{name}": local
+                          for repo, files in repo_files.items() for name, local in files.items()}, hub=True)
