@@ -57,3 +57,21 @@ def test_hand_pose_images_from_saved_poses_aligned_to_the_portrait(tmp_path: Pat
     args.no_align_poses = True
     unaligned = _hand_pose_images(args, _Reporter(quiet=True))
     assert unaligned[0, 64:, 64:].max() == 0  # the shrunk hands stay in the top-left quarter
+
+
+def test_hand_pose_images_from_a_driving_video(tmp_path: Path) -> None:
+    """Catches the --driving-video path of the v2 modes failing on a real mp4 (decode -> hands -> align ->
+    draw), or a frame without hands not being reported."""
+    from echomimic.video_io import write_mp4
+
+    photos = np.stack([load_photo(name, 256) for name in PHOTOS] + [np.zeros((256, 256, 3), np.float32)])
+    write_mp4(tmp_path / "clip.mp4", photos, 24.0)
+    args = parse("--mode", "v2_acc", "--image", str(PHOTO_PATH), "--driving-video", str(tmp_path / "clip.mp4"),
+                 "--width", "96", "--height", "96", "--weights", str(tmp_path / "weights"))
+    notes: list[str] = []
+    report = _Reporter(quiet=True)
+    report.info = notes.append  # type: ignore[method-assign]
+    frames = _hand_pose_images(args, report)
+    assert frames.shape == (3, 96, 96, 3)
+    assert frames[0, :, 48:].max() > 0 and frames[0, :, :48].max() > 0 and frames[2].max() == 0
+    assert any("no hand found in 1 of 3 frames (2)" in note for note in notes), notes
