@@ -6,8 +6,10 @@ model loads, so both accept and refuse exactly the same values with the same mes
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+from .. import release
 from ..errors import InputError
 
 
@@ -31,7 +33,17 @@ class SamplingSettings:
             return cls(steps=6, cfg=1.0)
         return cls()
 
-    def validated(self) -> SamplingSettings:
+    def validated(self, max_context_frames: int = release.MOTION_MODULE_SPAN) -> SamplingSettings:
+        """``self`` if every setting is usable, else :class:`InputError` saying what to change.
+
+        Called before any model loads. ``max_context_frames``: the motion modules' span
+        (``temporal_position_encoding_max_len`` of the config; 32 in every shipped config).
+        """
+        if not (math.isfinite(self.cfg) and math.isfinite(self.fps)):
+            raise InputError(f"cfg ({self.cfg}) and fps ({self.fps}) must be ordinary numbers, not nan or inf; "
+                             "for example cfg 2.5 and fps 24.")
+        if not 0 <= self.seed <= release.SEED_MAX:
+            raise InputError(f"The seed must be between 0 and {release.SEED_MAX} (2**64 - 1), got {self.seed}.")
         if self.width < 8 or self.height < 8 or self.width % 8 or self.height % 8:
             raise InputError(
                 f"Width and height must be multiples of 8 (got {self.width}x{self.height}); "
@@ -45,8 +57,9 @@ class SamplingSettings:
             raise InputError("cfg must not be negative.")
         if self.fps <= 0:
             raise InputError("fps must be positive.")
-        if self.context_frames < 1:
-            raise InputError("context_frames must be at least 1.")
+        if not 1 <= self.context_frames <= max_context_frames:
+            raise InputError(f"context_frames must be between 1 and {max_context_frames} (the motion modules' "
+                             f"span), got {self.context_frames}; the official value is 12.")
         if not 0 <= self.context_overlap < self.context_frames:
             raise InputError(
                 f"context_overlap ({self.context_overlap}) must be smaller than context_frames "
