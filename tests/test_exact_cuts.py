@@ -101,3 +101,22 @@ def test_cached_reference_projections_and_sliced_rows_give_the_same_prediction(c
     assert first_calls == 3 * blocks and len(calls) == 2 * blocks
     assert torch.equal(first, second)
     torch.testing.assert_close(first, legacy, rtol=0, atol=1e-5)
+
+
+def test_compiled_blocks_keep_names_and_numbers(case, tmp_path):
+    """Catches the compile option renaming parameters (old checkpoints/state dicts would stop loading)
+    or changing the prediction; the eager backend checks the wiring without a C++ compiler."""
+    from echomimic.models.compile import compile_unet_blocks
+
+    _, inputs = case
+    case_dir = find_case(lambda spec: spec.get("case") == "unet_forward")
+    spec = json.loads((case_dir / "case.json").read_text())
+    models = load_echomimic_v1(make_weights_folder(case_dir, spec, tmp_path), "audio")
+    keys = list(models.denoising_unet.state_dict())
+    with torch.inference_mode():
+        features = models.reference_unet.features_then_release(inputs["ref_latents"], inputs["ref_timestep"])
+        expected = _forward(models, inputs, features, unconditional_items=1)
+        assert compile_unet_blocks(models.denoising_unet, backend="eager") > 0
+        actual = _forward(models, inputs, features, unconditional_items=1)
+    assert list(models.denoising_unet.state_dict()) == keys
+    torch.testing.assert_close(actual, expected, rtol=0, atol=1e-6)

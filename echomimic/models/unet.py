@@ -132,6 +132,20 @@ class ReferenceUNet(_UNetBackbone):
         return captured
 
 
+    def features_then_release(self, reference_latents: torch.Tensor, timestep: torch.Tensor | int = 0,
+                              device: torch.device | str | None = None) -> ReferenceFeatures:
+        """:meth:`forward` on ``device`` (default: the latents'), then, on a GPU, the weights go back to the
+        CPU: the reference UNet runs once per video, so it need not hold GPU memory while the denoising
+        UNet runs. The features stay on ``device``. Safe to call again: the weights move back first.
+        """
+        device = torch.device(device) if device is not None else reference_latents.device
+        self.to(device)
+        features = self(reference_latents.to(device), timestep)
+        if device.type != "cpu":
+            self.to("cpu")
+        return features
+
+
 class DenoisingUNet(_UNetBackbone):
     """Predicts v for a window of video latents.
 
