@@ -111,7 +111,7 @@ class EchoMimicSampler:
             defaults,
             width=width, height=height, length=int(length),
             steps=int(steps) if int(steps) > 0 else defaults.steps,
-            cfg=float(cfg) if float(cfg) > 0 else defaults.cfg,
+            cfg=defaults.cfg if float(cfg) <= 0 else float(cfg),  # nan stays nan, refused by validated()
             seed=int(seed), fps=float(audio_features.fps), context_frames=int(context_frames),
             context_overlap=int(context_overlap),
         ).validated()

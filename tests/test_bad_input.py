@@ -449,3 +449,65 @@ def test_vae_loads_without_accelerate_advice(case, capfd, caplog):
     load_diffusers_vae(case / "vae")
     captured = capfd.readouterr()
     assert "accelerate" not in captured.err + captured.out + caplog.text
+
+
+# --- the same cases through the ComfyUI nodes ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def comfy_nodes(tmp_path_factory) -> tuple[Path, dict, type]:
+    """(models/echomimic folder, node instances, EchoMimicNodeError) with ComfyUI's modules stood in."""
+    from tests.comfy_stubs import (
+        build_tiny_weights,
+        extension_submodule,
+        install_stub_modules,
+        load_extension,
+    )
+
+    models_dir = tmp_path_factory.mktemp("comfy_models")
+    echomimic_dir = build_tiny_weights(models_dir)
+    install_stub_modules(models_dir)
+    nodes = {node_id: cls() for node_id, cls in load_extension().NODE_CLASS_MAPPINGS.items()}
+    return echomimic_dir, nodes, extension_submodule("nodes.common").EchoMimicNodeError
+
+
+@pytest.mark.parametrize("kind", ["empty", "text", "hostile"])
+@pytest.mark.parametrize("slot", ["reference_unet", "denoising_unet", "motion_module", "face_locator", "whisper"])
+def test_nodes_show_the_same_one_line_message_for_damaged_weights(comfy_nodes, tmp_path, slot, kind):
+    """Catches the ComfyUI dialog showing IndexError / torch's cut-off text instead of the message, and a
+    hostile pickle in any slot (or the Whisper file) running code when loaded through the nodes."""
+    echomimic_dir, nodes, node_error = comfy_nodes
+    name = f"damaged_{slot}_{kind}"
+    folder = echomimic_dir / name
+    shutil.copytree(echomimic_dir / "tiny_audio", folder, symlinks=True)
+    if slot == "whisper":
+        damaged = folder / "audio_processor" / "whisper_tiny.pt"
+    else:
+        (folder / f"{slot}.safetensors").unlink()  # the .pth is what the release ships
+        damaged = folder / f"{slot}.pth"
+        damaged.symlink_to(AUDIO_CASE / "weights" / f"{slot}.pth")
+    marker = tmp_path / "pwned"
+    expected = _damage(damaged, kind, marker)
+    with pytest.raises(node_error) as caught:
+        if slot == "whisper":
+            nodes["EchoMimicAudioEncoderLoader"].load(name, "fp32", download_missing=False)
+        else:
+            nodes["EchoMimicModelLoader"].load("V1 audio", "auto", name, download_missing=False)
+    message = str(caught.value)
+    assert str(damaged) in message and expected in message and "\n" not in message, message
+    assert not marker.exists(), "the pickle ran code"
+
+
+@pytest.mark.parametrize(("setting", "value", "expected"), [
+    ("cfg", math.nan, "nan or inf"), ("seed", 2**64, "between 0 and"), ("context_frames", 33, "between 1 and 32"),
+])
+def test_sampler_node_refuses_the_settings_the_command_line_refuses(comfy_nodes, setting, value, expected):
+    """Catches the node mapping cfg nan to the default (a silent change) or accepting what the CLI refuses:
+    both front-ends go through SamplingSettings.validated before any work."""
+    _, nodes, node_error = comfy_nodes
+    model = nodes["EchoMimicModelLoader"].load("V1 audio", "auto", "tiny_audio", download_missing=False)[0]
+    arguments = dict(width=64, height=64, length=6, steps=1, cfg=2.5, seed=420, context_frames=4, context_overlap=1)
+    arguments[setting] = value
+    reference = torch.zeros(1, 64, 64, 3)
+    with pytest.raises(node_error, match=expected):
+        nodes["EchoMimicSampler"].sample(model, None, reference, object(), **arguments)
