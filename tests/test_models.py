@@ -13,14 +13,22 @@ import torch
 
 from echomimic.convert import convert_file, convert_folder
 from echomimic.errors import WeightsError
-from echomimic.models import build_models, load_config, load_echomimic_v1, variant_weight_files
+from echomimic.models import (
+    build_models,
+    load_config,
+    load_echomimic,
+    load_echomimic_v1,
+    variant_weight_files,
+)
 from echomimic.models.loading import is_motion_key
 from echomimic.weights import read_state_dict
 from tests.parity_cases import PARITY_ROOT, find_case, make_weights_folder
 
 MANIFEST = PARITY_ROOT / "manifests" / "echomimic_v1.json"
+MANIFEST_V2 = PARITY_ROOT / "manifests" / "echomimic_v2.json"
 AUDIO_CASE = find_case(lambda case: case.get("mode") == "audio")
 POSE_CASE = find_case(lambda case: str(case.get("mode", "")).startswith("pose"))
+V2_CASE = find_case(lambda case: case.get("mode") == "v2_pose")
 
 
 def _case(case_dir: Path) -> dict:
@@ -31,8 +39,8 @@ def _shapes(module: torch.nn.Module) -> dict[str, list[int]]:
     return {key: list(value.shape) for key, value in module.state_dict().items()}
 
 
-@pytest.mark.skipif(not MANIFEST.is_file(), reason="needs ../shared/parity/manifests")
 def test_full_size_models_have_exactly_the_release_keys_and_shapes() -> None:
+    """Catches any drift of the shipped V1 configs or the model classes from the released V1 files."""
     files = json.loads(MANIFEST.read_text())["files"]
     for channels, locator_file in ((1, "face_locator.pth"), (3, "face_locator_pose.pth")):
         reference, denoising, locator = build_models(load_config(conditioning_channels=channels), "meta")
@@ -44,6 +52,87 @@ def test_full_size_models_have_exactly_the_release_keys_and_shapes() -> None:
         assert rest == files["denoising_unet.pth"]["keys"]
         assert motion == files["motion_module.pth"]["keys"]
     assert len([k for k in motion if k.endswith("temporal_transformer.norm.weight")]) == 21
+
+
+def test_full_size_v2_models_have_exactly_the_release_keys_and_shapes() -> None:
+    """Catches a V2 config (shipped pose_encoder.json, shared UNet configs) that does not build the V2 release."""
+    from echomimic.models.loading import conditioning_channels
+
+    files = json.loads(MANIFEST_V2.read_text())["files"]
+    for variant in ("v2", "v2_acc"):
+        config = load_config(conditioning_channels=conditioning_channels(variant), conditioning_config="pose_encoder.json")
+        assert config.face_locator.conditioning_channels == 3
+        reference, denoising, pose_encoder = build_models(config, "meta")
+        assert _shapes(reference) == files["reference_unet.pth"]["keys"]
+        assert _shapes(pose_encoder) == files["pose_encoder.pth"]["keys"]
+        shapes = _shapes(denoising)
+        assert {k: v for k, v in shapes.items() if not is_motion_key(k)} == files["denoising_unet.pth"]["keys"]
+        assert {k: v for k, v in shapes.items() if is_motion_key(k)} == files["motion_module.pth"]["keys"]
+
+
+def _v2_folder(tmp_path: Path, suffixes=(".pth",)) -> Path:
+    assert V2_CASE is not None, "no v2_pose parity case found"
+    return make_weights_folder(V2_CASE, _case(V2_CASE), tmp_path, suffixes)
+
+
+def test_v2_loads_from_its_release_names_fp16_pth_and_safetensors(tmp_path: Path) -> None:
+    """Catches V2 stems not read from release.py, or fp16 V2 files not upcast exactly."""
+    models = load_echomimic(_v2_folder(tmp_path / "pth"), "v2")
+    assert models.mode == "v2_pose" and models.version == "v2" and not models.accelerated
+    stored = read_state_dict(V2_CASE / "weights" / "pose_encoder.pth")
+    assert all(t.dtype == torch.float16 for t in stored.values())
+    loaded = models.face_locator.state_dict()
+    assert all(torch.equal(loaded[k], stored[k].float()) for k in stored)
+    from_st = load_echomimic(_v2_folder(tmp_path / "st", (".safetensors",)), "v2")
+    assert all(torch.equal(a, b) for a, b in zip(models.denoising_unet.state_dict().values(),
+                                                 from_st.denoising_unet.state_dict().values()))
+
+
+def test_v1_file_in_a_v2_slot_says_so(tmp_path: Path) -> None:
+    """Catches a V1 face locator silently accepted as V2's pose encoder (or a message that hides why)."""
+    folder = _v2_folder(tmp_path)
+    (folder / "pose_encoder.pth").unlink()
+    (folder / "pose_encoder.pth").symlink_to(AUDIO_CASE / "weights" / "face_locator.pth")  # 1-channel V1 file
+    with pytest.raises(WeightsError) as error:
+        load_echomimic(folder, "v2")
+    message = str(error.value)
+    assert "pose_encoder.pth" in message and "conv_in.weight" in message and "V1 audio face_locator" in message
+
+
+def test_v2_file_in_a_v1_slot_says_so(tmp_path: Path) -> None:
+    """Catches a V2 pose encoder silently accepted as the V1 audio face locator."""
+    folder = _pipeline_folder(tmp_path)
+    (folder / "face_locator.pth").unlink()
+    (folder / "face_locator.pth").symlink_to(V2_CASE / "weights" / "pose_encoder.pth")
+    with pytest.raises(WeightsError) as error:
+        load_echomimic(folder, "audio")
+    assert "V2 pose_encoder.pth" in str(error.value) and "face_locator.pth" in str(error.value)
+
+
+def test_v1_folder_given_to_v2_names_the_release(tmp_path: Path) -> None:
+    """Catches a missing-file error that does not say the folder is the other release."""
+    with pytest.raises(WeightsError) as error:
+        load_echomimic(_pipeline_folder(tmp_path), "v2")
+    message = str(error.value)
+    assert "pose_encoder.pth" in message and "BadToBest/EchoMimicV2" in message and "V1 release" in message
+
+
+def test_shared_storages_convert_and_load(tmp_path: Path) -> None:
+    """Catches conversion failing on a .pth whose tensors share storage (the released pose_encoder.pth)."""
+    stored = read_state_dict(V2_CASE / "weights" / "pose_encoder.pth")
+    flat = torch.cat([t.reshape(-1) for t in stored.values()])  # one storage holding every tensor
+    shared, offset = {}, 0
+    for key, tensor in stored.items():
+        shared[key] = flat[offset:offset + tensor.numel()].view(tensor.shape)
+        offset += tensor.numel()
+    folder = _v2_folder(tmp_path)
+    (folder / "pose_encoder.pth").unlink()
+    torch.save(shared, folder / "pose_encoder.pth")
+    for dtype in ("fp16", "fp32"):
+        converted = read_state_dict(convert_file(folder / "pose_encoder.pth", dtype=dtype))
+        assert all(torch.equal(converted[k].float(), stored[k].float()) for k in stored)
+    models = load_echomimic(folder, "v2")  # the converted .safetensors is preferred
+    assert all(torch.equal(models.face_locator.state_dict()[k], stored[k].float()) for k in stored)
 
 
 def _pipeline_folder(tmp_path: Path, suffixes=(".pth",)) -> Path:
@@ -74,8 +163,8 @@ def test_missing_files_are_listed_with_where_to_get_them(tmp_path: Path) -> None
     assert "motion_module.pth" in str(error.value) and "BadToBest/EchoMimic" in str(error.value)
     with pytest.raises(WeightsError, match="denoising_unet_acc.pth"):
         variant_weight_files(folder, "audio_acc")
-    with pytest.raises(WeightsError, match="Unknown EchoMimic V1 variant"):
-        variant_weight_files(folder, "v2")
+    with pytest.raises(WeightsError, match="Unknown EchoMimic variant"):
+        variant_weight_files(folder, "v3")
 
 
 def test_wrong_variant_file_is_named_with_offending_keys(tmp_path: Path) -> None:

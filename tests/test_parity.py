@@ -1,8 +1,8 @@
 """Parity with the official EchoMimic code, over every case folder in ``ECHOMIMIC_PARITY_CASES``.
 
 Case folders are discovered, never listed: a new folder of a known kind is picked up with no code
-change. A folder of a kind this project does not handle yet is an expected failure naming what is
-missing, never a skip. Tolerances come from each case.json (``suggested_tolerance``).
+change. A folder of a kind or mode this project does not know FAILS (never an xfail, never a skip), so a
+misclassified case cannot pass as "expected". Tolerances come from each case.json (``suggested_tolerance``).
 """
 
 from __future__ import annotations
@@ -15,10 +15,21 @@ import numpy as np
 import pytest
 import torch
 
-from echomimic.models.loading import load_echomimic_v1
+from echomimic import release
+from echomimic.models.loading import load_echomimic
 from tests.parity_cases import PARITY_ROOT, discover_cases, make_weights_folder
 
 CASES = discover_cases()
+
+
+def _case_variant(case: dict) -> str | None:
+    """The release variant of a pipeline case's ``mode`` (e.g. 'v2_pose_acc' -> 'v2_acc'), or None."""
+    mode = str(case.get("mode", ""))
+    base, accelerated = mode.removesuffix("_acc"), mode.endswith("_acc")
+    for name, spec in release.VARIANTS.items():
+        if spec.mode == base and spec.accelerated == accelerated and spec.version == case.get("echomimic_version", "v1"):
+            return name
+    return None
 
 
 def _case_kind(case_dir: Path, case: dict) -> str:
@@ -26,8 +37,8 @@ def _case_kind(case_dir: Path, case: dict) -> str:
         return "unet_forward"
     if "clips" in case:
         return "audio_features"
-    if case.get("echomimic_version", "v1") == "v1" and case.get("mode") in ("audio", "audio_acc", "pose", "pose_acc"):
-        return "v1_pipeline"
+    if _case_variant(case) is not None:
+        return "pipeline"
     return "unknown"
 
 
@@ -75,7 +86,7 @@ def check_unet_forward(case_dir: Path, case: dict, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
     tolerance = case["suggested_tolerance"]
-    models = load_echomimic_v1(make_weights_folder(case_dir, case, tmp_path), "audio")
+    models = load_echomimic(make_weights_folder(case_dir, case, tmp_path), "audio")
     inputs = load_file(str(case_dir / "inputs.safetensors"))
     expected = load_file(str(case_dir / "expected.safetensors"))
     with torch.no_grad():
@@ -127,17 +138,20 @@ def check_audio_features(case_dir: Path, case: dict, cache: dict) -> None:
             np.testing.assert_array_equal(features.chunk_indices, expected_indices)
 
 
-def check_v1_pipeline(case_dir: Path, case: dict, tmp_path: Path, cache: dict) -> None:
+def check_pipeline(case_dir: Path, case: dict, tmp_path: Path, cache: dict) -> None:
+    """Every official intermediate of a V1 or V2 pipeline case, then the video, within its tolerances."""
     from PIL import Image
 
     from echomimic.audio import compute_audio_features
     from echomimic.pipeline import SamplingSettings, generate_video, load_diffusers_vae
-    from echomimic.pipeline.sampler import initial_latents
+    from echomimic.pipeline.sampler import MODE_CONVENTIONS, initial_latents
 
     tolerance = case["suggested_tolerance"]
-    variant = case["mode"]
-    models = load_echomimic_v1(make_weights_folder(case_dir, case, tmp_path), variant)
+    variant = _case_variant(case)
+    models = load_echomimic(make_weights_folder(case_dir, case, tmp_path), variant)
     vae = load_diffusers_vae(case_dir / "vae")
+    assert MODE_CONVENTIONS[models.mode].noise_clamp == case["noise_clamp"], "noise clamp convention"
+    assert MODE_CONVENTIONS[models.mode].context_shift == case["context_shift_per_step"], "context shift"
 
     waveform, rate = _read_wav(case_dir / "inputs" / "audio.wav")
     audio = compute_audio_features(waveform, rate, _encoder(_whisper_path(case_dir, case), cache), float(case["fps"]))
@@ -149,13 +163,13 @@ def check_v1_pipeline(case_dir: Path, case: dict, tmp_path: Path, cache: dict) -
                   np.load(case_dir / "expected" / "audio_features.npy"), tolerance["audio_features_atol"])
 
     latent_shape = tuple(np.load(case_dir / "expected" / "init_latents.npy").shape)
-    noise = initial_latents(case["seed"], latent_shape, clamp=case["noise_clamp"])
+    noise = initial_latents(case["seed"], latent_shape, clamp=MODE_CONVENTIONS[models.mode].noise_clamp)
     assert torch.equal(noise, torch.from_numpy(np.load(case_dir / "expected" / "init_latents.npy"))), \
         "initial latents must match exactly"
 
     reference = np.asarray(Image.open(case_dir / "inputs" / "reference.png").convert("RGB"), dtype=np.float32) / 255.0
     reference = torch.from_numpy(reference)
-    reference_latents = vae.encode(reference.permute(2, 0, 1)[None] * 2.0 - 1.0)
+    reference_latents = vae.encode(reference.permute(2, 0, 1)[None])  # the adapter takes 0..1 pixels
     _assert_close("ref_latents", reference_latents, np.load(case_dir / "expected" / "ref_latents.npy"),
                   tolerance["latents_atol"])
 
@@ -163,7 +177,13 @@ def check_v1_pipeline(case_dir: Path, case: dict, tmp_path: Path, cache: dict) -
     if (case_dir / "inputs" / "face_mask.npy").is_file():
         inputs["face_mask"] = torch.from_numpy(np.load(case_dir / "inputs" / "face_mask.npy"))
     if (case_dir / "inputs" / "pose_frames.npy").is_file():
-        inputs["landmark_images"] = torch.from_numpy(np.load(case_dir / "inputs" / "pose_frames.npy"))
+        drawings = torch.from_numpy(np.load(case_dir / "inputs" / "pose_frames.npy"))
+        inputs["pose_images" if models.version == "v2" else "landmark_images"] = drawings
+        encoder_out = case_dir / "expected" / "pose_encoder_out.npy"
+        if encoder_out.is_file():  # V2: the official encodes all frames at once; ours per window, same numbers
+            with torch.no_grad():
+                features = models.face_locator(drawings.permute(3, 0, 1, 2)[None])
+            _assert_close("pose_encoder_out", features, np.load(encoder_out), tolerance["latents_atol"])
     settings = SamplingSettings(
         width=case["width"], height=case["height"], length=case["video_length"], steps=case["steps"],
         cfg=case["guidance_scale"], seed=case["seed"], fps=case["fps"],
@@ -174,23 +194,33 @@ def check_v1_pipeline(case_dir: Path, case: dict, tmp_path: Path, cache: dict) -
                            on_step=lambda _, latents: step_latents.append(latents.clone()), **inputs)
     _assert_close("step_latents", torch.stack(step_latents),
                   np.load(case_dir / "expected" / "step_latents.npy"), tolerance["latents_atol"])
+    assert video.plan is not None and video.plan.num_frames == case["video_length_used"], video.plan
     _assert_close("video", video.frames, np.load(case_dir / "expected" / "video.npy"), tolerance["video_atol"])
 
 
 @pytest.mark.parametrize("case_dir", CASES, ids=[case.name for case in CASES])
 def test_parity_case(case_dir: Path, tmp_path: Path, whisper_cache: dict) -> None:
+    """Catches any numerical drift from the official code, and fails on a case it cannot classify."""
     case = json.loads((case_dir / "case.json").read_text())
     kind = _case_kind(case_dir, case)
     if kind == "unet_forward":
         check_unet_forward(case_dir, case, tmp_path)
     elif kind == "audio_features":
         check_audio_features(case_dir, case, whisper_cache)
-    elif kind == "v1_pipeline":
-        check_v1_pipeline(case_dir, case, tmp_path, whisper_cache)
+    elif kind == "pipeline":
+        check_pipeline(case_dir, case, tmp_path, whisper_cache)
     else:
         version, mode = case.get("echomimic_version"), case.get("mode")
-        pytest.xfail(f"{case_dir.name}: no implementation yet for EchoMimic {version} mode {mode!r} "
-                     "(only the V1 models, audio path and V1 sampler exist)")
+        pytest.fail(f"{case_dir.name}: unknown parity case (EchoMimic {version!r}, mode {mode!r}); known modes: "
+                    f"{sorted({spec.mode for spec in release.VARIANTS.values()})} (+ '_acc')")
+
+
+def test_unknown_case_mode_fails(tmp_path: Path) -> None:
+    """Catches a classifier that lets an unknown mode through (as an xfail or skip) instead of failing."""
+    assert _case_kind(tmp_path, {"echomimic_version": "v2", "mode": "v3_dance"}) == "unknown"
+    assert _case_kind(tmp_path, {"echomimic_version": "v1", "mode": "v2_pose"}) == "unknown"
+    assert _case_variant({"echomimic_version": "v2", "mode": "v2_pose_acc"}) == "v2_acc"
+    assert _case_variant({"mode": "pose_acc"}) == "pose_acc"
 
 
 def test_parity_cases_were_found() -> None:

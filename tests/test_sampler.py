@@ -1,4 +1,5 @@
-"""The V1 sampler beyond parity: context windows, fixed official quirks, cancellation, bad input."""
+"""The sampler beyond parity (V1 and V2): context windows, fixed official quirks, length policies,
+cancellation, bad input."""
 
 from __future__ import annotations
 
@@ -9,17 +10,21 @@ import pytest
 import torch
 
 from echomimic.errors import CancelledError, InputError
-from echomimic.models import load_echomimic_v1
+from echomimic.models import load_echomimic
 from echomimic.pipeline import SamplingSettings, generate_video, load_diffusers_vae
 from echomimic.pipeline.context import uniform_windows, windows_at_step
-from tests.parity_cases import find_case, make_weights_folder
+from echomimic.pipeline.length import LENGTH_POLICIES, driving_index, plan_frame_count
+from tests.parity_cases import PARITY_ROOT, find_case, make_weights_folder
 
 AUDIO_CASE = find_case(lambda case: case.get("mode") == "audio")
 POSE_CASE = find_case(lambda case: str(case.get("mode", "")).startswith("pose"))
+V2_CASE = find_case(lambda case: case.get("mode") == "v2_pose")
 
 
 class ZeroAudio:
-    """Audio tokens of a given length (silence-like zeros); the sampler only needs these two members."""
+    """Audio tokens of a given length (silence-like zeros); the sampler only needs these members."""
+
+    fps = 24.0
 
     def __init__(self, frames: int) -> None:
         self.num_frames = frames
@@ -32,7 +37,7 @@ class ZeroAudio:
 def audio_setup(tmp_path_factory):
     case = json.loads((AUDIO_CASE / "case.json").read_text())
     folder = make_weights_folder(AUDIO_CASE, case, tmp_path_factory.mktemp("audio"))
-    models = load_echomimic_v1(folder, "audio")
+    models = load_echomimic(folder, "audio")
     vae = load_diffusers_vae(AUDIO_CASE / "vae")
     reference = torch.rand(64, 64, 3, generator=torch.Generator().manual_seed(0))
     mask = torch.from_numpy(np.load(AUDIO_CASE / "inputs" / "face_mask.npy"))
@@ -47,7 +52,7 @@ def pose_setup(tmp_path_factory):
     for path in list(folder.iterdir()):
         if "_acc" in path.name:
             path.rename(folder / path.name.replace("_acc", ""))
-    models = load_echomimic_v1(folder, "pose")
+    models = load_echomimic(folder, "pose")
     vae = load_diffusers_vae(POSE_CASE / "vae")
     frames = torch.from_numpy(np.load(POSE_CASE / "inputs" / "pose_frames.npy"))
     return models, vae, frames
@@ -116,31 +121,75 @@ def test_seed_changes_the_video(audio_setup) -> None:
     assert float((a.frames - b.frames).abs().max()) > 1e-3
 
 
-def test_overlapping_predictions_are_averaged_without_cfg(audio_setup) -> None:
-    """Official bug fixed: with cfg <= 1 the non-accelerated pipeline summed overlapping windows.
+class WindowIdUNet(torch.nn.Module):
+    """A stand-in denoising UNet whose answer is known exactly: call k returns the constant k + 1."""
 
-    With one window covering every frame nothing overlaps, so splitting the same frames into overlapping
-    windows must give a similar video, not one whose overlapped frames got a doubled velocity.
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv_in = torch.nn.Conv2d(1, 1, 1)  # device / dtype probe of EchoMimicModels
+        self.calls = 0
+
+    def forward(self, sample, timestep, **_kwargs):
+        self.calls += 1
+        return torch.full_like(sample, float(self.calls))
+
+
+@pytest.mark.parametrize("cfg", [1.0, 2.5])
+def test_overlapping_predictions_are_averaged_exactly(audio_setup, cfg) -> None:
+    """Official bug fixed: with cfg <= 1 the non-accelerated pipelines summed overlapping windows.
+
+    The stub UNet answers call k with the constant k + 1, so the per-frame average over the windows that
+    cover it is known exactly; the step must equal DDIM applied to that average (a sum, or an average that
+    drops or double-counts a window, fails).
     """
+    import dataclasses
+
+    from echomimic.pipeline.sampler import MODE_CONVENTIONS, initial_latents
+    from echomimic.pipeline.scheduler import make_scheduler
+
     models, vae, reference, mask = audio_setup
-    one_window = generate_video(models, vae, reference, audio_features=ZeroAudio(6), face_mask=mask,
-                                settings=small(cfg=1.0, context_frames=6, context_overlap=0, steps=1))
-    overlapping = generate_video(models, vae, reference, audio_features=ZeroAudio(6), face_mask=mask,
-                                 settings=small(cfg=1.0, context_frames=4, context_overlap=2, steps=1))
-    # At t=999 the step returns -v, so summing instead of averaging doubles the overlapped frames' latents.
-    # Measured on the tiny case: 0.0014 averaged (only the motion-module context differs), 0.022 summed.
-    assert float((one_window.frames - overlapping.frames).abs().mean()) < 0.006
+    stub_models = dataclasses.replace(models, denoising_unet=WindowIdUNet())
+    settings = small(cfg=cfg, context_frames=4, context_overlap=2, steps=1)
+    steps = []
+    generate_video(stub_models, vae, reference, audio_features=ZeroAudio(7), face_mask=mask, settings=settings,
+                   on_step=lambda _, latents: steps.append(latents.clone()))
+    windows = windows_at_step(uniform_windows(7, 4, 2), 0, MODE_CONVENTIONS["audio"].context_shift, 7)
+    total, count = torch.zeros(7), torch.zeros(7)
+    for call, window in enumerate(windows):
+        total[window] += call + 1
+        count[window] += 1
+    velocity = (total / count).view(1, 1, 7, 1, 1).expand(1, 4, 7, 8, 8)  # CFG: u == c, so u + g(c - u) == c
+    scheduler = make_scheduler()
+    scheduler.set_timesteps(1)
+    noise = initial_latents(7, (1, 4, 7, 8, 8), clamp=True)
+    expected = scheduler.step(velocity, int(scheduler.timesteps[0]), noise, eta=0.0).prev_sample
+    assert torch.equal(steps[0], expected)
 
 
-def test_landmark_variant_runs_without_cfg_and_without_audio(pose_setup) -> None:
-    """The official landmark pipeline crashes with cfg <= 1; here it runs, with or without audio."""
+@pytest.fixture(scope="module")
+def speech_features():
+    """Real speech (a parity case's espeak sentence) through the whisper encoder: 24 fps features."""
+    from echomimic.audio import compute_audio_features, load_whisper_encoder
+    from tests.test_parity import _read_wav
+
+    encoder = load_whisper_encoder(PARITY_ROOT / "common" / "whisper_tiny_random.pt")
+    waveform, rate = _read_wav(V2_CASE / "inputs" / "audio.wav")
+    with torch.no_grad():
+        return compute_audio_features(waveform, rate, encoder, 24.0)
+
+
+def test_landmark_variant_runs_without_cfg_and_audio_changes_it(pose_setup, speech_features) -> None:
+    """The official landmark pipeline crashes with cfg <= 1; here it runs. Real speech must change the video
+    (catches audio tokens that never reach the UNet); all-zero tokens would give the silent video."""
     models, vae, frames = pose_setup
     reference = torch.rand(64, 64, 3, generator=torch.Generator().manual_seed(1))
-    video = generate_video(models, vae, reference, landmark_images=frames, settings=small(cfg=1.0, steps=1))
-    assert video.frames.shape == (frames.shape[0], 64, 64, 3)
-    with_audio = generate_video(models, vae, reference, landmark_images=frames, audio_features=ZeroAudio(4),
-                                settings=small(cfg=2.0, steps=1))
-    assert with_audio.frames.shape[0] == 4  # the shorter of audio and landmarks
+    settings = small(cfg=1.0, steps=1, length=4)
+    silent = generate_video(models, vae, reference, landmark_images=frames, settings=settings)
+    assert silent.frames.shape == (4, 64, 64, 3)
+    speaking = generate_video(models, vae, reference, landmark_images=frames, audio_features=speech_features,
+                              settings=settings)
+    assert speaking.frames.shape == (4, 64, 64, 3)
+    assert float((speaking.frames - silent.frames).abs().max()) > 1e-3
 
 
 def test_landmark_images_are_resized_to_the_output(pose_setup) -> None:
@@ -179,22 +228,30 @@ def test_bad_inputs_are_clear_errors(audio_setup, pose_setup) -> None:
         generate_video(models, vae, reference, face_mask=mask, settings=small())
     with pytest.raises(InputError, match="shorter than one video frame"):
         generate_video(models, vae, reference, audio_features=ZeroAudio(0), face_mask=mask, settings=small())
-    with pytest.raises(InputError, match="landmark variants"):
+    with pytest.raises(InputError, match="landmark and V2 variants"):
         generate_video(models, vae, reference, audio_features=ZeroAudio(4), face_mask=mask,
                        landmark_images=torch.zeros(4, 64, 64, 3), settings=small())
     pose_models, pose_vae, frames = pose_setup
-    with pytest.raises(InputError, match="lower the length"):
-        generate_video(pose_models, pose_vae, reference, landmark_images=frames,
-                       settings=small(length=frames.shape[0] + 5))
+    with pytest.raises(InputError, match="length policy"):
+        generate_video(pose_models, pose_vae, reference, landmark_images=frames, settings=small(length_policy="bounce"))
+    with pytest.raises(InputError, match="made for 24 fps"):
+        generate_video(models, vae, reference, audio_features=ZeroAudio(4), face_mask=mask, settings=small(fps=25))
+    with pytest.raises(InputError, match="empty"):
+        generate_video(models, vae, reference, audio_features=ZeroAudio(4), face_mask=mask * 0, settings=small())
     with pytest.raises(InputError, match="landmark images"):
         generate_video(pose_models, pose_vae, reference, audio_features=ZeroAudio(4), settings=small())
 
 
 def test_defaults_follow_the_official_scripts() -> None:
+    """Catches defaults that drift from the official scripts (V1 infer_audio2vid, V2 infer.py / infer_acc.py)."""
     assert SamplingSettings.defaults_for("audio") == SamplingSettings(
-        width=512, height=512, steps=30, cfg=2.5, context_frames=12, context_overlap=3, fps=24.0)
+        width=512, height=512, steps=30, cfg=2.5, seed=420, context_frames=12, context_overlap=3)
     acc = SamplingSettings.defaults_for("pose_acc")
     assert (acc.steps, acc.cfg) == (6, 1.0)
+    v2, v2_acc = SamplingSettings.defaults_for("v2"), SamplingSettings.defaults_for("v2_acc")
+    assert (v2.width, v2.height, v2.steps, v2.cfg, v2.seed) == (768, 768, 30, 2.5, 3407)
+    assert (v2_acc.width, v2_acc.height, v2_acc.steps, v2_acc.cfg) == (768, 768, 6, 1.0)
+    assert v2.context_frames == 12 and v2.context_overlap == 3 and v2.length_policy == "loop"
 
 
 def test_face_locator_runs_per_window_not_per_video(pose_setup) -> None:
@@ -208,3 +265,104 @@ def test_face_locator_runs_per_window_not_per_video(pose_setup) -> None:
     finally:
         handle.remove()
     assert widest and max(widest) <= 3
+
+
+# Length policies ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        ("loop", [0, 1, 2, 0, 1, 2, 0, 1]),
+        ("ping-pong", [0, 1, 2, 1, 0, 1, 2, 1]),
+        ("hold", [0, 1, 2, 2, 2, 2, 2, 2]),
+    ],
+)
+def test_length_policies_fill_the_audio(policy, expected) -> None:
+    """Catches a policy that truncates silently or shows the wrong driving frame past the sequence's end."""
+    plan = plan_frame_count(audio_frames=8, driving_frames=3, policy=policy)
+    assert plan.num_frames == 8 and plan.driving_indices() == expected
+    assert "3-frame driving sequence" in plan.reason
+    assert [driving_index(i, 1, policy) for i in range(3)] == [0, 0, 0]
+
+
+def test_stop_policy_ends_with_the_shorter_and_says_why() -> None:
+    """Catches the old silent min(): 'stop' must say the driving sequence limited the video."""
+    plan = plan_frame_count(audio_frames=27, driving_frames=7, policy="stop")
+    assert plan.num_frames == 7 and "'stop'" in plan.reason and "27" in plan.reason
+    assert plan_frame_count(audio_frames=5, driving_frames=7, policy="stop").num_frames == 5
+    assert set(LENGTH_POLICIES) == {"loop", "ping-pong", "hold", "stop"}
+
+
+def test_requested_length_longer_than_the_audio_is_reported() -> None:
+    """`--length 100` with 1 s of speech: the plan says what will be produced and why, before any work."""
+    plan = plan_frame_count(audio_frames=27, requested=100)
+    assert plan.num_frames == 27 and "100 were requested" in plan.reason and "audio covers only 27" in plan.reason
+    assert plan_frame_count(audio_frames=27, requested=10).num_frames == 10
+    assert plan_frame_count(audio_frames=None, driving_frames=4, requested=9, policy="loop").num_frames == 9
+    assert plan_frame_count(audio_frames=None, driving_frames=4, requested=9, policy="stop").num_frames == 4
+
+
+def test_landmarks_shorter_than_the_audio_loop_by_default(pose_setup) -> None:
+    """Catches a sampler that truncates to the landmark count, or feeds other frames than the plan says."""
+    models, vae, frames = pose_setup
+    short = frames[:3]
+    seen = []
+    handle = models.face_locator.register_forward_hook(lambda _m, args, _o: seen.append(args[0][0, :, :].clone()))
+    try:
+        video = generate_video(models, vae, torch.rand(64, 64, 3), landmark_images=short, audio_features=ZeroAudio(7),
+                               settings=small(steps=1, cfg=1.0, context_frames=7, context_overlap=0))
+    finally:
+        handle.remove()
+    assert video.frames.shape[0] == 7 and video.plan.num_frames == 7 and "looped" in video.plan.reason
+    fed = seen[0].permute(1, 2, 3, 0)  # [F, H, W, 3] as given to the encoder
+    assert all(torch.equal(fed[i], short[i % 3]) for i in range(7))
+    stopped = generate_video(models, vae, torch.rand(64, 64, 3), landmark_images=short, audio_features=ZeroAudio(7),
+                             settings=small(steps=1, cfg=1.0, length_policy="stop"))
+    assert stopped.frames.shape[0] == 3
+
+
+# V2 ------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def v2_setup(tmp_path_factory):
+    case = json.loads((V2_CASE / "case.json").read_text())
+    models = load_echomimic(make_weights_folder(V2_CASE, case, tmp_path_factory.mktemp("v2")), "v2")
+    vae = load_diffusers_vae(V2_CASE / "vae")
+    poses = torch.from_numpy(np.load(V2_CASE / "inputs" / "pose_frames.npy"))  # [7, 96, 64, 3]: non-square
+    return models, vae, poses
+
+
+def test_v2_runs_without_cfg_and_non_square(v2_setup, speech_features) -> None:
+    """Official V2 crashes with cfg <= 1 (bank always doubled) and allocates its pose canvas (W, H); both fixed:
+    a 64x96 video with cfg 1 runs, and poses drawn at another aspect ratio are refused, not stretched."""
+    models, vae, poses = v2_setup
+    reference = torch.rand(96, 64, 3, generator=torch.Generator().manual_seed(3))
+    settings = small(width=64, height=96, cfg=1.0, steps=1, context_frames=6, context_overlap=2)
+    video = generate_video(models, vae, reference, audio_features=speech_features, pose_images=poses,
+                           settings=settings)
+    assert video.frames.shape == (speech_features.num_frames, 96, 64, 3)
+    assert "looped" in video.plan.reason and video.fps == 24.0
+    transposed = poses.permute(0, 2, 1, 3)  # 96 wide, 64 high: another aspect ratio
+    with pytest.raises(InputError, match="aspect ratio"):
+        generate_video(models, vae, reference, audio_features=speech_features, pose_images=transposed,
+                       settings=settings)
+    with pytest.raises(InputError, match="hand-pose images"):
+        generate_video(models, vae, reference, audio_features=speech_features, landmark_images=poses,
+                       settings=settings)
+    with pytest.raises(InputError, match="audio features"):
+        generate_video(models, vae, reference, pose_images=poses, settings=settings)
+
+
+def test_v2_pose_encoder_runs_per_window(v2_setup, speech_features) -> None:
+    """Memory flat in video length: the pose encoder never sees more than one window of frames."""
+    models, vae, poses = v2_setup
+    widest = []
+    handle = models.face_locator.register_forward_hook(lambda _m, args, _o: widest.append(args[0].shape[2]))
+    try:
+        generate_video(models, vae, torch.rand(96, 64, 3), audio_features=speech_features, pose_images=poses,
+                       settings=small(width=64, height=96, steps=1, cfg=2.5, context_frames=4, context_overlap=1))
+    finally:
+        handle.remove()
+    assert widest and max(widest) <= 4

@@ -1,4 +1,4 @@
-"""EchoMimic V1 networks and their loading code."""
+"""EchoMimic networks (V1 and V2 share them) and their loading code."""
 
 from .config import EchoMimicConfig, FaceLocatorConfig, MotionModuleConfig, UNetConfig, load_config
 from .face_locator import FaceLocator
@@ -6,6 +6,7 @@ from .loading import (
     V1_VARIANTS,
     EchoMimicModels,
     build_models,
+    load_echomimic,
     load_echomimic_v1,
     release_file_stems,
     variant_weight_files,
@@ -25,6 +26,7 @@ __all__ = [
     "UNetConfig",
     "build_models",
     "load_config",
+    "load_echomimic",
     "load_echomimic_v1",
     "release_file_stems",
     "variant_weight_files",

@@ -6,9 +6,12 @@ The architecture is described by three JSON files, in the layout of the official
   ``sd-image-variations-diffusers/unet/config.json``); both UNets are built from it.
 - ``inference.json``: ``{"unet_additional_kwargs": ..., "noise_scheduler_kwargs": ...}``, the official
   ``configs/inference/inference_v2.yaml`` (audio width, motion modules, scheduler).
-- ``face_locator.json``: the face-locator / landmark-encoder widths.
+- ``face_locator.json``: the face-locator / landmark-encoder widths (``face_locator_pose.json`` for the V1
+  landmark variants, ``pose_encoder.json`` for V2's pose encoder: the same network, 3 input channels).
 
 The full-size files ship in ``echomimic/configs``; a folder holding files of the same names overrides them.
+V2 has exactly the V1 UNet layout and inference config (see ``manifests/echomimic_v2.json``), so both
+releases share ``unet_config.json`` and ``inference.json``.
 """
 
 from __future__ import annotations
@@ -178,15 +181,22 @@ def find_config_file(name: str, config_dir: str | Path | None) -> Path:
     return SHIPPED_CONFIG_DIR / name
 
 
-def load_config(config_dir: str | Path | None = None, *, conditioning_channels: int | None = None) -> EchoMimicConfig:
+def load_config(config_dir: str | Path | None = None, *, conditioning_channels: int | None = None,
+                conditioning_config: str = FACE_LOCATOR_CONFIG_NAME) -> EchoMimicConfig:
     """Read the three config files (overrides from ``config_dir``, the rest shipped).
 
-    ``conditioning_channels`` sets the face-locator input (1: face mask, 3: landmark images) when the
-    face-locator config comes from the shipped defaults.
+    The conditioning net's config is ``conditioning_config`` (``face_locator.json``,
+    ``face_locator_pose.json`` or V2's ``pose_encoder.json``), else ``face_locator.json``, from
+    ``config_dir``; otherwise the shipped file. ``conditioning_channels`` sets its input (1: face mask,
+    3: landmark / hand-pose images) when the shipped defaults are used.
     """
     unet_data = _read_json(find_config_file(UNET_CONFIG_NAME, config_dir))
     inference_data = _read_json(find_config_file(INFERENCE_CONFIG_NAME, config_dir))
-    face_locator_path = find_config_file(FACE_LOCATOR_CONFIG_NAME, config_dir)
+    face_locator_path = find_config_file(conditioning_config, config_dir)
+    if face_locator_path.parent == SHIPPED_CONFIG_DIR:
+        face_locator_path = find_config_file(FACE_LOCATOR_CONFIG_NAME, config_dir)
+        if face_locator_path.parent == SHIPPED_CONFIG_DIR and (SHIPPED_CONFIG_DIR / conditioning_config).is_file():
+            face_locator_path = SHIPPED_CONFIG_DIR / conditioning_config
     face_locator = FaceLocatorConfig.from_dict(_read_json(face_locator_path))
     if conditioning_channels is not None and face_locator_path.parent == SHIPPED_CONFIG_DIR:
         face_locator = FaceLocatorConfig(

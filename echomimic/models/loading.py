@@ -1,7 +1,9 @@
-"""Loading the official EchoMimic V1 release into the model classes.
+"""Loading the official EchoMimic releases (V1 face, V2 semi-body) into the model classes.
 
-The weights folder is the Hugging Face ``BadToBest/EchoMimic`` repository as downloaded. Each role may be
-a ``.pth`` (official) or a ``.safetensors`` file of the same name; ``.safetensors`` wins when both exist.
+The weights folder is the Hugging Face repository of the variant (``release.VARIANTS``) as downloaded.
+Each role may be a ``.pth`` (official) or a ``.safetensors`` file of the same name; ``.safetensors`` wins
+when both exist. V1 and V2 share every network class: V2's pose encoder is the face locator with 3 input
+channels, and its UNets have exactly the V1 layout.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .. import release
 from ..errors import WeightsError
 from ..weights import SAFETENSORS_SUFFIX, check_state_dict, read_state_dict
 from .config import EchoMimicConfig, load_config
@@ -20,24 +23,10 @@ from .face_locator import FaceLocator
 from .motion_module import sinusoidal_positions
 from .unet import DenoisingUNet, ReferenceUNet
 
-HF_REPO = "BadToBest/EchoMimic"
-HF_URL = f"https://huggingface.co/{HF_REPO}"
-V1_VARIANTS = ("audio", "audio_acc", "pose", "pose_acc")
-ROLES = ("reference_unet", "denoising_unet", "motion_module", "face_locator")
+V1_VARIANTS = release.V1_VARIANT_NAMES  # kept for old callers
+ROLES = release.ROLES
 MOTION_PREFIX = "motion_modules."
 _POSITION_SUFFIX = ".pos_encoder.pe"
-
-# Release file stem per (variant, role), as in the official configs/prompts/animation*.yaml.
-_RELEASE_STEMS: dict[str, dict[str, str]] = {
-    "audio": {"reference_unet": "reference_unet", "denoising_unet": "denoising_unet",
-              "motion_module": "motion_module", "face_locator": "face_locator"},
-    "audio_acc": {"reference_unet": "reference_unet", "denoising_unet": "denoising_unet_acc",
-                  "motion_module": "motion_module_acc", "face_locator": "face_locator"},
-    "pose": {"reference_unet": "reference_unet_pose", "denoising_unet": "denoising_unet_pose",
-             "motion_module": "motion_module_pose", "face_locator": "face_locator_pose"},
-    "pose_acc": {"reference_unet": "reference_unet_pose", "denoising_unet": "denoising_unet_pose_acc",
-                 "motion_module": "motion_module_pose_acc", "face_locator": "face_locator_pose"},
-}
 
 
 def is_motion_key(key: str) -> bool:
@@ -45,15 +34,36 @@ def is_motion_key(key: str) -> bool:
     return f".{MOTION_PREFIX}" in f".{key}"
 
 
-def check_variant(variant: str) -> str:
-    if variant not in V1_VARIANTS:
-        raise WeightsError(f"Unknown EchoMimic V1 variant {variant!r}; choose one of {', '.join(V1_VARIANTS)}.")
-    return variant
+def check_variant(variant: str) -> release.Variant:
+    """The release entry of ``variant``, or a :class:`WeightsError` listing the known names."""
+    if variant not in release.VARIANTS:
+        raise WeightsError(
+            f"Unknown EchoMimic variant {variant!r}; choose one of {', '.join(release.VARIANT_NAMES)}."
+        )
+    return release.VARIANTS[variant]
 
 
 def release_file_stems(variant: str) -> dict[str, str]:
-    """Role -> file name without suffix, for ``variant``."""
-    return dict(_RELEASE_STEMS[check_variant(variant)])
+    """Role -> file name without suffix, for ``variant`` (from ``release.VARIANTS``)."""
+    return dict(check_variant(variant).stems)
+
+
+def conditioning_channels(variant: str) -> int:
+    """Input channels of the conditioning net: 1 (face mask, V1 audio) or 3 (drawn landmarks / hands)."""
+    return 1 if check_variant(variant).mode == "audio" else 3
+
+
+def _other_version_hint(weights_dir: Path, spec: release.Variant) -> str:
+    """A sentence when the folder holds the other release's files instead (V1 folder given to V2, ...)."""
+    others = [v for v in release.VARIANTS.values() if v.version != spec.version]
+    own_files = {stem for stem in spec.stems.values()}
+    foreign = sorted({stem for v in others for stem in v.stems.values() if stem not in own_files
+                      and any((weights_dir / f"{stem}{suffix}").is_file() for suffix in (".pth", SAFETENSORS_SUFFIX))})
+    if not foreign:
+        return ""
+    other = "V1" if spec.version == "v2" else "V2"
+    return (f" This folder holds {other} files ({', '.join(foreign)}): it looks like the {other} release; "
+            f"pick a {other} variant or point to the {spec.version.upper()} folder.")
 
 
 def variant_weight_files(weights_dir: str | Path, variant: str) -> dict[str, Path]:
@@ -61,10 +71,11 @@ def variant_weight_files(weights_dir: str | Path, variant: str) -> dict[str, Pat
 
     Raises a :class:`WeightsError` that lists every missing file and where to download it.
     """
+    spec = check_variant(variant)
     weights_dir = Path(weights_dir)
     found: dict[str, Path] = {}
     missing: list[str] = []
-    for role, stem in release_file_stems(variant).items():
+    for role, stem in spec.stems.items():
         for suffix in (SAFETENSORS_SUFFIX, ".pth"):
             candidate = weights_dir / f"{stem}{suffix}"
             if candidate.is_file():
@@ -74,15 +85,16 @@ def variant_weight_files(weights_dir: str | Path, variant: str) -> dict[str, Pat
             missing.append(f"{stem}.pth")
     if missing:
         raise WeightsError(
-            f"EchoMimic V1 '{variant}' weights are missing from {weights_dir}: {', '.join(missing)}. "
-            f"Download them from {HF_URL} (the files sit at the top of that repository) into {weights_dir}."
+            f"EchoMimic {spec.version.upper()} '{variant}' weights are missing from {weights_dir}: "
+            f"{', '.join(missing)}. Download them from {spec.repo_url} (the files sit at the top of that "
+            f"repository) into {weights_dir}.{_other_version_hint(weights_dir, spec)}"
         )
     return found
 
 
 @dataclass
 class EchoMimicModels:
-    """The three networks of one V1 variant."""
+    """The three networks of one variant (V1 or V2); ``face_locator`` is V2's pose encoder."""
 
     reference_unet: ReferenceUNet
     denoising_unet: DenoisingUNet
@@ -91,13 +103,21 @@ class EchoMimicModels:
     config: EchoMimicConfig
 
     @property
+    def spec(self) -> release.Variant:
+        return release.variant(self.variant)
+
+    @property
     def mode(self) -> str:
-        """'audio' (face mask) or 'pose' (landmark images)."""
-        return "pose" if self.variant.startswith("pose") else "audio"
+        """'audio' (V1, face mask), 'pose' (V1, landmark images) or 'v2_pose' (V2, hand-pose images)."""
+        return self.spec.mode
+
+    @property
+    def version(self) -> str:
+        return self.spec.version
 
     @property
     def accelerated(self) -> bool:
-        return self.variant.endswith("_acc")
+        return self.spec.accelerated
 
     @property
     def device(self) -> torch.device:
@@ -139,7 +159,19 @@ def _fill_position_tables(denoising_unet: nn.Module, state: dict[str, torch.Tens
             state[key] = sinusoidal_positions(buffer.shape[1], buffer.shape[2])
 
 
-def load_echomimic_v1(
+def _conditioning_hint(state: Mapping[str, torch.Tensor], spec: release.Variant, expected_channels: int) -> str:
+    """Name the file's kind when its input channels say it belongs to another variant or release."""
+    weight = state.get("conv_in.weight")
+    if weight is None or weight.ndim != 4 or int(weight.shape[1]) == expected_channels:
+        return ""
+    kinds = {1: "a V1 audio face_locator.pth (1 input channel: the face mask)",
+             3: "a 3-channel pose file (V1 face_locator_pose.pth or V2 pose_encoder.pth)"}
+    found = kinds.get(int(weight.shape[1]), f"a {int(weight.shape[1])}-channel conditioning net")
+    wanted = f"{spec.stems['face_locator']}.pth of {spec.repo_id}"
+    return f"This file is {found}, but the {spec.version.upper()} '{spec.name}' variant needs {wanted}. "
+
+
+def load_echomimic(
     weights_dir: str | Path,
     variant: str = "audio",
     *,
@@ -147,19 +179,23 @@ def load_echomimic_v1(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> EchoMimicModels:
-    """Load one V1 variant from the official release files.
+    """Load one variant (any of ``release.VARIANTS``: V1 and V2) from the official release files.
 
-    ``config_dir`` holds ``unet_config.json``/``inference.json``/``face_locator.json`` overriding the
-    shipped full-size configs; by default such files found in ``weights_dir`` are used.
+    ``config_dir`` holds ``unet_config.json``/``inference.json`` and the conditioning net's config
+    (``<its file stem>.json``, e.g. ``pose_encoder.json``, or ``face_locator.json``) overriding the shipped
+    full-size configs; by default such files found in ``weights_dir`` are used.
     """
+    spec = check_variant(variant)
     files = variant_weight_files(weights_dir, variant)
-    conditioning_channels = 3 if variant.startswith("pose") else 1
+    channels = conditioning_channels(variant)
     config = load_config(config_dir if config_dir is not None else weights_dir,
-                         conditioning_channels=conditioning_channels)
+                         conditioning_channels=channels,
+                         conditioning_config=f"{spec.stems['face_locator']}.json")
     reference_unet, denoising_unet, face_locator = build_models(config, "meta")
+    other = "V1" if spec.version == "v2" else "V2"
     hint = (
-        f"Use the '{variant}' release files of {HF_URL} (a V2, pose or accelerated file in the wrong slot "
-        "gives this error), and a config that matches them."
+        f"Use the '{variant}' release files of {spec.repo_url} (an {other}, pose or accelerated file in the "
+        "wrong slot gives this error), and a config that matches them."
     )
 
     reference_state = read_state_dict(files["reference_unet"])
@@ -181,7 +217,11 @@ def load_echomimic_v1(
     del state
 
     locator_state = read_state_dict(files["face_locator"])
-    check_state_dict(face_locator, locator_state, str(files["face_locator"]), hint=hint)
+    check_state_dict(face_locator, locator_state, str(files["face_locator"]),
+                     hint=_conditioning_hint(locator_state, spec, channels) + hint)
     _materialize(face_locator, locator_state, device, dtype)
 
     return EchoMimicModels(reference_unet, denoising_unet, face_locator, variant, config)
+
+
+load_echomimic_v1 = load_echomimic  # the V1-only name of earlier releases

@@ -31,7 +31,7 @@ from .inputs import AudioTokenSource, PreparedInputs, prepare_inputs
 from .length import FramePlan
 from .scheduler import make_scheduler, reround_velocity
 from .settings import SamplingSettings
-from .vae import VaeAdapter
+from .vae import VaeAdapter, auto_decode_batch
 
 NOISE_CLAMP = 1.5
 
@@ -193,16 +193,18 @@ def generate_video(
     return GeneratedVideo(frames=frames, fps=float(prepared.settings.fps), plan=prepared.plan)
 
 
-def decode_latents(vae: VaeAdapter, latents: torch.Tensor, batch: int = 4,
+def decode_latents(vae: VaeAdapter, latents: torch.Tensor, batch: int = 0,
                    should_cancel: Callable[[], bool] | None = None) -> torch.Tensor:
-    """[1, 4, F, h, w] scaled latents -> [F, 8h, 8w, 3] float32 0..1 on the CPU, ``batch`` frames at a time."""
+    """[1, 4, F, h, w] scaled latents -> [F, 8h, 8w, 3] float32 0..1 on the CPU, ``batch`` frames at a time
+    (0: :func:`~.vae.auto_decode_batch` for the latents' device)."""
     num_frames = latents.shape[2]
+    batch = batch or auto_decode_batch(latents.device)
     frames: torch.Tensor | None = None
     for start in range(0, num_frames, batch):
         if should_cancel is not None and should_cancel():
             raise CancelledError("Decoding was cancelled.")
         chunk = latents[0, :, start:start + batch].permute(1, 0, 2, 3)
-        decoded = (vae.decode(chunk).float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu()
+        decoded = vae.decode(chunk).float().permute(0, 2, 3, 1).cpu()  # the adapter gives 0..1 pixels
         if frames is None:
             frames = torch.empty((num_frames, *decoded.shape[1:]), dtype=torch.float32)
         frames[start:start + decoded.shape[0]] = decoded

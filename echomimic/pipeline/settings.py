@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from .. import release
 from ..errors import InputError
+from .length import DEFAULT_LENGTH_POLICY, LENGTH_POLICIES
 
 
 @dataclass(frozen=True)
@@ -21,17 +22,21 @@ class SamplingSettings:
     steps: int = 30
     cfg: float = 2.5
     seed: int = 420
-    fps: float = 24.0
+    fps: float = 0.0  # 0: the audio features' fps (release.DEFAULT_FPS without audio); else it must match them
     context_frames: int = 12
     context_overlap: int = 3
-    decode_batch: int = 4
+    decode_batch: int = 0  # frames per VAE decode call; 0: auto, per device (pipeline.vae.auto_decode_batch)
+    length_policy: str = DEFAULT_LENGTH_POLICY  # landmarks / poses shorter than the video: see pipeline.length
 
     @classmethod
     def defaults_for(cls, variant: str) -> SamplingSettings:
-        """The official defaults: 30 steps / cfg 2.5, accelerated 6 steps / cfg 1."""
-        if variant.endswith("_acc"):
-            return cls(steps=6, cfg=1.0)
-        return cls()
+        """The official defaults of ``variant`` (release.py): 30 steps / cfg 2.5, accelerated 6 steps / cfg 1;
+        V1 512x512 seed 420, V2 768x768 seed 3407."""
+        spec = release.variant(variant)
+        width, height = release.DEFAULT_SIZE[spec.version]
+        return cls(width=width, height=height, steps=spec.default_steps, cfg=spec.default_cfg,
+                   seed=release.DEFAULT_SEED[spec.version], context_frames=release.DEFAULT_CONTEXT_FRAMES,
+                   context_overlap=release.DEFAULT_CONTEXT_OVERLAP)
 
     def validated(self, max_context_frames: int = release.MOTION_MODULE_SPAN) -> SamplingSettings:
         """``self`` if every setting is usable, else :class:`InputError` saying what to change.
@@ -55,8 +60,8 @@ class SamplingSettings:
             raise InputError("Steps must be at least 1.")
         if self.cfg < 0:
             raise InputError("cfg must not be negative.")
-        if self.fps <= 0:
-            raise InputError("fps must be positive.")
+        if not self.fps >= 0:
+            raise InputError("fps must be positive (or 0 to take the audio features' frame rate).")
         if not 1 <= self.context_frames <= max_context_frames:
             raise InputError(f"context_frames must be between 1 and {max_context_frames} (the motion modules' "
                              f"span), got {self.context_frames}; the official value is 12.")
@@ -65,6 +70,8 @@ class SamplingSettings:
                 f"context_overlap ({self.context_overlap}) must be smaller than context_frames "
                 f"({self.context_frames}) and not negative."
             )
-        if self.decode_batch < 1:
-            raise InputError("decode_batch must be at least 1.")
+        if self.decode_batch < 0:
+            raise InputError("decode_batch must be at least 1 (or 0: automatic, per device).")
+        if self.length_policy not in LENGTH_POLICIES:
+            raise InputError(f"Unknown length policy {self.length_policy!r}; choose one of {', '.join(LENGTH_POLICIES)}.")
         return self
