@@ -5,15 +5,15 @@ ComfyUI's conventions (comfy/sd.py, comfy/ldm/models/autoencoder.py):
   [B, 4, H/8, W/8]; the SD VAE's DiagonalGaussianRegularizer has sample=False, i.e. it returns the
   posterior MODE, which for a Gaussian is its MEAN. The official EchoMimic uses `latent_dist.mean * 0.18215`.
 - `VAE.decode(latents [B, 4, h, w] unscaled)` returns pixels [B, H, W, 3] clamped to 0..1.
-The library works in -1..1 channel-first pixels and 0.18215-scaled latents, so this adapter converts.
+The library's protocol also speaks 0..1 pixels, so only the layout (channels last) and the latent scale
+(ComfyUI applies it in the model's latent format, not in the VAE) are converted here.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-# SD1.x latent scale (ComfyUI applies it in the model's latent format, not in the VAE).
-SD_LATENT_SCALE = 0.18215
+from ..echomimic.release import LATENT_SCALE
 
 
 class ComfyVaeAdapter:
@@ -25,14 +25,13 @@ class ComfyVaeAdapter:
         self.comfy_vae = comfy_vae
 
     def encode(self, images: Any) -> Any:
-        """[B, 3, H, W] in -1..1 -> [B, 4, H/8, W/8] latent means * 0.18215 (float32, on the input's device)."""
-        pixels = ((images.float() + 1.0) / 2.0).clamp(0.0, 1.0).movedim(1, -1)
-        latents = self.comfy_vae.encode(pixels.cpu())
-        return (latents.float() * SD_LATENT_SCALE).to(images.device)
+        """[B, 3, H, W] in 0..1 -> [B, 4, H/8, W/8] latent means * LATENT_SCALE (float32, on the input's device)."""
+        latents = self.comfy_vae.encode(images.float().movedim(1, -1).cpu())
+        return (latents.float() * LATENT_SCALE).to(images.device)
 
     def decode(self, latents: Any) -> Any:
-        """[B, 4, h, w] scaled latents -> [B, 3, H, W] in -1..1 (float32, on the input's device)."""
-        pixels = self.comfy_vae.decode(latents.float() / SD_LATENT_SCALE)
+        """[B, 4, h, w] scaled latents -> [B, 3, H, W] in 0..1 (float32, on the input's device)."""
+        pixels = self.comfy_vae.decode(latents.float() / LATENT_SCALE)
         if pixels.ndim == 5:  # video VAEs return [B, T, H, W, C]; an image VAE never should
             pixels = pixels.reshape(-1, *pixels.shape[-3:])
-        return (pixels.float().movedim(-1, 1) * 2.0 - 1.0).to(latents.device)
+        return pixels.float().movedim(-1, 1).to(latents.device)

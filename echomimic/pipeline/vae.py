@@ -1,4 +1,9 @@
-"""The VAE seen through a two-method interface, so diffusers' and ComfyUI's VAEs both fit."""
+"""The VAE seen through a two-method interface, so diffusers' and ComfyUI's VAEs both fit.
+
+The interface speaks the form both sides already use: pixels in 0..1 (what the sampler prepares and returns,
+and what ComfyUI's VAE takes and gives) and latents scaled by LATENT_SCALE (what the UNets use). Each
+adapter converts to its VAE's own form once, so no value is converted and converted back.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,7 @@ from typing import Protocol
 import torch
 
 from ..errors import WeightsError
-
-LATENT_SCALE = 0.18215
+from ..release import LATENT_SCALE
 
 
 def auto_decode_batch(device: torch.device | str) -> int:
@@ -23,16 +27,16 @@ def auto_decode_batch(device: torch.device | str) -> int:
 
 class VaeAdapter(Protocol):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] in -1..1 -> [B, 4, H/8, W/8] latent means, already multiplied by 0.18215."""
+        """[B, 3, H, W] pixels in 0..1 -> [B, 4, H/8, W/8] latent means, already multiplied by LATENT_SCALE."""
         ...
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """[B, 4, h, w] scaled latents -> [B, 3, 8h, 8w] in -1..1 (not clamped)."""
+        """[B, 4, h, w] latents scaled by LATENT_SCALE -> [B, 3, 8h, 8w] pixels clamped to 0..1."""
         ...
 
 
 class DiffusersVae:
-    """Adapter over a diffusers ``AutoencoderKL``."""
+    """Adapter over a diffusers ``AutoencoderKL`` (which works in -1..1 pixels and unscaled latents)."""
 
     def __init__(self, vae) -> None:
         self.vae = vae
@@ -47,13 +51,16 @@ class DiffusersVae:
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        images = images.to(device=self.device, dtype=self.dtype)
+        """[B, 3, H, W] 0..1 -> [B, 4, H/8, W/8] ``latent_dist.mean * LATENT_SCALE`` in the VAE's dtype."""
+        # -1..1 in fp32 before the cast, as the official pipeline's image processor does
+        images = (images.float() * 2.0 - 1.0).to(device=self.device, dtype=self.dtype)
         return self.vae.encode(images).latent_dist.mean * LATENT_SCALE
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """[B, 4, h, w] scaled latents -> [B, 3, 8h, 8w] float32 pixels clamped to 0..1."""
         latents = latents.to(device=self.device, dtype=self.dtype)
-        return self.vae.decode(latents / LATENT_SCALE).sample
+        return (self.vae.decode(latents / LATENT_SCALE).sample.float() / 2 + 0.5).clamp(0, 1)
 
 
 def load_diffusers_vae(path: str | Path, device: torch.device | str = "cpu",
