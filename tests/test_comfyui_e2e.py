@@ -328,9 +328,12 @@ import comfy.sd
 import comfy.utils
 from diffusers import AutoencoderKL
 
-spec = importlib.util.spec_from_file_location("echomimic_vae_adapter", f"{repo}/nodes/vae_adapter.py")
-adapter_module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(adapter_module)
+# the extension as a package (the adapter imports the bundled library relative to it)
+spec = importlib.util.spec_from_file_location("echomimic_extension", f"{repo}/__init__.py",
+                                              submodule_search_locations=[repo])
+sys.modules["echomimic_extension"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sys.modules["echomimic_extension"])
+adapter_module = importlib.import_module("echomimic_extension.nodes.vae_adapter")
 adapter = adapter_module.ComfyVaeAdapter(comfy.sd.VAE(sd=comfy.utils.load_torch_file(vae_path)))
 
 reference = AutoencoderKL(latent_channels=4, layers_per_block=2, block_out_channels=(128, 256, 512, 512),
@@ -341,8 +344,8 @@ torch.manual_seed(0)
 pixels = torch.rand(2, 3, 64, 64) * 2 - 1
 with torch.no_grad():
     official = reference.encode(pixels).latent_dist.mean * 0.18215
-    ours = adapter.encode(pixels)
-    decoded_official = reference.decode(official / 0.18215).sample.clamp(-1, 1)
+    ours = adapter.encode((pixels + 1) / 2)  # the adapter speaks 0..1 pixels, as the library does
+    decoded_official = (reference.decode(official / 0.18215).sample / 2 + 0.5).clamp(0, 1)
     decoded_ours = adapter.decode(official)
 print("encode", float((ours - official).abs().max()), float(official.abs().max()))
 print("decode", float((decoded_ours - decoded_official).abs().max()))
