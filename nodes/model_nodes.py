@@ -39,6 +39,11 @@ _DOWNLOAD_TOOLTIP = (
     "(HF_ENDPOINT, HF_TOKEN and the Hugging Face cache apply; progress bar and Cancel work). Off: a missing "
     "file is an error naming it."
 )
+_COMPILE_TOOLTIP = (
+    "torch.compile the denoising UNet's blocks (resnets, attention, feed-forwards, motion modules). Faster "
+    "sampling on a GPU after a slow first run (compilation, and again for a new size); needs a working "
+    "Triton/C++ compiler. Off: plain PyTorch."
+)
 _PRECISION_TOOLTIP = (
     "Weights and compute precision. auto: fp16 (or bf16) where the GPU runs it well, fp32 on CPU."
 )
@@ -145,6 +150,7 @@ class EchoMimicModelLoader:
             # Optional and at the end: workflows saved before it existed keep loading (default on).
             "optional": {
                 "download_missing": ("BOOLEAN", tooltip(_DOWNLOAD_TOOLTIP, default=True)),
+                "compile": ("BOOLEAN", tooltip(_COMPILE_TOOLTIP, default=False)),
             },
         }
 
@@ -156,7 +162,7 @@ class EchoMimicModelLoader:
 
     @user_errors
     def load(self, variant: str, precision: str, weights_folder: str,
-             download_missing: bool = True) -> tuple[LoadedEchoMimic]:
+             download_missing: bool = True, compile: bool = False) -> tuple[LoadedEchoMimic]:
         if variant not in VARIANTS:
             raise EchoMimicNodeError(f"Unknown variant {variant!r}; choose one of {list(VARIANTS)}.")
         import comfy.model_management as model_management
@@ -171,6 +177,10 @@ class EchoMimicModelLoader:
         dtype = torch_dtype_for(precision, model_management.get_torch_device())
         # Load on the offload device; ModelPatcher moves the weights when sampling needs them.
         models = load_echomimic_v1(weights_dir, VARIANTS[variant], device=model_management.unet_offload_device(), dtype=dtype)
+        if compile:
+            from ..echomimic.models.compile import compile_unet_blocks
+
+            compile_unet_blocks(models.denoising_unet)
         patcher = make_patcher({name: module for name, module in _named_modules(models)}, dtype)
         return (LoadedEchoMimic(models=models, patcher=patcher, variant=VARIANTS[variant],
                                 variant_label=variant, dtype=dtype),)
