@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -217,3 +218,34 @@ def test_paste_back_node_returns_full_size_frames(node_module: Any) -> None:
 
 def extension_submodule_error(node_module: Any) -> type[Exception]:
     return node_module.EchoMimicNodeError
+
+
+def test_cli_paste_back_writes_the_full_picture_and_previews(tmp_path: Path) -> None:
+    """Catches --paste-back writing the crop (or the wrong size), moving the untouched picture, --save-frames
+    losing the crop frames, and --preview-every not writing one PNG per step."""
+    from echomimic import cli
+    from echomimic.video_io import read_video_frames
+    from tests.test_cli import make_weights_dir, parity_case
+
+    case = parity_case("v1_audio")
+    weights = make_weights_dir(case, tmp_path / "weights")
+    (weights / "mediapipe").mkdir()
+    for model in MEDIAPIPE_ROOT.glob("*.tflite"):  # the face detector, as first use would fetch it
+        (weights / "mediapipe" / model.name).symlink_to(model)
+    picture_path = Path(__file__).resolve().parents[1] / "example_inputs" / "portrait_wide.png"
+    out = tmp_path / "full.mp4"
+    status = cli.main([
+        "generate", "--image", str(picture_path), "--audio", str(case / "inputs" / "audio.wav"),
+        "--weights", str(weights), "--out", str(out), "--width", "64", "--height", "64", "--steps", "2",
+        "--length", "3", "--context-frames", "4", "--context-overlap", "1", "--device", "cpu", "--quiet",
+        "--paste-back", "--paste-feather", "6", "--preview-every", "1", "--save-frames", str(tmp_path / "crop.npy"),
+    ])
+    assert status == 0
+    frames, _ = read_video_frames(out)
+    assert tuple(frames.shape[1:3]) == (300, 400)  # the picture's size, not 64x64
+    assert np.load(tmp_path / "crop.npy").shape == (3, 64, 64, 3)
+    picture = torch.from_numpy(cli.load_rgb_image(picture_path))
+    corner = (frames[:, :60, :60] - picture[:60, :60]).abs().mean()
+    assert float(corner) < 0.03  # far from the face: the picture itself (up to h264)
+    previews = sorted(path.name for path in (tmp_path / "full_previews").iterdir())
+    assert previews == ["preview_step_001.png", "preview_step_002.png"]

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..atomic import OutputError, atomic_path, check_output_file
+from ..atomic import OutputError, atomic_path, check_output_file, check_output_folder
 from ..errors import InputError
 from ..weights import check_weights_folder
 from ..weights_download import check_weights, download_weights, fetch_mediapipe_for_run
@@ -27,6 +27,10 @@ def validate_generate_args(args: argparse.Namespace) -> None:
     if args.length is not None and args.length < 1:
         raise InputError(f"--length {args.length}: the video needs at least 1 frame; leave --length out to "
                          "use the whole speech.")
+    if getattr(args, "preview_every", 0) < 0:
+        raise InputError(f"--preview-every {args.preview_every}: give a number of steps >= 1 (0 = no previews).")
+    if getattr(args, "paste_feather", 0) < 0:
+        raise InputError(f"--paste-feather {args.paste_feather}: give a width in pixels >= 0.")
     if args.mode.startswith("v2"):
         validate_v2_args(args)
         return
@@ -86,6 +90,49 @@ def check_outputs(args: argparse.Namespace) -> None:
             check_output_file(path)
         except OutputError as error:
             raise OutputError(f"{option}: {error}") from None
+    folder = preview_folder(args)
+    if folder is not None:
+        try:
+            check_output_folder(folder)
+        except OutputError as error:
+            raise OutputError(f"--preview-every: {error}") from None
+
+
+def preview_folder(args: argparse.Namespace) -> Path | None:
+    """Where ``--preview-every`` writes its PNGs: ``--preview-dir``, else ``<out>_previews`` beside the mp4."""
+    if not getattr(args, "preview_every", 0):
+        return None
+    return getattr(args, "preview_dir", None) or args.out.with_name(args.out.stem + "_previews")
+
+
+def _preview_writer(args: argparse.Namespace, steps: int, report: _Reporter):
+    """The sampler's ``on_step`` callback writing previews every ``--preview-every`` steps, or None."""
+    folder = preview_folder(args)
+    if folder is None:
+        return None
+    from ..preview import PreviewWriter
+
+    report.info(f"previews every {args.preview_every} steps into {folder}")
+    return PreviewWriter(folder, args.preview_every, steps=steps)
+
+
+def _pasted_back(args: argparse.Namespace, frames, crop_info, report: _Reporter):
+    """The generated crops pasted back into the full picture: [F, H, W, 3] uint8 (4x smaller than float)."""
+    import torch
+
+    from ..compose import iter_paste_back
+    from .inputs import load_rgb_image
+
+    original = torch.from_numpy(load_rgb_image(args.image))
+    width, height = crop_info.original_size
+    report.info(f"pasting the face back into the {width}x{height} picture (crop box {crop_info.box})")
+    out = torch.empty((frames.shape[0], height, width, 3), dtype=torch.uint8)
+    done = 0
+    for part in iter_paste_back(frames, crop_info, original, feather=args.paste_feather,
+                                color_match=args.paste_color_match):
+        out[done:done + part.shape[0]] = (part * 255.0).round().to(torch.uint8)
+        done += part.shape[0]
+    return out
 
 
 def run_generate(args: argparse.Namespace) -> Path:
@@ -121,7 +168,7 @@ def run_generate(args: argparse.Namespace) -> Path:
     device = _pick_device(args.device)
     dtype = _pick_dtype(args.dtype, device)
 
-    reference, face_mask, landmark_reference = _prepare_reference(args, args.image, report)
+    reference, face_mask, landmark_reference, crop_info = _prepare_reference(args, args.image, report)
     waveform, sample_rate = read_audio(args.audio)
     report.info(f"speech: {waveform.shape[-1] / sample_rate:.2f} s at {sample_rate} Hz from {args.audio}")
 
@@ -162,16 +209,19 @@ def run_generate(args: argparse.Namespace) -> Path:
         face_mask=None if landmark_images is not None or pose_images is not None else torch.from_numpy(face_mask),
         landmark_images=None if landmark_images is None else torch.from_numpy(landmark_images),
         pose_images=None if pose_images is None else torch.from_numpy(pose_images),
-        settings=settings, progress=report.progress,
+        settings=settings, progress=report.progress, on_step=_preview_writer(args, settings.steps, report),
     )
-    out = write_mp4(args.out, video.frames, video.fps, waveform, sample_rate)
+    frames = video.frames
+    if args.paste_back:
+        frames = _pasted_back(args, frames, crop_info, report)
+    out = write_mp4(args.out, frames, video.fps, waveform, sample_rate)
     if args.save_frames is not None:
         import numpy as np
 
         with atomic_path(args.save_frames, suffix=".npy") as temporary:
             np.save(temporary, video.frames.numpy())
-    num_frames = video.frames.shape[0]
-    report.info(f"wrote {out}: {num_frames} frames, {args.width}x{args.height}, {video.fps:g} fps "
+    num_frames, height, width = frames.shape[:3]
+    report.info(f"wrote {out}: {num_frames} frames, {width}x{height}, {video.fps:g} fps "
                 f"({num_frames / video.fps:.2f} s) in {time.perf_counter() - started:.1f} s")
     return out
 

@@ -41,7 +41,9 @@ LANDMARK_REFERENCE_SIDE = 512  # the face mesh needs a face of a decent size in 
 
 
 def _prepare_reference(args: argparse.Namespace, image_path: Path, report: _Reporter):
-    """Returns ``(reference [H, W, 3] 0..1, face_mask [H, W] 0..1, landmark_reference)`` at the output size.
+    """Returns ``(reference [H, W, 3] 0..1, face_mask [H, W] 0..1, landmark_reference, crop_info)`` at the
+    output size; ``crop_info`` (:class:`echomimic.compose.CropInfo`) says where the reference came from in
+    the picture, for ``--paste-back``.
 
     ``landmark_reference`` is the same picture at a shorter side of at least 512 pixels, for finding
     the reference's landmarks (pose modes) when the output size is small; None in the audio modes.
@@ -50,7 +52,10 @@ def _prepare_reference(args: argparse.Namespace, image_path: Path, report: _Repo
 
     image = load_rgb_image(image_path, report)
     if args.mode.startswith("v2"):  # V2 animates the whole half-body picture: no face crop, no mask
-        return _resize(image, args.width, args.height), None, None
+        from ..compose import whole_image_crop_info
+
+        crop_info = whole_image_crop_info(image.shape[1], image.shape[0], (args.width, args.height))
+        return _resize(image, args.width, args.height), None, None, crop_info
     user_mask = None
     if args.mask is not None:
         user_mask = _resize(load_mask_image(args.mask), image.shape[1], image.shape[0])
@@ -69,7 +74,7 @@ def _prepare_reference(args: argparse.Namespace, image_path: Path, report: _Repo
         else:
             landmark_reference = face_mask_and_crop(image, size=(big_width, big_height), mask=user_mask,
                                                     models_dir=args.weights).image
-    return reference, mask, landmark_reference
+    return reference, mask, landmark_reference, crop.crop_info
 
 
 def _landmark_images(args: argparse.Namespace, landmark_reference: np.ndarray, report: _Reporter) -> np.ndarray:
@@ -93,12 +98,32 @@ def _landmark_images(args: argparse.Namespace, landmark_reference: np.ndarray, r
                         "its frames are used one per output frame")
         report.info(f"extracting landmarks from {frames.shape[0]} frames of {args.driving_video} ...")
         driver = extract_landmarks(frames, models_dir=args.weights)
+        if driver.filled_count:
+            missing = [index for index, found in enumerate(driver.detected) if not found]
+            report.info(f"note: no face in {len(missing)} of {driver.num_frames} frames of {args.driving_video.name} "
+                        f"(frames {frame_list(missing)}); their landmarks are filled in from the nearest frames")
         reference_landmarks = extract_landmarks(landmark_reference[None], models_dir=args.weights)
         sequence = align_landmarks(driver, reference_landmarks)
     if args.save_landmarks is not None:
         sequence.save(args.save_landmarks)
         report.info(f"saved the landmarks to {args.save_landmarks}")
+    blank = sequence.check_drawable(f"The landmarks of {args.landmarks or args.driving_video}")
+    if blank:
+        report.info(f"note: {len(blank)} of {sequence.num_frames} landmark frames have no point on the canvas "
+                    f"(frames {frame_list(blank)}); those frames get no pose guidance")
     return draw_landmarks(sequence, args.width, args.height)
+
+
+def frame_list(indices: list[int], shown: int = 12) -> str:
+    """'0-3, 7, 9' for a report line (0-based frame numbers), the first ``shown`` runs only."""
+    runs: list[list[int]] = []
+    for index in indices:
+        if runs and index == runs[-1][1] + 1:
+            runs[-1][1] = index
+        else:
+            runs.append([index, index])
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs[:shown])
+    return text + (", ..." if len(runs) > shown else "")
 
 
 def _hand_pose_images(args: argparse.Namespace, report: _Reporter) -> np.ndarray:

@@ -87,6 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
                       help="pose modes: a landmark JSON (LandmarkSequence.save), used as is")
     face.add_argument("--save-landmarks", type=Path, default=None,
                       help="pose modes: also save the aligned landmarks as JSON")
+    paste = gen.add_argument_group("paste back and previews")
+    paste.add_argument("--paste-back", action=argparse.BooleanOptionalAction, default=False,
+                       help="write the video at the full picture's size, the animated face crop pasted back "
+                            "into it with a soft edge (default: --no-paste-back, the crop at --width x --height, "
+                            "as the official scripts)")
+    paste.add_argument("--paste-feather", type=int, default=24, metavar="PX",
+                       help="--paste-back: width of the soft edge in picture pixels (default 24)")
+    paste.add_argument("--paste-color-match", action="store_true",
+                       help="--paste-back: match the crop's colours to the picture along the crop border")
+    paste.add_argument("--preview-every", type=int, default=0, metavar="N",
+                       help="write a quick preview PNG (middle frame, no VAE) every N denoising steps "
+                            "(default 0: none)")
+    paste.add_argument("--preview-dir", type=Path, default=None, metavar="DIR",
+                       help="--preview-every: folder for the PNGs (default: <out>_previews beside the mp4)")
     hands = gen.add_argument_group("hand poses (v2 modes)")
     hands.add_argument("--poses", type=Path, default=None,
                        help="v2 modes: a hand-pose JSON (HandPoseSequence.save) instead of --driving-video, "
