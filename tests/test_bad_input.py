@@ -511,3 +511,45 @@ def test_sampler_node_refuses_the_settings_the_command_line_refuses(comfy_nodes,
     reference = torch.zeros(1, 64, 64, 3)
     with pytest.raises(node_error, match=expected):
         nodes["EchoMimicSampler"].sample(model, None, reference, object(), **arguments)
+
+
+# --- landmarks that would draw nothing ----------------------------------------------------------------
+
+
+def _landmark_json(tmp_path: Path, fill) -> Path:
+    """A landmark file of 3 frames: all null (NaN), or all far off the 512x512 canvas."""
+    from echomimic.landmarks import LandmarkSequence
+
+    points = np.full((3, 478, 3), np.nan, np.float32) if fill == "null" else np.full((3, 478, 3), fill, np.float32)
+    path = tmp_path / "landmarks.json"
+    LandmarkSequence(points, 512, 512).save(path)
+    return path
+
+
+@pytest.mark.parametrize("fill", ["null", 1e6, -300.0])
+def test_landmarks_that_draw_nothing_are_refused(tmp_path, comfy_nodes, fill):
+    """Catches all-null / NaN / off-canvas landmarks drawn as blank images, so that the video silently has
+    no pose guidance: the library refuses them, for the draw node as for the CLI."""
+    from echomimic.landmarks import LandmarkSequence, draw_landmarks
+
+    sequence = LandmarkSequence.load(_landmark_json(tmp_path, fill))
+    with pytest.raises(InputError, match="draw nothing"):
+        draw_landmarks(sequence, 64, 64)
+    from tests.comfy_stubs import extension_submodule
+
+    _, nodes, node_error = comfy_nodes
+    as_loaded_by_comfyui = extension_submodule("echomimic.landmarks").LandmarkSequence.load(tmp_path / "landmarks.json")
+    with pytest.raises(node_error, match="draw nothing"):
+        nodes["EchoMimicDrawLandmarks"].draw(as_loaded_by_comfyui, 64, 64, False)
+
+
+def test_partly_blank_landmarks_are_reported_by_frame():
+    """Catches blank frames (no point on the canvas) going unreported, or reported with wrong numbers."""
+    from echomimic.cli.inputs import frame_list
+    from echomimic.landmarks import LandmarkSequence
+
+    points = np.full((6, 478, 3), 100.0, np.float32)
+    points[[1, 2, 5]] = np.nan
+    sequence = LandmarkSequence(points, 512, 512)
+    assert sequence.check_drawable() == [1, 2, 5]
+    assert frame_list([1, 2, 5]) == "1-2, 5"

@@ -4,7 +4,6 @@ and the official look (colours, squares, parts) on landmarks of a real photo."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,22 +12,23 @@ import pytest
 from echomimic.errors import InputError
 from echomimic.landmarks import LandmarkSequence, draw_landmarks, extract_landmarks, select_parts
 from echomimic.landmarks import topology as topo
+from tests.parity_cases import PARITY_ROOT
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def parity_root() -> Path:
-    configured = Path(os.environ.get("ECHOMIMIC_PARITY_CASES", "../shared/parity"))
-    return configured if configured.is_absolute() else (REPO_ROOT / configured).resolve()
-
-
 def drawing_cases() -> list[Path]:
-    root = parity_root()
+    root = PARITY_ROOT
     if not root.is_dir():
         return []
     return sorted(case for case in root.iterdir()
                   if (case / "inputs" / "pose_landmarks.npy").is_file()
                   and (case / "inputs" / "pose_frames.npy").is_file() and (case / "case.json").is_file())
+
+
+def test_parity_cases_are_found() -> None:
+    """Catches the parametrised parity checks below silently running on no case (missing or moved fixtures)."""
+    assert drawing_cases(), f"no parity case with official landmark drawings under {PARITY_ROOT} (set ECHOMIMIC_PARITY_CASES)"
 
 
 @pytest.mark.parametrize("case", drawing_cases(), ids=lambda case: case.name)
@@ -105,7 +105,13 @@ def test_output_size_and_resize(astronaut_landmarks: LandmarkSequence) -> None:
 def test_points_outside_the_frame_are_not_drawn(astronaut_landmarks: LandmarkSequence) -> None:
     shifted = astronaut_landmarks.points.copy()
     shifted[..., 0] += 600
-    assert draw_landmarks(LandmarkSequence(shifted, 512, 512), 64, 64).max() == 0.0
+    both = LandmarkSequence(np.concatenate([astronaut_landmarks.points, shifted]), 512, 512)
+    drawn = draw_landmarks(both, 64, 64)
+    assert drawn[0].max() > 0.0 and drawn[1].max() == 0.0
+    assert both.blank_frames() == [1]
+    # Every frame off the canvas: the video would get no pose guidance at all, so it is refused.
+    with pytest.raises(InputError, match="draw nothing"):
+        draw_landmarks(LandmarkSequence(shifted, 512, 512), 64, 64)
 
 
 def test_progress_and_bad_parts(astronaut_landmarks: LandmarkSequence) -> None:

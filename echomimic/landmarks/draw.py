@@ -102,6 +102,7 @@ def draw_landmarks(
         raise InputError("draw_landmarks needs a LandmarkSequence (from extract_landmarks or load).")
     if int(width) <= 0 or int(height) <= 0:
         raise InputError(f"The image size must be positive, got {width}x{height}.")
+    sequence.check_drawable()  # all frames blank: the video would silently get no pose guidance
     chosen = check_part_names(parts)
     if draw_mouth and "mouth" not in chosen:
         chosen = check_part_names((*chosen, "mouth"))

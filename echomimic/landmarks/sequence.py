@@ -83,6 +83,25 @@ class LandmarkSequence:
         """How many frames had no face and were filled from their neighbours."""
         return int((~self.detected).sum())
 
+    def blank_frames(self) -> list[int]:
+        """Frames with no point to draw: every point NaN (``null`` in JSON) or outside the source frame."""
+        x, y = self.points[..., 0], self.points[..., 1]
+        with np.errstate(invalid="ignore"):  # NaN compares False: hidden
+            on_canvas = (x >= 0) & (x < self.width) & (y >= 0) & (y < self.height)
+        return np.flatnonzero(~on_canvas.any(axis=1)).tolist()
+
+    def check_drawable(self, source: str = "The landmarks") -> list[int]:
+        """Raise :class:`InputError` if no frame has a point on the canvas (the video would have no pose
+        guidance at all); otherwise return the blank frames (see :meth:`blank_frames`) for a report."""
+        blank = self.blank_frames()
+        if len(blank) == self.num_frames:
+            raise InputError(
+                f"{source} draw nothing: in all {self.num_frames} frames every point is missing (NaN/null) or "
+                f"outside the {self.width}x{self.height} frame they claim to come from; extract them again "
+                "from a video of a face."
+            )
+        return blank
+
     def frame(self, index: int) -> LandmarkSequence:
         """A one-frame sequence holding frame `index` (negative counts from the end)."""
         if not -self.num_frames <= index < self.num_frames:
