@@ -111,10 +111,25 @@ def ensure_mediapipe_models(
     models_dir: str | Path | None,
     *,
     progress_for: Callable[[MediaPipeModel], ProgressCallback | None] | None = None,
+    reason: str = "",
 ) -> dict[str, Path]:
-    """Every file of ``models`` (downloaded when missing); ``name -> path``."""
-    return {
-        model.name: ensure_mediapipe_model(model, models_dir,
-                                           progress=progress_for(model) if progress_for else None)
-        for model in models
-    }
+    """Every file of ``models`` (each downloaded when missing); ``name -> path``.
+
+    All are tried before failing, so that an offline error names each file that could not be fetched,
+    its URL and the folder to put it in.
+    """
+    paths: dict[str, Path] = {}
+    failed: list[MediaPipeModel] = []
+    first_error = ""
+    for model in models:
+        try:
+            paths[model.name] = ensure_mediapipe_model(
+                model, models_dir, progress=progress_for(model) if progress_for else None, reason=reason)
+        except WeightsError as error:
+            failed.append(model)
+            first_error = first_error or str(error)
+    if len(failed) == 1:
+        raise WeightsError(first_error)
+    if failed:
+        raise WeightsError(f"{missing_mediapipe_message(failed, models_dir, reason)} First failure: {first_error}")
+    return paths

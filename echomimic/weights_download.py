@@ -233,14 +233,13 @@ def fetch_mediapipe_for_run(
     progress line (``log``). Nothing happens with a mediapipe that has the legacy API (bundled models)."""
     from .downloads import text_progress
     from .landmarks.backends import legacy_solutions_available
-    from .mediapipe_files import ensure_mediapipe_model
+    from .mediapipe_files import ensure_mediapipe_models
 
     missing = missing_mediapipe(weights_dir, variant, face_crop=face_crop)
     if not missing or legacy_solutions_available():
         return
-    for model in missing:
-        ensure_mediapipe_model(model, weights_dir, progress=text_progress(model.name, log),
-                               reason="This mediapipe has no legacy API, so the Tasks API")
+    ensure_mediapipe_models(missing, weights_dir, progress_for=lambda model: text_progress(model.name, log),
+                            reason="This mediapipe has no legacy API, so the Tasks API")
 
 
 def download_weights(
@@ -274,7 +273,7 @@ def download_weights(
     Raises:
         WeightsError: a file could not be downloaded (no network, ...); names the file and its URL.
     """
-    from .mediapipe_files import ensure_mediapipe_model
+    from .mediapipe_files import ensure_mediapipe_models
 
     folder = Path(weights_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -282,8 +281,10 @@ def download_weights(
     if mediapipe:
         from .downloads import text_progress
 
-        for model in missing_mediapipe(folder, variant, face_crop=face_crop):
+        def progress_for(model: release.MediaPipeModel) -> Callable[[int, int], None] | None:
             log(f"downloading {mediapipe_url(model)} -> {mediapipe_download_dir(folder) / model.name}")
-            progress = mediapipe_progress(model) if mediapipe_progress else text_progress(model.name, log)
-            ensure_mediapipe_model(model, folder, progress=progress)
+            return mediapipe_progress(model) if mediapipe_progress else text_progress(model.name, log)
+
+        ensure_mediapipe_models(missing_mediapipe(folder, variant, face_crop=face_crop), folder,
+                                progress_for=progress_for)
     return check_weights(folder, variant)

@@ -29,6 +29,8 @@ VARIANTS: dict[str, str] = {
     "V1 audio accelerated": "audio_acc",
     "V1 landmarks": "pose",
     "V1 landmarks accelerated": "pose_acc",
+    "V2 semi-body": "v2",  # labels = release.VARIANTS[...].label
+    "V2 semi-body accelerated": "v2_acc",
 }
 PRECISIONS: tuple[str, ...] = ("auto", "fp16", "bf16", "fp32")
 
@@ -157,13 +159,15 @@ def ensure_mediapipe_files(*models: Any, download: bool = True) -> str:
     included), with ComfyUI's progress bar and Cancel.
     """
     from ..echomimic.landmarks.backends import legacy_solutions_available
-    from ..echomimic.mediapipe_files import ensure_mediapipe_model
+    from ..echomimic.mediapipe_files import ensure_mediapipe_model, ensure_mediapipe_models
 
     models_dir = mediapipe_models_dir()
     if not models or legacy_solutions_available():
         return models_dir
-    for model in models:
-        ensure_mediapipe_model(model, models_dir, download=download, progress=comfy_download_progress(model.name))
+    if not download:
+        for model in models:
+            ensure_mediapipe_model(model, models_dir, download=False)
+    ensure_mediapipe_models(models, models_dir, progress_for=lambda model: comfy_download_progress(model.name))
     return models_dir
 
 

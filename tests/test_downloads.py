@@ -17,12 +17,14 @@ from typing import Any
 import pytest
 
 from echomimic.errors import WeightsError
-from echomimic.mediapipe_files import ensure_mediapipe_model, mediapipe_url
+from echomimic.mediapipe_files import ensure_mediapipe_model, ensure_mediapipe_models, mediapipe_url
 from echomimic.release import (
     FACE_DETECTOR,
     FACE_LANDMARKER,
+    HAND_LANDMARKER,
     MEDIAPIPE_BASE_URL_ENV,
     MEDIAPIPE_MODELS,
+    POSE_LANDMARKER,
     VARIANTS,
 )
 from echomimic.weights_download import mediapipe_status_lines
@@ -106,6 +108,11 @@ def test_offline_error_names_each_file_url_and_folder(monkeypatch: pytest.Monkey
     assert f"http://127.0.0.1:9/{FACE_DETECTOR.url_path}" in message
     with pytest.raises(WeightsError, match="blaze_face_short_range.tflite"):
         ensure_mediapipe_model(FACE_DETECTOR, tmp_path, download=False)
+    with pytest.raises(WeightsError) as caught:  # several files: each one is named
+        ensure_mediapipe_models([HAND_LANDMARKER, POSE_LANDMARKER], tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message and str(tmp_path / "mediapipe") in message
+    assert all(model.name in message and mediapipe_url(model) in message for model in (HAND_LANDMARKER, POSE_LANDMARKER))
     assert _leftovers(tmp_path) == []
 
 
@@ -296,3 +303,46 @@ def test_check_lists_the_mediapipe_files(tmp_path: Path, capsys: pytest.CaptureF
     assert str((weights / "mediapipe").resolve()) in printed
     pose_lines = "\n".join(mediapipe_status_lines(weights, "pose"))
     assert "missing  face_landmarker.task" in pose_lines and mediapipe_url(FACE_LANDMARKER) in pose_lines
+
+
+def test_download_command_fetches_weights_vae_and_mediapipe(tmp_path: Path, hub_cache: Path,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    """Catches: `python -m echomimic download` missing a file a run needs (the 4 networks, Whisper, the VAE,
+    the MediaPipe files), placing one elsewhere than the release layout, or leaving its staging folder."""
+    from echomimic import cli
+
+    case_dir = PARITY_ROOT / "v1_audio"
+    repos = _hub_files("v1_audio")
+    repos["stabilityai/sd-vae-ft-mse"] = {name: case_dir / "vae" / name
+                                          for name in ("config.json", "diffusion_pytorch_model.safetensors")}
+    weights = tmp_path / "weights"
+    with hub_server(repos) as hub, mediapipe_server(MEDIAPIPE_ROOT) as google:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv(MEDIAPIPE_BASE_URL_ENV, google.url)
+        assert cli.main(["download", "--weights", str(weights)]) == 0
+        assert len(hub.get_requests()) == 7 and google.get_requests() == [f"/{FACE_DETECTOR.url_path}"]
+        assert cli.main(["download", "--weights", str(weights)]) == 0  # complete: nothing fetched again
+        assert len(hub.get_requests()) == 7 and len(google.get_requests()) == 1
+    for name, local in repos["BadToBest/EchoMimic"].items():
+        assert _sha256(weights / name) == _sha256(local)
+    assert _sha256(weights / "sd-vae-ft-mse" / "diffusion_pytorch_model.safetensors") == _sha256(
+        case_dir / "vae" / "diffusion_pytorch_model.safetensors")
+    assert not (weights / ".echomimic-download").exists()
+    capsys.readouterr()
+    assert cli.main(["check", "--weights", str(weights)]) == 0
+    assert "ok       blaze_face_short_range.tflite" in capsys.readouterr().out
+
+
+def test_hub_download_that_fails_offline_names_file_url_and_folder(tmp_path: Path, hub_cache: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Catches: an unreachable Hub reported as a traceback, or without the file and where to put it."""
+    from echomimic.weights_download import download_weights
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    with pytest.raises(WeightsError) as caught:
+        download_weights(tmp_path / "w", "v2_acc", log=lambda line: None)
+    message = str(caught.value)
+    assert "reference_unet.pth" in message and "huggingface.co/BadToBest/EchoMimicV2" in message
+    assert str((tmp_path / "w" / "reference_unet.pth").resolve()) in message
+    assert not any((tmp_path / "w").glob("*.pth"))
