@@ -553,3 +553,48 @@ def test_partly_blank_landmarks_are_reported_by_frame():
     sequence = LandmarkSequence(points, 512, 512)
     assert sequence.check_drawable() == [1, 2, 5]
     assert frame_list([1, 2, 5]) == "1-2, 5"
+
+
+# --- pose modes and the face detector ----------------------------------------------------------------
+
+
+def _pose_args(tmp_path: Path, *extra: str):
+    from echomimic.landmarks import LandmarkSequence
+
+    gray = tmp_path / "no-face.png"
+    Image.fromarray(np.full((96, 96, 3), 128, np.uint8)).save(gray)
+    landmarks = tmp_path / "landmarks.json"
+    points = np.full((2, 478, 3), 40.0, np.float32)
+    LandmarkSequence(points, 96, 96).save(landmarks)
+    args = cli.build_parser().parse_args(["generate", "--mode", "pose_acc", "--image", str(gray), "--landmarks",
+                                          str(landmarks), "--weights", str(tmp_path / "weights"),
+                                          "--width", "64", "--height", "64", *extra])
+    return args, gray
+
+
+def test_given_landmarks_and_no_crop_never_run_the_face_detector(tmp_path, monkeypatch):
+    """Catches the face detector running (and failing on a picture without a face) when nothing needs it:
+    the pose modes with --landmarks and --no-crop use the whole picture and no face mask."""
+    from echomimic import landmarks
+    from echomimic.cli.inputs import _prepare_reference
+    from echomimic.cli.report import _Reporter
+
+    def no_detector(*args, **kwargs):
+        raise AssertionError("the face detector ran")
+
+    monkeypatch.setattr(landmarks, "face_mask_and_crop", no_detector)
+    args, gray = _pose_args(tmp_path, "--no-crop")
+    reference, mask, landmark_reference, _ = _prepare_reference(args, gray, _Reporter(True))
+    assert reference.shape == (64, 64, 3) and mask is None and landmark_reference is None
+
+
+def test_pose_mode_without_a_face_does_not_suggest_a_mask(tmp_path):
+    """Catches the audio modes' advice (pass --mask) in the pose modes, which refuse --mask."""
+    from echomimic.cli.inputs import _prepare_reference
+    from echomimic.cli.report import _Reporter
+
+    args, gray = _pose_args(tmp_path)
+    with pytest.raises(InputError) as caught:
+        _prepare_reference(args, gray, _Reporter(True))
+    message = str(caught.value)
+    assert "No face was found" in message and "--no-crop" in message and "mask" not in message

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..errors import InputError
 from .report import _Reporter
 
 if TYPE_CHECKING:
@@ -46,7 +47,8 @@ def _prepare_reference(args: argparse.Namespace, image_path: Path, report: _Repo
     the picture, for ``--paste-back``.
 
     ``landmark_reference`` is the same picture at a shorter side of at least 512 pixels, for finding
-    the reference's landmarks (pose modes) when the output size is small; None in the audio modes.
+    the reference's landmarks (pose modes) when the output size is small; None in the audio modes and with
+    given landmarks and ``--no-crop`` (then the face detector does not run at all, and the mask is None).
     """
     from ..landmarks import face_mask_and_crop
 
@@ -56,11 +58,25 @@ def _prepare_reference(args: argparse.Namespace, image_path: Path, report: _Repo
 
         crop_info = whole_image_crop_info(image.shape[1], image.shape[0], (args.width, args.height))
         return _resize(image, args.width, args.height), None, None, crop_info
+    pose = args.mode.startswith("pose")
+    if pose and args.landmarks is not None and args.no_crop:  # nothing here needs the face detector
+        from ..compose import whole_image_crop_info
+
+        crop_info = whole_image_crop_info(image.shape[1], image.shape[0], (args.width, args.height))
+        return _resize(image, args.width, args.height), None, None, crop_info
     user_mask = None
     if args.mask is not None:
         user_mask = _resize(load_mask_image(args.mask), image.shape[1], image.shape[0])
-    crop = face_mask_and_crop(image, crop=not args.no_crop, size=(args.width, args.height), mask=user_mask,
-                              models_dir=args.weights)
+    try:
+        crop = face_mask_and_crop(image, crop=not args.no_crop, size=(args.width, args.height), mask=user_mask,
+                                  models_dir=args.weights)
+    except InputError as error:
+        if not pose or not str(error).startswith("No face was found"):
+            raise
+        # The library's advice (pass a face mask) does not apply: the pose modes refuse --mask.
+        advice = ", or add --no-crop to animate the whole picture" if args.landmarks is not None else ""
+        raise InputError(f"No face was found in the reference image {image_path}: the pose modes crop it around "
+                         f"the face; use a clearer, roughly frontal portrait{advice}.") from None
     reference = _resize(crop.image, args.width, args.height)
     mask = _resize(crop.mask, args.width, args.height).clip(0.0, 1.0)
     landmark_reference = None
