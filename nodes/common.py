@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..echomimic.errors import CancelledError, EchoMimicError
+from ..echomimic.release import MEDIAPIPE_FOLDER
 
 CATEGORY = "EchoMimic"
 
@@ -81,7 +82,8 @@ def weights_folder_choices() -> list[str]:
     names = {DEFAULT_WEIGHTS_FOLDER, DEFAULT_V2_WEIGHTS_FOLDER}
     for base in models_base_paths():
         if os.path.isdir(base):
-            names.update(entry.name for entry in os.scandir(base) if entry.is_dir() and not entry.name.startswith("."))
+            names.update(entry.name for entry in os.scandir(base) if entry.is_dir() and not entry.name.startswith(".")
+                         and entry.name != MEDIAPIPE_FOLDER)  # MediaPipe's files, not a weights folder
     defaults = (DEFAULT_WEIGHTS_FOLDER, DEFAULT_V2_WEIGHTS_FOLDER)
     return sorted(names, key=lambda name: (defaults.index(name) if name in defaults else 2, name.lower()))
 

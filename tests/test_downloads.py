@@ -185,6 +185,9 @@ def test_face_node_downloads_on_first_use_with_progress_and_cancel(comfy_nodes: 
     assert tuple(outputs[0].shape) == (1, 64, 64, 3)
     assert _sha256(folder / FACE_DETECTOR.name) == FACE_DETECTOR.sha256
     assert updates and updates[-1][0] == updates[-1][1] > 0
+    from tests.comfy_stubs import extension_submodule
+
+    assert "mediapipe" not in extension_submodule("nodes.common").weights_folder_choices()  # not a weights folder
     requests = len(mediapipe_files.get_requests())  # the cancelled try and the download
     node.crop_face(portrait, True, 64, 64, 0.1, 0.5)
     assert len(mediapipe_files.get_requests()) == requests == 2
