@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="folder with unet_config.json / inference.json / face_locator.json overriding "
                           "the shipped full-size configs (default: those in --weights, if any)")
     gen.add_argument("--download", action="store_true",
-                     help="download missing weight files with huggingface_hub first")
+                     help="download missing weight files (Hugging Face) and MediaPipe files first")
     size = gen.add_argument_group("video")
     size.add_argument("--width", type=int, default=512, help="video width, a multiple of 8 (default 512)")
     size.add_argument("--height", type=int, default=512, help="video height, a multiple of 8 (default 512)")
