@@ -8,13 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from .atomic import atomic_path, check_output_folder
+from .dtypes import torch_dtype
 from .errors import InputError
 from .weights import read_state_dict
-
-DTYPES = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def convert_file(source: str | Path, target: str | Path | None = None, dtype: str = "fp16") -> Path:
@@ -25,15 +22,14 @@ def convert_file(source: str | Path, target: str | Path | None = None, dtype: st
     """
     from safetensors.torch import save_file
 
-    if dtype not in DTYPES:
-        raise InputError(f"Unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}.")
+    target_dtype = torch_dtype(dtype)  # InputError naming the choices for an unknown name
     source = Path(source)
     target = Path(target) if target is not None else source.with_suffix(".safetensors")
     state = read_state_dict(source)
     converted = {}
     for key, tensor in state.items():
         if tensor.is_floating_point() and not key.endswith(".pe"):
-            tensor = tensor.to(DTYPES[dtype])
+            tensor = tensor.to(target_dtype)
         converted[key] = tensor.contiguous()
     with atomic_path(target) as temporary:  # never leave a half-written file under the real name
         save_file(converted, str(temporary), metadata={"converted_from": source.name, "dtype": dtype})

@@ -3,30 +3,25 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+import skimage.data as skimage_data  # requirements-dev.txt: missing, the tests fail (never skip)
 
 from echomimic.errors import InputError, WeightsError
 from echomimic.landmarks import FaceCrop, face_mask_and_crop
 from echomimic.landmarks.face_crop import grow_box, square_crop_box
+from tests.parity_cases import PARITY_ROOT
 
-skimage_data = pytest.importorskip("skimage.data")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CROP_RECT = re.compile(r"crop_rect=\[(\d+), (\d+), (\d+), (\d+)\]")
 
 
-def parity_root() -> Path:
-    configured = Path(os.environ.get("ECHOMIMIC_PARITY_CASES", "../shared/parity"))
-    return configured if configured.is_absolute() else (REPO_ROOT / configured).resolve()
-
-
 def astronaut_crop_cases() -> list[Path]:
     """Cases whose reference is the official crop of skimage's astronaut (see case.json provenance)."""
-    root = parity_root()
+    root = PARITY_ROOT
     if not root.is_dir():
         return []
     found = []
@@ -43,6 +38,11 @@ def astronaut_crop_cases() -> list[Path]:
 @pytest.fixture(scope="module")
 def astronaut() -> np.ndarray:
     return skimage_data.astronaut().astype(np.float32) / 255.0
+
+
+def test_parity_cases_are_found() -> None:
+    """Catches the parametrised parity checks below silently running on no case (missing or moved fixtures)."""
+    assert astronaut_crop_cases(), f"no parity case with official crops of the astronaut under {PARITY_ROOT} (set ECHOMIMIC_PARITY_CASES)"
 
 
 @pytest.mark.parametrize("case", astronaut_crop_cases(), ids=lambda case: case.name)

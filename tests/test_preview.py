@@ -30,10 +30,9 @@ from tests.comfy_stubs import (
     build_tiny_weights,
     install_stub_modules,
     load_extension,
-    parity_root,
     read_wav_as_comfy_audio,
 )
-from tests.parity_cases import COMFYUI_SNAPSHOTS, find_case, make_weights_folder
+from tests.parity_cases import COMFYUI_SNAPSHOTS, PARITY_ROOT, find_case, make_weights_folder
 
 POSE_CASE = find_case(lambda case: case.get("mode") == "pose_acc")
 
@@ -156,7 +155,7 @@ def test_sampler_node_sends_a_preview_every_step_and_the_same_frames(nodes: dict
     import comfy.utils
     from PIL import Image
 
-    parity = parity_root()
+    parity = PARITY_ROOT
     (model,) = nodes["EchoMimicModelLoader"].load("V1 landmarks accelerated", "fp32", "tiny_pose")
     (encoder,) = nodes["EchoMimicAudioEncoderLoader"].load("tiny_audio", "fp32")
     audio = read_wav_as_comfy_audio(parity / "v1_audio" / "inputs" / "audio.wav")

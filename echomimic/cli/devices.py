@@ -33,5 +33,7 @@ def _pick_dtype(name: str, device: torch.device) -> torch.dtype:
 
     if name == "auto":
         return torch.float16 if device.type in ("cuda", "mps") else torch.float32
-    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+    from ..dtypes import torch_dtype
+
+    return torch_dtype(name)
 

@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from ..release import PRECISIONS
 from ..weights_download import VARIANTS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -73,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("--context-overlap", type=int, default=3,
                           help="frames shared by neighbouring windows, < --context-frames (default 3)")
     sampling.add_argument("--device", default="auto", help="cuda, cuda:1, cpu, mps or auto (default)")
-    sampling.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
+    sampling.add_argument("--dtype", default="auto", choices=("auto", *PRECISIONS),
                           help="model precision (auto: fp16 on a GPU, fp32 on CPU)")
     face = gen.add_argument_group("face (audio modes) and landmarks (pose modes)")
     face.add_argument("--mask", type=Path, default=None,
@@ -126,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "prefers them: faster, memory-mapped, and they can never carry code).",
     )
     convert.add_argument("folder", type=Path, help="the weights folder (the BadToBest/EchoMimic download)")
-    convert.add_argument("--dtype", default="fp16", choices=("fp16", "fp32", "bf16"),
+    convert.add_argument("--dtype", default="fp16", choices=tuple(PRECISIONS),
                          help="precision of the written tensors (default fp16, as released)")
     convert.add_argument("--overwrite", action="store_true", help="replace existing .safetensors files")
     return parser

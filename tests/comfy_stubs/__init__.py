@@ -14,6 +14,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from tests.parity_cases import PARITY_ROOT
+
 STUB_MODULES_DIR = Path(__file__).resolve().parent / "modules"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXTENSION_MODULE_NAME = "comfyui_echomimic_under_test"
@@ -30,11 +32,6 @@ _POSE_FILES = {
     "denoising_unet_pose_acc": "denoising_unet", "motion_module_pose_acc": "motion_module",
 }
 TINY_WEIGHT_FOLDERS = {"tiny_audio": ("v1_audio", _AUDIO_FILES), "tiny_pose": ("v1_pose_acc", _POSE_FILES)}
-
-
-def parity_root() -> Path:
-    configured = os.environ.get("ECHOMIMIC_PARITY_CASES")
-    return Path(configured) if configured else (REPO_ROOT.parent / "shared" / "parity").resolve()
 
 
 def install_stub_modules(models_dir: Path) -> None:
@@ -70,7 +67,7 @@ def extension_submodule(name: str) -> ModuleType:
 
 def build_tiny_weights(models_dir: Path) -> Path:
     """models_dir/echomimic/<tiny folder>/ with release-named links to the parity weights and configs."""
-    root = parity_root()
+    root = PARITY_ROOT
     echomimic_dir = models_dir / "echomimic"
     for folder, (case, names) in TINY_WEIGHT_FOLDERS.items():
         target = echomimic_dir / folder
