@@ -71,8 +71,20 @@ def node_inputs(info: dict[str, Any]) -> list[InputSpec]:
 
 
 def object_info_of(node_class: type) -> dict[str, Any]:
-    """An /object_info entry for a classic (NODE_CLASS_MAPPINGS) node, as ComfyUI's server builds it."""
+    """An /object_info entry for a classic (NODE_CLASS_MAPPINGS) node, as ComfyUI's server builds it.
+
+    A combo input named in the node's VALIDATE_INPUTS arguments is checked by that function instead of
+    against its options (ComfyUI's execution.validate_inputs): marked as a file combo here (any value).
+    """
     inputs = node_class.INPUT_TYPES()
+    validate = getattr(node_class, "VALIDATE_INPUTS", None)
+    if validate is not None:
+        import inspect
+
+        checked = set(inspect.signature(validate).parameters)
+        inputs = {section: {name: ([FILE_COMBO, *spec[1:]] if name in checked and isinstance(spec[0], (list, tuple))
+                                   else spec) for name, spec in entries.items()}
+                  for section, entries in inputs.items()}
     return {
         "input": inputs,
         "input_order": {key: list(value) for key, value in inputs.items()},
