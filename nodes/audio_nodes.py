@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..echomimic.release import DEFAULT_LENGTH_POLICY, LENGTH_POLICIES
 from .common import (
     AUDIO_ENCODER_TYPE,
     AUDIO_FEATURES_TYPE,
@@ -48,22 +49,35 @@ class EchoMimicAudioFeatures:
                 "fps": ("FLOAT", tooltip("Frame rate of the video to generate (official: 24). Connect Get Video "
                                          "Components' fps to follow a driving video.",
                                          default=24.0, min=1.0, max=120.0, step=1.0)),
-            }
+            },
+            "optional": {
+                "driving_images": ("IMAGE", tooltip(
+                    "The landmark or hand-pose images the sampler gets, so frame_count and the trimmed audio match "
+                    "the video exactly when they are shorter than the speech (with the 'stop' policy).")),
+                "length": ("INT", tooltip("The sampler's length (0 = follow the audio): the same value gives the same "
+                                          "frame_count as the video.", default=0, min=0, max=100000)),
+                "length_policy": (list(LENGTH_POLICIES), tooltip(
+                    "The sampler's length policy, for the same frame count (loop, ping-pong, hold or stop).",
+                    default=DEFAULT_LENGTH_POLICY)),
+            },
         }
 
     RETURN_TYPES = (AUDIO_FEATURES_TYPE, "INT", "AUDIO")
     RETURN_NAMES = ("audio_features", "frame_count", "audio")
     OUTPUT_TOOLTIPS = (
         "Whisper features per video frame, for the EchoMimic Sampler.",
-        "How many video frames the audio covers.",
+        "How many video frames the sampler will make from this audio (with the optional driving images, length "
+        "and policy given to it too).",
         "The input audio trimmed to frame_count frames: connect it to Create Video so picture and sound match.",
     )
     FUNCTION = "compute"
     CATEGORY = CATEGORY
 
     @user_errors
-    def compute(self, audio: Any, audio_encoder: LoadedAudioEncoder, fps: float) -> tuple[Any, int, dict[str, Any]]:
+    def compute(self, audio: Any, audio_encoder: LoadedAudioEncoder, fps: float, driving_images: Any = None,
+                length: int = 0, length_policy: str = DEFAULT_LENGTH_POLICY) -> tuple[Any, int, dict[str, Any]]:
         from ..echomimic.audio import compute_audio_features, trim_audio_to_frames
+        from ..echomimic.pipeline.length import plan_frame_count
 
         waveform, sample_rate = audio_waveform(audio)
         if fps <= 0:
@@ -73,7 +87,12 @@ class EchoMimicAudioFeatures:
         load_patched_models(audio_encoder.patcher)
         with torch.no_grad():  # inference only: keep no autograd graph of the encoder
             features = compute_audio_features(waveform, sample_rate, audio_encoder.encoder, float(fps))
-        frame_count = int(features.num_frames)
+        # The sampler's own length rule, so the sound ends with the picture (never 2 frames past it).
+        driving = None if driving_images is None else torch.as_tensor(driving_images)
+        driving_frames = None if driving is None else (int(driving.shape[0]) if driving.ndim == 4 else 1)
+        plan = plan_frame_count(audio_frames=int(features.num_frames), driving_frames=driving_frames,
+                                requested=int(length), policy=str(length_policy))
+        frame_count = plan.num_frames
         trimmed = trim_audio_to_frames(waveform, sample_rate, frame_count, float(fps))
         return (features, frame_count, {"waveform": trimmed, "sample_rate": sample_rate})
 

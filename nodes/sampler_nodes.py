@@ -1,44 +1,30 @@
-"""The EchoMimic sampler node: portrait + audio features (+ face mask or landmark images) -> video frames."""
+"""The EchoMimic sampler node: portrait + audio features (+ face mask, landmark or hand-pose images) -> video.
+
+Every input rule (mask and reference resizing, lengths, settings) lives in ``echomimic.pipeline``; this node
+only converts ComfyUI types and reports progress.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
+from ..echomimic.release import DEFAULT_LENGTH_POLICY, LENGTH_POLICIES
 from .common import AUDIO_FEATURES_TYPE, CATEGORY, MODEL_TYPE, EchoMimicNodeError, tooltip, user_errors
 from .model_nodes import LoadedEchoMimic, load_patched_models
 from .previews import step_previewer
 from .vae_adapter import ComfyVaeAdapter
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
-# How many more frames the audio features may have than a video of the same duration.
-AUDIO_EXTRA_FRAMES = 2
 
 
-def _resize_mask(mask: Any, height: int, width: int) -> Any:
-    """A ComfyUI MASK ([B, H, W] or [H, W]) -> its first mask as float [height, width] in 0..1."""
-    import torch
-
-    mask = torch.as_tensor(mask).float()
-    while mask.ndim > 2:
-        mask = mask[0]
-    if tuple(mask.shape) != (height, width):
-        mask = torch.nn.functional.interpolate(mask[None, None], size=(height, width), mode="bilinear",
-                                               align_corners=False)[0, 0]
-    return mask.clamp(0.0, 1.0)
-
-
-def _reference_numpy_mask(reference: Any, height: int, width: int) -> Any:
-    """The face mask of the reference itself (no crop), for when no MASK is connected."""
-    import torch
-
+def _reference_face_mask(reference: Any, height: int, width: int) -> Any:
+    """The face mask of the reference itself (no crop), for when no MASK is connected: [H, W] 0..1 numpy."""
     from ..echomimic.landmarks import face_mask_and_crop
-    from ..echomimic.release import FACE_DETECTOR
-    from .common import ensure_mediapipe_files
+    from .common import mediapipe_models_dir
 
-    found = face_mask_and_crop(reference.numpy(), crop=False, size=(width, height),
-                               models_dir=ensure_mediapipe_files(FACE_DETECTOR))
-    return _resize_mask(torch.from_numpy(found.mask), height, width)
+    return face_mask_and_crop(reference.numpy(), crop=False, size=(width, height),
+                              models_dir=mediapipe_models_dir()).mask
 
 
 class EchoMimicSampler:
@@ -58,11 +44,11 @@ class EchoMimicSampler:
                 "reference_image": ("IMAGE", tooltip("The portrait to animate, ideally the output of EchoMimic Face "
                                                      "Mask and Crop. Resized to width x height if needed.")),
                 "audio_features": (AUDIO_FEATURES_TYPE, tooltip("From EchoMimic Audio Features; sets the length and fps.")),
-                "width": ("INT", tooltip("Video width in pixels, a multiple of 8 (official 512).",
-                                         default=512, min=64, max=2048, step=8)),
-                "height": ("INT", tooltip("Video height in pixels, a multiple of 8 (official 512).",
-                                          default=512, min=64, max=2048, step=8)),
-                "length": ("INT", tooltip("Frames to generate; 0 = as many as the audio covers.",
+                "width": ("INT", tooltip("Video width in pixels, a multiple of 8 (official: V1 512, V2 768); 0 = "
+                                         "the variant's official width.", default=512, min=0, max=2048, step=8)),
+                "height": ("INT", tooltip("Video height in pixels, a multiple of 8 (official: V1 512, V2 768); 0 = "
+                                          "the variant's official height.", default=512, min=0, max=2048, step=8)),
+                "length": ("INT", tooltip("Frames to generate; 0 = as many as the audio covers (never more than it).",
                                           default=0, min=0, max=100000)),
                 "steps": ("INT", tooltip("Denoising steps; 0 = the variant's official default (30, accelerated 6).",
                                          default=0, min=0, max=200)),
@@ -81,20 +67,30 @@ class EchoMimicSampler:
                                               "connected: detected from the reference image.")),
                 "landmark_images": ("IMAGE", tooltip("Landmark variants (required there): one drawn landmark image per "
                                                      "frame, from EchoMimic Draw Landmarks.")),
+                "hand_pose_images": ("IMAGE", tooltip("V2 variants (required there): one drawn hand-pose image per "
+                                                      "frame, at the video's aspect ratio (from the hand-pose drawing "
+                                                      "node).")),
+                "length_policy": (list(LENGTH_POLICIES), tooltip(
+                    "Landmark / hand-pose images shorter than the audio: loop them, play them back and forth "
+                    "(ping-pong), hold the last one, or stop the video with them. The frame_count output says "
+                    "what was made.", default=DEFAULT_LENGTH_POLICY)),
             },
         }
 
-    RETURN_TYPES = ("IMAGE", "FLOAT")
-    RETURN_NAMES = ("images", "fps")
+    RETURN_TYPES = ("IMAGE", "FLOAT", "INT")
+    RETURN_NAMES = ("images", "fps", "frame_count")
     OUTPUT_TOOLTIPS = ("The video frames; send them to Create Video, an upscaler or any IMAGE node.",
-                       "Frame rate of the video (from the audio features).")
+                       "Frame rate of the video (from the audio features).",
+                       "How many frames were made (give the same length and length policy to EchoMimic Audio "
+                       "Features to trim the sound to them).")
     FUNCTION = "sample"
     CATEGORY = CATEGORY
 
     @user_errors
     def sample(self, model: LoadedEchoMimic, vae: Any, reference_image: Any, audio_features: Any, width: int,
                height: int, length: int, steps: int, cfg: float, seed: int, context_frames: int,
-               context_overlap: int, face_mask: Any = None, landmark_images: Any = None) -> tuple[Any, float]:
+               context_overlap: int, face_mask: Any = None, landmark_images: Any = None,
+               hand_pose_images: Any = None, length_policy: str = DEFAULT_LENGTH_POLICY) -> tuple[Any, float, int]:
         import comfy.model_management as model_management
         import comfy.utils
         import torch
@@ -104,53 +100,23 @@ class EchoMimicSampler:
 
         if audio_features is None:
             raise EchoMimicNodeError("Connect audio_features (EchoMimic Audio Features).")
-        width, height = int(width), int(height)
         defaults = SamplingSettings.defaults_for(model.variant)
         # Checked here, before any face detection, by the library's own rules (sizes, context, steps).
         settings = dataclasses.replace(
             defaults,
-            width=width, height=height, length=int(length),
+            width=int(width) or defaults.width, height=int(height) or defaults.height, length=int(length),
             steps=int(steps) if int(steps) > 0 else defaults.steps,
             cfg=defaults.cfg if float(cfg) <= 0 else float(cfg),  # nan stays nan, refused by validated()
-            seed=int(seed), fps=float(audio_features.fps), context_frames=int(context_frames),
-            context_overlap=int(context_overlap),
+            seed=int(seed), fps=0.0, context_frames=int(context_frames), context_overlap=int(context_overlap),
+            length_policy=str(length_policy),
         ).validated()
 
         reference = torch.from_numpy(first_image_numpy(reference_image))
-        mask = None
-        landmarks = None
-        if model.mode == "pose":
-            if landmark_images is None:
-                raise EchoMimicNodeError(
-                    f"The {model.variant_label} model needs landmark images: connect EchoMimic Draw Landmarks to "
-                    "landmark_images, or load a V1 audio variant.")
-            landmarks = torch.as_tensor(landmark_images)[..., :3].float().cpu()
-            if landmarks.ndim == 3:
-                landmarks = landmarks.unsqueeze(0)
-            available = int(landmarks.shape[0])
-            if int(length) > 0:
-                wanted = int(length)
-            else:
-                # The audio covers a frame or two more than a video of the same duration (Whisper's chunking),
-                # so a driving video with the same sound is long enough; anything shorter is a mistake.
-                wanted = int(audio_features.num_frames) - AUDIO_EXTRA_FRAMES
-            if available < wanted:
-                raise EchoMimicNodeError(
-                    f"There are {available} landmark images but the video needs {wanted} frames; give a landmark "
-                    f"sequence at least as long as the video (a longer driving video), or set length to at most "
-                    f"{available}.")
-        else:
-            if landmark_images is not None:
-                raise EchoMimicNodeError(
-                    f"landmark_images are only used by the V1 landmarks variants, but {model.variant_label} is "
-                    "loaded; disconnect them or load a landmarks variant.")
-            if face_mask is not None:
-                mask = _resize_mask(face_mask, height, width)
-                if float(mask.max()) <= 0.0:
-                    raise EchoMimicNodeError("The face_mask is empty (all 0). Connect the MASK of EchoMimic Face Mask "
-                                             "and Crop, or draw one over the face.")
-            else:
-                mask = _reference_numpy_mask(reference, height, width)
+        if model.mode == "audio" and face_mask is None and landmark_images is None and hand_pose_images is None:
+            face_mask = _reference_face_mask(reference, settings.height, settings.width)
+
+        def images(value: Any) -> Any:
+            return None if value is None else torch.as_tensor(value).float().cpu()
 
         progress_bar: list[Any] = []
 
@@ -171,12 +137,12 @@ class EchoMimicSampler:
         load_patched_models(model.patcher)
         video = generate_video(
             model.models, ComfyVaeAdapter(vae), reference,
-            audio_features=audio_features, face_mask=mask, landmark_images=landmarks, settings=settings,
+            audio_features=audio_features, face_mask=None if face_mask is None else torch.as_tensor(face_mask),
+            landmark_images=images(landmark_images), pose_images=images(hand_pose_images), settings=settings,
             progress=report, should_cancel=model_management.processing_interrupted, on_step=send_preview,
         )
         frames = video.frames.float().cpu().clamp(0.0, 1.0)
-        return (frames, float(video.fps))
-
+        return (frames, float(video.fps), int(frames.shape[0]))
 
 NODE_CLASS_MAPPINGS = {"EchoMimicSampler": EchoMimicSampler}
 NODE_DISPLAY_NAME_MAPPINGS = {"EchoMimicSampler": "EchoMimic Sampler"}

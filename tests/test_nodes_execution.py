@@ -207,6 +207,21 @@ def test_audio_features_follow_the_fps_and_any_sample_rate(nodes: dict[str, Any]
     assert trimmed["waveform"].shape[:2] == (1, 2) and trimmed["sample_rate"] == 44100
 
 
+def test_audio_features_trim_to_the_frames_the_sampler_makes(nodes: dict[str, Any], audio_encoder: Any) -> None:
+    """Catches frame_count / the trimmed AUDIO running past the video when the landmarks end it (issue 9: it said
+    2+ frames more), so a saver that does not trim the sound still gets picture and sound of one length."""
+    audio = read_wav_as_comfy_audio(PARITY / "v1_audio" / "inputs" / "audio.wav")
+    compute = nodes["EchoMimicAudioFeatures"].compute
+    features, frame_count, trimmed = compute(audio, audio_encoder, 24.0, driving_images=torch.zeros(5, 8, 8, 3),
+                                             length_policy="stop")
+    assert features.num_frames > 5 and frame_count == 5
+    assert trimmed["waveform"].shape[-1] == round(5 * 16000 / 24)
+    _, looped, _ = compute(audio, audio_encoder, 24.0, driving_images=torch.zeros(5, 8, 8, 3))
+    assert looped == features.num_frames  # the default policy loops the landmarks over the whole speech
+    _, shorter, _ = compute(audio, audio_encoder, 24.0, length=4)
+    assert shorter == 4
+
+
 def test_missing_or_too_short_audio_is_explained(nodes: dict[str, Any], audio_encoder: Any, node_error: type) -> None:
     node = nodes["EchoMimicAudioFeatures"]
     with pytest.raises(node_error, match="No audio"):
@@ -289,7 +304,7 @@ def test_sampler_reproduces_the_official_audio_video_then_cancel_and_rerun(
     # The same models right after: a full run, progress at every (step, window), the official video.
     loads_before = len(comfy.model_management.load_calls)
     with ProgressRecorder(comfy) as progress:
-        frames, fps = sampler.sample(model, vae, **inputs, **AUDIO_CASE_SETTINGS)
+        frames, fps, _ = sampler.sample(model, vae, **inputs, **AUDIO_CASE_SETTINGS)
     assert progress.updates == [(1, 4), (2, 4), (3, 4), (4, 4)]  # 2 steps x 2 windows
     assert len(comfy.model_management.load_calls) == loads_before + 1
     patchers, _, full_load = comfy.model_management.load_calls[-1]
@@ -309,7 +324,7 @@ def test_sampler_reproduces_the_official_landmark_video(nodes: dict[str, Any], p
     features, _, _ = _features(nodes, audio_encoder, "v1_pose_acc")
     landmark_images = torch.from_numpy(np.load(PARITY / "v1_pose_acc" / "inputs" / "pose_frames.npy"))
     with ProgressRecorder(comfy) as progress:
-        frames, fps = nodes["EchoMimicSampler"].sample(
+        frames, fps, _ = nodes["EchoMimicSampler"].sample(
             model, pose_vae, _image(PARITY / "v1_pose_acc" / "inputs" / "reference.png"), features, width=64,
             height=64, length=7, steps=3, cfg=0.0, seed=123, context_frames=4, context_overlap=1,
             landmark_images=landmark_images)
@@ -339,5 +354,7 @@ def test_sampler_explains_bad_input(nodes: dict[str, Any], vae: StandInComfyVae,
         sample(pose_model, vae, **no_mask, **settings)
     with pytest.raises(node_error, match="landmark"):
         sample(audio_model, vae, **inputs, **settings, landmark_images=torch.zeros(6, 64, 64, 3))
-    with pytest.raises(node_error, match="at least as long as the video"):
-        sample(pose_model, vae, **no_mask, **{**settings, "length": 0}, landmark_images=torch.zeros(3, 64, 64, 3))
+    # Landmarks shorter than the speech: the library's length policy, and the node reports the frames it made.
+    frames, _, frame_count = sample(pose_model, vae, **no_mask, **{**settings, "length": 0},
+                                    landmark_images=torch.zeros(3, 64, 64, 3), length_policy="stop")
+    assert frame_count == frames.shape[0] == 3

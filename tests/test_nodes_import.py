@@ -118,7 +118,8 @@ def test_stable_combo_values() -> None:
 
     nodes = load_extension().NODE_CLASS_MAPPINGS
     loader = nodes["EchoMimicModelLoader"].INPUT_TYPES()["required"]
-    assert loader["variant"][0] == ["V1 audio", "V1 audio accelerated", "V1 landmarks", "V1 landmarks accelerated"]
+    assert loader["variant"][0][:4] == ["V1 audio", "V1 audio accelerated", "V1 landmarks", "V1 landmarks accelerated"]
+    assert loader["variant"][0][4:] == ["V2 semi-body", "V2 semi-body accelerated"]  # appended, never reordered
     assert loader["precision"][0] == ["auto", "fp16", "bf16", "fp32"]
     assert "EchoMimic" in loader["weights_folder"][0]
     select = nodes["EchoMimicSelectLandmarkParts"].INPUT_TYPES()["required"]

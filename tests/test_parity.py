@@ -138,6 +138,20 @@ def check_audio_features(case_dir: Path, case: dict, cache: dict) -> None:
             np.testing.assert_array_equal(features.chunk_indices, expected_indices)
 
 
+def _draw_case_poses(case_dir: Path, case: dict, official: torch.Tensor) -> torch.Tensor:
+    """Our hand drawing (echomimic.poses) of the case's keypoints; it must equal the official pose frames
+    exactly, and the pipeline then runs on it."""
+    from echomimic.poses.draw import draw_hand_poses
+    from echomimic.poses.official import hand_poses_from_keypoint_records
+
+    records = json.loads((case_dir / "inputs" / "pose_keypoints.json").read_text())
+    poses = hand_poses_from_keypoint_records(records, case["width"], case["height"])
+    drawn = draw_hand_poses(poses, case["width"], case["height"], ref_w=int(case["pose_drawing"]["ref_w"]))
+    np.testing.assert_array_equal(drawn, np.rint(official.numpy() * 255).astype(np.uint8),
+                                  err_msg="hand drawing of inputs/pose_keypoints.json != inputs/pose_frames.npy")
+    return torch.from_numpy(drawn.astype(np.float32) / 255.0)
+
+
 def check_pipeline(case_dir: Path, case: dict, tmp_path: Path, cache: dict) -> None:
     """Every official intermediate of a V1 or V2 pipeline case, then the video, within its tolerances."""
     from PIL import Image
@@ -178,6 +192,8 @@ def check_pipeline(case_dir: Path, case: dict, tmp_path: Path, cache: dict) -> N
         inputs["face_mask"] = torch.from_numpy(np.load(case_dir / "inputs" / "face_mask.npy"))
     if (case_dir / "inputs" / "pose_frames.npy").is_file():
         drawings = torch.from_numpy(np.load(case_dir / "inputs" / "pose_frames.npy"))
+        if models.version == "v2":
+            drawings = _draw_case_poses(case_dir, case, drawings)
         inputs["pose_images" if models.version == "v2" else "landmark_images"] = drawings
         encoder_out = case_dir / "expected" / "pose_encoder_out.npy"
         if encoder_out.is_file():  # V2: the official encodes all frames at once; ours per window, same numbers

@@ -172,7 +172,7 @@ def test_sampler_node_sends_a_preview_every_step_and_the_same_frames(nodes: dict
         comfy.utils.set_progress_bar_global_hook(
             lambda value, total, preview, node_id=None: previews.append(preview) if preview is not None else None)
         try:
-            frames, _ = nodes["EchoMimicSampler"].sample(model, vae, reference, features, **kwargs)
+            frames, *_ = nodes["EchoMimicSampler"].sample(model, vae, reference, features, **kwargs)
         finally:
             comfy.utils.set_progress_bar_global_hook(None)
         return frames, previews
