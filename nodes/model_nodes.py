@@ -234,7 +234,8 @@ class EchoMimicAudioEncoderLoader:
 
 def _whisper_path(weights_dir: str, download_missing: bool) -> str:
     """The Whisper-tiny file of the folder: V1's whisper_tiny.pt or V2's tiny.pt, whichever is there; when
-    neither is, the one of the folder's release (V2 when it holds pose_encoder weights) is downloaded."""
+    neither is, the one of the folder's release (V2 when its name says so or it holds pose_encoder weights) is
+    downloaded."""
     from ..echomimic.weights_download import whisper_file
 
     candidates = [whisper_file(name) for name in ("audio", "v2")]
@@ -242,7 +243,8 @@ def _whisper_path(weights_dir: str, download_missing: bool) -> str:
         found = item.found_path(weights_dir)
         if found is not None:
             return str(found)
-    is_v2 = any(os.path.isfile(os.path.join(weights_dir, f"pose_encoder{suffix}")) for suffix in (".pth", ".safetensors"))
+    is_v2 = "v2" in os.path.basename(os.path.normpath(weights_dir)).lower() or any(
+        os.path.isfile(os.path.join(weights_dir, f"pose_encoder{suffix}")) for suffix in (".pth", ".safetensors"))
     wanted = candidates[1] if is_v2 else candidates[0]
     if download_missing:
         download_missing_files(weights_dir, [wanted])

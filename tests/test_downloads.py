@@ -349,3 +349,16 @@ def test_hub_download_that_fails_offline_names_file_url_and_folder(tmp_path: Pat
     assert "reference_unet.pth" in message and "huggingface.co/BadToBest/EchoMimicV2" in message
     assert str((tmp_path / "w" / "reference_unet.pth").resolve()) in message
     assert not any((tmp_path / "w").glob("*.pth"))
+
+
+def test_audio_encoder_loader_fetches_v2s_whisper_file_into_a_v2_folder(comfy_nodes: dict[str, Any], hub_cache: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Catches: the encoder loader fetching V1's file name into a V2 folder (V2 ships audio_processor/tiny.pt)."""
+    folder = comfy_nodes["models_dir"] / "echomimic" / "EchoMimicV2"
+    folder.mkdir()
+    whisper = PARITY_ROOT / "common" / "whisper_tiny_random.pt"
+    with hub_server({"BadToBest/EchoMimicV2": {VARIANTS["v2"].whisper_file: whisper}}) as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        comfy_nodes["nodes"]["EchoMimicAudioEncoderLoader"].load("EchoMimicV2", "fp32")
+        assert server.get_requests() == ["/BadToBest/EchoMimicV2/resolve/main/audio_processor/tiny.pt"]
+    assert _sha256(folder / "audio_processor" / "tiny.pt") == _sha256(whisper)
