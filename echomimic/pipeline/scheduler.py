@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import torch
 
-OFFICIAL_SCHEDULER_KWARGS: dict[str, Any] = {
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "linear",
-    "clip_sample": False,
-    "steps_offset": 1,
-    "prediction_type": "v_prediction",
-    "rescale_betas_zero_snr": True,
-    "timestep_spacing": "trailing",
-}
+
+def official_scheduler_kwargs() -> dict[str, Any]:
+    """The official ``noise_scheduler_kwargs``, read from the shipped ``configs/inference.json`` (their one copy)."""
+    from ..models.config import INFERENCE_CONFIG_NAME, SHIPPED_CONFIG_DIR
+
+    data = json.loads((SHIPPED_CONFIG_DIR / INFERENCE_CONFIG_NAME).read_text())
+    return dict(data["noise_scheduler_kwargs"])
 
 
 def make_scheduler(kwargs: dict[str, Any] | None = None):
-    """diffusers' DDIMScheduler: v-prediction, zero-terminal-SNR, trailing spacing, eta 0 at step time."""
+    """diffusers' DDIMScheduler: v-prediction, zero-terminal-SNR, trailing spacing, eta 0 at step time.
+
+    ``kwargs``: a config's ``noise_scheduler_kwargs``; None or empty = the official ones."""
     from diffusers import DDIMScheduler
 
-    return DDIMScheduler(**(kwargs or OFFICIAL_SCHEDULER_KWARGS))
+    return DDIMScheduler(**(kwargs or official_scheduler_kwargs()))
 
 
 def _alpha(alphas_cumprod: torch.Tensor, timestep: int) -> torch.Tensor:
