@@ -37,7 +37,8 @@ def encode_reference(models: EchoMimicModels, vae: VaeAdapter, prepared: Prepare
     """VAE latent mean of the reference (scaled), the reference UNet once at timestep 0, the face features."""
     device, dtype = models.device, models.dtype
     reference_latents = vae.encode(prepared.reference).to(device=device, dtype=dtype)  # 0..1 pixels
-    reference_features = models.reference_unet(reference_latents, 0)
+    # Once per video; on a GPU its weights then go back to the CPU, leaving the memory to the denoising UNet.
+    reference_features = models.reference_unet.features_then_release(reference_latents, 0, device)
     face_features = None
     if prepared.face_mask is not None:
         face_features = models.face_locator(prepared.face_mask.to(device))
