@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("--device", default="auto", help="cuda, cuda:1, cpu, mps or auto (default)")
     sampling.add_argument("--dtype", default="auto", choices=("auto", *PRECISIONS),
                           help="model precision (auto: fp16 on a GPU, fp32 on CPU)")
+    sampling.add_argument("--compile", action="store_true",
+                          help="torch.compile the denoising UNet's blocks: faster on a GPU after a slow first "
+                               "window (needs Triton / a C++ compiler); off by default")
     face = gen.add_argument_group("face (audio modes) and landmarks (pose modes)")
     face.add_argument("--mask", type=Path, default=None,
                       help="face mask image (white = face) to use instead of detecting the face")
