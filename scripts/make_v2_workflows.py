@@ -96,6 +96,8 @@ class Workflow:
             size = [max(320, int(len(name) * 8.4 + 60)), body]
         else:
             size = list(spec["size"])
+            if title:  # the page cuts a title wider than the node
+                size[0] = max(size[0], int(len(title) * 8.4 + 60))
         y = self.column_bottom.get(column, 0.0)
         self.column_bottom[column] = y + size[1] + TITLE_HEIGHT + GAP
         node = {
@@ -159,6 +161,8 @@ def build(name: str, title: str, variant: str, source: str, steps_cfg_seed: tupl
     flow.link(align, "hand_poses", draw, "hand_poses")
     drawn_preview = flow.add("PreviewImage", 2, title="Hand pose images")
     flow.link(draw, "hand_pose_images", drawn_preview, "images")
+    # The speech is trimmed to the frames the sampler makes from these poses (same length policy).
+    flow.link(draw, "hand_pose_images", features, "driving_images")
     model = flow.add("EchoMimicModelLoader", 3, {"variant": variant, "weights_folder": "EchoMimicV2"})
     vae = flow.add("VAELoader", 3, {"vae_name": "vae-ft-mse-840000-ema-pruned.safetensors"})
     steps, cfg, seed = steps_cfg_seed
