@@ -8,13 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from PIL import Image
 
 from echomimic import cli
 from echomimic.errors import InputError
+from tests.helpers import probe_mp4
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AAC_FRAME = 1024
@@ -50,23 +50,6 @@ def make_weights_dir(case: Path, target: Path, release_names: dict[str, str] | N
     return target
 
 
-def probe_mp4(path: Path) -> dict:
-    with av.open(str(path)) as container:
-        video = container.streams.video[0]
-        frames = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video)])
-        info = {
-            "frames": frames.astype(np.float32) / 255.0,
-            "video_seconds": float(video.duration * video.time_base),
-            "audio_seconds": None,
-        }
-    with av.open(str(path)) as container:
-        if container.streams.audio:
-            audio = container.streams.audio[0]
-            info["audio_seconds"] = float(audio.duration * audio.time_base)
-            info["sample_rate"] = audio.codec_context.sample_rate
-    return info
-
-
 @pytest.fixture(scope="module")
 def audio_case_weights(tmp_path_factory) -> tuple[Path, Path]:
     case = parity_case("v1_audio")
@@ -96,9 +79,9 @@ def test_generate_audio_mode_end_to_end(audio_case_weights, tmp_path):
     num_frames = settings["video_length"]
     assert frames.shape == (num_frames, 64, 64, 3)
     assert info["video_seconds"] == pytest.approx(num_frames / settings["fps"], abs=1e-6)
-    assert info["audio_seconds"] is not None, "the mp4 has no audio track"
-    assert info["sample_rate"] == 16000
-    assert abs(info["audio_seconds"] - info["video_seconds"]) <= AAC_FRAME / 16000
+    assert info["audio"] is not None, "the mp4 has no audio track"
+    assert info["audio"]["sample_rate"] == 16000
+    assert abs(info["audio"]["seconds"] - info["video_seconds"]) <= AAC_FRAME / 16000
     # Same settings as the official run of this case: the frames before encoding are the official
     # video (a mis-wired mask, reference or audio moves it by 0.01-0.25; thread noise is < 1e-5),
     # and the mp4 shows them up to h264 compression.
@@ -133,7 +116,7 @@ def test_generate_pose_acc_mode_from_a_driving_video(tmp_path):
     assert status == 0  # no --length: as many frames as the driving video (the speech is longer)
     info = probe_mp4(out)
     assert info["frames"].shape == (num_frames, 64, 64, 3)
-    assert abs(info["audio_seconds"] - info["video_seconds"]) <= AAC_FRAME / 16000
+    assert abs(info["audio"]["seconds"] - info["video_seconds"]) <= AAC_FRAME / 16000
     landmarks = LandmarkSequence.load(landmarks_json)
     assert landmarks.num_frames == num_frames and landmarks.detected.all()
     # The driver moves right and down, and so do the aligned landmarks (in the reference's pixels).
@@ -267,7 +250,7 @@ def test_generate_without_image_and_audio_uses_the_examples(audio_case_weights, 
     assert "example portrait" in messages and "example speech" in messages
     info = probe_mp4(out)
     assert info["frames"].shape == (8, 64, 64, 3)
-    assert abs(info["audio_seconds"] - info["video_seconds"]) <= AAC_FRAME / 16000
+    assert abs(info["audio"]["seconds"] - info["video_seconds"]) <= AAC_FRAME / 16000
 
 
 def test_download_table_matches_the_loader():
