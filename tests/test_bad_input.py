@@ -110,7 +110,7 @@ def remount(folder: Path, options: str) -> None:
 # --- outputs ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("where", ["folder name", "missing folder", "save-frames missing folder"])
+@pytest.mark.parametrize("where", ["folder name", "folder that cannot be made", "save-frames in a file"])
 def test_unwritable_output_fails_before_any_model_loads(tmp_path, capsys, private_temp, inputs, where):
     """Catches an output location checked only after generating (a traceback minutes later): the
     weights folder does not even exist, so the output error must come first."""
@@ -119,11 +119,13 @@ def test_unwritable_output_fails_before_any_model_loads(tmp_path, capsys, privat
     if where == "folder name":
         out = tmp_path
         expected = "it is a folder"
-    elif where == "missing folder":
-        out = tmp_path / "missing" / "out.mp4"
-        expected = "does not exist"
+    elif where == "folder that cannot be made":
+        (tmp_path / "a-file").write_text("a file where the folder should be")
+        out = tmp_path / "a-file" / "out.mp4"
+        expected = "Cannot create the folder"
     else:
-        extra = ["--save-frames", str(tmp_path / "missing" / "frames.npy")]
+        (tmp_path / "a-file").write_text("a file where the folder should be")
+        extra = ["--save-frames", str(tmp_path / "a-file" / "frames.npy")]
         expected = "--save-frames"
     status, err = run(capsys, "generate", *inputs, "--weights", no_weights, "--out", out, *extra, *FAST)
     line = assert_one_line_error(status, err, expected)

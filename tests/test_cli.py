@@ -15,19 +15,16 @@ from PIL import Image
 from echomimic import cli
 from echomimic.errors import InputError
 from tests.helpers import probe_mp4
+from tests.parity_cases import PARITY_ROOT, REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 AAC_FRAME = 1024
 
 
-def parity_cases_dir() -> Path:
-    return Path(os.environ.get("ECHOMIMIC_PARITY_CASES", REPO_ROOT / ".." / "shared" / "parity")).resolve()
-
-
 def parity_case(name: str) -> Path:
-    case = parity_cases_dir() / name
+    """A shared parity case; the test fails (never skips) without it."""
+    case = PARITY_ROOT / name
     if not (case / "case.json").is_file():
-        pytest.skip(f"parity case {name} not found under {parity_cases_dir()} (set ECHOMIMIC_PARITY_CASES)")
+        pytest.fail(f"parity case {name} not found under {PARITY_ROOT} (set ECHOMIMIC_PARITY_CASES)")
     return case
 
 

@@ -81,12 +81,15 @@ def sampling_settings(args: argparse.Namespace, length: int = 0) -> SamplingSett
 
 
 def check_outputs(args: argparse.Namespace) -> None:
-    """Every file ``generate`` will write can be written: checked before anything loads (minutes)."""
+    """Every file ``generate`` will write can be written: checked before anything loads (minutes). A missing
+    folder is created now (as the mp4 writer always did), so that a failure to create it comes first too."""
     for option, path in (("--out", args.out), ("--save-frames", args.save_frames),
                          ("--save-landmarks", args.save_landmarks), ("--save-poses", args.save_poses)):
         if path is None:
             continue
         try:
+            if not Path(path).is_dir():
+                check_output_folder(Path(path).expanduser().absolute().parent)
             check_output_file(path)
         except OutputError as error:
             raise OutputError(f"{option}: {error}") from None
@@ -187,6 +190,10 @@ def run_generate(args: argparse.Namespace) -> Path:
 
     report.info(f"loading the {args.mode} models from {args.weights} on {device} ({str(dtype).replace('torch.', '')})")
     models = load_echomimic_v1(args.weights, args.mode, config_dir=args.config_dir, device=device, dtype=dtype)
+    if getattr(args, "compile", False):
+        from ..models.compile import compile_unet_blocks
+
+        compile_unet_blocks(models.denoising_unet)
     vae = load_diffusers_vae(files["vae_config"].parent, device, dtype)
     encoder = load_whisper_encoder(files["whisper"], device=device, dtype=torch.float32)
     audio_features = compute_audio_features(waveform, sample_rate, encoder, args.fps)
