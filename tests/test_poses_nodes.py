@@ -63,9 +63,7 @@ def test_bad_inputs_are_readable_errors(nodes: dict[str, Any], node_error: type,
                                         tmp_path: Path) -> None:
     """Catches tracebacks instead of messages for: no hands at all, another aspect ratio, a portrait without a
     person, a malicious pose file, an empty folder path."""
-    from comfyui_echomimic_under_test.echomimic.poses import HandPoseSequence
-
-    empty = HandPoseSequence(np.full((3, 2, 21, 2), np.nan), 256, 256)
+    empty = extension_submodule("echomimic.poses").HandPoseSequence(np.full((3, 2, 21, 2), np.nan), 256, 256)
     with pytest.raises(node_error, match="no hand in any frame"):
         nodes["EchoMimicDrawHandPoses"].draw(empty, 128, 128, 800)
     poses, _, _ = nodes["EchoMimicExtractHandPoses"].extract(photos[:1], True)
@@ -90,3 +88,45 @@ def test_import_official_folder_node(nodes: dict[str, Any], tmp_path: Path) -> N
     write_demo_folder(tmp_path / "01", frames=4)
     poses, report = nodes["EchoMimicImportOfficialPoses"].import_folder(str(tmp_path / "01") + os.sep)
     assert poses.num_frames == 4 and report == "4 frames, 4 with hands."
+
+
+def test_v2_sampler_from_drawn_poses_reproduces_the_official_video(nodes: dict[str, Any], tmp_path: Path) -> None:
+    """The node path of a V2 workflow on the tiny v2_hands case: Draw Hand Poses -> (speech trimmed to the
+    pose frames) -> Sampler must give the official video. Catches drawing, framing or size mistakes between
+    the pose nodes and the sampler's hand_pose_images input (any pixel change moves the video)."""
+    import json
+
+    import folder_paths
+    from PIL import Image
+
+    from tests.comfy_stubs import StandInComfyVae, read_wav_as_comfy_audio
+    from tests.parity_cases import PARITY_ROOT, make_weights_folder
+
+    poses_module = extension_submodule("echomimic.poses")
+
+    case_dir = PARITY_ROOT / "v2_hands"
+    case = json.loads((case_dir / "case.json").read_text())
+    weights = make_weights_folder(case_dir, case, tmp_path)
+    (weights / "audio_processor").mkdir()
+    (weights / "audio_processor" / "tiny.pt").symlink_to(PARITY_ROOT / "common" / "whisper_tiny_random.pt")
+    (Path(folder_paths.models_dir) / "echomimic").mkdir(exist_ok=True)
+    (Path(folder_paths.models_dir) / "echomimic" / "tiny_v2").symlink_to(weights)
+
+    width, height = case["width"], case["height"]
+    records = json.loads((case_dir / "inputs" / "pose_keypoints.json").read_text())
+    poses = poses_module.hand_poses_from_keypoint_records(records, width, height)
+    (pose_images,) = nodes["EchoMimicDrawHandPoses"].draw(poses, width, height, case["pose_drawing"]["ref_w"])
+    (model,) = nodes["EchoMimicModelLoader"].load("V2 semi-body", "fp32", "tiny_v2", False)
+    (encoder,) = nodes["EchoMimicAudioEncoderLoader"].load("tiny_v2", "fp32", False)
+    audio = read_wav_as_comfy_audio(case_dir / "inputs" / "audio.wav")
+    features, frame_count, _ = nodes["EchoMimicAudioFeatures"].compute(audio, encoder, float(case["fps"]),
+                                                                       driving_images=pose_images)
+    reference = torch.from_numpy(np.asarray(Image.open(case_dir / "inputs" / "reference.png").convert("RGB"),
+                                            dtype=np.float32) / 255.0)[None]
+    frames, fps, _ = nodes["EchoMimicSampler"].sample(
+        model, StandInComfyVae(case_dir / "vae"), reference, features, width=width, height=height,
+        length=case["video_length"], steps=case["steps"], cfg=case["guidance_scale"], seed=case["seed"],
+        context_frames=case["context_frames"], context_overlap=case["context_overlap"], hand_pose_images=pose_images)
+    expected = np.load(case_dir / "expected" / "video.npy")
+    assert frames.shape == expected.shape and fps == float(case["fps"])
+    np.testing.assert_allclose(frames.numpy(), expected, atol=case["suggested_tolerance"]["video_atol"])
