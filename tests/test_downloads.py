@@ -342,6 +342,10 @@ def test_hub_download_that_fails_offline_names_file_url_and_folder(tmp_path: Pat
     """Catches: an unreachable Hub reported as a traceback, or without the file and where to put it."""
     from echomimic.weights_download import download_weights
 
+    import huggingface_hub.constants
+
+    # Offline mode fails at once; a closed port fails the same way after huggingface_hub's ~25 s of retries.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     with pytest.raises(WeightsError) as caught:
         download_weights(tmp_path / "w", "v2_acc", log=lambda line: None)
