@@ -120,3 +120,39 @@ def test_compiled_blocks_keep_names_and_numbers(case, tmp_path):
         actual = _forward(models, inputs, features, unconditional_items=1)
     assert list(models.denoising_unet.state_dict()) == keys
     torch.testing.assert_close(actual, expected, rtol=0, atol=1e-6)
+
+
+def test_half_precision_forward_stays_in_the_model_dtype(tmp_path):
+    """Catches float32 round trips inside a bf16 denoising forward (an upcast upsample, reference
+    features or audio tokens left in float32): on a GPU they double memory traffic."""
+    from safetensors.torch import load_file
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Float32Outputs(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ops: set[str] = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if isinstance(out, torch.Tensor) and out.dtype == torch.float32 and out.numel() > 64:
+                self.ops.add(str(func))
+            return out
+
+    case_dir = find_case(lambda spec: spec.get("case") == "unet_forward")
+    spec = json.loads((case_dir / "case.json").read_text())
+    models = load_echomimic_v1(make_weights_folder(case_dir, spec, tmp_path), "audio", dtype=torch.bfloat16)
+    inputs = load_file(str(case_dir / "inputs.safetensors"))
+    with torch.inference_mode():
+        features = models.reference_unet(inputs["ref_latents"], inputs["ref_timestep"])
+        assert {value.dtype for value in features.values()} == {torch.bfloat16}
+        located = models.face_locator(inputs["face_mask"].bfloat16())
+        noisy, audio = inputs["noisy_latents"].bfloat16(), inputs["audio_cond"].bfloat16()
+        noisy, audio = torch.cat([noisy, noisy]), torch.cat([torch.zeros_like(audio), audio])
+        located = torch.cat([torch.zeros_like(located), located])
+        recorder = Float32Outputs()
+        with recorder:
+            out = models.denoising_unet(noisy, inputs["timestep"], audio_tokens=audio, reference_features=features,
+                                        conditioning=located, unconditional_items=1)
+    assert out.dtype == torch.bfloat16
+    assert not recorder.ops, f"float32 tensors inside a bf16 forward: {sorted(recorder.ops)}"

@@ -52,11 +52,16 @@ class Upsample(nn.Module):
         self.conv = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
 
     def forward(self, hidden_states: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
-        dtype = hidden_states.dtype
-        if dtype == torch.bfloat16:  # nearest upsampling has no bf16 kernel on some backends
-            hidden_states = hidden_states.float()
-        if size is None:
-            hidden_states = F.interpolate(hidden_states, scale_factor=2.0, mode="nearest")
-        else:
-            hidden_states = F.interpolate(hidden_states, size=size, mode="nearest")
-        return self.conv(hidden_states.to(dtype))
+        return self.conv(_nearest_upsample(hidden_states, size))
+
+
+def _nearest_upsample(hidden_states: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
+    """Nearest 2x (or to ``size``) in the input's dtype; nearest is a pure copy, so a backend without a
+    bf16/fp16 kernel gets the same values through a float32 round trip."""
+    options = {"scale_factor": 2.0} if size is None else {"size": size}
+    try:
+        return F.interpolate(hidden_states, mode="nearest", **options)
+    except RuntimeError:
+        if hidden_states.dtype == torch.float32:
+            raise
+        return F.interpolate(hidden_states.float(), mode="nearest", **options).to(hidden_states.dtype)
