@@ -600,3 +600,40 @@ def test_pose_mode_without_a_face_does_not_suggest_a_mask(tmp_path):
         _prepare_reference(args, gray, _Reporter(True))
     message = str(caught.value)
     assert "No face was found" in message and "--no-crop" in message and "mask" not in message
+
+
+# --- the frame count is said before generating, and is what is written -----------------------------------
+
+
+def _cut_wav(source: Path, target: Path, seconds: float) -> Path:
+    import wave
+
+    with wave.open(str(source)) as reader:
+        params = reader.getparams()
+        frames = reader.readframes(int(round(seconds * reader.getframerate())))
+    with wave.open(str(target), "wb") as writer:
+        writer.setparams(params)
+        writer.writeframes(frames)
+    return target
+
+
+@pytest.mark.parametrize("seconds", [1.0, 0.05])
+def test_length_beyond_the_speech_says_what_will_be_made_and_makes_it(tmp_path, capsys, weights, inputs, seconds):
+    """Catches '--length 100' with 1 s of speech printing 'generating 100 frames' and writing 26, and 0.05 s
+    printing 4 frames and writing 3: the printed plan is the library's, and the mp4 has exactly that many."""
+    import re
+
+    from tests.helpers import probe_mp4
+
+    speech = _cut_wav(AUDIO_CASE / "inputs" / "audio.wav", tmp_path / "short.wav", seconds)
+    given = [arg for arg in inputs]
+    given[given.index("--audio") + 1] = str(speech)
+    fast = [arg for arg in FAST if arg != "--quiet"]
+    fast[fast.index("--length") + 1] = "100"
+    out = tmp_path / "out.mp4"
+    status, err = run(capsys, "generate", *given, "--weights", weights, "--out", out, *fast)
+    assert status == 0, err
+    planned = re.search(r"generating (\d+) frames: 100 were requested but the audio covers only \1", err)
+    assert planned, err
+    written = probe_mp4(out)["frames"].shape[0]
+    assert written == int(planned.group(1)) and f"wrote {out}: {written} frames" in err

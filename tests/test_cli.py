@@ -121,7 +121,9 @@ def test_generate_pose_acc_mode_from_a_driving_video(tmp_path):
     assert centre_shift[0] > 1 and centre_shift[1] > 1
 
 
-def test_landmarks_shorter_than_length_say_what_to_do(tmp_path, capsys):
+def test_landmarks_shorter_than_length_follow_the_length_policy(tmp_path, capsys):
+    """Catches the CLI's own length rule (it used to refuse or shorten silently) instead of the library's
+    plan: with --length-policy stop the video ends with the landmarks, and the plan is printed first."""
     from echomimic.landmarks import LandmarkSequence
 
     case = parity_case("v1_pose_acc")
@@ -129,18 +131,20 @@ def test_landmarks_shorter_than_length_say_what_to_do(tmp_path, capsys):
     landmarks_json = tmp_path / "landmarks.json"
     LandmarkSequence(points, 64, 64).save(landmarks_json)
     weights = make_weights_dir(case, tmp_path / "weights", {
-        "reference_unet": "reference_unet_pose", "denoising_unet": "denoising_unet_pose",
-        "motion_module": "motion_module_pose", "face_locator": "face_locator_pose"})
+        "reference_unet": "reference_unet_pose", "denoising_unet": "denoising_unet_pose_acc",
+        "motion_module": "motion_module_pose_acc", "face_locator": "face_locator_pose"})
+    out = tmp_path / "stopped.mp4"
     status = cli.main([
-        "generate", "--mode", "pose", "--image", str(case / "inputs" / "reference.png"),
+        "generate", "--mode", "pose_acc", "--image", str(case / "inputs" / "reference.png"),
         "--audio", str(case / "inputs" / "audio.wav"), "--landmarks", str(landmarks_json), "--no-crop",
-        "--weights", str(weights), "--width", "64", "--height", "64", "--length", str(points.shape[0] + 5),
-        "--out", str(tmp_path / "never.mp4"),
+        "--weights", str(weights), "--width", "64", "--height", "64", "--length", str(points.shape[0] + 2),
+        "--length-policy", "stop", "--steps", "1", "--context-frames", "4", "--context-overlap", "1",
+        "--device", "cpu", "--out", str(out),
     ])
-    assert status == 2
     message = capsys.readouterr().err
-    assert f"{points.shape[0]} landmark frames" in message and f"--length {points.shape[0]} or less" in message
-    assert not (tmp_path / "never.mp4").exists()
+    assert status == 0, message
+    assert f"generating {points.shape[0]} frames" in message and "'stop'" in message
+    assert probe_mp4(out)["frames"].shape[0] == points.shape[0]
 
 
 @pytest.mark.parametrize(

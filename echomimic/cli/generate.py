@@ -77,6 +77,7 @@ def sampling_settings(args: argparse.Namespace, length: int = 0) -> SamplingSett
         steps=defaults.steps if args.steps is None else args.steps,
         cfg=defaults.cfg if args.cfg is None else args.cfg,
         context_frames=args.context_frames, context_overlap=args.context_overlap,
+        length_policy=getattr(args, "length_policy", None) or defaults.length_policy,
     ).validated()
 
 
@@ -164,6 +165,7 @@ def run_generate(args: argparse.Namespace) -> Path:
 
     from ..audio import compute_audio_features, load_whisper_encoder
     from ..models.loading import load_echomimic_v1
+    from ..pipeline.length import plan_frame_count
     from ..pipeline.sampler import generate_video
     from ..pipeline.vae import load_diffusers_vae
     from ..video_io import read_audio, write_mp4
@@ -178,13 +180,6 @@ def run_generate(args: argparse.Namespace) -> Path:
     landmark_images = None
     if args.mode.startswith("pose"):
         landmark_images = _landmark_images(args, landmark_reference, report)
-        available = landmark_images.shape[0]
-        if args.length is not None and args.length > available:
-            raise InputError(
-                f"--length {args.length} asks for more frames than the {available} landmark frames of "
-                f"{args.driving_video or args.landmarks}; pass --length {available} or less, or use a longer "
-                "driving video."
-            )
 
     pose_images = _hand_pose_images(args, report) if args.mode.startswith("v2") else None
 
@@ -199,17 +194,13 @@ def run_generate(args: argparse.Namespace) -> Path:
     audio_features = compute_audio_features(waveform, sample_rate, encoder, args.fps)
     del encoder
 
-    length = args.length or 0
-    if landmark_images is not None:
-        available = landmark_images.shape[0]
-        if length == 0 and available < audio_features.num_frames:
-            report.info(f"note: the landmarks cover {available} frames, the speech {audio_features.num_frames}; "
-                        f"generating {available}")
-            length = available
-    settings = dataclasses.replace(settings, length=length)
-
-    report.info(f"generating {length or audio_features.num_frames} frames at {args.width}x{args.height}, "
-                f"{settings.steps} steps, cfg {settings.cfg}, seed {settings.seed}")
+    # What will be made and why, by the rule the sampler follows (pipeline.length), before generating.
+    driving = landmark_images if landmark_images is not None else pose_images
+    plan = plan_frame_count(audio_frames=audio_features.num_frames,
+                            driving_frames=None if driving is None else int(driving.shape[0]),
+                            requested=settings.length, policy=settings.length_policy)
+    report.info(f"generating {plan.reason[0].lower()}{plan.reason[1:]}")
+    report.info(f"  at {args.width}x{args.height}, {settings.steps} steps, cfg {settings.cfg}, seed {settings.seed}")
     video = generate_video(
         models, vae, torch.from_numpy(reference),
         audio_features=audio_features,

@@ -62,7 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--height", type=int, default=512, help="video height, a multiple of 8 (default 512)")
     size.add_argument("--fps", type=float, default=24.0, help="frames per second (default 24)")
     size.add_argument("--length", type=int, default=None,
-                      help="frames to generate (default: as many as the speech lasts)")
+                      help="frames to generate (default: as many as the speech lasts; never more than it)")
+    size.add_argument("--length-policy", default=None, metavar="POLICY",  # checked by the library's settings
+                      help="landmarks / hand poses shorter than the video: loop (default), ping-pong, hold "
+                           "(the last frame) or stop (the video ends with them)")
     sampling = gen.add_argument_group("sampling")
     sampling.add_argument("--steps", type=int, default=None,
                           help="denoising steps (default: 30; 6 for the _acc modes)")
@@ -114,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "them onto the portrait's body (shoulders)")
     hands.add_argument("--save-poses", type=Path, default=None,
                        help="v2 modes: also save the (aligned) hand poses as JSON")
+    hands.add_argument("--pose-ref-w", type=int, default=800, metavar="N",
+                       help="v2 modes: resolution the hand lines are drawn at before resizing (default 800, as "
+                            "the official scripts; the V2 weights were trained on that line width)")
     gen.add_argument("--save-frames", type=Path, default=None, metavar="NPY",
                      help="also save the frames before video encoding: [F, H, W, 3] float32 0..1 .npy")
     gen.add_argument("--quiet", action="store_true", help="print only errors")
