@@ -75,3 +75,38 @@ def test_hand_pose_images_from_a_driving_video(tmp_path: Path) -> None:
     assert frames.shape == (3, 96, 96, 3)
     assert frames[0, :, 48:].max() > 0 and frames[0, :, :48].max() > 0 and frames[2].max() == 0
     assert any("no hand found in 1 of 3 frames (2)" in note for note in notes), notes
+
+
+def test_generate_v2_from_saved_poses_reproduces_the_official_video(tmp_path: Path) -> None:
+    """`generate --mode v2 --poses` on the tiny v2_hands case (its weights in the release layout) writes the
+    official video: catches the CLI drawing poses differently from the pipeline's expectations, framing them
+    (W, H), or not passing them to the pose encoder."""
+    import json
+
+    from echomimic.cli import main
+    from tests.parity_cases import PARITY_ROOT, make_weights_folder
+
+    case_dir = PARITY_ROOT / "v2_hands"
+    case = json.loads((case_dir / "case.json").read_text())
+    weights = make_weights_folder(case_dir, case, tmp_path)
+    (weights / "audio_processor").mkdir()
+    (weights / "audio_processor" / "tiny.pt").symlink_to(PARITY_ROOT / "common" / "whisper_tiny_random.pt")
+    (weights / "sd-vae-ft-mse").symlink_to(case_dir / "vae")
+    records = json.loads((case_dir / "inputs" / "pose_keypoints.json").read_text())
+    from echomimic.poses import hand_poses_from_keypoint_records
+
+    hand_poses_from_keypoint_records(records, case["width"], case["height"]).save(tmp_path / "poses.json")
+    code = main([
+        "generate", "--mode", "v2", "--weights", str(weights), "--image", str(case_dir / "inputs" / "reference.png"),
+        "--audio", str(case_dir / "inputs" / "audio.wav"), "--poses", str(tmp_path / "poses.json"),
+        "--no-align-poses", "--pose-ref-w", str(case["pose_drawing"]["ref_w"]), "--width", str(case["width"]),
+        "--height", str(case["height"]), "--fps", str(case["fps"]), "--steps", str(case["steps"]),
+        "--cfg", str(case["guidance_scale"]), "--seed", str(case["seed"]),
+        "--context-frames", str(case["context_frames"]), "--context-overlap", str(case["context_overlap"]),
+        "--length", str(case["video_length"]), "--device", "cpu", "--dtype", "fp32", "--quiet",
+        "--out", str(tmp_path / "out.mp4"), "--save-frames", str(tmp_path / "frames.npy"),
+    ])
+    assert code == 0 and (tmp_path / "out.mp4").is_file()
+    expected = np.load(case_dir / "expected" / "video.npy")
+    np.testing.assert_allclose(np.load(tmp_path / "frames.npy"), expected,
+                               atol=case["suggested_tolerance"]["video_atol"])

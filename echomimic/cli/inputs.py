@@ -158,7 +158,8 @@ def _hand_pose_images(args: argparse.Namespace, report: _Reporter) -> np.ndarray
         driving_frames, _video_fps = read_video_frames(args.driving_video, max_frames=max_frames)
         report.info(f"extracting hand poses from {driving_frames.shape[0]} frames of {args.driving_video} ...")
     frames, poses = hand_pose_images(portrait, args.width, args.height, driving_frames=driving_frames, poses=poses,
-                                     align=not args.no_align_poses, models_dir=args.weights, note=report.info)
+                                     align=not args.no_align_poses, models_dir=args.weights, note=report.info,
+                                     ref_w=args.pose_ref_w)
     if args.save_poses is not None:
         poses.save(args.save_poses)
         report.info(f"saved the hand poses to {args.save_poses}")
