@@ -1,0 +1,142 @@
+"""The command line and the ComfyUI nodes give the same video for the same inputs (issue 11).
+
+Both front-ends only convert types; every rule about inputs (mask and reference handling, landmark
+drawing, length, settings) lives in the library. So the CLI's raw frames (``--save-frames``) and the
+sampler node's IMAGE output must be bit-identical for the same picture, mask, speech and settings. The
+node side runs with ComfyUI's modules stood in (tests/comfy_stubs) and a VAE with comfy.sd.VAE's
+conventions over the same tiny diffusers VAE the CLI loads; the models are the tiny parity-case weights.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from echomimic import cli
+from tests.comfy_stubs import (
+    StandInComfyVae,
+    build_tiny_weights,
+    extension_submodule,
+    install_stub_modules,
+    load_extension,
+    read_wav_as_comfy_audio,
+)
+from tests.helpers import require
+from tests.parity_cases import PARITY_ROOT
+
+# Small but real: two context windows with overlap, classifier-free guidance on, two steps.
+SETTINGS = {"width": 64, "height": 64, "length": 6, "steps": 2, "cfg": 2.5, "seed": 420,
+            "context_frames": 4, "context_overlap": 1}
+FPS = 24.0
+
+
+def _cli_weights(case: Path, target: Path, release_names: dict[str, str]) -> Path:
+    """A weights folder in the release layout (symlinks to the case's .pth files, VAE and Whisper)."""
+    target.mkdir(parents=True)
+    for weight in sorted((case / "weights").glob("*.pth")):
+        (target / f"{release_names.get(weight.stem, weight.stem)}.pth").symlink_to(weight)
+    for config in sorted((case / "config").glob("*.json")):
+        (target / config.name).symlink_to(config)
+    (target / "sd-vae-ft-mse").symlink_to(case / "vae", target_is_directory=True)
+    (target / "audio_processor").mkdir()
+    (target / "audio_processor" / "whisper_tiny.pt").symlink_to(PARITY_ROOT / "common" / "whisper_tiny_random.pt")
+    return target
+
+
+def _cli_frames(tmp_path: Path, weights: Path, mode: str, settings: dict[str, Any], extra: list[str]) -> np.ndarray:
+    """Run ``generate`` and return its raw frames [F, H, W, 3] float32 (before mp4 encoding)."""
+    frames_file = tmp_path / f"{mode}_frames.npy"
+    argv = ["generate", "--mode", mode, "--weights", str(weights), "--out", str(tmp_path / f"{mode}.mp4"),
+            "--save-frames", str(frames_file), "--fps", str(FPS), "--device", "cpu", "--dtype", "fp32", "--quiet"]
+    for name, value in settings.items():
+        argv += [f"--{name.replace('_', '-')}", str(value)]
+    assert cli.main(argv + extra) == 0
+    return np.load(frames_file)
+
+
+def _comfy_image(path: Path) -> torch.Tensor:
+    """A picture as ComfyUI's LoadImage gives it: [1, H, W, 3] float32 0..1."""
+    return torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0)[None]
+
+
+def _mask_png(case: Path, target: Path) -> tuple[Path, torch.Tensor]:
+    """The case's face mask as an 8-bit PNG (for --mask) and as the MASK ComfyUI's "Load Image (as Mask)"
+    gives for that PNG ([1, H, W] = value / 255)."""
+    values = np.rint(np.load(case / "inputs" / "face_mask.npy") * 255).astype(np.uint8)
+    Image.fromarray(values).save(target)
+    return target, torch.from_numpy(values.astype(np.float32) / 255.0)[None]
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    for case in ("v1_audio", "v1_pose_acc"):
+        require(PARITY_ROOT / case / "case.json")
+    models_dir = tmp_path_factory.mktemp("comfy_models")
+    build_tiny_weights(models_dir)
+    install_stub_modules(models_dir)
+    return {node_id: cls() for node_id, cls in load_extension().NODE_CLASS_MAPPINGS.items()}
+
+
+def _node_features(nodes: dict[str, Any], wav: Path) -> Any:
+    (encoder,) = nodes["EchoMimicAudioEncoderLoader"].load("tiny_audio", "fp32")
+    return nodes["EchoMimicAudioFeatures"].compute(read_wav_as_comfy_audio(wav), encoder, FPS)[0]
+
+
+def test_audio_mode_cli_and_node_frames_are_identical(nodes: dict[str, Any], tmp_path: Path) -> None:
+    """Catches a front-end applying its own rule in audio mode: resizing or normalising the mask or the
+    reference differently, another cfg/steps default, other audio decoding or features, another VAE path."""
+    case = PARITY_ROOT / "v1_audio"
+    mask_png, comfy_mask = _mask_png(case, tmp_path / "mask.png")
+    from_cli = _cli_frames(tmp_path, _cli_weights(case, tmp_path / "weights", {}), "audio", SETTINGS, [
+        "--image", str(case / "inputs" / "reference.png"), "--audio", str(case / "inputs" / "audio.wav"),
+        "--mask", str(mask_png), "--no-crop"])
+
+    (model,) = nodes["EchoMimicModelLoader"].load("V1 audio", "fp32", "tiny_audio")
+    outputs = nodes["EchoMimicSampler"].sample(
+        model, StandInComfyVae(case / "vae"), _comfy_image(case / "inputs" / "reference.png"),
+        _node_features(nodes, case / "inputs" / "audio.wav"), face_mask=comfy_mask, **SETTINGS)
+    from_node = outputs[0].numpy()
+
+    assert from_node.shape == from_cli.shape == (SETTINGS["length"], 64, 64, 3)
+    np.testing.assert_array_equal(from_node, from_cli)
+
+
+def test_landmark_mode_cli_and_node_frames_are_identical(nodes: dict[str, Any], tmp_path: Path) -> None:
+    """Catches a front-end applying its own rule in landmark mode: drawing the landmarks at another size or
+    with other parts, another accelerated cfg default, its own length rule for landmarks vs. speech."""
+    from echomimic.landmarks import LandmarkSequence
+
+    case = PARITY_ROOT / "v1_pose_acc"
+    landmarks_json = tmp_path / "landmarks.json"
+    LandmarkSequence(np.load(case / "inputs" / "pose_landmarks.npy"), 64, 64).save(landmarks_json)
+    release_names = {"reference_unet": "reference_unet_pose", "denoising_unet": "denoising_unet_pose_acc",
+                     "motion_module": "motion_module_pose_acc", "face_locator": "face_locator_pose"}
+    settings = {**SETTINGS, "cfg": 1.0}  # the accelerated weights' own guidance
+    from_cli = _cli_frames(tmp_path, _cli_weights(case, tmp_path / "weights", release_names), "pose_acc", settings, [
+        "--image", str(case / "inputs" / "reference.png"), "--audio", str(case / "inputs" / "audio.wav"),
+        "--landmarks", str(landmarks_json), "--no-crop"])
+
+    (model,) = nodes["EchoMimicModelLoader"].load("V1 landmarks accelerated", "fp32", "tiny_pose")
+    # what the Load Landmarks node hands on (the extension's own copy of the library class)
+    landmarks = extension_submodule("echomimic.landmarks").LandmarkSequence.load(landmarks_json)
+    (landmark_images,) = nodes["EchoMimicDrawLandmarks"].draw(landmarks, 64, 64, False)
+    outputs = nodes["EchoMimicSampler"].sample(
+        model, StandInComfyVae(case / "vae"), _comfy_image(case / "inputs" / "reference.png"),
+        _node_features(nodes, case / "inputs" / "audio.wav"), landmark_images=landmark_images, **settings)
+    from_node = outputs[0].numpy()
+
+    assert from_node.shape == from_cli.shape == (SETTINGS["length"], 64, 64, 3)
+    np.testing.assert_array_equal(from_node, from_cli)
+
+
+def test_cases_describe_the_sizes_used_here() -> None:
+    """Catches a parity case changing size, which would make the comparison above resize (and test less)."""
+    for name in ("v1_audio", "v1_pose_acc"):
+        case = json.loads(require(PARITY_ROOT / name / "case.json").read_text())
+        assert (int(case["width"]), int(case["height"])) == (SETTINGS["width"], SETTINGS["height"])
