@@ -125,10 +125,12 @@ class HandPoseSequence:
         """Raise InputError when the poses were taken at another aspect ratio than width x height."""
         wanted = width / height
         if abs(self.aspect - wanted) > tolerance * wanted:
+            suggested_height = max(8, round(width / self.aspect / 8) * 8)
             raise InputError(
-                f"The hand poses belong to {self.width}x{self.height} frames (aspect {self.aspect:.3f}) but the "
-                f"video is {width}x{height} (aspect {wanted:.3f}); drawing them would stretch the hands. "
-                "Align the poses to the reference image, or make the video the same shape as the pose source."
+                f"The hand poses belong to {self.width}x{self.height} frames (aspect {self.aspect:.3f}; after "
+                f"alignment, the portrait's) but are drawn at {width}x{height} (aspect {wanted:.3f}), which would "
+                f"stretch the hands. Make the video the poses' shape (e.g. {width}x{suggested_height}), or crop the "
+                "portrait (or the driving video) to the video's shape first."
             )
 
     def frames(self, indices: list[int] | np.ndarray) -> HandPoseSequence:
