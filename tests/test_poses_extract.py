@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from echomimic.errors import InputError
+from echomimic.landmarks.backends import legacy_solutions_available
 from echomimic.poses import (
     BodyAnchor,
     align_hand_poses,
@@ -22,6 +23,8 @@ from echomimic.poses.extract import order_hands
 from tests.parity_cases import MEDIAPIPE_ROOT
 
 PHOTOS = ("echomimic_v2_halfbody_0048.jpg", "echomimic_v2_halfbody_0057.jpg")
+# Both MediaPipe APIs where the installed mediapipe has both (the legacy CI venv), else the Tasks API.
+BACKENDS = ("tasks", "legacy") if legacy_solutions_available() else ("tasks",)
 
 
 def load_photo(name: str, size: int | None = None) -> np.ndarray:
@@ -38,9 +41,14 @@ def photos() -> np.ndarray:
     return np.stack([load_photo(name, 512) for name in PHOTOS])
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def extracted(photos: np.ndarray):
-    return extract_hand_poses(photos, backend="tasks")
+def extracted(photos: np.ndarray, backend: str):
+    return extract_hand_poses(photos, backend=backend)
 
 
 def test_both_hands_found_on_the_official_photos(extracted) -> None:
@@ -55,28 +63,28 @@ def test_both_hands_found_on_the_official_photos(extracted) -> None:
     assert drawn[:, :, 128:].any() and drawn[:, :, :128].any()  # both hands drawn
 
 
-def test_frame_without_hands_is_reported(photos: np.ndarray) -> None:
+def test_frame_without_hands_is_reported(photos: np.ndarray, backend: str) -> None:
     """Catches a blank frame getting a made-up hand, or an all-blank clip being accepted."""
     frames = np.concatenate([photos[:1], np.zeros_like(photos[:1])])
-    poses = extract_hand_poses(frames, backend="tasks", with_body=False)
+    poses = extract_hand_poses(frames, backend=backend, with_body=False)
     assert poses.frames_without_hands == [1] and poses.shoulders is None
     assert draw_hand_poses(poses, 64, 64)[1].max() == 0
     with pytest.raises(InputError, match="No hand was found"):
-        extract_hand_poses(np.zeros((1, 64, 64, 3), np.float32), backend="tasks", with_body=False)
+        extract_hand_poses(np.zeros((1, 64, 64, 3), np.float32), backend=backend, with_body=False)
 
 
-def test_alignment_on_the_photos(extracted, photos: np.ndarray) -> None:
+def test_alignment_on_the_photos(extracted, photos: np.ndarray, backend: str) -> None:
     """Catches alignment that does not land the driving shoulders on the reference shoulders: the poses of
     photo 0048 moved onto a shrunk, shifted copy of it follow the shrink and shift."""
     reference = np.zeros((1, 512, 512, 3), np.float32)
     small = np.asarray(Image.fromarray((photos[0] * 255).astype(np.uint8)).resize((256, 256)), np.float32) / 255
     reference[0, 200:456, 100:356] = small  # half size, offset (100, 200)
-    anchor = reference_anchor(reference, backend="tasks")
+    anchor = reference_anchor(reference, backend=backend)
     aligned = align_hand_poses(extracted.frames([0]), anchor)
     expected = (extracted.points[0] * 512 * 0.5 + np.array([100, 200])) / 512
     assert np.abs(aligned.points[0] - expected).max() < 0.02  # detection noise only
     with pytest.raises(InputError, match="No person was found in the reference image"):
-        reference_anchor(np.zeros((64, 64, 3), np.float32), backend="tasks")
+        reference_anchor(np.zeros((64, 64, 3), np.float32), backend=backend)
 
 
 def test_order_hands_rules() -> None:
