@@ -135,6 +135,47 @@ def test_landmark_mode_cli_and_node_frames_are_identical(nodes: dict[str, Any], 
     np.testing.assert_array_equal(from_node, from_cli)
 
 
+def test_v2_cli_and_node_frames_are_identical(nodes: dict[str, Any], tmp_path: Path) -> None:
+    """Catches a front-end applying its own rule in the V2 (hand-pose) mode: drawing the hand poses at another
+    size or line width, resizing the half-body picture differently, another V2 default (seed, cfg, steps)."""
+    import folder_paths
+
+    from echomimic.poses import hand_poses_from_keypoint_records
+    from tests.parity_cases import make_weights_folder
+
+    case = require(PARITY_ROOT / "v2_hands")
+    info = json.loads((case / "case.json").read_text())
+    width, height, ref_w = info["width"], info["height"], info["pose_drawing"]["ref_w"]
+    weights = make_weights_folder(case, info, tmp_path)
+    (weights / "audio_processor").mkdir()
+    (weights / "audio_processor" / "tiny.pt").symlink_to(PARITY_ROOT / "common" / "whisper_tiny_random.pt")
+    (weights / "sd-vae-ft-mse").symlink_to(case / "vae", target_is_directory=True)
+    records = json.loads((case / "inputs" / "pose_keypoints.json").read_text())
+    poses_json = tmp_path / "poses.json"
+    hand_poses_from_keypoint_records(records, width, height).save(poses_json)
+    settings = {"width": width, "height": height, "length": info["video_length"], "steps": 2,
+                "cfg": info["guidance_scale"], "seed": info["seed"], "context_frames": info["context_frames"],
+                "context_overlap": info["context_overlap"]}
+    from_cli = _cli_frames(tmp_path, weights, "v2", settings, [
+        "--image", str(case / "inputs" / "reference.png"), "--audio", str(case / "inputs" / "audio.wav"),
+        "--poses", str(poses_json), "--no-align-poses", "--pose-ref-w", str(ref_w)])
+
+    (Path(folder_paths.models_dir) / "echomimic" / "equality_v2").symlink_to(weights)
+    (model,) = nodes["EchoMimicModelLoader"].load("V2 semi-body", "fp32", "equality_v2", False)
+    (encoder,) = nodes["EchoMimicAudioEncoderLoader"].load("equality_v2", "fp32", False)
+    features = nodes["EchoMimicAudioFeatures"].compute(
+        read_wav_as_comfy_audio(case / "inputs" / "audio.wav"), encoder, FPS)[0]
+    poses = extension_submodule("echomimic.poses").HandPoseSequence.load(poses_json)  # Load Hand Poses' output
+    (pose_images,) = nodes["EchoMimicDrawHandPoses"].draw(poses, width, height, ref_w)
+    outputs = nodes["EchoMimicSampler"].sample(
+        model, StandInComfyVae(case / "vae"), _comfy_image(case / "inputs" / "reference.png"), features,
+        hand_pose_images=pose_images, **settings)
+    from_node = outputs[0].numpy()
+
+    assert from_node.shape == from_cli.shape == (settings["length"], height, width, 3)
+    np.testing.assert_array_equal(from_node, from_cli)
+
+
 def test_cases_describe_the_sizes_used_here() -> None:
     """Catches a parity case changing size, which would make the comparison above resize (and test less)."""
     for name in ("v1_audio", "v1_pose_acc"):
