@@ -27,8 +27,9 @@ from typing import Any
 
 import pytest
 
-from tests.comfy_stubs import REPO_ROOT, build_tiny_weights, parity_root
+from tests.comfy_stubs import REPO_ROOT, build_tiny_weights
 from tests.comfy_stubs.workflow_format import ui_to_api, widget_slots
+from tests.parity_cases import PARITY_ROOT
 
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 pytestmark = pytest.mark.skipif(
@@ -105,7 +106,7 @@ def build_base_directory(base: Path) -> None:
     inputs = base / "input"
     inputs.mkdir()
     shutil.copy(REPO_ROOT / "example_inputs" / "portrait.png", inputs / "portrait.png")
-    shutil.copy(parity_root() / "v1_audio" / "inputs" / "audio.wav", inputs / "speech.wav")
+    shutil.copy(PARITY_ROOT / "v1_audio" / "inputs" / "audio.wav", inputs / "speech.wav")
     write_driving_video(inputs / "driving_video.mp4", inputs / "portrait.png", inputs / "speech.wav")
 
 
@@ -189,8 +190,8 @@ class ComfyServer:
 
 @pytest.fixture(scope="module")
 def comfy_server(tmp_path_factory: pytest.TempPathFactory):
-    if not (parity_root() / "v1_audio").is_dir():
-        pytest.skip(f"parity fixtures not found at {parity_root()}")
+    if not (PARITY_ROOT / "v1_audio").is_dir():
+        pytest.skip(f"parity fixtures not found at {PARITY_ROOT}")
     base = tmp_path_factory.mktemp("comfyui_base")
     build_base_directory(base)
     server = ComfyServer(base, base / "comfyui.log")
@@ -363,3 +364,53 @@ def test_comfy_vae_adapter_gives_the_official_latent_convention(comfy_server: Co
     encode_error, scale = (float(v) for v in lines["encode"].split())
     assert scale > 0 and encode_error <= 1e-4 * max(1.0, scale), lines
     assert float(lines["decode"]) <= 1e-3, lines
+
+
+MODEL_MANAGEMENT_CHECK = r"""
+import importlib, importlib.util, sys
+import torch
+comfyui_dir, repo, models_dir = sys.argv[1:4]
+sys.path.insert(0, comfyui_dir)
+import comfy.cli_args
+comfy.cli_args.args.cpu = True  # as `main.py --cpu`
+import folder_paths
+folder_paths.models_dir = models_dir
+import comfy.model_management as mm
+from comfy.model_patcher import ModelPatcher
+
+spec = importlib.util.spec_from_file_location("echomimic_extension", f"{repo}/__init__.py",
+                                              submodule_search_locations=[repo])
+sys.modules["echomimic_extension"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sys.modules["echomimic_extension"])
+folder_paths.add_model_folder_path("echomimic", f"{models_dir}/echomimic")
+model_nodes = importlib.import_module("echomimic_extension.nodes.model_nodes")
+(loaded,) = model_nodes.EchoMimicModelLoader().load("V1 audio", "fp32", "tiny_audio", False)
+patcher = loaded.patcher
+children = dict(patcher.model.named_children())
+print("patcher", isinstance(patcher, ModelPatcher))
+print("dtype", patcher.model_dtype() == torch.float32)
+print("size", patcher.model_size() > 0)
+print("wraps", all(children.get(n) is getattr(loaded.models, n) for n in ("reference_unet", "denoising_unet", "face_locator")))
+model_nodes.load_patched_models(patcher)
+print("loaded", any(entry.model is patcher for entry in mm.current_loaded_models))
+mm.unload_all_models()
+print("unloaded", not any(entry.model is patcher for entry in mm.current_loaded_models))
+model_nodes.load_patched_models(patcher)
+print("reloaded", any(entry.model is patcher for entry in mm.current_loaded_models))
+"""
+
+
+def test_models_live_under_comfyui_model_management(comfy_server: ComfyServer) -> None:
+    """ComfyUI's real model management sees the loaded EchoMimic models: a real ModelPatcher wrapping the three
+    networks with their dtype and size, loaded by load_models_gpu, dropped by unload_all_models and loaded
+    again. Catches a claim the stand-ins in tests/comfy_stubs make about comfy.model_management /
+    comfy.model_patcher that the real ones do not honour (the stand-ins cannot show it)."""
+    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
+    result = subprocess.run([python, "-c", MODEL_MANAGEMENT_CHECK, COMFYUI_DIR, str(REPO_ROOT),
+                             str(comfy_server.base / "models")],
+                            capture_output=True, text=True, cwd=COMFYUI_DIR, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    checks = dict(line.split(" ", 1) for line in result.stdout.strip().splitlines()
+                  if line.split(" ", 1)[0] in ("patcher", "dtype", "size", "wraps", "loaded", "unloaded", "reloaded"))
+    assert checks == dict.fromkeys(("patcher", "dtype", "size", "wraps", "loaded", "unloaded", "reloaded"), "True"), \
+        result.stdout[-2000:]
