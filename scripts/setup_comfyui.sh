@@ -4,13 +4,13 @@
 #   scripts/setup_comfyui.sh DEST [SNAPSHOT_DIR]
 #
 # DEST/ComfyUI is the tree (COMFYUI_DIR), DEST/venv its interpreter (COMFYUI_PYTHON = DEST/venv/bin/python).
-# SNAPSHOT_DIR (default ../shared/comfyui next to this repo) holds ComfyUI-<version>-<commit>.tar.gz files;
+# SNAPSHOT_DIR (default $ECHOMIMIC_SHARED/comfyui, else ../shared/comfyui next to this repo) holds ComfyUI-<version>-<commit>.tar.gz files;
 # the highest version wins, so a newly added snapshot is used without changing this script.
 # The torch/torchvision/torchaudio steps follow ../shared/docs/real-comfyui.md (CPU-only machine).
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 DEST="${1:?usage: setup_comfyui.sh DEST [SNAPSHOT_DIR]}"
-SNAPSHOTS="${2:-$REPO/../shared/comfyui}"
+SNAPSHOTS="${2:-${ECHOMIMIC_SHARED:-$REPO/../shared}/comfyui}"
 TORCH_PIN="torch==2.13.0"
 
 TARBALL="$(printf '%s\n' "$SNAPSHOTS"/ComfyUI-*.tar.gz | sort -V | tail -n 1)"

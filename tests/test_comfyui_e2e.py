@@ -1,23 +1,34 @@
-"""Opt-in end-to-end test: every workflow in workflows/ runs in a real ComfyUI and saves an mp4 with sound.
+"""End-to-end test: every workflow in workflows/ runs in a real ComfyUI and saves an mp4 with sound.
 
-Skipped unless COMFYUI_DIR names a ComfyUI checkout (Comfy-Org/ComfyUI; not on PyPI). COMFYUI_PYTHON is
-the interpreter that can run it (default: this one). The test:
+COMFYUI_DIR names a ComfyUI source tree (Comfy-Org/ComfyUI; not on PyPI; `scripts/setup_comfyui.sh` unpacks
+the newest ../shared/comfyui snapshot and builds its venv), COMFYUI_PYTHON the interpreter that runs it
+(default: this one). Without COMFYUI_DIR the tests skip, except in CI (CI=true), where they fail.
+The test:
 - builds a temporary --base-directory: this repository linked into custom_nodes, tiny EchoMimic weights
-  from the shared parity cases in models/echomimic, a random full-size SD VAE in models/vae, a tiny
-  random upscale model, and the inputs (portrait, speech, a driving video with sound);
+  from the shared parity cases in models/echomimic/tiny_<variant> (one folder per release variant), a
+  random full-size SD VAE in models/vae, a tiny random upscale model, and the inputs (portrait, speech, a
+  driving video with sound);
+- serves ../shared/mediapipe on a loopback HTTP server and points the server process at it with
+  ECHOMIMIC_MEDIAPIPE_BASE_URL, so the MediaPipe files arrive through the extension's own download code;
 - starts ComfyUI headless on CPU with only this extension, converts each workflow to the API format with
-  the server's own /object_info, points it at those files at a tiny size, queues it over HTTP;
+  the server's own /object_info, points it at those files at a tiny size, queues it over HTTP while a
+  websocket client listens (progress and preview messages);
 - checks that each run succeeds and its mp4 has a video and an audio stream.
 """
 
 from __future__ import annotations
 
+import base64
+import functools
+import http.server
 import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,20 +38,30 @@ from typing import Any
 
 import pytest
 
-from tests.comfy_stubs import REPO_ROOT, build_tiny_weights
+from echomimic import release
+from tests.comfy_stubs import REPO_ROOT
 from tests.comfy_stubs.workflow_format import ui_to_api, widget_slots
-from tests.parity_cases import PARITY_ROOT
+from tests.parity_cases import MEDIAPIPE_ROOT, PARITY_ROOT
 
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
-pytestmark = pytest.mark.skipif(
-    not COMFYUI_DIR or not (Path(COMFYUI_DIR) / "main.py").is_file(),
-    reason="set COMFYUI_DIR to a ComfyUI checkout to run the end-to-end test",
-)
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 EXTENSION_NAME = "ComfyUI-EchoMimic"
 WORKFLOWS = sorted((REPO_ROOT / "workflows").glob("*.json"))
-SIZE = 64  # the tiny parity models are 64x64
 START_TIMEOUT_S = 240
 RUN_TIMEOUT_S = 600
+# The parity case whose tiny networks stand in for each (version, mode, accelerated) release variant.
+TINY_CASES = {("v1", "audio"): "v1_audio", ("v1", "pose"): "v1_pose_acc", ("v2", "v2_pose"): "v2_hands_acc"}
+
+
+def _require_comfyui() -> Path:
+    """COMFYUI_DIR, or skip (local runs) / fail (CI: these tests must run there)."""
+    if COMFYUI_DIR and (Path(COMFYUI_DIR) / "main.py").is_file():
+        return Path(COMFYUI_DIR)
+    message = (f"COMFYUI_DIR={COMFYUI_DIR!r} is not a ComfyUI tree; run scripts/setup_comfyui.sh DEST and set "
+               "COMFYUI_DIR=DEST/ComfyUI COMFYUI_PYTHON=DEST/venv/bin/python")
+    if IN_CI:
+        pytest.fail(f"CI must run the real-ComfyUI tests: {message}")
+    pytest.skip(message)
 
 
 # Test files ------------------------------------------------------------------------------------------
@@ -94,20 +115,209 @@ def write_driving_video(path: Path, portrait: Path, speech: Path, fps: float = 2
     write_mp4(path, frames, fps, audio, rate)
 
 
-def build_base_directory(base: Path) -> None:
+def build_tiny_weights(echomimic_dir: Path) -> dict[str, str]:
+    """models/echomimic/tiny_<variant>/ for every release variant, in the release layout (file names from
+    echomimic.release), linking the tiny networks of the parity case of the same kind. Returns the loader's
+    combo label -> folder name."""
+    folders = {}
+    for variant in release.VARIANTS.values():
+        case_dir = PARITY_ROOT / TINY_CASES[(variant.version, variant.mode)]
+        if not (case_dir / "case.json").is_file():
+            pytest.fail(f"parity case {case_dir} not found (set ECHOMIMIC_PARITY_CASES)")
+        folder = echomimic_dir / f"tiny_{variant.name}"
+        folder.mkdir(parents=True)
+        for role, stem in variant.stems.items():
+            # The case names its networks by role; the conditioning net is face_locator (V1) or pose_encoder (V2).
+            case_stem = next(name for name in (role, "pose_encoder") if (case_dir / "weights" / f"{name}.safetensors").exists())
+            (folder / f"{stem}.safetensors").symlink_to(case_dir / "weights" / f"{case_stem}.safetensors")
+        for config in (case_dir / "config").glob("*.json"):
+            (folder / config.name).symlink_to(config)
+        whisper = folder / variant.whisper_file
+        whisper.parent.mkdir(parents=True, exist_ok=True)
+        whisper.symlink_to(PARITY_ROOT / "common" / "whisper_tiny_random.pt")
+        folders[variant.label] = folder.name
+    return folders
+
+
+def build_base_directory(base: Path) -> dict[str, str]:
     (base / "custom_nodes").mkdir(parents=True)
     (base / "custom_nodes" / EXTENSION_NAME).symlink_to(REPO_ROOT, target_is_directory=True)
     models = base / "models"
-    build_tiny_weights(models)
+    folders = build_tiny_weights(models / "echomimic")
     (models / "vae").mkdir(parents=True)
     write_random_sd_vae(models / "vae" / "random_sd_vae.safetensors")
     (models / "upscale_models").mkdir(parents=True)
     write_tiny_upscale_model(models / "upscale_models" / "tiny_compact_x2.pth")
     inputs = base / "input"
     inputs.mkdir()
-    shutil.copy(REPO_ROOT / "example_inputs" / "portrait.png", inputs / "portrait.png")
+    for example in (REPO_ROOT / "example_inputs").glob("*.png"):  # the files the workflows name
+        shutil.copy(example, inputs / example.name)
     shutil.copy(PARITY_ROOT / "v1_audio" / "inputs" / "audio.wav", inputs / "speech.wav")
     write_driving_video(inputs / "driving_video.mp4", inputs / "portrait.png", inputs / "speech.wav")
+    # V2: a half-body photo with both hands visible, a driving video of it, and its hand poses as JSON.
+    from PIL import Image
+
+    Image.open(HALF_BODY_PHOTO).convert("RGB").resize((512, 512)).save(inputs / "half_body.png")  # fast
+    write_driving_video(inputs / HALF_BODY_VIDEO, inputs / "half_body.png", inputs / "speech.wav")
+    write_hand_poses(inputs / "hand_poses.json", inputs / "half_body.png")
+    return folders
+
+
+def write_hand_poses(path: Path, photo: Path) -> None:
+    """The photo's hand poses (two frames, as a Save node writes them), found with the shared MediaPipe files."""
+    import numpy as np
+    from PIL import Image
+
+    from echomimic.poses import extract_hand_poses
+
+    image = np.asarray(Image.open(photo).convert("RGB"), dtype=np.float32) / 255.0
+    extract_hand_poses(np.stack([image, image]), models_dir=MEDIAPIPE_ROOT).save(path)
+
+
+# Loopback file server (MediaPipe models; a Hugging Face endpoint that has nothing) ----------------------
+
+class _FileServerHandler(http.server.BaseHTTPRequestHandler):
+    """GET <anything>/<name>: the file `name` of the served folder (the MediaPipe URL layout is
+    <task>/<model>/float16/1/<name>); 404 for anything else. Every request is recorded."""
+
+    def __init__(self, *args: Any, folder: Path, requests: list[str], **kwargs: Any) -> None:
+        self.folder, self.requests_seen = folder, requests
+        super().__init__(*args, **kwargs)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self.requests_seen.append(self.path)
+        name = self.path.rsplit("/", 1)[-1].split("?")[0]
+        path = self.folder / name
+        if not name or not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self.requests_seen.append("HEAD " + self.path)
+        self.send_error(404)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class LoopbackFileServer:
+    def __init__(self, folder: Path) -> None:
+        self.requests: list[str] = []
+        handler = functools.partial(_FileServerHandler, folder=folder, requests=self.requests)
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+# Websocket listener (stdlib only: the few RFC 6455 frames ComfyUI's server sends) ---------------------
+
+class WebsocketListener:
+    """Connects to /ws?clientId=..., records JSON messages, and counts binary (preview image) messages per
+    prompt: ComfyUI sends previews only to the client that queued the prompt, between its "executing"
+    messages, so each binary frame is attributed to the prompt executing at that moment."""
+
+    def __init__(self, port: int, client_id: str) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.previews: dict[str, int] = {}
+        self.preview_nodes: dict[str, set[str]] = {}
+        self._running_prompt: str | None = None
+        self._running_node: str | None = None
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET /ws?clientId={client_id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                           f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                           "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        header = b""
+        while b"\r\n\r\n" not in header:
+            chunk = self.sock.recv(1)
+            if not chunk:
+                raise ConnectionError("websocket handshake failed")
+            header += chunk
+        if b" 101 " not in header.split(b"\r\n", 1)[0]:
+            raise ConnectionError(f"websocket handshake refused: {header[:200]!r}")
+        self.sock.settimeout(None)
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._read_forever, daemon=True)
+        self._thread.start()
+
+    def _read_exact(self, count: int) -> bytes:
+        data = b""
+        while len(data) < count:
+            chunk = self.sock.recv(count - len(data))
+            if not chunk:
+                raise ConnectionError("websocket closed")
+            data += chunk
+        return data
+
+    def _read_message(self) -> tuple[int, bytes]:
+        opcode, payload = None, b""
+        while True:
+            first, second = self._read_exact(2)
+            length = second & 0x7F
+            if length == 126:
+                length = struct.unpack(">H", self._read_exact(2))[0]
+            elif length == 127:
+                length = struct.unpack(">Q", self._read_exact(8))[0]
+            mask = self._read_exact(4) if second & 0x80 else None
+            data = self._read_exact(length)
+            if mask:
+                data = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+            frame_opcode = first & 0x0F
+            if frame_opcode == 9:  # ping: answer with a (client-masked) pong
+                self._send(0xA, data)
+                continue
+            if frame_opcode != 0:
+                opcode = frame_opcode
+            payload += data
+            if first & 0x80:
+                return opcode or 0, payload
+
+    def _send(self, opcode: int, data: bytes) -> None:
+        mask = os.urandom(4)
+        header = bytes([0x80 | opcode, 0x80 | len(data)]) + mask  # control frames: < 126 bytes
+        self.sock.sendall(header + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+    def _read_forever(self) -> None:
+        try:
+            while True:
+                opcode, payload = self._read_message()
+                if opcode == 8:
+                    return
+                with self._lock:
+                    if opcode == 1:
+                        message = json.loads(payload)
+                        self.messages.append(message)
+                        data = message.get("data") or {}
+                        if message.get("type") in ("executing", "execution_start"):
+                            self._running_prompt = data.get("prompt_id", self._running_prompt)
+                            self._running_node = data.get("node")
+                    elif opcode == 2 and self._running_prompt is not None:
+                        self.previews[self._running_prompt] = self.previews.get(self._running_prompt, 0) + 1
+                        self.preview_nodes.setdefault(self._running_prompt, set()).add(str(self._running_node))
+        except (ConnectionError, OSError, ValueError):
+            return
+
+    def progress_nodes(self, prompt_id: str) -> set[str]:
+        """Node ids that reported progress (ComfyUI's progress bar) during `prompt_id`."""
+        with self._lock:
+            return {str(m["data"].get("node")) for m in self.messages
+                    if m.get("type") == "progress" and m.get("data", {}).get("prompt_id") == prompt_id}
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
 
 
 # The server ----------------------------------------------------------------------------------------
@@ -119,16 +329,21 @@ def _free_port() -> int:
 
 
 class ComfyServer:
-    def __init__(self, base: Path, log_path: Path) -> None:
+    def __init__(self, comfyui_dir: Path, base: Path, log_path: Path, env: dict[str, str]) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.client_id = str(uuid.uuid4())
         python = os.environ.get("COMFYUI_PYTHON", sys.executable)
         command = [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                    "--disable-auto-launch", "--base-directory", str(base), "--disable-all-custom-nodes",
-                   "--whitelist-custom-nodes", EXTENSION_NAME, "--cache-none"]
+                   "--whitelist-custom-nodes", EXTENSION_NAME, "--cache-none",
+                   # Live previews as a user who enabled them sees (latent2rgb on CPU: no TAESD here).
+                   "--preview-method", "auto"]
         self.log_path = log_path
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(command, cwd=COMFYUI_DIR, stdout=self._log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(command, cwd=comfyui_dir, stdout=self._log, stderr=subprocess.STDOUT,
+                                        env=env)
+        self.listener: WebsocketListener | None = None
 
     def request(self, path: str, payload: dict | None = None) -> Any:
         data = json.dumps(payload).encode() if payload is not None else None
@@ -145,6 +360,7 @@ class ComfyServer:
                 pytest.fail(f"ComfyUI exited at start-up:\n{self.log_tail()}")
             try:
                 self.request("/system_stats")
+                self.listener = WebsocketListener(self.port, self.client_id)
                 return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(1.0)
@@ -152,7 +368,7 @@ class ComfyServer:
 
     def queue(self, prompt: dict[str, Any]) -> str:
         try:
-            queued = self.request("/prompt", {"prompt": prompt, "client_id": str(uuid.uuid4())})
+            queued = self.request("/prompt", {"prompt": prompt, "client_id": self.client_id})
         except urllib.error.HTTPError as error:
             pytest.fail(f"ComfyUI refused the workflow: {error.read().decode(errors='replace')}")
         return queued["prompt_id"]
@@ -167,17 +383,20 @@ class ComfyServer:
             time.sleep(0.5)
         pytest.fail(f"the workflow did not finish within {RUN_TIMEOUT_S} s:\n{self.log_tail()}")
 
-    def run(self, prompt: dict[str, Any]) -> dict[str, Any]:
-        entry = self.wait(self.queue(prompt))
+    def run(self, prompt: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        prompt_id = self.queue(prompt)
+        entry = self.wait(prompt_id)
         if entry["status"].get("status_str") != "success":
             pytest.fail(f"the workflow failed: {json.dumps(entry['status'].get('messages'))[:3000]}\n{self.log_tail()}")
-        return entry
+        return prompt_id, entry
 
     def log_tail(self, chars: int = 6000) -> str:
         self._log.flush()
         return self.log_path.read_text(errors="replace")[-chars:]
 
     def stop(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -189,21 +408,59 @@ class ComfyServer:
 
 
 @pytest.fixture(scope="module")
-def comfy_server(tmp_path_factory: pytest.TempPathFactory):
-    if not (PARITY_ROOT / "v1_audio").is_dir():
-        pytest.skip(f"parity fixtures not found at {PARITY_ROOT}")
+def mediapipe_server():
+    if not all((MEDIAPIPE_ROOT / model.name).is_file() for model in release.MEDIAPIPE_MODELS.values()):
+        pytest.fail(f"the MediaPipe model files are not in {MEDIAPIPE_ROOT}")
+    server = LoopbackFileServer(MEDIAPIPE_ROOT)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def comfy_server(tmp_path_factory: pytest.TempPathFactory, mediapipe_server: LoopbackFileServer):
+    comfyui_dir = _require_comfyui()
     base = tmp_path_factory.mktemp("comfyui_base")
-    build_base_directory(base)
-    server = ComfyServer(base, base / "comfyui.log")
+    folders = build_base_directory(base)
+    env = {**os.environ, release.MEDIAPIPE_BASE_URL_ENV: mediapipe_server.url,
+           # Nothing may come from the real hub: a loopback endpoint that answers 404.
+           "HF_ENDPOINT": mediapipe_server.url + "/hf", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    env.pop("ECHOMIMIC_TEST_MODELS_DIR", None)
+    server = ComfyServer(comfyui_dir, base, base / "comfyui.log", env)
     try:
         server.wait_until_up()
         server.base = base
+        server.weight_folders = folders
         yield server
     finally:
         server.stop()
 
 
 # Pointing a workflow at the tiny test files ---------------------------------------------------------
+
+SIZE = 64  # the tiny parity models are 64x64
+# Widgets of our nodes set for a tiny, fast run (where a node has them).
+TINY_WIDGETS: dict[str, Any] = {"width": SIZE, "height": SIZE, "length": 8, "steps": 1, "context_frames": 4,
+                                "context_overlap": 1, "precision": "fp32"}
+# Core nodes pointed at the test files.
+CORE_WIDGETS: dict[str, dict[str, Any]] = {
+    "VAELoader": {"vae_name": "random_sd_vae.safetensors"},
+    "UpscaleModelLoader": {"model_name": "tiny_compact_x2.pth"},
+    "LoadAudio": {"audio": "speech.wav"},
+    "LoadVideo": {"file": "driving_video.mp4"},
+}
+FACE_NODE_TYPES = {"EchoMimicFaceMaskCrop", "EchoMimicExtractLandmarks"}
+HALF_BODY_PHOTO = MEDIAPIPE_ROOT / "test_images" / "echomimic_v2_halfbody_0048.jpg"
+HALF_BODY_VIDEO = "driving_video_half_body.mp4"
+
+
+def is_v2_workflow(workflow: dict[str, Any]) -> bool:
+    """V2 (half-body, hand poses) workflows get the half-body inputs."""
+    return any("Hand" in node["type"] for node in workflow["nodes"])
+
+
+def widget_names(node: dict[str, Any], object_info: dict[str, Any]) -> list[str]:
+    return [spec.name for spec, role in widget_slots(object_info[node["type"]]) if spec and role == "value"]
+
 
 def set_widget(node: dict[str, Any], object_info: dict[str, Any], name: str, value: Any) -> None:
     for index, (spec, role) in enumerate(widget_slots(object_info[node["type"]])):
@@ -213,26 +470,37 @@ def set_widget(node: dict[str, Any], object_info: dict[str, Any], name: str, val
     raise KeyError(f"{node['type']} has no widget {name!r}")
 
 
-def shrink_workflow(workflow: dict[str, Any], object_info: dict[str, Any], prefix: str) -> dict[str, Any]:
-    variant = next(n for n in workflow["nodes"] if n["type"] == "EchoMimicModelLoader")["widgets_values"][0]
-    folder = "tiny_pose" if variant.startswith("V1 landmarks") else "tiny_audio"
-    changes: dict[str, dict[str, Any]] = {
-        "EchoMimicModelLoader": {"weights_folder": folder, "precision": "fp32"},
-        "EchoMimicAudioEncoderLoader": {"weights_folder": folder},
-        "EchoMimicFaceMaskCrop": {"width": SIZE, "height": SIZE},
-        "EchoMimicDrawLandmarks": {"width": SIZE, "height": SIZE},
-        "EchoMimicSampler": {"width": SIZE, "height": SIZE, "length": 8, "steps": 1, "context_frames": 4,
-                             "context_overlap": 1},
-        "VAELoader": {"vae_name": "random_sd_vae.safetensors"},
-        "UpscaleModelLoader": {"model_name": "tiny_compact_x2.pth"},
-        "LoadImage": {"image": "portrait.png"},
-        "LoadAudio": {"audio": "speech.wav"},
-        "LoadVideo": {"file": "driving_video.mp4"},
-        "SaveVideo": {"filename_prefix": prefix},
-    }
+def shrink_workflow(workflow: dict[str, Any], server: ComfyServer, object_info: dict[str, Any],
+                    prefix: str) -> dict[str, Any]:
+    """The workflow at a tiny size on the tiny weights of its loader's variant, reading the test files."""
+    v2 = is_v2_workflow(workflow)
     for node in workflow["nodes"]:
-        for name, value in changes.get(node["type"], {}).items():
+        if node["type"] not in object_info:
+            continue
+        names = widget_names(node, object_info)
+        if node["type"].startswith("EchoMimic"):
+            changes = {name: value for name, value in TINY_WIDGETS.items() if name in names}
+            if "variant" in names and "weights_folder" in names:
+                label = node["widgets_values"][names.index("variant")]
+                changes["weights_folder"] = server.weight_folders[label]
+        else:
+            changes = dict(CORE_WIDGETS.get(node["type"], {}))
+            if "filename_prefix" in names:
+                changes["filename_prefix"] = prefix
+            if node["type"] == "LoadImage":
+                named = node["widgets_values"][0]
+                changes["image"] = ("half_body.png" if v2 else
+                                    named if (server.base / "input" / named).is_file() else "portrait.png")
+            if node["type"] == "LoadVideo" and v2:
+                changes["file"] = HALF_BODY_VIDEO
+        for name, value in changes.items():
             set_widget(node, object_info, name, value)
+    # The audio encoder loader follows the model loader's folder (same release).
+    loaders = [n for n in workflow["nodes"] if n["type"] == "EchoMimicModelLoader"]
+    for node in workflow["nodes"]:
+        if node["type"] == "EchoMimicAudioEncoderLoader" and loaders:
+            folder = loaders[0]["widgets_values"][widget_names(loaders[0], object_info).index("weights_folder")]
+            set_widget(node, object_info, "weights_folder", folder)
     return workflow
 
 
@@ -247,26 +515,53 @@ def assert_mp4_with_sound(path: Path, min_frames: int) -> None:
     assert frames >= min_frames
 
 
+def _sampler_ids(prompt: dict[str, Any]) -> set[str]:
+    return {node_id for node_id, node in prompt.items() if node["class_type"].startswith("EchoMimicSampler")}
+
+
 def test_server_lists_every_echomimic_node(comfy_server: ComfyServer) -> None:
+    """Catches node groups that fail to import inside the real ComfyUI (the in-process tests use stand-ins)
+    and a loader that does not list the models/echomimic folders."""
+    from tests.comfy_stubs import STUB_MODULES_DIR, load_extension
+
+    if str(STUB_MODULES_DIR) not in sys.path:
+        sys.path.insert(0, str(STUB_MODULES_DIR))
+    expected = set(load_extension().NODE_CLASS_MAPPINGS)
     info = comfy_server.request("/object_info")
-    ours = {name for name in info if name.startswith("EchoMimic")}
-    assert ours == {"EchoMimicModelLoader", "EchoMimicAudioEncoderLoader", "EchoMimicAudioFeatures",
-                    "EchoMimicFaceMaskCrop", "EchoMimicExtractLandmarks", "EchoMimicAlignLandmarks",
-                    "EchoMimicSelectLandmarkParts", "EchoMimicDrawLandmarks", "EchoMimicSampler"}
-    assert {"tiny_audio", "tiny_pose", "EchoMimic"} <= set(info["EchoMimicModelLoader"]["input"]["required"]
-                                                          ["weights_folder"][0])
+    assert {name for name in info if name.startswith("EchoMimic")} == expected, comfy_server.log_tail()
+    folders = set(info["EchoMimicModelLoader"]["input"]["required"]["weights_folder"][0])
+    assert set(comfy_server.weight_folders.values()) | {"EchoMimic"} <= folders
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda path: path.stem)
-def test_workflow_runs_and_saves_an_mp4_with_sound(comfy_server: ComfyServer, path: Path) -> None:
+def test_workflow_runs_and_saves_an_mp4_with_sound(comfy_server: ComfyServer,
+                                                   mediapipe_server: LoopbackFileServer, path: Path) -> None:
+    """Catches a shipped workflow that does not convert, validate or run in the real ComfyUI, a saved video
+    without sound, a sampler without progress or live previews, and MediaPipe files that do not arrive through the
+    extension's download code."""
     object_info = comfy_server.request("/object_info")
-    workflow = shrink_workflow(json.loads(path.read_text(encoding="utf-8")), object_info, f"e2e/{path.stem}")
-    entry = comfy_server.run(ui_to_api(workflow, object_info))
+    workflow = shrink_workflow(json.loads(path.read_text(encoding="utf-8")), comfy_server, object_info,
+                               f"e2e/{path.stem}")
+    prompt = ui_to_api(workflow, object_info)
+    prompt_id, entry = comfy_server.run(prompt)
     saved = [item for output in entry["outputs"].values() for items in output.values() if isinstance(items, list)
              for item in items if isinstance(item, dict) and str(item.get("filename", "")).endswith(".mp4")]
     assert saved, f"no mp4 among the outputs: {entry['outputs']}"
     folder = comfy_server.base / "output" / saved[0].get("subfolder", "")
     assert_mp4_with_sound(folder / saved[0]["filename"], min_frames=8)
+    listener = comfy_server.listener
+    assert listener is not None
+    assert _sampler_ids(prompt) & listener.progress_nodes(prompt_id), "the sampler sent no progress"
+    # The sampler sends a preview image with its step progress (the server runs with previews enabled).
+    assert listener.previews.get(prompt_id, 0) > 0, "no preview image arrived over the websocket"
+    assert _sampler_ids(prompt) & listener.preview_nodes[prompt_id]
+    if {node["class_type"] for node in prompt.values()} & FACE_NODE_TYPES:
+        mediapipe_dir = comfy_server.base / "models" / "echomimic" / release.MEDIAPIPE_FOLDER
+        for model in (release.FACE_DETECTOR, release.FACE_LANDMARKER):
+            if any(request.endswith("/" + model.name) for request in mediapipe_server.requests):
+                assert (mediapipe_dir / model.name).stat().st_size == model.size
+        assert any((mediapipe_dir / name).is_file() for name in release.MEDIAPIPE_MODELS), (
+            f"no MediaPipe file was downloaded into {mediapipe_dir}; requests: {mediapipe_server.requests}")
 
 
 def _messages(entry: dict[str, Any], kind: str) -> list[dict[str, Any]]:
@@ -276,7 +571,7 @@ def _messages(entry: dict[str, Any], kind: str) -> list[dict[str, Any]]:
 def _api_prompt(server: ComfyServer, name: str, prefix: str, **sampler: Any) -> dict[str, Any]:
     object_info = server.request("/object_info")
     workflow = shrink_workflow(json.loads((REPO_ROOT / "workflows" / name).read_text(encoding="utf-8")),
-                               object_info, prefix)
+                               server, object_info, prefix)
     for node in workflow["nodes"]:
         if node["type"] == "EchoMimicSampler":
             for key, value in sampler.items():
@@ -285,14 +580,17 @@ def _api_prompt(server: ComfyServer, name: str, prefix: str, **sampler: Any) -> 
 
 
 def test_cancel_stops_the_sampler_then_the_next_run_succeeds(comfy_server: ComfyServer) -> None:
-    # A run long enough to be inside the sampler when Cancel is pressed (all 27 frames, 4 steps).
+    """Catches a sampler that ignores ComfyUI's Cancel (interrupt) until it finishes, and state left broken
+    by a cancelled run or by ComfyUI unloading the models (POST /free) before the next run."""
+    # A run long enough to be inside the sampler when Cancel is pressed (all frames, 4 steps).
     long_run = _api_prompt(comfy_server, "echomimic_v1_audio.json", "e2e/cancelled", length=0, steps=4)
     prompt_id = comfy_server.queue(long_run)
-    deadline = time.monotonic() + 120
-    while not comfy_server.request("/queue")["queue_running"]:
-        assert time.monotonic() < deadline, "the prompt never started"
+    listener = comfy_server.listener
+    assert listener is not None
+    deadline = time.monotonic() + 300
+    while not _sampler_ids(long_run) & listener.progress_nodes(prompt_id):  # sampling has begun
+        assert time.monotonic() < deadline, f"the sampler never reported progress\n{comfy_server.log_tail()}"
         time.sleep(0.2)
-    time.sleep(15.0)  # past the loaders and the audio features, into sampling
     pressed = time.monotonic()
     comfy_server.request("/interrupt", {})
     entry = comfy_server.wait(prompt_id)
@@ -302,26 +600,31 @@ def test_cancel_stops_the_sampler_then_the_next_run_succeeds(comfy_server: Comfy
     assert interrupted[0]["node_type"] == "EchoMimicSampler"
     assert stopped_after < 30, f"Cancel took {stopped_after:.0f} s"
     assert not _messages(entry, "execution_error")
+    # ComfyUI's "unload models" (model management drops our ModelPatcher); the next run loads it again.
+    comfy_server.request("/free", {"unload_models": True, "free_memory": True})
     comfy_server.run(_api_prompt(comfy_server, "echomimic_v1_audio.json", "e2e/after_cancel"))
 
 
 def test_missing_weights_reach_the_error_dialog_as_a_clear_message(comfy_server: ComfyServer) -> None:
+    """Catches a missing weight file surfacing as a traceback or a message without the folder to fix."""
     prompt = _api_prompt(comfy_server, "echomimic_v1_audio.json", "e2e/missing")
     loader = next(node for node in prompt.values() if node["class_type"] == "EchoMimicModelLoader")
-    loader["inputs"]["weights_folder"] = "EchoMimic"  # listed, but not downloaded in this base directory
+    loader["inputs"]["weights_folder"] = "EchoMimic"  # listed, but not present in this base directory
     entry = comfy_server.wait(comfy_server.queue(prompt))
     (error,) = _messages(entry, "execution_error")
     assert error["node_type"] == "EchoMimicModelLoader"
     assert error["exception_type"].endswith("EchoMimicNodeError")
     expected_path = str(comfy_server.base / "models" / "echomimic" / "EchoMimic")
     assert expected_path in error["exception_message"]
-    assert "huggingface.co/BadToBest/EchoMimic" in error["exception_message"]
+    assert "BadToBest/EchoMimic" in error["exception_message"]
+    assert "Traceback" not in error["exception_message"]
 
 
 ADAPTER_CHECK = r"""
 import importlib.util, sys
 import torch
-comfyui_dir, repo, vae_path = sys.argv[1:4]
+comfyui_dir, repo, vae_path, scale = sys.argv[1:5]
+scale = float(scale)  # echomimic.release.LATENT_SCALE
 sys.path.insert(0, comfyui_dir)
 import comfy.cli_args
 comfy.cli_args.args.cpu = True  # as `main.py --cpu`
@@ -344,9 +647,9 @@ reference.eval()
 torch.manual_seed(0)
 pixels = torch.rand(2, 3, 64, 64) * 2 - 1
 with torch.no_grad():
-    official = reference.encode(pixels).latent_dist.mean * 0.18215
+    official = reference.encode(pixels).latent_dist.mean * scale
     ours = adapter.encode((pixels + 1) / 2)  # the adapter speaks 0..1 pixels, as the library does
-    decoded_official = (reference.decode(official / 0.18215).sample / 2 + 0.5).clamp(0, 1)
+    decoded_official = (reference.decode(official / scale).sample / 2 + 0.5).clamp(0, 1)
     decoded_ours = adapter.decode(official)
 print("encode", float((ours - official).abs().max()), float(official.abs().max()))
 print("decode", float((decoded_ours - decoded_official).abs().max()))
@@ -354,11 +657,13 @@ print("decode", float((decoded_ours - decoded_official).abs().max()))
 
 
 def test_comfy_vae_adapter_gives_the_official_latent_convention(comfy_server: ComfyServer) -> None:
-    """ComfyUI's real VAE behind the adapter = diffusers' latent_dist.mean * 0.18215, and back."""
+    """ComfyUI's real VAE behind the adapter = diffusers' latent_dist.mean * 0.18215, and back. Catches a
+    wrong assumption about comfy.sd.VAE's scaling or pixel range (the stand-in VAE cannot show it)."""
     python = os.environ.get("COMFYUI_PYTHON", sys.executable)
     vae_path = comfy_server.base / "models" / "vae" / "random_sd_vae.safetensors"
-    result = subprocess.run([python, "-c", ADAPTER_CHECK, COMFYUI_DIR, str(REPO_ROOT), str(vae_path)],
-                            capture_output=True, text=True, cwd=COMFYUI_DIR, timeout=600)
+    result = subprocess.run([python, "-c", ADAPTER_CHECK, str(_require_comfyui()), str(REPO_ROOT), str(vae_path),
+                             str(release.LATENT_SCALE)],
+                            capture_output=True, text=True, cwd=_require_comfyui(), timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     lines = dict(line.split(" ", 1) for line in result.stdout.strip().splitlines() if line[:6] in ("encode", "decode"))
     encode_error, scale = (float(v) for v in lines["encode"].split())
@@ -406,9 +711,9 @@ def test_models_live_under_comfyui_model_management(comfy_server: ComfyServer) -
     again. Catches a claim the stand-ins in tests/comfy_stubs make about comfy.model_management /
     comfy.model_patcher that the real ones do not honour (the stand-ins cannot show it)."""
     python = os.environ.get("COMFYUI_PYTHON", sys.executable)
-    result = subprocess.run([python, "-c", MODEL_MANAGEMENT_CHECK, COMFYUI_DIR, str(REPO_ROOT),
+    result = subprocess.run([python, "-c", MODEL_MANAGEMENT_CHECK, str(_require_comfyui()), str(REPO_ROOT),
                              str(comfy_server.base / "models")],
-                            capture_output=True, text=True, cwd=COMFYUI_DIR, timeout=600)
+                            capture_output=True, text=True, cwd=_require_comfyui(), timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     checks = dict(line.split(" ", 1) for line in result.stdout.strip().splitlines()
                   if line.split(" ", 1)[0] in ("patcher", "dtype", "size", "wraps", "loaded", "unloaded", "reloaded"))
