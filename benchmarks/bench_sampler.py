@@ -240,10 +240,11 @@ def _inputs(opts: argparse.Namespace, length: int, size: int):
     import numpy as np
     import torch
 
-    from echomimic.cli import EXAMPLE_AUDIO, EXAMPLE_IMAGE, _resize, load_rgb_image
+    from echomimic.cli import EXAMPLE_AUDIO, EXAMPLE_IMAGE, load_rgb_image
+    from echomimic.pipeline.inputs import reference_pixels
     from echomimic.video_io import read_audio
 
-    reference = torch.from_numpy(_resize(load_rgb_image(EXAMPLE_IMAGE), size, size))
+    reference = reference_pixels(load_rgb_image(EXAMPLE_IMAGE), size, size)[0].permute(1, 2, 0)
     mask = torch.zeros(size, size)
     mask[size // 8: size - size // 8, size // 5: size - size // 5] = 1.0  # the face region of the example
     speech, sample_rate = read_audio(EXAMPLE_AUDIO)

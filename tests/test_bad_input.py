@@ -587,7 +587,7 @@ def test_given_landmarks_and_no_crop_never_run_the_face_detector(tmp_path, monke
     monkeypatch.setattr(landmarks, "face_mask_and_crop", no_detector)
     args, gray = _pose_args(tmp_path, "--no-crop")
     reference, mask, landmark_reference, _ = _prepare_reference(args, gray, _Reporter(True))
-    assert reference.shape == (64, 64, 3) and mask is None and landmark_reference is None
+    assert reference.shape == (96, 96, 3) and mask is None and landmark_reference is None  # sized by the library
 
 
 def test_pose_mode_without_a_face_does_not_suggest_a_mask(tmp_path):
@@ -637,3 +637,16 @@ def test_length_beyond_the_speech_says_what_will_be_made_and_makes_it(tmp_path, 
     assert planned, err
     written = probe_mp4(out)["frames"].shape[0]
     assert written == int(planned.group(1)) and f"wrote {out}: {written} frames" in err
+
+
+def test_an_all_zero_face_mask_is_refused_before_loading(tmp_path, capsys, weights, inputs):
+    """Catches the CLI accepting an empty mask the nodes refuse: the library's rule (prepare_face_mask)
+    refuses it for both, and the CLI applies it while reading the file, before any model loads."""
+    zero = tmp_path / "zero.png"
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(zero)
+    given = [arg for arg in inputs]
+    given[given.index("--mask") + 1] = str(zero)
+    fast = [arg for arg in FAST if arg != "--quiet"]
+    status, err = run(capsys, "generate", *given, "--weights", weights, "--out", tmp_path / "out.mp4", *fast)
+    assert_one_line_error(status, err, "The face mask is empty (all 0)")
+    assert "loading the" not in err

@@ -107,10 +107,10 @@ def test_generate_pose_acc_mode_from_a_driving_video(tmp_path):
         "generate", "--mode", "pose_acc", "--image", str(cli.EXAMPLE_IMAGE), "--audio", str(case / "inputs" / "audio.wav"),
         "--driving-video", str(driving_video), "--save-landmarks", str(landmarks_json), "--out", str(out),
         "--weights", str(weights), "--width", "64", "--height", "64", "--steps", "1",
-        "--context-frames", "4", "--context-overlap", "1", "--device", "cpu", "--quiet",
+        "--context-frames", "4", "--context-overlap", "1", "--device", "cpu", "--quiet", "--length-policy", "stop",
     ])
 
-    assert status == 0  # no --length: as many frames as the driving video (the speech is longer)
+    assert status == 0  # no --length, policy stop: as many frames as the driving video (the speech is longer)
     info = probe_mp4(out)
     assert info["frames"].shape == (num_frames, 64, 64, 3)
     assert abs(info["audio"]["seconds"] - info["video_seconds"]) <= AAC_FRAME / 16000

@@ -23,11 +23,11 @@ from ..errors import CancelledError, EchoMimicError
 from .commands import run_check, run_convert, run_download
 from .devices import _pick_device, _pick_dtype
 from .generate import run_generate, validate_generate_args
-from .inputs import _resize, load_mask_image, load_rgb_image
+from .inputs import load_mask_image, load_rgb_image
 from .parser import EXAMPLE_AUDIO, EXAMPLE_IMAGE, EXAMPLES_DIR, REPO_ROOT, build_parser
 
 __all__ = [
-    "EXAMPLES_DIR", "EXAMPLE_AUDIO", "EXAMPLE_IMAGE", "REPO_ROOT", "_pick_device", "_pick_dtype", "_resize",
+    "EXAMPLES_DIR", "EXAMPLE_AUDIO", "EXAMPLE_IMAGE", "REPO_ROOT", "_pick_device", "_pick_dtype",
     "build_parser", "load_mask_image", "load_rgb_image", "main", "run_generate", "validate_generate_args",
 ]
 

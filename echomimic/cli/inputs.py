@@ -27,28 +27,33 @@ def load_mask_image(path: Path) -> np.ndarray:
     return read_mask_image(path)
 
 
-def _resize(array: np.ndarray, width: int, height: int) -> np.ndarray:
-    """``[H, W]`` or ``[H, W, C]`` float32 resized to width x height (bilinear, cv2 from mediapipe)."""
-    import cv2
-    import numpy as np
+def _pixels_at(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``[H, W, 3]`` 0..1 at width x height by the library's one resize rule (pipeline.inputs.reference_pixels)."""
+    from ..pipeline.inputs import reference_pixels
 
-    if array.shape[:2] == (height, width):
-        return array.astype(np.float32, copy=False)
-    interpolation = cv2.INTER_AREA if array.shape[0] > height else cv2.INTER_LINEAR
-    return cv2.resize(array.astype(np.float32), (width, height), interpolation=interpolation)
+    return reference_pixels(image, height, width)[0].permute(1, 2, 0).numpy()
+
+
+def _mask_at(mask: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A ``[H, W]`` mask at width x height by the library's rules (pipeline.inputs.prepare_face_mask: an empty
+    mask is refused here, before anything loads, as in the nodes)."""
+    from ..pipeline.inputs import prepare_face_mask
+
+    return prepare_face_mask(mask, height, width)[0, 0, 0].numpy()
 
 
 LANDMARK_REFERENCE_SIDE = 512  # the face mesh needs a face of a decent size in pixels
 
 
 def _prepare_reference(args: argparse.Namespace, image_path: Path, report: _Reporter):
-    """Returns ``(reference [H, W, 3] 0..1, face_mask [H, W] 0..1, landmark_reference, crop_info)`` at the
-    output size; ``crop_info`` (:class:`echomimic.compose.CropInfo`) says where the reference came from in
-    the picture, for ``--paste-back``.
+    """Returns ``(reference [H', W', 3] 0..1, face_mask [H', W'] 0..1, landmark_reference, crop_info)``: the
+    picture (cropped around the face unless ``--no-crop``) at any size; the library resizes reference and
+    mask to the output size by its own rules, exactly as for the nodes. ``crop_info``
+    (:class:`echomimic.compose.CropInfo`) says where the reference came from in the picture, for ``--paste-back``.
 
-    ``landmark_reference`` is the same picture at a shorter side of at least 512 pixels, for finding
-    the reference's landmarks (pose modes) when the output size is small; None in the audio modes and with
-    given landmarks and ``--no-crop`` (then the face detector does not run at all, and the mask is None).
+    ``landmark_reference`` is the picture at the output's aspect with a shorter side of at least 512 pixels,
+    for finding the reference's landmarks (pose modes); None in the audio modes and with given landmarks
+    and ``--no-crop`` (then the face detector does not run at all, and the mask is None).
     """
     from ..landmarks import face_mask_and_crop
 
@@ -57,16 +62,16 @@ def _prepare_reference(args: argparse.Namespace, image_path: Path, report: _Repo
         from ..compose import whole_image_crop_info
 
         crop_info = whole_image_crop_info(image.shape[1], image.shape[0], (args.width, args.height))
-        return _resize(image, args.width, args.height), None, None, crop_info
+        return image, None, None, crop_info
     pose = args.mode.startswith("pose")
     if pose and args.landmarks is not None and args.no_crop:  # nothing here needs the face detector
         from ..compose import whole_image_crop_info
 
         crop_info = whole_image_crop_info(image.shape[1], image.shape[0], (args.width, args.height))
-        return _resize(image, args.width, args.height), None, None, crop_info
+        return image, None, None, crop_info
     user_mask = None
     if args.mask is not None:
-        user_mask = _resize(load_mask_image(args.mask), image.shape[1], image.shape[0])
+        user_mask = _mask_at(load_mask_image(args.mask), image.shape[1], image.shape[0])
     try:
         crop = face_mask_and_crop(image, crop=not args.no_crop, size=(args.width, args.height), mask=user_mask,
                                   models_dir=args.weights)
@@ -77,16 +82,15 @@ def _prepare_reference(args: argparse.Namespace, image_path: Path, report: _Repo
         advice = ", or add --no-crop to animate the whole picture" if args.landmarks is not None else ""
         raise InputError(f"No face was found in the reference image {image_path}: the pose modes crop it around "
                          f"the face; use a clearer, roughly frontal portrait{advice}.") from None
-    reference = _resize(crop.image, args.width, args.height)
-    mask = _resize(crop.mask, args.width, args.height).clip(0.0, 1.0)
+    reference, mask = crop.image, crop.mask
     landmark_reference = None
     if args.mode.startswith("pose"):
         scale = max(1.0, LANDMARK_REFERENCE_SIDE / min(args.width, args.height))
         big_width, big_height = round(args.width * scale), round(args.height * scale)
         if scale == 1.0:
-            landmark_reference = reference
+            landmark_reference = _pixels_at(reference, args.width, args.height)
         elif args.no_crop:
-            landmark_reference = _resize(image, big_width, big_height)
+            landmark_reference = _pixels_at(image, big_width, big_height)
         else:
             landmark_reference = face_mask_and_crop(image, size=(big_width, big_height), mask=user_mask,
                                                     models_dir=args.weights).image
