@@ -64,6 +64,8 @@ class EchoMimicExtractLandmarks:
         count, height, width = int(frames.shape[0]), int(frames.shape[1]), int(frames.shape[2])
         sequence = extract_landmarks(frames.numpy(), models_dir=ensure_mediapipe_files(FACE_LANDMARKER),
                                      progress=_frames_progress(count))
+        if sequence.filled_count:  # shown in ComfyUI's console: nothing is filled in silently
+            print(f"EchoMimic Extract Landmarks: {sequence.missing_face_report()}")
         drawn = torch.from_numpy(draw_landmarks(sequence, width, height, parts=LIBRARY_PARTS))
         lit = drawn.amax(dim=-1, keepdim=True) > 0
         preview = torch.where(lit, drawn, frames * 0.6)  # dim the frame so the lines stand out

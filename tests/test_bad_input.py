@@ -547,14 +547,17 @@ def test_landmarks_that_draw_nothing_are_refused(tmp_path, comfy_nodes, fill):
 
 def test_partly_blank_landmarks_are_reported_by_frame():
     """Catches blank frames (no point on the canvas) going unreported, or reported with wrong numbers."""
-    from echomimic.cli.inputs import frame_list
     from echomimic.landmarks import LandmarkSequence
+    from echomimic.landmarks.sequence import frame_list
 
     points = np.full((6, 478, 3), 100.0, np.float32)
     points[[1, 2, 5]] = np.nan
-    sequence = LandmarkSequence(points, 512, 512)
+    sequence = LandmarkSequence(points, 512, 512, detected=[True, False, False, True, True, False])
     assert sequence.check_drawable() == [1, 2, 5]
-    assert frame_list([1, 2, 5]) == "1-2, 5"
+    assert frame_list([1, 2, 5]) == "1-2, 5" and frame_list(list(range(0, 40, 2)), shown=2) == "0, 2, ..."
+    assert sequence.missing_face_report() == ("no face in 3 of 6 frames (frames 1-2, 5); their landmarks are "
+                                              "filled in from the nearest frames")
+    assert LandmarkSequence(points, 512, 512).missing_face_report() == ""
 
 
 # --- pose modes and the face detector ----------------------------------------------------------------

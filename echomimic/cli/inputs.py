@@ -104,6 +104,7 @@ def _landmark_images(args: argparse.Namespace, landmark_reference: np.ndarray, r
     the driving video's motion is transferred onto.
     """
     from ..landmarks import LandmarkSequence, align_landmarks, draw_landmarks, extract_landmarks
+    from ..landmarks.sequence import frame_list
 
     if args.landmarks is not None:
         sequence = LandmarkSequence.load(args.landmarks)
@@ -119,9 +120,7 @@ def _landmark_images(args: argparse.Namespace, landmark_reference: np.ndarray, r
         report.info(f"extracting landmarks from {frames.shape[0]} frames of {args.driving_video} ...")
         driver = extract_landmarks(frames, models_dir=args.weights)
         if driver.filled_count:
-            missing = [index for index, found in enumerate(driver.detected) if not found]
-            report.info(f"note: no face in {len(missing)} of {driver.num_frames} frames of {args.driving_video.name} "
-                        f"(frames {frame_list(missing)}); their landmarks are filled in from the nearest frames")
+            report.info(f"note: {driver.missing_face_report()} ({args.driving_video.name})")
         reference_landmarks = extract_landmarks(landmark_reference[None], models_dir=args.weights)
         sequence = align_landmarks(driver, reference_landmarks)
     if args.save_landmarks is not None:
@@ -132,18 +131,6 @@ def _landmark_images(args: argparse.Namespace, landmark_reference: np.ndarray, r
         report.info(f"note: {len(blank)} of {sequence.num_frames} landmark frames have no point on the canvas "
                     f"(frames {frame_list(blank)}); those frames get no pose guidance")
     return draw_landmarks(sequence, args.width, args.height)
-
-
-def frame_list(indices: list[int], shown: int = 12) -> str:
-    """'0-3, 7, 9' for a report line (0-based frame numbers), the first ``shown`` runs only."""
-    runs: list[list[int]] = []
-    for index in indices:
-        if runs and index == runs[-1][1] + 1:
-            runs[-1][1] = index
-        else:
-            runs.append([index, index])
-    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs[:shown])
-    return text + (", ..." if len(runs) > shown else "")
 
 
 def _hand_pose_images(args: argparse.Namespace, report: _Reporter) -> np.ndarray:

@@ -90,6 +90,14 @@ class LandmarkSequence:
             on_canvas = (x >= 0) & (x < self.width) & (y >= 0) & (y < self.height)
         return np.flatnonzero(~on_canvas.any(axis=1)).tolist()
 
+    def missing_face_report(self) -> str:
+        """One sentence on the frames without a face (filled in from their neighbours), '' if none."""
+        missing = np.flatnonzero(~self.detected).tolist()
+        if not missing:
+            return ""
+        return (f"no face in {len(missing)} of {self.num_frames} frames (frames {frame_list(missing)}); their "
+                "landmarks are filled in from the nearest frames")
+
     def check_drawable(self, source: str = "The landmarks") -> list[int]:
         """Raise :class:`InputError` if no frame has a point on the canvas (the video would have no pose
         guidance at all); otherwise return the blank frames (see :meth:`blank_frames`) for a report."""
@@ -158,3 +166,15 @@ class LandmarkSequence:
         if not path.is_file():
             raise InputError(f"Landmark file {path} does not exist; check the path.")
         return cls.from_json(path.read_text(encoding="utf-8"))
+
+
+def frame_list(indices: list[int], shown: int = 12) -> str:
+    """'0-3, 7, 9-10' for a report line (0-based frame numbers), the first ``shown`` runs only."""
+    runs: list[list[int]] = []
+    for index in indices:
+        if runs and index == runs[-1][1] + 1:
+            runs[-1][1] = index
+        else:
+            runs.append([index, index])
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs[:shown])
+    return text + (", ..." if len(runs) > shown else "")
