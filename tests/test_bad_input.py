@@ -653,3 +653,32 @@ def test_an_all_zero_face_mask_is_refused_before_loading(tmp_path, capsys, weigh
     status, err = run(capsys, "generate", *given, "--weights", weights, "--out", tmp_path / "out.mp4", *fast)
     assert_one_line_error(status, err, "The face mask is empty (all 0)")
     assert "loading the" not in err
+
+
+# --- convert --------------------------------------------------------------------------------------------
+
+
+def test_convert_refuses_a_hostile_file_and_leaves_nothing_behind(tmp_path, capsys):
+    """Catches convert unpickling a code-running .pth, or leaving a partial .safetensors when it stops."""
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    shutil.copy(AUDIO_CASE / "weights" / "face_locator.pth", folder / "face_locator.pth")
+    marker = tmp_path / "pwned"
+    hostile = folder / "reference_unet.pth"
+    torch.save({"conv_in.weight": torch.zeros(1), "payload": _RunsCode(marker)}, hostile)
+    status, err = run(capsys, "convert", folder)
+    assert_one_line_error(status, err, str(hostile), "refused: it would import os.system")
+    assert not marker.exists()
+    assert sorted(path.name for path in folder.iterdir()) == ["face_locator.pth", "face_locator.safetensors",
+                                                              "reference_unet.pth"]
+
+
+def test_convert_into_a_read_only_folder_is_one_line(tmp_path, capsys):
+    """Catches a traceback (or a conversion attempt) when the weights folder cannot be written."""
+    folder = tmp_path / "read-only"
+    with mounted_tmpfs(folder, "4m"):
+        shutil.copy(AUDIO_CASE / "weights" / "face_locator.pth", folder / "face_locator.pth")
+        remount(folder, "ro")
+        status, err = run(capsys, "convert", folder)
+        assert_one_line_error(status, err, str(folder), "not writable")
+        assert sorted(os.listdir(folder)) == ["face_locator.pth"]
