@@ -533,6 +533,23 @@ def test_server_lists_every_echomimic_node(comfy_server: ComfyServer) -> None:
     assert set(comfy_server.weight_folders.values()) | {"EchoMimic"} <= folders
 
 
+def test_recorded_core_nodes_match_the_running_server(comfy_server: ComfyServer) -> None:
+    """Catches a stale tests/comfyui_object_info record (the workflow validator's view of ComfyUI's core nodes)
+    for the version running here: inputs, their order and outputs must be what the server says."""
+    version = comfy_server.request("/system_stats")["system"]["comfyui_version"]
+    record_path = REPO_ROOT / "tests" / "comfyui_object_info" / f"{version}.json"
+    assert record_path.is_file(), f"no record for ComfyUI {version}: run scripts/dump_object_info.py"
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    live = comfy_server.request("/object_info")
+    used = {node["type"] for path in WORKFLOWS for node in json.loads(path.read_text(encoding="utf-8"))["nodes"]}
+    for name in sorted(used & set(record)):
+        assert name in live, name
+        for field in ("input_order", "output", "output_name", "output_node"):
+            assert record[name].get(field) == live[name].get(field), f"{name}.{field}"
+        for section, inputs in record[name]["input"].items():
+            assert set(inputs) == set(live[name]["input"].get(section, {})), f"{name} {section} inputs"
+
+
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda path: path.stem)
 def test_workflow_runs_and_saves_an_mp4_with_sound(comfy_server: ComfyServer,
                                                    mediapipe_server: LoopbackFileServer, path: Path) -> None:

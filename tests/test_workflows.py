@@ -297,6 +297,8 @@ def test_layout_check_catches_bad_layouts(object_info: dict[str, dict[str, Any]]
 
 @pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda path: path.stem)
 def test_workflow_matches_the_node_definitions(path: Path, object_info: dict[str, dict[str, Any]]) -> None:
+    """Catches a workflow that a ComfyUI version we support would refuse: unknown node, wrong widget count or
+    value, a link between mismatched types, an unconnected required input."""
     workflow = json.loads(path.read_text(encoding="utf-8"))
     assert workflow.get("version") == 0.4 and isinstance(workflow["nodes"], list)
     assert validate_workflow(workflow, object_info) == []
@@ -304,6 +306,8 @@ def test_workflow_matches_the_node_definitions(path: Path, object_info: dict[str
 
 @pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda path: path.stem)
 def test_workflow_saves_an_mp4_with_the_trimmed_sound(path: Path, object_info: dict[str, dict[str, Any]]) -> None:
+    """Catches a workflow that saves untrimmed sound, the wrong frame rate, or pairs a variant with the wrong
+    conditioning input."""
     workflow = json.loads(path.read_text(encoding="utf-8"))
     prompt = ui_to_api(workflow, object_info)
     types = {node_id: node["class_type"] for node_id, node in prompt.items()}
