@@ -366,3 +366,46 @@ def test_v2_pose_encoder_runs_per_window(v2_setup, speech_features) -> None:
     finally:
         handle.remove()
     assert widest and max(widest) <= 4
+
+
+# Several windows per UNet call (issue 13) ----------------------------------------------------------------
+
+
+def _unet_batches(models) -> tuple[list[int], object]:
+    batches: list[int] = []
+    handle = models.denoising_unet.register_forward_hook(lambda _m, args, _o: batches.append(int(args[0].shape[0])))
+    return batches, handle
+
+
+@pytest.mark.parametrize("cfg", [2.5, 1.0])
+def test_window_batch_gives_the_one_at_a_time_video(audio_setup, speech_features, cfg) -> None:
+    """Catches batched windows that mix up rows (uncond/cond order, audio or features of another window):
+    3 windows per UNet call must give the one-window-per-call video within the parity tolerance."""
+    models, vae, reference, mask = audio_setup
+    settings = small(cfg=cfg, steps=2, context_frames=4, context_overlap=1, length=10)
+    one = generate_video(models, vae, reference, audio_features=speech_features, face_mask=mask,
+                         settings=small(**{**settings.__dict__, "window_batch": 1}))
+    batches, handle = _unet_batches(models)
+    try:
+        three = generate_video(models, vae, reference, audio_features=speech_features, face_mask=mask,
+                               settings=small(**{**settings.__dict__, "window_batch": 3}))
+    finally:
+        handle.remove()
+    rows = 2 if cfg > 1 else 1
+    assert batches[:2] == [3 * rows, 1 * rows]  # 4 windows: one call of 3, one of 1, per step
+    assert float((one.frames - three.frames).abs().max()) < 1e-4
+
+
+def test_window_batch_v2_pose_windows(v2_setup, speech_features) -> None:
+    """The same for V2: each window's own pose features must go with its own latents and audio."""
+    models, vae, poses = v2_setup
+    reference = torch.rand(96, 64, 3, generator=torch.Generator().manual_seed(5))
+    base = dict(width=64, height=96, cfg=2.5, steps=1, context_frames=4, context_overlap=1, length=9)
+    one = generate_video(models, vae, reference, audio_features=speech_features, pose_images=poses,
+                         settings=small(**base, window_batch=1))
+    batched = generate_video(models, vae, reference, audio_features=speech_features, pose_images=poses,
+                             settings=small(**base, window_batch=4))
+    assert float((one.frames - batched.frames).abs().max()) < 1e-4
+    assert SamplingSettings().window_batch == 0  # auto by default
+    with pytest.raises(InputError, match="window_batch"):
+        SamplingSettings(window_batch=-1).validated()

@@ -26,6 +26,7 @@ class SamplingSettings:
     context_frames: int = 12
     context_overlap: int = 3
     decode_batch: int = 0  # frames per VAE decode call; 0: auto, per device (pipeline.vae.auto_decode_batch)
+    window_batch: int = 0  # context windows per UNet call; 0: auto (1 on CPU, as many as fit on a GPU)
     length_policy: str = DEFAULT_LENGTH_POLICY  # landmarks / poses shorter than the video: see pipeline.length
 
     @classmethod
@@ -72,6 +73,8 @@ class SamplingSettings:
             )
         if self.decode_batch < 0:
             raise InputError("decode_batch must be at least 1 (or 0: automatic, per device).")
+        if self.window_batch < 0:
+            raise InputError("window_batch must be at least 1 (or 0: automatic, per device).")
         if self.length_policy not in LENGTH_POLICIES:
             raise InputError(f"Unknown length policy {self.length_policy!r}; choose one of {', '.join(LENGTH_POLICIES)}.")
         return self
