@@ -340,9 +340,9 @@ def test_download_command_fetches_weights_vae_and_mediapipe(tmp_path: Path, hub_
 def test_hub_download_that_fails_offline_names_file_url_and_folder(tmp_path: Path, hub_cache: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Catches: an unreachable Hub reported as a traceback, or without the file and where to put it."""
-    from echomimic.weights_download import download_weights
-
     import huggingface_hub.constants
+
+    from echomimic.weights_download import download_weights
 
     # Offline mode fails at once; a closed port fails the same way after huggingface_hub's ~25 s of retries.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
