@@ -108,7 +108,7 @@ class EchoMimicSampler:
             steps=int(steps) if int(steps) > 0 else defaults.steps,
             cfg=defaults.cfg if float(cfg) <= 0 else float(cfg),  # nan stays nan, refused by validated()
             seed=int(seed), fps=0.0, context_frames=int(context_frames), context_overlap=int(context_overlap),
-            length_policy=str(length_policy),
+            length_policy=str(length_policy),  # window_batch stays 0: automatic per device
         ).validated()
 
         reference = torch.from_numpy(first_image_numpy(reference_image))

@@ -409,3 +409,38 @@ def test_window_batch_v2_pose_windows(v2_setup, speech_features) -> None:
     assert SamplingSettings().window_batch == 0  # auto by default
     with pytest.raises(InputError, match="window_batch"):
         SamplingSettings(window_batch=-1).validated()
+
+
+# Input rules (one place for the CLI and the nodes) ------------------------------------------------------
+
+
+def test_face_mask_rule_is_one_bilinear_resize_of_the_first_mask() -> None:
+    """Catches front-end-specific mask handling coming back: a ComfyUI batch [B, H, W], a numpy [H, W] and a
+    uint8 mask all become the same [1, 1, 1, H, W] 0..1 mask, resized bilinearly (the official cv2 INTER_LINEAR)."""
+    from echomimic.pipeline.inputs import prepare_face_mask
+
+    small_mask = torch.zeros(32, 32)
+    small_mask[8:24, 10:22] = 1.0
+    expected = torch.nn.functional.interpolate(small_mask[None, None], size=(64, 64), mode="bilinear",
+                                               align_corners=False)[0, 0]
+    batch = torch.stack([small_mask, torch.zeros(32, 32)])
+    for given in (batch, small_mask.numpy(), (small_mask * 255).to(torch.uint8)):
+        prepared = prepare_face_mask(given, 64, 64)
+        assert prepared.shape == (1, 1, 1, 64, 64)
+        assert torch.allclose(prepared[0, 0, 0], expected, atol=1e-6)
+    assert torch.equal(prepare_face_mask(small_mask, 32, 32)[0, 0, 0], small_mask)  # right size: untouched
+    with pytest.raises(InputError, match="empty"):
+        prepare_face_mask(torch.zeros(1, 32, 32), 64, 64)
+    with pytest.raises(InputError, match="NaN"):
+        prepare_face_mask(torch.full((8, 8), float("nan")), 64, 64)
+
+
+def test_reference_rule_resizes_and_accepts_uint8() -> None:
+    """Catches a reference that reaches the VAE at another size or in 0..255."""
+    from echomimic.pipeline.inputs import reference_pixels
+
+    image = torch.rand(1, 48, 40, 3)
+    pixels = reference_pixels(image, 64, 56)
+    assert pixels.shape == (1, 3, 64, 56) and 0.0 <= float(pixels.min()) and float(pixels.max()) <= 1.0
+    as_uint8 = (image[0] * 255).round().to(torch.uint8)
+    assert torch.allclose(reference_pixels(as_uint8, 48, 40), as_uint8.permute(2, 0, 1)[None].float() / 255)
