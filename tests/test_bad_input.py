@@ -682,3 +682,86 @@ def test_convert_into_a_read_only_folder_is_one_line(tmp_path, capsys):
         status, err = run(capsys, "convert", folder)
         assert_one_line_error(status, err, str(folder), "not writable")
         assert sorted(os.listdir(folder)) == ["face_locator.pth"]
+
+
+# --- the pixels ComfyUI's own LoadImage gives -----------------------------------------------------------
+
+
+def _comfyui_load_image():
+    """ComfyUI's ``LoadImage.load_image`` and ``node_helpers.pillow``, taken unchanged from the newest
+    snapshot's source (ast) and run with Pillow, numpy and torch; only ``folder_paths`` (the input folder
+    lookup) is a stand-in that returns the path it is given."""
+    import ast
+    import tarfile
+    import types
+
+    from PIL import ImageFile, ImageOps, ImageSequence, UnidentifiedImageError
+
+    from tests.parity_cases import COMFYUI_SNAPSHOTS
+
+    snapshots = sorted(Path(COMFYUI_SNAPSHOTS).glob("ComfyUI-*.tar.gz"))
+    assert snapshots, f"no ComfyUI snapshot in {COMFYUI_SNAPSHOTS}"
+    with tarfile.open(snapshots[-1]) as archive:
+        sources = {name: archive.extractfile(name).read().decode() for name in ("nodes.py", "node_helpers.py")}
+
+    def definition(source: str, name: str) -> str:
+        node = next(n for n in ast.parse(source).body if getattr(n, "name", None) == name)
+        return ast.get_source_segment(source, node)
+
+    helpers: dict = {"ImageFile": ImageFile, "UnidentifiedImageError": UnidentifiedImageError}
+    exec(definition(sources["node_helpers.py"], "pillow"), helpers)  # noqa: S102 - ComfyUI's own code
+    namespace = {"Image": Image, "ImageOps": ImageOps, "ImageSequence": ImageSequence, "np": np, "torch": torch,
+                 "node_helpers": types.SimpleNamespace(pillow=helpers["pillow"]),
+                 "folder_paths": types.SimpleNamespace(get_annotated_filepath=lambda name: name)}
+    exec(definition(sources["nodes.py"], "LoadImage"), namespace)  # noqa: S102 - ComfyUI's own code
+    return lambda path: namespace["LoadImage"]().load_image(str(path))[0][0].numpy()
+
+
+def _image_files(folder: Path) -> dict[str, Path]:
+    """One file per kind of picture users bring: phone JPEG with EXIF rotation, alpha, palette, gray, CMYK."""
+    rgb = _portrait()
+    files = {}
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    Image.fromarray(rgb).save(folder / "phone.jpg", quality=90, exif=exif)
+    files["exif"] = folder / "phone.jpg"
+    alpha = np.dstack([rgb, np.where(np.arange(16) < 8, 0, 255)[None].repeat(24, 0)]).astype(np.uint8)
+    Image.fromarray(alpha).save(folder / "rgba.png")
+    files["rgba"] = folder / "rgba.png"
+    Image.fromarray(rgb).convert("LA").save(folder / "la.png")
+    files["la"] = folder / "la.png"
+    palette = Image.fromarray(rgb).convert("P")
+    palette.save(folder / "palette.png", transparency=0)
+    files["palette"] = folder / "palette.png"
+    Image.fromarray(rgb).convert("L").save(folder / "gray.png")
+    files["gray"] = folder / "gray.png"
+    Image.fromarray(rgb).convert("CMYK").save(folder / "cmyk.jpg", quality=95)
+    files["cmyk"] = folder / "cmyk.jpg"
+    Image.fromarray(np.linspace(0, 2**31 - 1, 24 * 16).reshape(24, 16).astype(np.int32), "I").save(folder / "i32.tif")
+    files["32-bit"] = folder / "i32.tif"
+    return files
+
+
+def test_cli_and_library_read_images_exactly_as_comfyui_load_image(tmp_path):
+    """Catches any difference from ComfyUI's Load Image (orientation, alpha, palette, gray, CMYK, 32-bit):
+    the node user and the CLI user must animate the same pixels. Compared with ComfyUI's own code."""
+    from echomimic.images import read_rgb_image
+
+    load_image = _comfyui_load_image()
+    for kind, path in _image_files(tmp_path).items():
+        comfyui = load_image(path)
+        assert np.array_equal(read_rgb_image(path), comfyui), kind
+        assert np.array_equal(cli.load_rgb_image(path), comfyui), kind
+
+
+def test_sixteen_bit_png_where_comfyui_itself_clips(tmp_path):
+    """Catches our 16-bit reading regressing to ComfyUI's: its LoadImage only scales mode 'I', so the 'I;16'
+    that Pillow gives for a 16-bit PNG comes out white; ours is scaled like 'I' (the deliberate difference)."""
+    from echomimic.images import read_rgb_image
+
+    values = np.linspace(0, 65535, 32 * 32).reshape(32, 32).astype(np.uint16)
+    Image.fromarray(values).save(tmp_path / "gray16.png")
+    comfyui = _comfyui_load_image()(tmp_path / "gray16.png")
+    ours = read_rgb_image(tmp_path / "gray16.png")
+    assert (comfyui == 1.0).mean() > 0.9  # ComfyUI's clipping (if this fails, ComfyUI fixed it: match it)
+    np.testing.assert_allclose(ours[..., 0], np.minimum(values / 255.0, 255) / 255.0, atol=1 / 255 + 1e-6)
