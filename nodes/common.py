@@ -95,8 +95,11 @@ def resolve_weights_folder(name: str) -> str:
             f"Weights folder {name!r} must be the name of a folder inside ComfyUI/models/{MODELS_FOLDER_NAME}. "
             + DOWNLOAD_HINT
         )
+    from ..echomimic.weights import check_weights_folder
+
     candidates = [os.path.join(base, name) for base in models_base_paths()]
     for candidate in candidates:
+        check_weights_folder(candidate, must_exist=False)  # a symlink loop or a file: one clear message
         if os.path.isdir(candidate):
             return candidate
     return candidates[0]

@@ -765,3 +765,15 @@ def test_sixteen_bit_png_where_comfyui_itself_clips(tmp_path):
     ours = read_rgb_image(tmp_path / "gray16.png")
     assert (comfyui == 1.0).mean() > 0.9  # ComfyUI's clipping (if this fails, ComfyUI fixed it: match it)
     np.testing.assert_allclose(ours[..., 0], np.minimum(values / 255.0, 255) / 255.0, atol=1 / 255 + 1e-6)
+
+
+def test_node_weights_folder_that_is_a_symlink_loop(comfy_nodes):
+    """Catches a symlink-loop weights folder in ComfyUI/models/echomimic reported as missing files (or a
+    RuntimeError) instead of what it is."""
+    echomimic_dir, nodes, node_error = comfy_nodes
+    loop = echomimic_dir / "looping"
+    loop.symlink_to(loop)
+    with pytest.raises(node_error, match="symlink loop"):
+        nodes["EchoMimicModelLoader"].load("V1 audio", "auto", "looping", download_missing=False)
+    with pytest.raises(node_error, match="symlink loop"):
+        nodes["EchoMimicAudioEncoderLoader"].load("looping", "fp32", download_missing=False)
