@@ -21,10 +21,8 @@ from PIL import Image
 from echomimic import cli
 from tests.comfy_stubs import (
     StandInComfyVae,
-    build_tiny_weights,
     extension_submodule,
-    install_stub_modules,
-    load_extension,
+    node_instances,
     read_wav_as_comfy_audio,
 )
 from tests.helpers import require
@@ -77,10 +75,19 @@ def _mask_png(case: Path, target: Path) -> tuple[Path, torch.Tensor]:
 def nodes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     for case in ("v1_audio", "v1_pose_acc"):
         require(PARITY_ROOT / case / "case.json")
-    models_dir = tmp_path_factory.mktemp("comfy_models")
-    build_tiny_weights(models_dir)
-    install_stub_modules(models_dir)
-    return {node_id: cls() for node_id, cls in load_extension().NODE_CLASS_MAPPINGS.items()}
+    return node_instances(tmp_path_factory.mktemp("comfy_models"))
+
+
+def _assert_node_gives(from_cli: np.ndarray, nodes: dict[str, Any], model: Any, case: Path, features: Any,
+                       settings: dict[str, Any], **conditioning: Any) -> None:
+    """Run the sampler node on the case's reference with ``conditioning`` (face_mask, landmark_images or
+    hand_pose_images) and require exactly the CLI's frames."""
+    outputs = nodes["EchoMimicSampler"].sample(
+        model, StandInComfyVae(case / "vae"), _comfy_image(case / "inputs" / "reference.png"), features,
+        **conditioning, **settings)
+    from_node = outputs[0].numpy()
+    assert from_node.shape == from_cli.shape == (settings["length"], settings["height"], settings["width"], 3)
+    np.testing.assert_array_equal(from_node, from_cli)
 
 
 def _node_features(nodes: dict[str, Any], wav: Path) -> Any:
@@ -98,13 +105,8 @@ def test_audio_mode_cli_and_node_frames_are_identical(nodes: dict[str, Any], tmp
         "--mask", str(mask_png), "--no-crop"])
 
     (model,) = nodes["EchoMimicModelLoader"].load("V1 audio", "fp32", "tiny_audio")
-    outputs = nodes["EchoMimicSampler"].sample(
-        model, StandInComfyVae(case / "vae"), _comfy_image(case / "inputs" / "reference.png"),
-        _node_features(nodes, case / "inputs" / "audio.wav"), face_mask=comfy_mask, **SETTINGS)
-    from_node = outputs[0].numpy()
-
-    assert from_node.shape == from_cli.shape == (SETTINGS["length"], 64, 64, 3)
-    np.testing.assert_array_equal(from_node, from_cli)
+    _assert_node_gives(from_cli, nodes, model, case, _node_features(nodes, case / "inputs" / "audio.wav"), SETTINGS,
+                       face_mask=comfy_mask)
 
 
 def test_landmark_mode_cli_and_node_frames_are_identical(nodes: dict[str, Any], tmp_path: Path) -> None:
@@ -126,13 +128,8 @@ def test_landmark_mode_cli_and_node_frames_are_identical(nodes: dict[str, Any], 
     # what the Load Landmarks node hands on (the extension's own copy of the library class)
     landmarks = extension_submodule("echomimic.landmarks").LandmarkSequence.load(landmarks_json)
     (landmark_images,) = nodes["EchoMimicDrawLandmarks"].draw(landmarks, 64, 64, False)
-    outputs = nodes["EchoMimicSampler"].sample(
-        model, StandInComfyVae(case / "vae"), _comfy_image(case / "inputs" / "reference.png"),
-        _node_features(nodes, case / "inputs" / "audio.wav"), landmark_images=landmark_images, **settings)
-    from_node = outputs[0].numpy()
-
-    assert from_node.shape == from_cli.shape == (SETTINGS["length"], 64, 64, 3)
-    np.testing.assert_array_equal(from_node, from_cli)
+    _assert_node_gives(from_cli, nodes, model, case, _node_features(nodes, case / "inputs" / "audio.wav"), settings,
+                       landmark_images=landmark_images)
 
 
 def test_v2_cli_and_node_frames_are_identical(nodes: dict[str, Any], tmp_path: Path) -> None:
@@ -167,13 +164,7 @@ def test_v2_cli_and_node_frames_are_identical(nodes: dict[str, Any], tmp_path: P
         read_wav_as_comfy_audio(case / "inputs" / "audio.wav"), encoder, FPS)[0]
     poses = extension_submodule("echomimic.poses").HandPoseSequence.load(poses_json)  # Load Hand Poses' output
     (pose_images,) = nodes["EchoMimicDrawHandPoses"].draw(poses, width, height, ref_w)
-    outputs = nodes["EchoMimicSampler"].sample(
-        model, StandInComfyVae(case / "vae"), _comfy_image(case / "inputs" / "reference.png"), features,
-        hand_pose_images=pose_images, **settings)
-    from_node = outputs[0].numpy()
-
-    assert from_node.shape == from_cli.shape == (settings["length"], height, width, 3)
-    np.testing.assert_array_equal(from_node, from_cli)
+    _assert_node_gives(from_cli, nodes, model, case, features, settings, hand_pose_images=pose_images)
 
 
 def test_cases_describe_the_sizes_used_here() -> None:

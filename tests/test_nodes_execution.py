@@ -18,10 +18,8 @@ import torch
 from tests.comfy_stubs import (
     REPO_ROOT,
     StandInComfyVae,
-    build_tiny_weights,
     extension_submodule,
-    install_stub_modules,
-    load_extension,
+    node_instances,
     read_wav_as_comfy_audio,
 )
 from tests.helpers import require
@@ -37,10 +35,7 @@ def _parity_cases_present() -> None:
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    models_dir = tmp_path_factory.mktemp("comfy_models")
-    build_tiny_weights(models_dir)
-    install_stub_modules(models_dir)
-    return {node_id: cls() for node_id, cls in load_extension().NODE_CLASS_MAPPINGS.items()}
+    return node_instances(tmp_path_factory.mktemp("comfy_models"))
 
 
 @pytest.fixture(scope="module")

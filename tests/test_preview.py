@@ -27,9 +27,7 @@ from echomimic.preview import (
 )
 from tests.comfy_stubs import (
     StandInComfyVae,
-    build_tiny_weights,
-    install_stub_modules,
-    load_extension,
+    node_instances,
     read_wav_as_comfy_audio,
 )
 from tests.parity_cases import COMFYUI_SNAPSHOTS, PARITY_ROOT, find_case, make_weights_folder
@@ -136,10 +134,7 @@ def test_sampler_output_is_bit_identical_with_previews(pose_models: tuple[Any, A
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    models_dir = tmp_path_factory.mktemp("comfy_models")
-    build_tiny_weights(models_dir)
-    install_stub_modules(models_dir)
-    return {node_id: cls() for node_id, cls in load_extension().NODE_CLASS_MAPPINGS.items()}
+    return node_instances(tmp_path_factory.mktemp("comfy_models"))
 
 
 def _set_preview_method(monkeypatch: pytest.MonkeyPatch, method: str) -> None:

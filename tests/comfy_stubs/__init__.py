@@ -86,6 +86,13 @@ def build_tiny_weights(models_dir: Path) -> Path:
     return echomimic_dir
 
 
+def node_instances(models_dir: Path) -> dict[str, Any]:
+    """Every node of the extension, instantiated as ComfyUI does, over tiny weights in ``models_dir``."""
+    build_tiny_weights(models_dir)
+    install_stub_modules(models_dir)
+    return {node_id: cls() for node_id, cls in load_extension().NODE_CLASS_MAPPINGS.items()}
+
+
 class StandInComfyVae:
     """comfy.sd.VAE's call conventions over a diffusers AutoencoderKL.
 
