@@ -245,13 +245,14 @@ def _open_input(path: str | os.PathLike):
 
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"file not found: {path}; check the path.")
+        raise InputError(f"{path}: {'a folder, not a file' if path.is_dir() else 'file not found'}; check the path.")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path} is empty (0 bytes); pass a wav/mp3/flac/m4a/mp4 file with sound in it.")
     try:
         return av.open(str(path))
     except av.error.FFmpegError as error:
-        raise InputError(
-            f"cannot open {path} as a media file ({error}); pass a wav/mp3/flac/m4a/mp4 file."
-        ) from error
+        reason = getattr(error, "strerror", None) or str(error)  # without PyAV's errno and path
+        raise InputError(f"cannot open {path} as a media file ({reason}); pass a wav/mp3/flac/m4a/mp4 file.") from None
 
 
 def read_audio(path: str | os.PathLike) -> tuple[torch.Tensor, int]:

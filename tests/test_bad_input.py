@@ -777,3 +777,28 @@ def test_node_weights_folder_that_is_a_symlink_loop(comfy_nodes):
         nodes["EchoMimicModelLoader"].load("V1 audio", "auto", "looping", download_missing=False)
     with pytest.raises(node_error, match="symlink loop"):
         nodes["EchoMimicAudioEncoderLoader"].load("looping", "fp32", download_missing=False)
+
+
+# --- unreadable inputs --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("option", "content", "expected"), [
+    ("--audio", "text", "cannot open"),
+    ("--audio", "empty", "is empty (0 bytes)"),
+    ("--audio", "folder", "a folder, not a file"),
+    ("--image", "empty", "cannot read the image"),
+    ("--mask", "text", "cannot read the mask"),
+])
+def test_unreadable_input_files_are_one_line(tmp_path, capsys, weights, inputs, option, content, expected):
+    """Catches PyAV / PIL exceptions (or their errno tuples) reaching the user for a damaged input file.
+    With --no-crop and a mask nothing needs the face detector, so this also runs offline."""
+    bad = tmp_path / "bad-input"
+    if content == "folder":
+        bad.mkdir()
+    else:
+        bad.write_text("" if content == "empty" else "this is not a media file\n")
+    given = [arg for arg in inputs]
+    given[given.index(option) + 1] = str(bad)
+    status, err = run(capsys, "generate", *given, "--weights", weights, "--out", tmp_path / "out.mp4", *FAST)
+    assert_one_line_error(status, err, str(bad), expected)
+    assert "Errno" not in err

@@ -50,7 +50,8 @@ def validate_generate_args(args: argparse.Namespace) -> None:
     for name in ("image", "audio", "mask", "driving_video", "landmarks"):
         path = getattr(args, name)
         if path is not None and not Path(path).is_file():
-            raise InputError(f"--{name.replace('_', '-')} {path}: file not found; check the path.")
+            problem = "a folder, not a file" if Path(path).is_dir() else "file not found"
+            raise InputError(f"--{name.replace('_', '-')} {path}: {problem}; check the path.")
 
 
 def validate_v2_args(args: argparse.Namespace) -> None:
@@ -64,7 +65,8 @@ def validate_v2_args(args: argparse.Namespace) -> None:
     for name in ("image", "audio", "driving_video", "poses"):
         path = getattr(args, name)
         if path is not None and not Path(path).is_file():
-            raise InputError(f"--{name.replace('_', '-')} {path}: file not found; check the path.")
+            problem = "a folder, not a file" if Path(path).is_dir() else "file not found"
+            raise InputError(f"--{name.replace('_', '-')} {path}: {problem}; check the path.")
 
 
 def sampling_settings(args: argparse.Namespace, length: int = 0) -> SamplingSettings:
@@ -159,7 +161,10 @@ def run_generate(args: argparse.Namespace) -> Path:
     else:
         files = check_weights(args.weights, args.mode)
     # The Tasks API's MediaPipe files (mediapipe > 0.10.21): into <weights>/mediapipe on first use.
-    fetch_mediapipe_for_run(args.weights, args.mode, face_crop=not args.mode.startswith("v2"), log=report.info)
+    # The face detector runs only to crop or to find the face: not with --no-crop and a given mask or landmarks.
+    needs_detector = not args.mode.startswith("v2") and not (
+        args.no_crop and (args.mask is not None or getattr(args, "landmarks", None) is not None))
+    fetch_mediapipe_for_run(args.weights, args.mode, face_crop=needs_detector, log=report.info)
 
     import torch
 
