@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ..errors import WeightsError
+from ..weights import load_pickle_weights, read_safetensors
 from .whisper_encoder import EncoderDims, WhisperEncoder
 
 # EchoMimic V1's UNet reads 384-wide tokens built from 5 hidden states (embedding + 4 blocks).
@@ -100,19 +101,6 @@ def _dims_from_state(state: dict[str, torch.Tensor], n_heads: int | None) -> Enc
                        n_heads=int(n_heads or width // 64), n_layers=n_layers)
 
 
-def _safe_torch_load(path: Path) -> object:
-    """weights_only torch.load; empty, damaged or code-running files are one WeightsError naming the path."""
-    from ..weights import load_pickle_weights
-
-    return load_pickle_weights(path)
-
-
-def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from ..weights import read_safetensors
-
-    return read_safetensors(path)
-
-
 def _read_hf_folder(folder: Path) -> tuple[dict[str, torch.Tensor], int | None]:
     heads = None
     config_path = folder / "config.json"
@@ -124,9 +112,9 @@ def _read_hf_folder(folder: Path) -> tuple[dict[str, torch.Tensor], int | None]:
     single = folder / "model.safetensors"
     legacy = folder / "pytorch_model.bin"
     if single.is_file():
-        return _load_safetensors(single), heads
+        return read_safetensors(single), heads
     if legacy.is_file():
-        loaded = _safe_torch_load(legacy)
+        loaded = load_pickle_weights(legacy)
         if isinstance(loaded, dict):
             return loaded, heads
     raise WeightsError(
@@ -145,13 +133,13 @@ def read_whisper_encoder_state(path: str | Path) -> tuple[dict[str, torch.Tensor
         state, heads = _read_hf_folder(path)
         source = f"The folder {path}"
     elif path.suffix == ".safetensors":
-        state = _load_safetensors(path)
+        state = read_safetensors(path)
         sibling_config = path.with_name("config.json")
         if sibling_config.is_file():
             heads = json.loads(sibling_config.read_text()).get("encoder_attention_heads")
         source = str(path.name)
     elif path.suffix in (".pt", ".pth", ".bin", ".ckpt"):
-        loaded = _safe_torch_load(path)
+        loaded = load_pickle_weights(path)
         if isinstance(loaded, dict) and isinstance(loaded.get("model_state_dict"), dict):
             state = loaded["model_state_dict"]
             dims = loaded.get("dims")
