@@ -109,6 +109,28 @@ def test_audio_mode_cli_and_node_frames_are_identical(nodes: dict[str, Any], tmp
                        face_mask=comfy_mask)
 
 
+def test_inputs_of_another_size_are_resized_by_the_library_alone(nodes: dict[str, Any], tmp_path: Path) -> None:
+    """A 96x96 picture and mask for a 64x64 video: whichever front-end resizes them itself (cv2 area or
+    linear, bilinear, nearest) instead of handing them to the library makes other frames. Catches exactly
+    that: a resize rule living in the CLI or the node."""
+    case = PARITY_ROOT / "v1_audio"
+    big_reference = tmp_path / "reference_96.png"
+    Image.open(case / "inputs" / "reference.png").convert("RGB").resize((96, 96), Image.BICUBIC).save(big_reference)
+    values = np.rint(np.load(case / "inputs" / "face_mask.npy") * 255).astype(np.uint8)
+    big_mask = tmp_path / "mask_96.png"
+    Image.fromarray(values).resize((96, 96), Image.NEAREST).save(big_mask)
+    comfy_mask = torch.from_numpy(np.asarray(Image.open(big_mask), dtype=np.float32) / 255.0)[None]
+    from_cli = _cli_frames(tmp_path, _cli_weights(case, tmp_path / "weights", {}), "audio", SETTINGS, [
+        "--image", str(big_reference), "--audio", str(case / "inputs" / "audio.wav"), "--mask", str(big_mask),
+        "--no-crop"])
+
+    (model,) = nodes["EchoMimicModelLoader"].load("V1 audio", "fp32", "tiny_audio")
+    outputs = nodes["EchoMimicSampler"].sample(
+        model, StandInComfyVae(case / "vae"), _comfy_image(big_reference),
+        _node_features(nodes, case / "inputs" / "audio.wav"), face_mask=comfy_mask, **SETTINGS)
+    np.testing.assert_array_equal(outputs[0].numpy(), from_cli)
+
+
 def test_landmark_mode_cli_and_node_frames_are_identical(nodes: dict[str, Any], tmp_path: Path) -> None:
     """Catches a front-end applying its own rule in landmark mode: drawing the landmarks at another size or
     with other parts, another accelerated cfg default, its own length rule for landmarks vs. speech."""
