@@ -1,0 +1,87 @@
+"""Lay out workflow files so they pass the layout checks in tests/test_workflows.py.
+
+    python scripts/fix_workflow_layout.py workflows/NAME.json [...]
+
+Keeps the layout's columns (nodes whose x differs by <= 60 px) and their top-to-bottom order; widens each
+node to fit its title, makes it tall enough for its sockets and widgets (plus one spare widget row), moves
+nodes down within a column and columns right so nothing overlaps (title bars included), and saves a view
+(extra.ds) that opens on the graph's left part below the tab bar. Everything else in the file is kept.
+Run it after adding widgets or nodes; then check with `python -m pytest -q tests/test_workflows.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from tests import test_workflows as checks  # noqa: E402 - the repository root must be importable first
+from tests.comfy_stubs import install_stub_modules, load_extension  # noqa: E402
+from tests.comfy_stubs.workflow_format import object_info_of  # noqa: E402
+
+COLUMN_TOLERANCE = 60
+GAP_X, GAP_Y = 40, 30
+VIEW = {"scale": 0.8, "offset": [80, 110]}  # leftmost node at screen x 64, top title at screen y 64
+
+
+def node_definitions() -> dict[str, dict[str, Any]]:
+    """The newest recorded ComfyUI core nodes plus this extension's nodes (display names included)."""
+    install_stub_modules(Path(tempfile.mkdtemp(prefix="layout_models_")))
+    extension = load_extension()
+    info = dict(checks.core_nodes(checks.VERSIONS[-1]))
+    for node_id, node_class in extension.NODE_CLASS_MAPPINGS.items():
+        info[node_id] = {**object_info_of(node_class),
+                         "display_name": extension.NODE_DISPLAY_NAME_MAPPINGS.get(node_id, node_id)}
+    return info
+
+
+def relayout(workflow: dict[str, Any], info: dict[str, dict[str, Any]]) -> None:
+    nodes = workflow["nodes"]
+    for node in nodes:
+        width, height = checks._size(node)
+        title_width = len(checks.node_title(node, info)) * checks.TITLE_CHAR_WIDTH + checks.TITLE_PADDING
+        width = max(width, int(-(-title_width // 10) * 10))
+        height = max(height, int(checks.min_body_height(node, info) + checks.WIDGET_HEIGHT))
+        node["size"] = [width, height]
+    columns: list[list[dict[str, Any]]] = []
+    for node in sorted(nodes, key=lambda n: checks._pos(n)):
+        if columns and checks._pos(node)[0] - checks._pos(columns[-1][0])[0] <= COLUMN_TOLERANCE:
+            columns[-1].append(node)
+        else:
+            columns.append([node])
+    x = 0
+    for column in columns:
+        column.sort(key=lambda n: checks._pos(n)[1])
+        bottom = None
+        for node in column:
+            y = checks._pos(node)[1]
+            if bottom is not None:
+                y = max(y, bottom + checks.TITLE_HEIGHT + GAP_Y)
+            node["pos"] = [x, y]
+            bottom = y + node["size"][1]
+        x += max(node["size"][0] for node in column) + GAP_X
+    workflow.setdefault("extra", {})["ds"] = dict(VIEW)
+
+
+def main(paths: list[str]) -> int:
+    info = node_definitions()
+    failed = False
+    for path in map(Path, paths):
+        text = path.read_text(encoding="utf-8")
+        workflow = json.loads(text)
+        relayout(workflow, info)
+        indent = 1 if text.startswith("{\n \"") else 2  # keep the file's own indentation
+        path.write_text(json.dumps(workflow, indent=indent, ensure_ascii=False) + "\n", encoding="utf-8")
+        problems = checks.layout_problems(workflow, info)
+        failed |= bool(problems)
+        print(f"{path}: {'; '.join(problems) or 'layout ok'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
