@@ -444,3 +444,21 @@ def test_reference_rule_resizes_and_accepts_uint8() -> None:
     assert pixels.shape == (1, 3, 64, 56) and 0.0 <= float(pixels.min()) and float(pixels.max()) <= 1.0
     as_uint8 = (image[0] * 255).round().to(torch.uint8)
     assert torch.allclose(reference_pixels(as_uint8, 48, 40), as_uint8.permute(2, 0, 1)[None].float() / 255)
+
+
+def test_uint8_drawings_stay_uint8_and_give_the_float_windows() -> None:
+    """Catches a 4x memory copy of long uint8 pose sequences, or a per-window conversion that differs from
+    drawing / 255 (the official pipeline input)."""
+    from echomimic.pipeline.inputs import driving_window, prepare_inputs
+
+    drawings = torch.randint(0, 256, (3, 96, 64, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    settings = SamplingSettings(width=64, height=96)
+    as_uint8 = prepare_inputs("v2_pose", torch.rand(96, 64, 3), settings=settings, audio_features=ZeroAudio(5),
+                              pose_images=drawings)
+    as_float = prepare_inputs("v2_pose", torch.rand(96, 64, 3), settings=settings, audio_features=ZeroAudio(5),
+                              pose_images=drawings.float() / 255)
+    assert as_uint8.driving_images.dtype == torch.uint8
+    window = [3, 4, 0, 1]
+    assert torch.equal(driving_window(as_uint8, window, torch.device("cpu")),
+                       driving_window(as_float, window, torch.device("cpu")))
+    assert as_uint8.plan.driving_indices(window) == [0, 1, 0, 1]  # looped

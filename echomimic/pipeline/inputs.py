@@ -49,8 +49,8 @@ class PreparedInputs:
         plan: the video length and why (:class:`FramePlan`).
         reference: [1, 3, H, W] float32 in 0..1, already at the output size.
         face_mask: [1, 1, 1, H, W] float32 in 0..1 (audio variants), else None.
-        driving_images: [D, h, w, 3] float32 0..1 landmark / hand-pose drawings (pose variants), else None;
-            resized to (H, W) per window by :func:`driving_window`.
+        driving_images: [D, h, w, 3] landmark / hand-pose drawings (pose variants; float32 0..1 or uint8),
+            else None; converted and resized to (H, W) per window by :func:`driving_window`.
         audio: the per-frame Whisper tokens, or None.
     """
 
@@ -115,7 +115,8 @@ def prepare_face_mask(mask: torch.Tensor | np.ndarray, height: int, width: int) 
 
 
 def prepare_driving_images(images: torch.Tensor | np.ndarray, height: int, width: int, mode: str) -> torch.Tensor:
-    """Drawn landmarks / hand poses [F, h, w, 3] (or one [h, w, 3]) 0..1 -> float32 [F, h, w, 3] on the CPU.
+    """Drawn landmarks / hand poses [F, h, w, 3] (or one [h, w, 3]), float 0..1 or uint8 0..255 -> [F, h, w, 3]
+    on the CPU (float32, or uint8 kept as is: 4x less memory for long videos).
 
     Hand poses (V2) must have the video's aspect ratio: they are drawn on an (H, W) canvas, and stretching
     them would move the hands off the body.
@@ -127,7 +128,8 @@ def prepare_driving_images(images: torch.Tensor | np.ndarray, height: int, width
     if images.ndim != 4 or images.shape[-1] not in (3, 4) or images.shape[0] < 1:
         raise InputError(f"The {name} must be [F, H, W, 3] RGB, got shape {tuple(images.shape)}.")
     images = images[..., :3]
-    images = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    if images.dtype != torch.uint8:  # uint8 drawings stay uint8 (4x less memory), converted per window
+        images = images.float()
     if mode == "v2_pose":
         frame_h, frame_w = int(images.shape[1]), int(images.shape[2])
         if not math.isclose(frame_w / frame_h, width / height, rel_tol=0.02):
@@ -143,6 +145,7 @@ def driving_window(prepared: PreparedInputs, window: Sequence[int], device: torc
     assert prepared.driving_images is not None
     height, width = prepared.settings.height, prepared.settings.width
     frames = prepared.driving_images[prepared.plan.driving_indices(window)].to(device=device)
+    frames = frames.float() / 255.0 if frames.dtype == torch.uint8 else frames
     frames = frames.permute(0, 3, 1, 2)
     if tuple(frames.shape[-2:]) != (height, width):
         frames = F.interpolate(frames, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
