@@ -167,7 +167,7 @@ class EchoMimicModelLoader:
             raise EchoMimicNodeError(f"Unknown variant {variant!r}; choose one of {list(VARIANTS)}.")
         import comfy.model_management as model_management
 
-        from ..echomimic.models.loading import load_echomimic_v1
+        from ..echomimic.models.loading import load_echomimic
 
         weights_dir = resolve_weights_folder(weights_folder)
         if download_missing:
@@ -176,7 +176,7 @@ class EchoMimicModelLoader:
             download_missing_files(weights_dir, model_files(VARIANTS[variant]))
         dtype = torch_dtype_for(precision, model_management.get_torch_device())
         # Load on the offload device; ModelPatcher moves the weights when sampling needs them.
-        models = load_echomimic_v1(weights_dir, VARIANTS[variant], device=model_management.unet_offload_device(), dtype=dtype)
+        models = load_echomimic(weights_dir, VARIANTS[variant], device=model_management.unet_offload_device(), dtype=dtype)
         if compile:
             from ..echomimic.models.compile import compile_unet_blocks
 
