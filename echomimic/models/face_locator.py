@@ -1,4 +1,5 @@
-"""Face locator / landmark encoder: a small conv net from a mask or landmark image to UNet features."""
+"""Face locator / landmark encoder / V2 pose encoder: one small conv net from a mask (1 channel) or drawn
+landmarks / hand poses (3 channels) to UNet features."""
 
 from __future__ import annotations
 
