@@ -239,12 +239,14 @@ def _inputs(opts: argparse.Namespace, length: int, size: int):
     """Reference [H, W, 3], face mask [H, W], waveform [1, T] covering ``length`` frames, landmarks."""
     import numpy as np
     import torch
+    from PIL import Image
 
-    from echomimic.cli import EXAMPLE_AUDIO, EXAMPLE_IMAGE, load_rgb_image
-    from echomimic.pipeline.inputs import reference_pixels
+    from echomimic.cli import EXAMPLE_AUDIO, EXAMPLE_IMAGE
     from echomimic.video_io import read_audio
 
-    reference = reference_pixels(load_rgb_image(EXAMPLE_IMAGE), size, size)[0].permute(1, 2, 0)
+    # Resized here with PIL, not by the library: --compare runs older checkouts whose helpers differ.
+    image = Image.open(EXAMPLE_IMAGE).convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+    reference = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)
     mask = torch.zeros(size, size)
     mask[size // 8: size - size // 8, size // 5: size - size // 5] = 1.0  # the face region of the example
     speech, sample_rate = read_audio(EXAMPLE_AUDIO)
