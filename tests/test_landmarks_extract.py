@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+import skimage.data as skimage_data  # requirements-dev.txt: missing, the tests fail (never skip)
 import torch
 
 from echomimic.errors import InputError, WeightsError
 from echomimic.landmarks import LandmarkSequence, extract_landmarks
 from echomimic.landmarks.backends import FACE_LANDMARKER_FILE, choose_backend
 from echomimic.landmarks.extract import fill_missing_frames
-
-skimage_data = pytest.importorskip("skimage.data")
 
 
 @pytest.fixture(scope="module")
@@ -107,13 +105,23 @@ def test_backend_choice(tmp_path: Path) -> None:
         choose_backend(FACE_LANDMARKER_FILE, tmp_path, backend="fast")
 
 
-TASKS_MODELS = os.environ.get("ECHOMIMIC_MEDIAPIPE_MODELS")
+def test_tasks_api_finds_the_published_landmarks(astronaut: np.ndarray, tmp_path: Path) -> None:
+    """Catches a broken Tasks-API path (model file fetched through the download code, image format,
+    normalisation) and, where the legacy API is installed too, a disagreement between the two APIs.
 
+    The reference numbers are those published with the shared MediaPipe files (../shared/mediapipe/README.md:
+    nose tip 1 at (0.437, 0.256), points 33 and 263 at (0.381, 0.196) and (0.499, 0.203)).
+    """
+    from echomimic.landmarks.backends import legacy_solutions_available
 
-@pytest.mark.skipif(not TASKS_MODELS or not (Path(TASKS_MODELS) / "face_landmarker.task").is_file(),
-                    reason="set ECHOMIMIC_MEDIAPIPE_MODELS to a folder with face_landmarker.task")
-def test_tasks_api_agrees_with_legacy(astronaut: np.ndarray) -> None:
-    legacy = extract_landmarks(astronaut, backend="legacy")
-    tasks = extract_landmarks(astronaut, backend="tasks", models_dir=TASKS_MODELS)
+    tasks = extract_landmarks(astronaut, backend="tasks", models_dir=tmp_path)
+    assert (tmp_path / "mediapipe" / "face_landmarker.task").is_file()  # arrived through the download code
     assert tasks.points.shape == (1, 478, 3)
-    assert np.abs(tasks.points[0, :, :2] - legacy.points[0, :, :2]).mean() < 2.0
+    height, width = astronaut.shape[:2]
+    published = {1: (0.437, 0.256), 33: (0.381, 0.196), 263: (0.499, 0.203)}
+    for index, (x, y) in published.items():
+        got = tasks.points[0, index, :2] / np.array([width, height])  # pixels -> fractions
+        assert np.abs(got - np.array([x, y])).max() < 0.01, (index, got, (x, y))
+    if legacy_solutions_available():
+        legacy = extract_landmarks(astronaut, backend="legacy")
+        assert np.abs(tasks.points[0, :, :2] - legacy.points[0, :, :2]).mean() < 2.0

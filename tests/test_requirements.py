@@ -6,8 +6,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # ComfyUI installs its own build of these (CUDA, ROCm, ...); reinstalling them breaks the install.
@@ -53,7 +51,7 @@ def test_requirements_never_touch_torch_or_comfyui_packages() -> None:
 
 
 def test_pyproject_is_ready_for_the_comfy_registry() -> None:
-    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    import tomllib  # Python 3.11+ (CI and the supported ComfyUI Pythons)
     data = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     project, comfy = data["project"], data["tool"]["comfy"]
     assert project["name"] and project["version"] and project["description"]
