@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import release
+from .atomic import check_output_folder
 from .errors import EchoMimicError, WeightsError
 from .mediapipe_files import find_mediapipe_model, mediapipe_download_dir, mediapipe_url
 from .release import VAE_FOLDER, VAE_REPO, WHISPER_ORIGINAL_URL
@@ -276,7 +277,7 @@ def download_weights(
     from .mediapipe_files import ensure_mediapipe_models
 
     folder = Path(weights_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    check_output_folder(folder)  # a read-only or file path: one OutputError line, not a traceback
     download_hub_files(folder, missing_files(folder, variant), endpoint=endpoint, log=log)
     if mediapipe:
         from .downloads import text_progress
