@@ -22,6 +22,7 @@ MODEL_TYPE = "ECHOMIMIC_MODEL"
 AUDIO_ENCODER_TYPE = "ECHOMIMIC_AUDIO_ENCODER"
 AUDIO_FEATURES_TYPE = "ECHOMIMIC_AUDIO_FEATURES"
 LANDMARKS_TYPE = "ECHOMIMIC_LANDMARKS"
+HAND_POSES_TYPE = "ECHOMIMIC_HAND_POSES"  # echomimic.poses.HandPoseSequence
 CROP_INFO_TYPE = "ECHOMIMIC_CROP_INFO"  # echomimic.compose.CropInfo: where a face crop came from
 
 # Stable combo values (saved in shared workflows; never rename) -> library variant ids.
@@ -195,6 +196,20 @@ def torch_dtype_for(precision: str, device: Any) -> Any:
     if model_management.should_use_bf16(device, prioritize_performance=True):
         return torch.bfloat16
     return torch.float32
+
+
+def frames_progress(total: int) -> Callable[[int, int], None]:
+    """A library progress callback (done, total) that updates ComfyUI's bar and honours Cancel."""
+    import comfy.model_management as model_management
+    import comfy.utils
+
+    bar = comfy.utils.ProgressBar(total)
+
+    def report(done: int, count: int) -> None:
+        model_management.throw_exception_if_processing_interrupted()
+        bar.update_absolute(done, count)
+
+    return report
 
 
 def raise_interrupted() -> None:

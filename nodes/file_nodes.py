@@ -12,9 +12,8 @@ import os
 import re
 from typing import Any
 
-from .common import CATEGORY, LANDMARKS_TYPE, EchoMimicNodeError, tooltip, user_errors
+from .common import CATEGORY, HAND_POSES_TYPE, LANDMARKS_TYPE, EchoMimicNodeError, tooltip, user_errors
 
-HAND_POSES_TYPE = "ECHOMIMIC_HAND_POSES"
 JSON_SUFFIX = ".json"
 _COUNTER = re.compile(r"_(\d{5,})\.json$")
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import CATEGORY, LANDMARKS_TYPE, EchoMimicNodeError, ensure_mediapipe_files, tooltip, user_errors
+from .common import (
+    CATEGORY,
+    LANDMARKS_TYPE,
+    EchoMimicNodeError,
+    ensure_mediapipe_files,
+    frames_progress,
+    tooltip,
+    user_errors,
+)
 
 # Stable part names (= echomimic.landmarks.PART_NAMES), one toggle each; written out here so reading
 # the node definitions never imports the landmark library.
@@ -16,20 +24,6 @@ _PART_TOOLTIPS = {
     "nose": "Nose bridge, tip and wings: head pose.",
     "mouth": "The lips. Leave off to let the audio drive the mouth.",
 }
-
-
-def _frames_progress(total: int) -> Any:
-    """A library progress callback (done, total) that updates ComfyUI's bar and honours Cancel."""
-    import comfy.model_management as model_management
-    import comfy.utils
-
-    bar = comfy.utils.ProgressBar(total)
-
-    def report(done: int, count: int) -> None:
-        model_management.throw_exception_if_processing_interrupted()
-        bar.update_absolute(done, count)
-
-    return report
 
 
 class EchoMimicExtractLandmarks:
@@ -63,7 +57,7 @@ class EchoMimicExtractLandmarks:
         frames = frames[..., :3].float().clamp(0, 1).cpu()
         count, height, width = int(frames.shape[0]), int(frames.shape[1]), int(frames.shape[2])
         sequence = extract_landmarks(frames.numpy(), models_dir=ensure_mediapipe_files(FACE_LANDMARKER),
-                                     progress=_frames_progress(count))
+                                     progress=frames_progress(count))
         if sequence.filled_count:  # shown in ComfyUI's console: nothing is filled in silently
             print(f"EchoMimic Extract Landmarks: {sequence.missing_face_report()}")
         drawn = torch.from_numpy(draw_landmarks(sequence, width, height, parts=LIBRARY_PARTS))
@@ -177,7 +171,7 @@ class EchoMimicDrawLandmarks:
 
         parts = [name for name in PART_NAMES if name != "mouth"] + (["mouth"] if draw_mouth else [])
         count = int(getattr(landmarks, "num_frames", 0) or 1)
-        frames = draw_landmarks(landmarks, int(width), int(height), parts=parts, progress=_frames_progress(count))
+        frames = draw_landmarks(landmarks, int(width), int(height), parts=parts, progress=frames_progress(count))
         return (torch.from_numpy(frames).float(),)
 
 

@@ -29,8 +29,8 @@ from .common import (
 )
 
 _WEIGHTS_FOLDER_TOOLTIP = (
-    "Folder inside ComfyUI/models/echomimic holding the Hugging Face repository BadToBest/EchoMimic as "
-    "downloaded (default: EchoMimic). extra_model_paths.yaml can add more locations under the key 'echomimic'. "
+    "Folder inside ComfyUI/models/echomimic holding the Hugging Face repository as downloaded: "
+    "BadToBest/EchoMimic for V1 (EchoMimic), BadToBest/EchoMimicV2 for V2 (EchoMimicV2). extra_model_paths.yaml can add more locations under the key 'echomimic'. "
     "JSON configs (unet_config.json, inference.json, face_locator.json) in that folder override the shipped "
     "SD1.5 architecture."
 )
@@ -199,8 +199,9 @@ class EchoMimicAudioEncoderLoader:
         return {
             "required": {
                 "weights_folder": (weights_folder_choices(), tooltip(
-                    "Folder inside ComfyUI/models/echomimic with audio_processor/whisper_tiny.pt "
-                    "(the BadToBest/EchoMimic download; default: EchoMimic).", default=DEFAULT_WEIGHTS_FOLDER)),
+                    "Folder inside ComfyUI/models/echomimic with Whisper-tiny: audio_processor/whisper_tiny.pt "
+                    "(BadToBest/EchoMimic, default EchoMimic) or audio_processor/tiny.pt (BadToBest/EchoMimicV2, "
+                    "EchoMimicV2).", default=DEFAULT_WEIGHTS_FOLDER)),
                 "precision": (list(PRECISIONS), tooltip(
                     "Encoder precision. fp32 matches the official features exactly; auto picks fp16/bf16 on GPUs.",
                     default="fp32")),

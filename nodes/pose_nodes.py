@@ -5,26 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import CATEGORY, EchoMimicNodeError, ensure_mediapipe_files, tooltip, user_errors
+from .common import (
+    CATEGORY,
+    HAND_POSES_TYPE,
+    EchoMimicNodeError,
+    ensure_mediapipe_files,
+    frames_progress,
+    tooltip,
+    user_errors,
+)
 
-HAND_POSES_TYPE = "ECHOMIMIC_HAND_POSES"  # echomimic.poses.HandPoseSequence (same name as file_nodes)
 DEFAULT_V2_SIZE = 768  # release.DEFAULT_SIZE["v2"], written out so reading the node definitions stays light
 DEFAULT_REF_W = 800  # echomimic.poses.DEFAULT_REF_W: the official drawing resolution
-
-
-def _frames_progress(total: int) -> Any:
-    """A library progress callback (done, total) that updates ComfyUI's bar and honours Cancel.
-    (Not imported from landmark_nodes: a broken landmark group must not take this one down.)"""
-    import comfy.model_management as model_management
-    import comfy.utils
-
-    bar = comfy.utils.ProgressBar(total)
-
-    def report(done: int, count: int) -> None:
-        model_management.throw_exception_if_processing_interrupted()
-        bar.update_absolute(done, count)
-
-    return report
 
 
 def _as_frames(images: Any) -> Any:
@@ -81,7 +73,7 @@ class EchoMimicExtractHandPoses:
         count, height, width = (int(size) for size in frames.shape[:3])
         steps = count * (2 if find_body else 1)
         poses = extract_hand_poses(frames.numpy(), models_dir=_pose_models_dir(bool(find_body)), with_body=bool(find_body),
-                                   progress=_frames_progress(steps))
+                                   progress=frames_progress(steps))
         drawn = torch.from_numpy(draw_hand_poses(poses, width, height, ref_w=min(width, height))).float() / 255.0
         lit = drawn.amax(dim=-1, keepdim=True) > 0
         preview = torch.where(lit, drawn, frames * 0.6)  # dim the frame so the hands stand out
@@ -175,7 +167,7 @@ class EchoMimicDrawHandPoses:
                                      "Official Poses.")
         hand_poses.check_has_hands()
         frames = draw_hand_poses(hand_poses, int(width), int(height), ref_w=int(ref_w),
-                                 progress=_frames_progress(hand_poses.num_frames))
+                                 progress=frames_progress(hand_poses.num_frames))
         return (torch.from_numpy(frames).float() / 255.0,)
 
 
