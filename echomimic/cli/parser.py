@@ -24,13 +24,15 @@ def _default_weights_dir() -> str:
 def _add_weights_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--weights", default=_default_weights_dir(), metavar="DIR",
-        help=f"weights folder in the layout of the Hugging Face repo BadToBest/EchoMimic "
+        help=f"weights folder in the layout of the Hugging Face repo BadToBest/EchoMimic (v2 modes: "
+             f"BadToBest/EchoMimicV2, in a folder of its own: the file names clash) "
              f"(default: ${WEIGHTS_ENV} or ./{DEFAULT_WEIGHTS_DIR})",
     )
     parser.add_argument(
         "--mode", default="audio", choices=VARIANTS,
         help="audio: speech only (default); audio_acc: its fast 6-step version; pose / pose_acc: speech "
-             "+ facial landmarks from --driving-video or --landmarks",
+             "+ facial landmarks from --driving-video or --landmarks; v2 / v2_acc: V2 semi-body, speech + hand "
+             "poses from --driving-video or --poses",
     )
 
 
