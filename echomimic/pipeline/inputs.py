@@ -76,7 +76,7 @@ def reference_pixels(image: torch.Tensor | np.ndarray, height: int, width: int) 
     image = _as_tensor(image)
     if image.ndim == 4 and image.shape[0] == 1:
         image = image[0]
-    if image.ndim != 3:
+    if image.ndim != 3 or image.shape[0] < 1 or image.shape[1] < 1:
         raise InputError(f"The reference image must be one image [H, W, 3], got shape {tuple(image.shape)}.")
     if image.shape[-1] != 3:
         raise InputError(f"The reference image has {image.shape[-1]} channels; convert it to RGB (3 channels) first.")
@@ -125,7 +125,7 @@ def prepare_driving_images(images: torch.Tensor | np.ndarray, height: int, width
     images = _as_tensor(images)
     if images.ndim == 3:
         images = images[None]
-    if images.ndim != 4 or images.shape[-1] not in (3, 4) or images.shape[0] < 1:
+    if images.ndim != 4 or images.shape[-1] not in (3, 4) or min(images.shape[:3]) < 1:  # no empty frames
         raise InputError(f"The {name} must be [F, H, W, 3] RGB, got shape {tuple(images.shape)}.")
     images = images[..., :3]
     if images.dtype != torch.uint8:  # uint8 drawings stay uint8 (4x less memory), converted per window

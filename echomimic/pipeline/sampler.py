@@ -49,7 +49,6 @@ MODE_CONVENTIONS = {
     "pose": ModeConvention(context_shift=3, noise_clamp=False),  # V1 landmarks (and acc)
     "v2_pose": ModeConvention(context_shift=3, noise_clamp=True),  # V2 semi-body (and acc)
 }
-CONTEXT_SHIFT = {mode: convention.context_shift for mode, convention in MODE_CONVENTIONS.items()}
 
 
 @dataclass(frozen=True)
