@@ -162,10 +162,21 @@ class LandmarkSequence:
 
     @classmethod
     def load(cls, path: str | Path) -> LandmarkSequence:
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"Landmark file {path} does not exist; check the path.")
-        return cls.from_json(path.read_text(encoding="utf-8"))
+        return cls.from_json(read_json_text(path, "Landmark file"))
+
+
+def read_json_text(path: str | Path, what: str) -> str:
+    """The text of a user's JSON file (landmarks, hand poses); a missing, unreadable or binary file is one
+    :class:`InputError` line starting with ``what`` (e.g. "Landmark file")."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} {path} does not exist; check the path.")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{what} {path} is not a JSON text file; give a file saved by EchoMimic.") from None
+    except OSError as error:
+        raise InputError(f"{what} {path} cannot be read ({error.strerror or error}).") from None
 
 
 def frame_list(indices: list[int], shown: int = 12) -> str:

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..atomic import write_text_atomic
 from ..errors import InputError
+from ..landmarks.sequence import read_json_text
 
 JSON_FORMAT = "echomimic-hand-poses"
 JSON_VERSION = 1
@@ -211,7 +212,4 @@ class HandPoseSequence:
 
     @classmethod
     def load(cls, path: str | Path) -> HandPoseSequence:
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"Hand pose file {path} does not exist; check the path.")
-        return cls.from_json(path.read_text(encoding="utf-8"))
+        return cls.from_json(read_json_text(path, "Hand pose file"))
