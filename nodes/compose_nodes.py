@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# echomimic.compose is light (no torch at import): its combo values (stable, saved in workflows) and defaults.
+from ..echomimic.compose import BLEND_REGIONS, DEFAULT_COLOR_BAND, DEFAULT_FEATHER, DEFAULT_MASK_MARGIN
 from .common import CATEGORY, CROP_INFO_TYPE, EchoMimicNodeError, raise_interrupted, tooltip, user_errors
-
-# Stable combo values (saved in workflows); the library's BLEND_REGIONS, repeated here so that reading the
-# node definitions never imports the library.
-BLEND_REGIONS = ("whole crop", "face mask")
 
 
 class EchoMimicPasteBack:
@@ -26,17 +24,17 @@ class EchoMimicPasteBack:
                 "crop_info": (CROP_INFO_TYPE, tooltip("From EchoMimic Face Mask and Crop: where the crop came from.")),
                 "original_image": ("IMAGE", tooltip("The full picture that went into EchoMimic Face Mask and Crop.")),
                 "feather": ("INT", tooltip("Width in picture pixels of the soft edge where the crop meets the "
-                                           "untouched picture; 0 = hard edge.", default=24, min=0, max=512)),
+                                           "untouched picture; 0 = hard edge.", default=DEFAULT_FEATHER, min=0, max=512)),
                 "blend_region": (list(BLEND_REGIONS), tooltip(
                     "whole crop: replace the whole cropped square. face mask: replace only the face mask grown by "
                     "mask_margin (the rest of the picture stays still); connect face_mask.", default="whole crop")),
                 "mask_margin": ("INT", tooltip("face mask region only: how many picture pixels the face mask grows by "
-                                               "(hair, chin and neck move too).", default=32, min=0, max=1024)),
+                                               "(hair, chin and neck move too).", default=DEFAULT_MASK_MARGIN, min=0, max=1024)),
                 "color_match": ("BOOLEAN", tooltip("Match each frame's colour (mean and spread per channel) to the "
                                                    "picture in a band along the crop border, so lighting does not "
                                                    "jump at the edge.", default=False)),
                 "color_band": ("INT", tooltip("color_match only: width in picture pixels of the border band.",
-                                              default=16, min=1, max=256)),
+                                              default=DEFAULT_COLOR_BAND, min=1, max=256)),
             },
             "optional": {
                 "face_mask": ("MASK", tooltip("For blend_region 'face mask': the face_mask of EchoMimic Face Mask "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..echomimic.release import DEFAULT_SIZE
 from .common import (
     CATEGORY,
     HAND_POSES_TYPE,
@@ -15,7 +16,7 @@ from .common import (
     user_errors,
 )
 
-DEFAULT_V2_SIZE = 768  # release.DEFAULT_SIZE["v2"], written out so reading the node definitions stays light
+DEFAULT_V2_SIZE = DEFAULT_SIZE["v2"][0]  # release is torch-free: reading the node definitions stays light
 DEFAULT_REF_W = 800  # echomimic.poses.DEFAULT_REF_W: the official drawing resolution
 
 
