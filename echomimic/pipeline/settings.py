@@ -13,18 +13,20 @@ from .. import release
 from ..errors import InputError
 from .length import DEFAULT_LENGTH_POLICY, LENGTH_POLICIES
 
+_V1_AUDIO = release.VARIANTS["audio"]  # the plain constructor's defaults: V1 audio (defaults_for: any variant)
+
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    width: int = 512
-    height: int = 512
+    width: int = release.DEFAULT_SIZE["v1"][0]
+    height: int = release.DEFAULT_SIZE["v1"][1]
     length: int = 0  # 0: as many frames as the audio (or the landmarks) provide
-    steps: int = 30
-    cfg: float = 2.5
-    seed: int = 420
+    steps: int = _V1_AUDIO.default_steps
+    cfg: float = _V1_AUDIO.default_cfg
+    seed: int = release.DEFAULT_SEED["v1"]
     fps: float = 0.0  # 0: the audio features' fps (release.DEFAULT_FPS without audio); else it must match them
-    context_frames: int = 12
-    context_overlap: int = 3
+    context_frames: int = release.DEFAULT_CONTEXT_FRAMES
+    context_overlap: int = release.DEFAULT_CONTEXT_OVERLAP
     decode_batch: int = 0  # frames per VAE decode call; 0: auto, per device (pipeline.vae.auto_decode_batch)
     window_batch: int = 0  # context windows per UNet call; 0: auto (1 on CPU, as many as fit on a GPU)
     length_policy: str = DEFAULT_LENGTH_POLICY  # landmarks / poses shorter than the video: see pipeline.length
