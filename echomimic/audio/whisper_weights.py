@@ -101,14 +101,21 @@ def _dims_from_state(state: dict[str, torch.Tensor], n_heads: int | None) -> Enc
                        n_heads=int(n_heads or width // 64), n_layers=n_layers)
 
 
+def _config_heads(config_path: Path) -> int | None:
+    """``encoder_attention_heads`` of a Hugging Face ``config.json`` (None when absent); an unreadable or
+    non-JSON file is one :class:`WeightsError` line."""
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:  # ValueError: bad JSON or not UTF-8 text
+        raise WeightsError(f"{config_path} is not valid JSON ({error}); re-download the model folder.") from None
+    return config.get("encoder_attention_heads") if isinstance(config, dict) else None
+
+
 def _read_hf_folder(folder: Path) -> tuple[dict[str, torch.Tensor], int | None]:
     heads = None
     config_path = folder / "config.json"
     if config_path.is_file():
-        try:
-            heads = json.loads(config_path.read_text()).get("encoder_attention_heads")
-        except (OSError, json.JSONDecodeError) as error:
-            raise WeightsError(f"{config_path} is not valid JSON ({error}); re-download the model folder.") from error
+        heads = _config_heads(config_path)
     single = folder / "model.safetensors"
     legacy = folder / "pytorch_model.bin"
     if single.is_file():
@@ -136,7 +143,7 @@ def read_whisper_encoder_state(path: str | Path) -> tuple[dict[str, torch.Tensor
         state = read_safetensors(path)
         sibling_config = path.with_name("config.json")
         if sibling_config.is_file():
-            heads = json.loads(sibling_config.read_text()).get("encoder_attention_heads")
+            heads = _config_heads(sibling_config)
         source = str(path.name)
     elif path.suffix in (".pt", ".pth", ".bin", ".ckpt"):
         loaded = load_pickle_weights(path)
