@@ -3,7 +3,7 @@
 Each frame is processed on its own (image mode). MediaPipe's hand landmarks have the same 21-point
 topology as the DWPose hands the official V2 data holds. Hand order: MediaPipe's "Left" label is the
 person's left hand on an unmirrored photo (the shared reference photos show it at the image's right),
-which is DWPose's hand 0. Frames where a hand is not found keep it empty (NaN): nothing is drawn for it,
+which is DWPose's hand 0; the legacy API's labels are those of a mirrored image and are swapped. Frames where a hand is not found keep it empty (NaN): nothing is drawn for it,
 as in the official data, and `HandPoseSequence.frames_without_hands` reports them.
 """
 
@@ -66,7 +66,10 @@ class HandDetector:
             for landmarks, handedness in zip(result.multi_hand_landmarks or [], result.multi_handedness or [],
                                              strict=False):
                 best = handedness.classification[0]
-                found.append((best.label, best.score, np.array([(p.x, p.y) for p in landmarks.landmark])))
+                # The legacy solution labels hands as seen in a mirrored (selfie) image; the Tasks API
+                # labels them as the person's own hands. Swap, so both give the person's hands.
+                label = {"Left": "Right", "Right": "Left"}.get(best.label, best.label)
+                found.append((label, best.score, np.array([(p.x, p.y) for p in landmarks.landmark])))
         else:
             import mediapipe as mp
 
