@@ -21,10 +21,12 @@ MAX_SEED = 0xFFFFFFFFFFFFFFFF
 def _reference_face_mask(reference: Any, height: int, width: int) -> Any:
     """The face mask of the reference itself (no crop), for when no MASK is connected: [H, W] 0..1 numpy."""
     from ..echomimic.landmarks import face_mask_and_crop
-    from .common import mediapipe_models_dir
+    from ..echomimic.release import FACE_DETECTOR
+    from .common import ensure_mediapipe_files
 
+    # As the Face Mask and Crop node: the detector's Tasks file is downloaded on first use.
     return face_mask_and_crop(reference.numpy(), crop=False, size=(width, height),
-                              models_dir=mediapipe_models_dir()).mask
+                              models_dir=ensure_mediapipe_files(FACE_DETECTOR)).mask
 
 
 class EchoMimicSampler:
