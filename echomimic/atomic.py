@@ -92,12 +92,6 @@ def atomic_path(target: str | os.PathLike, *, suffix: str | None = None) -> Iter
             temporary.unlink()
 
 
-def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> Path:
-    with atomic_path(target) as temporary:
-        temporary.write_bytes(data)
-    return Path(target)
-
-
 def write_text_atomic(target: str | os.PathLike, text: str) -> Path:
     with atomic_path(target) as temporary:
         temporary.write_text(text, encoding="utf-8")

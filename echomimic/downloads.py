@@ -27,15 +27,6 @@ TIMEOUT_SECONDS = 30.0
 USER_AGENT = "echomimic-comfyui"
 
 
-def sha256_of(path: str | Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK_BYTES), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def text_progress(name: str, write: Callable[[str], None], *, every_percent: int = 10) -> ProgressCallback:
     """A progress callback that writes 'downloading <name>: 40% of 3.8 MB' every ``every_percent``."""
     shown = [-1]
