@@ -134,7 +134,8 @@ def load_patched_models(patcher: Any, memory_required: int = 0) -> Any:
 
 
 class EchoMimicModelLoader:
-    DESCRIPTION = "Loads the EchoMimic V1 reference UNet, denoising UNet (+ motion module) and face locator."
+    DESCRIPTION = ("Loads an EchoMimic model: the reference UNet, the denoising UNet (+ motion module) and its "
+                   "conditioning net (V1: face locator; V2 semi-body: pose encoder).")
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -192,7 +193,8 @@ def _named_modules(models: Any) -> list[tuple[str, Any]]:
 
 
 class EchoMimicAudioEncoderLoader:
-    DESCRIPTION = "Loads the Whisper-tiny audio encoder EchoMimic uses (audio_processor/whisper_tiny.pt)."
+    DESCRIPTION = ("Loads the Whisper-tiny audio encoder EchoMimic uses (audio_processor/whisper_tiny.pt in V1's "
+                   "folder, audio_processor/tiny.pt in V2's).")
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:

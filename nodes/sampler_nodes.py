@@ -32,7 +32,7 @@ def _reference_face_mask(reference: Any, height: int, width: int) -> Any:
 class EchoMimicSampler:
     DESCRIPTION = (
         "Generates the talking-head video: denoises all frames in overlapping context windows, conditioned on the "
-        "portrait, the speech and (landmark variants) the landmark images. Shows progress per step and window "
+        "portrait, the speech and the landmark images (V1 landmark variants) or hand-pose images (V2). Shows progress per step and window "
         "and stops within one window when you press Cancel."
     )
 
