@@ -13,7 +13,7 @@ from typing import Protocol
 import torch
 
 from ..errors import WeightsError
-from ..release import LATENT_SCALE
+from ..release import LATENT_SCALE, VAE_REPO
 
 DECODE_BATCH_BY_DEVICE = {"cpu": 4}  # device type -> measured best frames per decode call
 DEFAULT_DECODE_BATCH = 4  # device types not measured yet
@@ -75,7 +75,7 @@ def load_diffusers_vae(path: str | Path, device: torch.device | str = "cpu",
     if not (path / "config.json").is_file():
         raise WeightsError(
             f"No VAE at {path}: expected a diffusers folder with config.json. Download "
-            "https://huggingface.co/stabilityai/sd-vae-ft-mse into that folder."
+            f"https://huggingface.co/{VAE_REPO} into that folder."
         )
     from diffusers import AutoencoderKL
     from diffusers.utils import is_accelerate_available
