@@ -156,12 +156,19 @@ def find_shoulders(
     """
     batch = as_image_batch(images)
     chosen = resolve_backend(POSE_LANDMARKER, models_dir, backend, legacy_available)
+    return _detect_shoulders(chosen, batch, progress)
+
+
+def _detect_shoulders(chosen: Backend, batch: np.ndarray, progress: Callable[[int, int], None] | None,
+                      done_before: int = 0, total: int = 0) -> np.ndarray:
+    """[F, 2, 2] shoulders of every frame of ``batch``; progress counts on from ``done_before`` of ``total``."""
+    total = total or done_before + batch.shape[0]
     shoulders = np.full((batch.shape[0], 2, 2), np.nan)
     with BodyDetector(chosen) as detector:
         for index in range(batch.shape[0]):
             shoulders[index] = detector.shoulders(to_uint8_rgb(batch[index]))
             if progress is not None:
-                progress(index + 1, batch.shape[0])
+                progress(done_before + index + 1, total)
     return shoulders
 
 
@@ -195,14 +202,7 @@ def extract_hand_poses(
             points[index] = detector.detect(to_uint8_rgb(batch[index]))
             if progress is not None:
                 progress(index + 1, total)
-    shoulders = None
-    if body_backend is not None:
-        shoulders = np.full((num_frames, 2, 2), np.nan)
-        with BodyDetector(body_backend) as body:
-            for index in range(num_frames):
-                shoulders[index] = body.shoulders(to_uint8_rgb(batch[index]))
-                if progress is not None:
-                    progress(num_frames + index + 1, total)
+    shoulders = None if body_backend is None else _detect_shoulders(body_backend, batch, progress, num_frames, total)
     scores = np.where(np.isnan(points[..., 0]), np.nan, DETECTED_POINT_SCORE)
     sequence = HandPoseSequence(points, width, height, scores, shoulders)
     if not sequence.hands_found.any():
