@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import write_text_atomic
 from ..errors import InputError
 from .topology import NUM_POINTS
 
@@ -156,8 +157,6 @@ class LandmarkSequence:
 
     def save(self, path: str | Path) -> Path:
         """Write the sequence as JSON to `path` (atomically; its folder must exist). Returns the path."""
-        from ..atomic import write_text_atomic
-
         return write_text_atomic(path, self.to_json())
 
     @classmethod
