@@ -80,8 +80,6 @@ class EchoMimicAudioFeatures:
         from ..echomimic.pipeline.length import plan_frame_count
 
         waveform, sample_rate = audio_waveform(audio)
-        if fps <= 0:
-            raise EchoMimicNodeError(f"fps must be positive, got {fps}.")
         import torch
 
         load_patched_models(audio_encoder.patcher)
