@@ -70,16 +70,16 @@ class RequiredFile:
         return f"https://huggingface.co/{self.repo_id}/blob/main/{self.repo_filename}"
 
 
-def _variant(name: str) -> release.Variant:
-    try:
-        return release.variant(name)
-    except KeyError as error:
-        raise WeightsError(str(error.args[0])) from None
+def check_variant(name: str) -> release.Variant:
+    """The release entry of variant ``name``, or a :class:`WeightsError` listing the known names."""
+    if name not in release.VARIANTS:
+        raise WeightsError(f"Unknown EchoMimic variant {name!r}; choose one of {', '.join(release.VARIANT_NAMES)}.")
+    return release.VARIANTS[name]
 
 
 def model_files(variant: str) -> list[RequiredFile]:
     """The 4 network files of ``variant`` (what the model loader node reads)."""
-    spec = _variant(variant)
+    spec = check_variant(variant)
     return [
         RequiredFile(role=role, relative_path=f"{stem}.pth", alternatives=(f"{stem}.safetensors",),
                      repo_id=spec.repo_id, repo_filename=f"{stem}.pth")
@@ -89,7 +89,7 @@ def model_files(variant: str) -> list[RequiredFile]:
 
 def whisper_file(variant: str) -> RequiredFile:
     """The Whisper-tiny file of ``variant``'s repository (V1 ``whisper_tiny.pt``, V2 ``tiny.pt``)."""
-    spec = _variant(variant)
+    spec = check_variant(variant)
     stem = spec.whisper_file.rsplit(".", 1)[0]
     return RequiredFile(role="whisper", relative_path=spec.whisper_file, alternatives=(f"{stem}.safetensors",),
                         repo_id=spec.repo_id, repo_filename=spec.whisper_file,
@@ -129,7 +129,7 @@ def missing_mediapipe(weights_dir: str | os.PathLike, variant: str = "audio", *,
 def missing_weights_message(weights_dir: str | os.PathLike, variant: str, missing: list[RequiredFile]) -> str:
     """A message naming each missing file, where it was expected and where to get it."""
     folder = Path(weights_dir).resolve()
-    repo = _variant(variant).repo_id
+    repo = check_variant(variant).repo_id
     lines = [f"{len(missing)} weight file(s) for EchoMimic variant {variant!r} are missing from {folder}:"]
     for item in missing:
         accepted = " or ".join(str(folder / p) for p in (item.relative_path, *item.alternatives))

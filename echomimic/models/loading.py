@@ -18,6 +18,7 @@ from torch import nn
 from .. import release
 from ..errors import WeightsError
 from ..weights import SAFETENSORS_SUFFIX, check_state_dict, read_state_dict
+from ..weights_download import check_variant
 from .config import EchoMimicConfig, load_config
 from .face_locator import FaceLocator
 from .motion_module import sinusoidal_positions
@@ -32,15 +33,6 @@ _POSITION_SUFFIX = ".pos_encoder.pe"
 def is_motion_key(key: str) -> bool:
     """True for keys stored in ``motion_module.pth`` rather than ``denoising_unet.pth``."""
     return f".{MOTION_PREFIX}" in f".{key}"
-
-
-def check_variant(variant: str) -> release.Variant:
-    """The release entry of ``variant``, or a :class:`WeightsError` listing the known names."""
-    if variant not in release.VARIANTS:
-        raise WeightsError(
-            f"Unknown EchoMimic variant {variant!r}; choose one of {', '.join(release.VARIANT_NAMES)}."
-        )
-    return release.VARIANTS[variant]
 
 
 def release_file_stems(variant: str) -> dict[str, str]:
