@@ -68,7 +68,7 @@ def _padded_slice(samples: torch.Tensor, start: int, stop: int) -> torch.Tensor:
 
 
 def _log_mel_blocks(samples: torch.Tensor):
-    """Yield (first frame, [80, frames] log10 mel power) for consecutive blocks of the clip."""
+    """Yield [80, frames] log10 mel power for consecutive blocks of the clip."""
     window = torch.hann_window(N_FFT)
     filters = mel_filters()
     num_frames = num_mel_frames(samples.numel())
@@ -76,7 +76,7 @@ def _log_mel_blocks(samples: torch.Tensor):
         last = min(first + _STFT_BLOCK_FRAMES, num_frames)
         block = _padded_slice(samples, first * HOP_LENGTH, (last - 1) * HOP_LENGTH + N_FFT)
         spectrum = torch.stft(block, N_FFT, HOP_LENGTH, window=window, center=False, return_complex=True)
-        yield first, torch.clamp(filters @ (spectrum.abs() ** 2), min=1e-10).log10()
+        yield torch.clamp(filters @ (spectrum.abs() ** 2), min=1e-10).log10()
 
 
 def log_mel_segments(samples_16k: torch.Tensor):
@@ -90,8 +90,8 @@ def log_mel_segments(samples_16k: torch.Tensor):
         [80, frames] float32 tensors in time order.
     """
     samples = _check_length(samples_16k)
-    clip_max = max(float(block.max()) for _, block in _log_mel_blocks(samples))
-    for _, block in _log_mel_blocks(samples):
+    clip_max = max(float(block.max()) for block in _log_mel_blocks(samples))
+    for block in _log_mel_blocks(samples):
         yield (torch.clamp(block, min=clip_max - 8.0) + 4.0) / 4.0
 
 
