@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..landmarks.sequence import frame_list
 from .align import align_to_reference
 from .draw import DEFAULT_REF_W, draw_hand_poses
 from .extract import extract_hand_poses
@@ -44,8 +45,8 @@ def hand_pose_images(
     poses.check_has_hands()
     missing = poses.frames_without_hands
     if missing and note is not None:
-        shown = ", ".join(str(index) for index in missing[:10]) + (", ..." if len(missing) > 10 else "")
-        note(f"no hand found in {len(missing)} of {poses.num_frames} frames ({shown}); nothing is drawn there")
+        note(f"no hand found in {len(missing)} of {poses.num_frames} frames ({frame_list(missing)}); nothing is "
+             "drawn there")
     if align:
         poses = align_to_reference(poses, reference_image, models_dir=models_dir)
     frames = draw_hand_poses(poses, width, height, ref_w=ref_w).astype(np.float32) / 255.0
