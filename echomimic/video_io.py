@@ -11,6 +11,7 @@ PyAV, numpy and torch are imported inside the functions so that importing this m
 
 from __future__ import annotations
 
+import math
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -29,7 +30,7 @@ AAC_SAMPLE_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 1600
 
 def _fps_fraction(fps: float) -> Fraction:
     """``fps`` as an exact fraction (24 -> 24/1, 29.97 -> 30000/1001, 23.976 -> 24000/1001)."""
-    if not fps or fps <= 0:
+    if not fps or not math.isfinite(fps) or fps <= 0:  # nan / inf would fail in round() below
         raise InputError(f"fps must be a positive number, got {fps!r}; pass e.g. 24 or 25.")
     nearest = round(fps)
     if abs(fps - nearest) < 1e-6:
