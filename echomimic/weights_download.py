@@ -77,6 +77,37 @@ def check_variant(name: str) -> release.Variant:
     return release.VARIANTS[name]
 
 
+def _release_only_files(version: str) -> set[str]:
+    """Relative paths that only ``version``'s release has (its network files whose names the other
+    release does not use, and its Whisper file)."""
+    def names(v: str) -> set[str]:
+        return {f"{stem}{suffix}" for spec in release.VARIANTS.values() if spec.version == v
+                for stem in spec.stems.values() for suffix in (".pth", ".safetensors")} | {
+                    spec.whisper_file for spec in release.VARIANTS.values() if spec.version == v}
+    other = "v1" if version == "v2" else "v2"
+    return names(version) - names(other)
+
+
+def refuse_other_release(weights_dir: str | os.PathLike, variant: str) -> None:
+    """Raise :class:`WeightsError` when ``weights_dir`` holds files of the other EchoMimic release.
+
+    V1 and V2 name different weights alike (``reference_unet.pth``, ``denoising_unet.pth``, ...) and their
+    UNets have the same shapes, so a V2 run pointed at a V1 folder (or the reverse) would load the wrong
+    weights without any shape error, and downloading into it would mix the two. Each needs its own folder.
+    """
+    spec = check_variant(variant)
+    folder = Path(weights_dir)
+    other = "v1" if spec.version == "v2" else "v2"
+    foreign = sorted(name for name in _release_only_files(other) if (folder / name).is_file())
+    if foreign:
+        raise WeightsError(
+            f"{folder.resolve()} holds EchoMimic {other.upper()} files ({', '.join(foreign)}), but '{variant}' is "
+            f"a {spec.version.upper()} variant. The two releases use the same file names for different weights, "
+            f"so each needs a folder of its own: point the weights folder at the {spec.version.upper()} folder "
+            f"(for example {release.DEFAULT_WEIGHTS_FOLDER[spec.version]}) or pick a {other.upper()} variant."
+        )
+
+
 def model_files(variant: str) -> list[RequiredFile]:
     """The 4 network files of ``variant`` (what the model loader node reads)."""
     spec = check_variant(variant)
@@ -162,6 +193,7 @@ def check_weights(weights_dir: str | os.PathLike, variant: str = "audio") -> dic
     The error lists each missing file, the folder it was expected in and where to download it.
     """
     folder = Path(weights_dir)
+    refuse_other_release(folder, variant)
     missing = missing_files(folder, variant)
     if missing:
         raise WeightsError(missing_weights_message(folder, variant, missing))
@@ -278,6 +310,7 @@ def download_weights(
 
     folder = Path(weights_dir)
     check_output_folder(folder)  # a read-only or file path: one OutputError line, not a traceback
+    refuse_other_release(folder, variant)
     download_hub_files(folder, missing_files(folder, variant), endpoint=endpoint, log=log)
     if mediapipe:
         from .downloads import text_progress

@@ -171,9 +171,10 @@ class EchoMimicModelLoader:
         from ..echomimic.models.loading import load_echomimic
 
         weights_dir = resolve_weights_folder(weights_folder)
-        if download_missing:
-            from ..echomimic.weights_download import model_files
+        from ..echomimic.weights_download import model_files, refuse_other_release
 
+        refuse_other_release(weights_dir, VARIANTS[variant])  # before anything is downloaded into it
+        if download_missing:
             download_missing_files(weights_dir, model_files(VARIANTS[variant]))
         dtype = torch_dtype_for(precision, model_management.get_torch_device())
         # Load on the offload device; ModelPatcher moves the weights when sampling needs them.

@@ -208,6 +208,42 @@ def test_check_lists_found_files(audio_case_weights, capsys):
     assert "denoising_unet" in printed and "whisper_tiny.pt" in printed
 
 
+@pytest.mark.parametrize("command", ["check", "download", "generate"])
+def test_a_v1_folder_is_refused_for_v2_before_anything_is_fetched_or_loaded(audio_case_weights, tmp_path, capsys,
+                                                                             command):
+    """Catches V2 silently loading V1's same-named, same-shaped UNet weights (or downloading V2 files into a
+    V1 folder): the two releases share file names, so a folder of the other release is refused by name."""
+    _, weights = audio_case_weights
+    before = sorted(path.name for path in weights.iterdir())
+    argv = [command, "--mode", "v2", "--weights", str(weights)]
+    if command == "generate":
+        from echomimic.poses import HandPoseSequence
+
+        poses = tmp_path / "poses.json"
+        HandPoseSequence(np.full((2, 2, 21, 2), 0.5), width=64, height=64).save(poses)
+        argv += ["--out", str(tmp_path / "out.mp4"), "--poses", str(poses), "--image",
+                 str(REPO_ROOT / "example_inputs" / "portrait.png"), "--audio", str(REPO_ROOT / "example_inputs" / "speech.wav")]
+    assert cli.main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "Traceback" not in error
+    assert "holds EchoMimic V1 files" in error and "face_locator.pth" in error and "folder of its own" in error
+    assert sorted(path.name for path in weights.iterdir()) == before  # nothing downloaded into it
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_default_weights_folder_depends_on_the_release(monkeypatch):
+    """Catches V1 and V2 runs defaulting to one folder (their file names clash)."""
+    monkeypatch.delenv("ECHOMIMIC_WEIGHTS", raising=False)
+    from echomimic.cli.parser import build_parser, resolve_weights_option
+
+    parse = lambda *argv: resolve_weights_option(build_parser().parse_args(list(argv))).weights  # noqa: E731
+    assert parse("check") == "pretrained_weights"
+    assert parse("check", "--mode", "v2_acc") == "pretrained_weights_v2"
+    assert parse("check", "--mode", "v2", "--weights", "mine") == "mine"
+    monkeypatch.setenv("ECHOMIMIC_WEIGHTS", "/somewhere")
+    assert parse("download", "--mode", "v2") == "/somewhere"
+
+
 def test_example_inputs_are_shipped_and_small():
     assert cli.EXAMPLE_IMAGE.is_file() and cli.EXAMPLE_AUDIO.is_file()
     assert cli.EXAMPLE_IMAGE.stat().st_size + cli.EXAMPLE_AUDIO.stat().st_size < 300_000

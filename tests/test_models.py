@@ -110,11 +110,18 @@ def test_v2_file_in_a_v1_slot_says_so(tmp_path: Path) -> None:
 
 
 def test_v1_folder_given_to_v2_names_the_release(tmp_path: Path) -> None:
-    """Catches a missing-file error that does not say the folder is the other release."""
-    with pytest.raises(WeightsError) as error:
-        load_echomimic(_pipeline_folder(tmp_path), "v2")
-    message = str(error.value)
-    assert "pose_encoder.pth" in message and "BadToBest/EchoMimicV2" in message and "V1 release" in message
+    """Catches V2 loading from a V1 folder: the releases share file names and UNet shapes, so only the
+    folder's V1-only files can tell; the error must name them and say each release needs its own folder,
+    even when the V2-only file is there too (a mixed folder would load V1's UNets into V2)."""
+    folder = _pipeline_folder(tmp_path)
+    for mixed in (False, True):
+        if mixed:
+            (folder / "pose_encoder.pth").symlink_to(V2_CASE / "weights" / "pose_encoder.pth")
+        with pytest.raises(WeightsError) as error:
+            load_echomimic(folder, "v2")
+        message = str(error.value)
+        assert "holds EchoMimic V1 files" in message and "face_locator.pth" in message
+        assert "'v2' is a V2 variant" in message and "folder of its own" in message
 
 
 def test_shared_storages_convert_and_load(tmp_path: Path) -> None:

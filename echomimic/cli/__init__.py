@@ -24,7 +24,14 @@ from .commands import run_check, run_convert, run_download
 from .devices import _pick_device, _pick_dtype
 from .generate import run_generate, validate_generate_args
 from .inputs import load_mask_image, load_rgb_image
-from .parser import EXAMPLE_AUDIO, EXAMPLE_IMAGE, EXAMPLES_DIR, REPO_ROOT, build_parser
+from .parser import (
+    EXAMPLE_AUDIO,
+    EXAMPLE_IMAGE,
+    EXAMPLES_DIR,
+    REPO_ROOT,
+    build_parser,
+    resolve_weights_option,
+)
 
 __all__ = [
     "EXAMPLES_DIR", "EXAMPLE_AUDIO", "EXAMPLE_IMAGE", "REPO_ROOT", "_pick_device", "_pick_dtype",
@@ -36,7 +43,7 @@ _COMMANDS = {"generate": run_generate, "download": run_download, "check": run_ch
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m echomimic``; returns the exit status (0 ok, 2 bad input/weights)."""
-    args = build_parser().parse_args(argv)
+    args = resolve_weights_option(build_parser().parse_args(argv))
     try:
         _COMMANDS[args.command](args)
     except CancelledError as error:

@@ -6,27 +6,36 @@ import argparse
 import os
 from pathlib import Path
 
-from ..release import PRECISIONS
+from ..release import DEFAULT_WEIGHTS_FOLDER, PRECISIONS
+from ..release import VARIANTS as RELEASE_VARIANTS
 from ..weights_download import VARIANTS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 EXAMPLES_DIR = REPO_ROOT / "example_inputs"
 EXAMPLE_IMAGE = EXAMPLES_DIR / "portrait.png"
 EXAMPLE_AUDIO = EXAMPLES_DIR / "speech.wav"
-DEFAULT_WEIGHTS_DIR = "pretrained_weights"
 WEIGHTS_ENV = "ECHOMIMIC_WEIGHTS"
 
 
-def _default_weights_dir() -> str:
-    return os.environ.get(WEIGHTS_ENV) or DEFAULT_WEIGHTS_DIR
+def default_weights_dir(mode: str) -> str:
+    """$ECHOMIMIC_WEIGHTS, else the release's own folder (V1 and V2 files cannot share one)."""
+    return os.environ.get(WEIGHTS_ENV) or DEFAULT_WEIGHTS_FOLDER[RELEASE_VARIANTS[mode].version]
+
+
+def resolve_weights_option(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill in ``--weights`` when it was not given, from ``--mode``."""
+    if getattr(args, "weights", "") is None:
+        args.weights = default_weights_dir(args.mode)
+    return args
 
 
 def _add_weights_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--weights", default=_default_weights_dir(), metavar="DIR",
+        "--weights", default=None, metavar="DIR",
         help=f"weights folder in the layout of the Hugging Face repo BadToBest/EchoMimic (v2 modes: "
              f"BadToBest/EchoMimicV2, in a folder of its own: the file names clash) "
-             f"(default: ${WEIGHTS_ENV} or ./{DEFAULT_WEIGHTS_DIR})",
+             f"(default: ${WEIGHTS_ENV}, else ./{DEFAULT_WEIGHTS_FOLDER['v1']} for V1 modes and "
+             f"./{DEFAULT_WEIGHTS_FOLDER['v2']} for v2 modes)",
     )
     parser.add_argument(
         "--mode", default="audio", choices=VARIANTS,

@@ -18,7 +18,7 @@ from torch import nn
 from .. import release
 from ..errors import WeightsError
 from ..weights import SAFETENSORS_SUFFIX, check_state_dict, read_state_dict
-from ..weights_download import check_variant
+from ..weights_download import check_variant, refuse_other_release
 from .config import EchoMimicConfig, load_config
 from .face_locator import FaceLocator
 from .motion_module import sinusoidal_positions
@@ -45,19 +45,6 @@ def conditioning_channels(variant: str) -> int:
     return 1 if check_variant(variant).mode == "audio" else 3
 
 
-def _other_version_hint(weights_dir: Path, spec: release.Variant) -> str:
-    """A sentence when the folder holds the other release's files instead (V1 folder given to V2, ...)."""
-    others = [v for v in release.VARIANTS.values() if v.version != spec.version]
-    own_files = {stem for stem in spec.stems.values()}
-    foreign = sorted({stem for v in others for stem in v.stems.values() if stem not in own_files
-                      and any((weights_dir / f"{stem}{suffix}").is_file() for suffix in (".pth", SAFETENSORS_SUFFIX))})
-    if not foreign:
-        return ""
-    other = "V1" if spec.version == "v2" else "V2"
-    return (f" This folder holds {other} files ({', '.join(foreign)}): it looks like the {other} release; "
-            f"pick a {other} variant or point to the {spec.version.upper()} folder.")
-
-
 def variant_weight_files(weights_dir: str | Path, variant: str) -> dict[str, Path]:
     """Role -> existing weight file for ``variant`` (``.safetensors`` preferred over ``.pth``).
 
@@ -65,6 +52,7 @@ def variant_weight_files(weights_dir: str | Path, variant: str) -> dict[str, Pat
     """
     spec = check_variant(variant)
     weights_dir = Path(weights_dir)
+    refuse_other_release(weights_dir, variant)
     found: dict[str, Path] = {}
     missing: list[str] = []
     for role, stem in spec.stems.items():
@@ -79,7 +67,7 @@ def variant_weight_files(weights_dir: str | Path, variant: str) -> dict[str, Pat
         raise WeightsError(
             f"EchoMimic {spec.version.upper()} '{variant}' weights are missing from {weights_dir}: "
             f"{', '.join(missing)}. Download them from {spec.repo_url} (the files sit at the top of that "
-            f"repository) into {weights_dir}.{_other_version_hint(weights_dir, spec)}"
+            f"repository) into {weights_dir}."
         )
     return found
 
