@@ -1,4 +1,4 @@
-"""Speed and peak memory of the EchoMimic V1 sampler (``echomimic.pipeline.sampler.generate_video``).
+"""Speed and peak memory of the EchoMimic V1 / V2 sampler (``echomimic.pipeline.sampler.generate_video``).
 
 Prints, for one configuration:
 
@@ -15,10 +15,16 @@ also covers loading). On a GPU it is ``torch.cuda.max_memory_allocated`` during 
 Configurations (``--config``):
 
 - ``tiny``: a parity case's tiny configs and weights (``$ECHOMIMIC_PARITY_CASES/<case>``; the
-  default case v1_audio), its tiny VAE and the random Whisper tiny.
+  default case v1_audio), its tiny VAE and the random Whisper tiny. The variant is the case's own
+  (``--mode`` must match it): a V2 case (v2_hands, v2_hands_acc) runs V2.
 - ``full``: the shipped full-size configs (SD1.5-sized UNets, the sd-vae-ft-mse architecture),
   randomly initialised: no download, only the speed and memory are meaningful.
 - ``real``: the real weights in ``--weights`` (the BadToBest/EchoMimic layout).
+
+V2 (``--mode v2|v2_acc``): the hand poses are the case's ``inputs/pose_keypoints.json`` (for
+``--config full``/``real``: those of ``--case``, default v2_hands) drawn with ``echomimic.poses`` at
+``--size``; the few drawn frames go to ``generate_video(pose_images=...)`` and the library's length policy
+(``loop``) extends them to each length, as a user's short pose sequence would be.
 
 Comparison mode (``--compare REF``): the same job on this checkout and on REF (a git ref of this
 repository, exported with ``git archive`` to a temporary folder, or the path of another checkout), in
@@ -37,6 +43,7 @@ Examples::
     python benchmarks/bench_sampler.py --config full --size 256 --steps 1 --frames 12 --lengths 12 24
     python benchmarks/bench_sampler.py --config real --weights pretrained_weights --device cuda --size 512
     python benchmarks/bench_sampler.py --config full --size 256 --frames 12 --steps 1 --compare 7c45a1a --runs 3
+    python benchmarks/bench_sampler.py --config tiny --case v2_hands --mode v2 --size 768 --steps 1 --lengths 24 96
 """
 
 from __future__ import annotations
@@ -66,14 +73,43 @@ def parity_cases_dir() -> Path:
     return Path(os.environ.get("ECHOMIMIC_PARITY_CASES", REPO_ROOT / ".." / "shared" / "parity")).resolve()
 
 
+def _variant_names() -> tuple[str, ...]:
+    """The release's variants (``echomimic.release``, torch-free), V1 and V2; the V1 ones for --compare runs
+    of checkouts from before release.py."""
+    try:
+        from echomimic import release
+    except ImportError:
+        return ("audio", "audio_acc", "pose", "pose_acc")
+    return tuple(release.VARIANTS)
+
+
+def _case_variant(case: dict[str, Any]) -> str:
+    """The release variant a parity case was made with (its case.json ``mode`` and ``echomimic_version``)."""
+    from echomimic import release
+
+    mode = str(case["mode"])
+    base, accelerated = mode.removesuffix("_acc"), mode.endswith("_acc")
+    for name, spec in release.VARIANTS.items():
+        if (getattr(spec, "mode", name.removesuffix("_acc")) == base and spec.accelerated == accelerated
+                and getattr(spec, "version", "v1") == case.get("echomimic_version", "v1")):
+            return name
+    raise SystemExit(f"benchmark: parity case mode {mode!r} is no release variant")
+
+
+def _is_v2(mode: str) -> bool:
+    return mode.startswith("v2")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", choices=("tiny", "full", "real"), default="tiny",
                         help="tiny parity-case models (default), full-size random weights, or real weights")
-    parser.add_argument("--case", default="v1_audio", help="parity case for --config tiny (default v1_audio)")
+    parser.add_argument("--case", default=None,
+                        help="parity case for --config tiny (default v1_audio; v2_hands for --mode v2*) and the "
+                             "hand poses of V2 runs")
     parser.add_argument("--weights", type=Path, default=None, help="weights folder for --config real")
-    parser.add_argument("--mode", default="audio", choices=("audio", "audio_acc", "pose", "pose_acc"),
+    parser.add_argument("--mode", default="audio", choices=_variant_names(),
                         help="variant (default audio); tiny supports the case's own mode only")
     parser.add_argument("--size", type=int, default=None,
                         help="width = height in pixels (default: 64 tiny, 256 full, 512 real)")
@@ -166,16 +202,18 @@ def _build_models(opts: argparse.Namespace, device, dtype):
         from echomimic.models.loading import load_echomimic_v1
 
         case = parity_cases_dir() / opts.case
-        mode = json.loads((case / "case.json").read_text())["mode"]
+        info = json.loads((case / "case.json").read_text())
+        mode = _case_variant(info)
         weights = case / "weights"
         release = {"pose_acc": {"reference_unet": "reference_unet_pose", "denoising_unet": "denoising_unet_pose_acc",
                                 "motion_module": "motion_module_pose_acc", "face_locator": "face_locator_pose"}}
-        if mode in release:  # the case stores its files under the audio names: link them under the release names
-            import tempfile
-
+        names = {Path(old).stem: Path(new).stem
+                 for old, new in info.get("model", {}).get("release_names", {}).items()} or release.get(mode, {})
+        if any(old != new for old, new in names.items()):
+            # the case stores its files under other names (e.g. the audio ones): link them under the release names
             linked = Path(tempfile.mkdtemp(prefix="bench_weights_"))
             for weight in weights.glob("*.pth"):
-                (linked / f"{release[mode].get(weight.stem, weight.stem)}.pth").symlink_to(weight)
+                (linked / f"{names.get(weight.stem, weight.stem)}.pth").symlink_to(weight)
             weights = linked
         models = load_echomimic_v1(weights, mode, config_dir=case / "config", device=device, dtype=dtype)
         vae = load_diffusers_vae(case / "vae", device, dtype)
@@ -203,7 +241,7 @@ def _build_models(opts: argparse.Namespace, device, dtype):
 
     generator = torch.Generator().manual_seed(0)
     noise_block = torch.randn(1 << 22, generator=generator) * 0.02
-    config = load_config(None, conditioning_channels=3 if opts.mode.startswith("pose") else 1)
+    config = load_config(None, conditioning_channels=3 if opts.mode.startswith(("pose", "v2")) else 1)
     reference_unet, denoising_unet, face_locator = build_models(config, "meta")
     for module in (reference_unet, denoising_unet, face_locator):
         module.to_empty(device=device)
@@ -235,8 +273,33 @@ def _build_models(opts: argparse.Namespace, device, dtype):
     return models, vae, encoder
 
 
+def _pose_images(opts: argparse.Namespace, size: int):
+    """The hand poses of ``--case`` (``inputs/pose_keypoints.json``) drawn at size x size: [D, H, W, 3] float 0..1.
+
+    D is the case's few frames; the sampler extends them to the video length with its length policy.
+    """
+    import numpy as np
+    import torch
+
+    from echomimic.poses import (
+        DEFAULT_REF_W,
+        HandPoseSequence,
+        draw_hand_poses,
+        hand_poses_from_keypoint_records,
+    )
+
+    case = parity_cases_dir() / opts.case
+    info = json.loads((case / "case.json").read_text())
+    records = json.loads((case / "inputs" / "pose_keypoints.json").read_text())
+    poses = hand_poses_from_keypoint_records(records, info["width"], info["height"])
+    # Normalised points: drawn on the square benchmark canvas (as the other-size parity drawings are).
+    square = HandPoseSequence(poses.points, size, size, poses.scores)
+    drawn = draw_hand_poses(square, size, size, ref_w=DEFAULT_REF_W)
+    return torch.from_numpy(drawn.astype(np.float32) / 255.0)
+
+
 def _inputs(opts: argparse.Namespace, length: int, size: int):
-    """Reference [H, W, 3], face mask [H, W], waveform [1, T] covering ``length`` frames, landmarks."""
+    """Reference [H, W, 3], face mask [H, W], waveform [1, T] covering ``length`` frames, landmarks / hand poses."""
     import numpy as np
     import torch
     from PIL import Image
@@ -260,6 +323,8 @@ def _inputs(opts: argparse.Namespace, length: int, size: int):
         for frame in range(length):  # sparse dots, like drawn landmarks
             ys, xs = rng.integers(0, size, 200), rng.integers(0, size, 200)
             landmarks[frame, ys, xs] = 1.0
+    elif _is_v2(opts.mode):
+        landmarks = _pose_images(opts, size)
     return reference, mask, waveform, sample_rate, landmarks
 
 
@@ -283,9 +348,12 @@ def run_child(opts: argparse.Namespace, length: int) -> dict[str, Any]:
     del encoder
     load_seconds = time.perf_counter() - started
 
+    v2 = _is_v2(models.variant)
+    # V2: the drawn poses are shorter than the video; the library's default length policy (loop) extends them.
+    extra = {"length_policy": "loop"} if v2 else {}
     settings = SamplingSettings(width=size, height=size, length=length, steps=opts.steps, cfg=opts.cfg, seed=420,
                                 fps=opts.fps, context_frames=opts.context_frames,
-                                context_overlap=opts.context_overlap)
+                                context_overlap=opts.context_overlap, **extra)
     step_done_at: dict[int, float] = {}
 
     def progress(info) -> None:
@@ -310,8 +378,9 @@ def run_child(opts: argparse.Namespace, length: int) -> dict[str, Any]:
     baseline_rss, _ = _peak_rss_bytes()
     busy_before, own_before = _busy_cpu_seconds(), _own_cpu_seconds()
     t0 = time.perf_counter()
+    driving = {"pose_images": landmarks} if v2 else {"landmark_images": landmarks}
     video = generate_video(models, vae, reference, audio_features=features,
-                           face_mask=None if landmarks is not None else mask, landmark_images=landmarks,
+                           face_mask=None if landmarks is not None else mask, **driving,
                            settings=settings, progress=progress)
     if is_cuda:
         torch.cuda.synchronize()
@@ -324,7 +393,8 @@ def run_child(opts: argparse.Namespace, length: int) -> dict[str, Any]:
     denoise_end = max(step_done_at.values()) if step_done_at else t0 + total
     result = {
         "config": opts.config, "mode": models.variant, "device": str(device), "dtype": str(dtype).replace("torch.", ""),
-        "size": size, "length": int(frames.shape[0]), "steps": opts.steps, "cfg": opts.cfg,
+        "size": size, "length": int(frames.shape[0]),
+        "driving_frames": None if landmarks is None else int(landmarks.shape[0]), "steps": opts.steps, "cfg": opts.cfg,
         "context_frames": opts.context_frames, "context_overlap": opts.context_overlap,
         "threads": torch.get_num_threads(), "load_seconds": load_seconds, "total_seconds": total,
         # Denoising time per step (the reference-UNet pass, the windows and the scheduler; not the
@@ -470,6 +540,14 @@ def main(argv: list[str] | None = None) -> int:
     if opts.size is None:
         opts.size = {"tiny": 64, "full": 256, "real": 512}[opts.config]
         argv += ["--size", str(opts.size)]
+    if opts.case is None:
+        opts.case = "v2_hands" if _is_v2(opts.mode) else "v1_audio"
+        argv += ["--case", opts.case]
+    if opts.config == "tiny" and opts.child is None:
+        case_variant = _case_variant(json.loads((parity_cases_dir() / opts.case / "case.json").read_text()))
+        if case_variant != opts.mode:
+            raise SystemExit(f"--config tiny runs the case's own variant: case {opts.case} is {case_variant!r}, "
+                             f"not --mode {opts.mode!r} (pass --mode {case_variant})")
     if opts.config == "real" and opts.weights is None:
         raise SystemExit("--config real needs --weights <folder with the BadToBest/EchoMimic files>")
     if opts.child is not None:
@@ -505,7 +583,8 @@ def main(argv: list[str] | None = None) -> int:
             growth = ((_peak(last) - last["output_frames_bytes"]) - (_peak(first) - first["output_frames_bytes"])) / (
                 last["length"] - first["length"])
             print(f"\npeak - output frames grows by {growth / MB:.3f} MB per extra frame "
-                  f"({first['length']} -> {last['length']} frames; target < 1 MB/frame at 512x512)")
+                  f"({first['length']} -> {last['length']} frames; target < 1 MB/frame at "
+                  f"{'768x768' if _is_v2(timing['mode']) else '512x512'})")
     if opts.json is not None:
         opts.json.write_text(json.dumps({"timing": timing, "memory": memory}, indent=1))
     return 0
