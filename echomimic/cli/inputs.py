@@ -110,13 +110,7 @@ def _landmark_images(args: argparse.Namespace, landmark_reference: np.ndarray, r
         sequence = LandmarkSequence.load(args.landmarks)
         report.info(f"landmarks: {sequence.num_frames} frames from {args.landmarks}")
     else:
-        from ..video_io import read_video_frames
-
-        max_frames = args.length if args.length is not None else None
-        frames, video_fps = read_video_frames(args.driving_video, max_frames=max_frames)
-        if abs(video_fps - args.fps) > 0.01:
-            report.info(f"note: {args.driving_video.name} runs at {video_fps:g} fps, the output at {args.fps:g} fps; "
-                        "its frames are used one per output frame")
+        frames = _driving_frames(args, report)
         report.info(f"extracting landmarks from {frames.shape[0]} frames of {args.driving_video} ...")
         driver = extract_landmarks(frames, models_dir=args.weights)
         if driver.filled_count:
@@ -133,11 +127,21 @@ def _landmark_images(args: argparse.Namespace, landmark_reference: np.ndarray, r
     return draw_landmarks(sequence, args.width, args.height)
 
 
+def _driving_frames(args: argparse.Namespace, report: _Reporter) -> np.ndarray:
+    """The frames of --driving-video (at most --length), with a note when its frame rate is not the output's."""
+    from ..video_io import read_video_frames
+
+    frames, video_fps = read_video_frames(args.driving_video, max_frames=args.length)
+    if abs(video_fps - args.fps) > 0.01:
+        report.info(f"note: {args.driving_video.name} runs at {video_fps:g} fps, the output at {args.fps:g} fps; "
+                    "its frames are used one per output frame")
+    return frames
+
+
 def _hand_pose_images(args: argparse.Namespace, report: _Reporter) -> np.ndarray:
     """Drawn hand-pose frames ``[F, H, W, 3]`` 0..1 for the v2 modes, from --driving-video or --poses,
     aligned to the person in --image unless --no-align-poses."""
     from ..poses import HandPoseSequence, hand_pose_images
-    from ..video_io import read_video_frames
 
     portrait = load_rgb_image(args.image)
     driving_frames = poses = None
@@ -145,8 +149,7 @@ def _hand_pose_images(args: argparse.Namespace, report: _Reporter) -> np.ndarray
         poses = HandPoseSequence.load(args.poses)
         report.info(f"hand poses: {poses.num_frames} frames from {args.poses}")
     else:
-        max_frames = args.length if args.length is not None else None
-        driving_frames, _video_fps = read_video_frames(args.driving_video, max_frames=max_frames)
+        driving_frames = _driving_frames(args, report)
         report.info(f"extracting hand poses from {driving_frames.shape[0]} frames of {args.driving_video} ...")
     frames, poses = hand_pose_images(portrait, args.width, args.height, driving_frames=driving_frames, poses=poses,
                                      align=not args.no_align_poses, models_dir=args.weights, note=report.info,
