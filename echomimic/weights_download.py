@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import shlex
 import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from .atomic import check_output_folder
 from .errors import EchoMimicError, WeightsError
 from .mediapipe_files import find_mediapipe_model, mediapipe_download_dir, mediapipe_url
 from .release import VAE_FOLDER, VAE_REPO, WHISPER_ORIGINAL_URL
+from .weights import check_weights_folder
 
 VARIANTS = release.VARIANT_NAMES
 # role -> file stem (without extension), per variant, as released.
@@ -169,11 +171,35 @@ def missing_weights_message(weights_dir: str | os.PathLike, variant: str, missin
             line += f" ({item.note})"
         lines.append(line)
     lines.append(
-        "To fix: run again with --download (fetches them with huggingface_hub), or download the "
-        f"Hugging Face repo yourself (git clone https://huggingface.co/{repo} <folder>; "
+        f"To fix: {download_command(weights_dir, variant)} (or add --download to the generate command), "
+        f"or download the Hugging Face repo yourself (hf download {repo} --local-dir <folder>; "
         f"the VAE is https://huggingface.co/{VAE_REPO}) and pass --weights <folder>."
     )
     return "\n".join(lines)
+
+
+def download_command(weights_dir: str | os.PathLike, variant: str) -> str:
+    """The command line that fetches every file of ``variant`` into ``weights_dir``."""
+    return f"python -m echomimic download --mode {variant} --weights {shlex.quote(str(weights_dir))}"
+
+
+def check_run_folder(weights_dir: str | os.PathLike, variant: str, *, download: bool) -> Path:
+    """The weights folder of a ``variant`` run as an absolute path, or one :class:`WeightsError` line.
+
+    With ``download`` a missing folder is fine (the download creates it); without, a missing folder (a
+    mistyped ``--weights`` or nothing fetched yet) is said to be missing, with the command that fetches
+    this variant's files, rather than listed file by file.
+    """
+    folder = Path(weights_dir).expanduser().absolute()
+    if os.path.lexists(folder):
+        return check_weights_folder(folder)  # a file, a symlink loop, unreadable: its own line
+    if download:
+        return folder
+    raise WeightsError(
+        f"The weights folder {folder} does not exist. Fetch the {variant} files into it with "
+        f"{download_command(weights_dir, variant)} (or add --download to the generate command), "
+        "or pass --weights with the folder that holds them."
+    )
 
 
 def mediapipe_status_lines(weights_dir: str | os.PathLike, variant: str, *, face_crop: bool = True) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import json
 import socket
 import threading
 import urllib.parse
@@ -63,6 +64,11 @@ class LoopbackFiles:
             def _answer(self, with_body: bool) -> None:
                 path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
                 owner.requests.append((self.command, path))
+                if owner.hub and path.startswith("/api/"):
+                    self._api(path)
+                    return
+                if owner.hub:  # a download pinned to the commit that repo_info reported
+                    path = path.replace(f"/resolve/{FAKE_COMMIT}/", "/resolve/main/", 1)
                 local = owner.files.get(path)
                 if local is None:
                     self.send_response(404)
@@ -88,6 +94,32 @@ class LoopbackFiles:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 self.wfile.write(body)
+
+            def _api(self, path: str) -> None:
+                """``hf download`` with several files or patterns: repo_info and the recursive tree listing
+                (``/api/models/{repo}/revision/{rev}``, ``/api/models/{repo}/tree/{rev}``)."""
+                parts = path.split("/")  # ['', 'api', 'models', owner, name, 'revision' | 'tree', rev, ...]
+                repo, kind = "/".join(parts[3:5]), parts[5] if len(parts) > 5 else ""
+                prefix = f"/{repo}/resolve/main/"
+                names = {key[len(prefix):]: local for key, local in owner.files.items() if key.startswith(prefix)}
+                if not names or kind not in ("revision", "tree"):
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if kind == "revision":
+                    answer: object = {"id": repo, "sha": FAKE_COMMIT,
+                                      "siblings": [{"rfilename": name} for name in sorted(names)]}
+                else:
+                    answer = [{"type": "file", "path": name, "size": local.stat().st_size,
+                               "oid": owner._etag(prefix + name)[:40]} for name, local in sorted(names.items())]
+                body = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                if self.command == "GET":
+                    self.wfile.write(body)
 
             def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
                 self._answer(with_body=False)

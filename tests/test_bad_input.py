@@ -216,6 +216,9 @@ def test_ctrl_c_while_writing_keeps_the_previous_file(tmp_path, weights, inputs)
          *FAST],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "TMPDIR": str(child_temp)},
+        # A shell's Ctrl-C reaches a foreground program with SIGINT's default action, even when this suite
+        # runs with SIGINT ignored (nohup, some CI runners), which the child would otherwise inherit.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 240
     while not leftovers(out_folder):

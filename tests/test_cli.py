@@ -234,9 +234,9 @@ def test_a_v1_folder_is_refused_for_v2_before_anything_is_fetched_or_loaded(audi
 def test_default_weights_folder_depends_on_the_release(monkeypatch):
     """Catches V1 and V2 runs defaulting to one folder (their file names clash)."""
     monkeypatch.delenv("ECHOMIMIC_WEIGHTS", raising=False)
-    from echomimic.cli.parser import build_parser, resolve_weights_option
+    from echomimic.cli.parser import build_parser, resolve_mode_defaults
 
-    parse = lambda *argv: resolve_weights_option(build_parser().parse_args(list(argv))).weights  # noqa: E731
+    parse = lambda *argv: resolve_mode_defaults(build_parser().parse_args(list(argv))).weights  # noqa: E731
     assert parse("check") == "pretrained_weights"
     assert parse("check", "--mode", "v2_acc") == "pretrained_weights_v2"
     assert parse("check", "--mode", "v2", "--weights", "mine") == "mine"

@@ -53,12 +53,20 @@ RUN_TIMEOUT_S = 600
 TINY_CASES = {("v1", "audio"): "v1_audio", ("v1", "pose"): "v1_pose_acc", ("v2", "v2_pose"): "v2_hands_acc"}
 
 
+def comfyui_missing_message(comfyui_dir: str | None) -> str:
+    """Why the real-ComfyUI tests cannot run, and how to make them run."""
+    how = ("run scripts/setup_comfyui.sh DEST, then set COMFYUI_DIR=DEST/ComfyUI "
+           "COMFYUI_PYTHON=DEST/venv/bin/python")
+    if not comfyui_dir:
+        return f"the real-ComfyUI tests need a ComfyUI: COMFYUI_DIR is not set; {how}"
+    return f"COMFYUI_DIR={comfyui_dir} is not a ComfyUI tree (no main.py there); {how}"
+
+
 def _require_comfyui() -> Path:
     """COMFYUI_DIR, or skip (local runs) / fail (CI: these tests must run there)."""
     if COMFYUI_DIR and (Path(COMFYUI_DIR) / "main.py").is_file():
         return Path(COMFYUI_DIR)
-    message = (f"COMFYUI_DIR={COMFYUI_DIR!r} is not a ComfyUI tree; run scripts/setup_comfyui.sh DEST and set "
-               "COMFYUI_DIR=DEST/ComfyUI COMFYUI_PYTHON=DEST/venv/bin/python")
+    message = comfyui_missing_message(COMFYUI_DIR)
     if IN_CI:
         pytest.fail(f"CI must run the real-ComfyUI tests: {message}")
     pytest.skip(message)
@@ -517,6 +525,13 @@ def assert_mp4_with_sound(path: Path, min_frames: int) -> None:
 
 def _sampler_ids(prompt: dict[str, Any]) -> set[str]:
     return {node_id for node_id, node in prompt.items() if node["class_type"].startswith("EchoMimicSampler")}
+
+
+def test_the_skip_reason_says_what_to_set() -> None:
+    """Catches the skip reason reading "COMFYUI_DIR=None is not a ComfyUI tree" when the variable is unset."""
+    unset = comfyui_missing_message(None)
+    assert "None" not in unset and "COMFYUI_DIR is not set" in unset and "setup_comfyui.sh" in unset
+    assert "/nowhere is not a ComfyUI tree" in comfyui_missing_message("/nowhere")
 
 
 def test_server_lists_every_echomimic_node(comfy_server: ComfyServer) -> None:

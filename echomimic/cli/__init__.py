@@ -16,10 +16,12 @@ command runs.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
 from ..errors import CancelledError, EchoMimicError
+from ..native_logs import VERBOSE_ENV
 from .commands import run_check, run_convert, run_download
 from .devices import _pick_device, _pick_dtype
 from .generate import run_generate, validate_generate_args
@@ -30,7 +32,7 @@ from .parser import (
     EXAMPLES_DIR,
     REPO_ROOT,
     build_parser,
-    resolve_weights_option,
+    resolve_mode_defaults,
 )
 
 __all__ = [
@@ -43,7 +45,9 @@ _COMMANDS = {"generate": run_generate, "download": run_download, "check": run_ch
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m echomimic``; returns the exit status (0 ok, 2 bad input/weights)."""
-    args = resolve_weights_option(build_parser().parse_args(argv))
+    args = resolve_mode_defaults(build_parser().parse_args(argv))
+    if getattr(args, "verbose", False):
+        os.environ[VERBOSE_ENV] = "1"  # read by echomimic.native_logs around every MediaPipe call
     try:
         _COMMANDS[args.command](args)
     except CancelledError as error:

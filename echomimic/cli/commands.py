@@ -6,19 +6,19 @@ import argparse
 from pathlib import Path
 
 from ..weights import check_weights_folder
-from ..weights_download import check_weights, download_weights, mediapipe_status_lines
+from ..weights_download import check_run_folder, check_weights, download_weights, mediapipe_status_lines
 
 
 def run_download(args: argparse.Namespace) -> None:
     """The ``download`` command."""
-    check_weights_folder(args.weights, must_exist=False)
+    check_run_folder(args.weights, args.mode, download=True)
     download_weights(args.weights, args.mode)
     print(f"all {args.mode} weights are in {Path(args.weights).resolve()}")
 
 
 def run_check(args: argparse.Namespace) -> None:
     """The ``check`` command: one line per weight file of the mode."""
-    check_weights_folder(args.weights)
+    check_run_folder(args.weights, args.mode, download=False)
     for line in mediapipe_status_lines(args.weights, args.mode, face_crop=not args.mode.startswith("v2")):
         print(line)  # MediaPipe Tasks files (fetched on first use), listed even when weights are missing
     files = check_weights(args.weights, args.mode)

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..atomic import OutputError, atomic_path, check_output_file, check_output_folder
 from ..errors import InputError
-from ..weights import check_weights_folder
-from ..weights_download import check_weights, download_weights, fetch_mediapipe_for_run
+from ..weights_download import check_run_folder, check_weights, download_weights, fetch_mediapipe_for_run
 from .devices import _pick_device, _pick_dtype
 from .inputs import _hand_pose_images, _landmark_images, _prepare_reference
 from .parser import EXAMPLE_AUDIO, EXAMPLE_IMAGE
-from .report import _Reporter
+from .report import _Reporter, count
 
 if TYPE_CHECKING:
     from ..pipeline.settings import SamplingSettings
@@ -73,13 +71,10 @@ def sampling_settings(args: argparse.Namespace, length: int = 0) -> SamplingSett
     """The options as the library's :class:`SamplingSettings`, validated there (the nodes use the same)."""
     from ..pipeline.settings import SamplingSettings
 
-    defaults = SamplingSettings.defaults_for(args.mode)
-    return dataclasses.replace(
-        defaults, width=args.width, height=args.height, length=length, fps=args.fps, seed=args.seed,
-        steps=defaults.steps if args.steps is None else args.steps,
-        cfg=defaults.cfg if args.cfg is None else args.cfg,
-        context_frames=args.context_frames, context_overlap=args.context_overlap,
-        length_policy=getattr(args, "length_policy", None) or defaults.length_policy,
+    return SamplingSettings.for_variant(
+        args.mode, width=args.width, height=args.height, length=length, fps=args.fps, seed=args.seed,
+        steps=args.steps, cfg=args.cfg, context_frames=args.context_frames, context_overlap=args.context_overlap,
+        length_policy=getattr(args, "length_policy", None),
     ).validated()
 
 
@@ -118,7 +113,7 @@ def _preview_writer(args: argparse.Namespace, steps: int, report: _Reporter):
         return None
     from ..preview import PreviewWriter
 
-    report.info(f"previews every {args.preview_every} steps into {folder}")
+    report.info(f"previews every {count(args.preview_every, 'step')} into {folder}")
     return PreviewWriter(folder, args.preview_every, steps=steps)
 
 
@@ -155,7 +150,7 @@ def run_generate(args: argparse.Namespace) -> Path:
     settings = sampling_settings(args, args.length or 0)
     check_outputs(args)
 
-    check_weights_folder(args.weights, must_exist=args.download)
+    check_run_folder(args.weights, args.mode, download=args.download)
     if args.download:
         files = download_weights(args.weights, args.mode, log=report.info)
     else:
@@ -177,6 +172,8 @@ def run_generate(args: argparse.Namespace) -> Path:
 
     device = _pick_device(args.device)
     dtype = _pick_dtype(args.dtype, device)
+    if device.type == "cpu" and args.device == "auto":
+        report.warn_no_gpu()
 
     reference, face_mask, landmark_reference, crop_info = _prepare_reference(args, args.image, report)
     waveform, sample_rate = read_audio(args.audio)
@@ -205,7 +202,8 @@ def run_generate(args: argparse.Namespace) -> Path:
                             driving_frames=None if driving is None else int(driving.shape[0]),
                             requested=settings.length, policy=settings.length_policy)
     report.info(f"generating {plan.reason[0].lower()}{plan.reason[1:]}")
-    report.info(f"  at {args.width}x{args.height}, {settings.steps} steps, cfg {settings.cfg}, seed {settings.seed}")
+    report.info(f"  at {settings.width}x{settings.height}, {count(settings.steps, 'step')}, cfg {settings.cfg}, seed {settings.seed}")
+    report.start_sampling()
     video = generate_video(
         models, vae, torch.from_numpy(reference),
         audio_features=audio_features,

@@ -6,7 +6,14 @@ import argparse
 import os
 from pathlib import Path
 
-from ..release import DEFAULT_WEIGHTS_FOLDER, PRECISIONS
+from ..release import (
+    DEFAULT_CONTEXT_FRAMES,
+    DEFAULT_CONTEXT_OVERLAP,
+    DEFAULT_FPS,
+    DEFAULT_SIZE,
+    DEFAULT_WEIGHTS_FOLDER,
+    PRECISIONS,
+)
 from ..release import VARIANTS as RELEASE_VARIANTS
 from ..weights_download import VARIANTS
 
@@ -22,10 +29,15 @@ def default_weights_dir(mode: str) -> str:
     return os.environ.get(WEIGHTS_ENV) or DEFAULT_WEIGHTS_FOLDER[RELEASE_VARIANTS[mode].version]
 
 
-def resolve_weights_option(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill in ``--weights`` when it was not given, from ``--mode``."""
+def resolve_mode_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill in the options whose default follows ``--mode``: ``--weights`` (the release's own folder) and
+    generate's ``--width`` / ``--height`` (the release's size)."""
     if getattr(args, "weights", "") is None:
         args.weights = default_weights_dir(args.mode)
+    if hasattr(args, "width"):
+        width, height = DEFAULT_SIZE[RELEASE_VARIANTS[args.mode].version]
+        args.width = width if args.width is None else args.width
+        args.height = height if args.height is None else args.height
     return args
 
 
@@ -49,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m echomimic``."""
     parser = argparse.ArgumentParser(
         prog="python -m echomimic",
-        description="EchoMimic V1: animate a portrait with speech (and optionally facial landmarks).",
+        description="EchoMimic V1 and V2: animate a portrait (V1: the face; V2: the upper body) with speech, "
+                    "optionally driven by facial landmarks (V1) or hand poses (V2).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="{generate,download,check,convert}")
 
@@ -69,9 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--download", action="store_true",
                      help="download missing weight files (Hugging Face) and MediaPipe files first")
     size = gen.add_argument_group("video")
-    size.add_argument("--width", type=int, default=512, help="video width, a multiple of 8 (default 512)")
-    size.add_argument("--height", type=int, default=512, help="video height, a multiple of 8 (default 512)")
-    size.add_argument("--fps", type=float, default=24.0, help="frames per second (default 24)")
+    size.add_argument("--width", type=int, default=None,
+                      help="video width, a multiple of 8 (default: V1 512, V2 768, as released)")
+    size.add_argument("--height", type=int, default=None,
+                      help="video height, a multiple of 8 (default: V1 512, V2 768, as released)")
+    size.add_argument("--fps", type=float, default=DEFAULT_FPS, help=f"frames per second (default {DEFAULT_FPS:g})")
     size.add_argument("--length", type=int, default=None,
                       help="frames to generate (default: as many as the speech lasts; never more than it)")
     size.add_argument("--length-policy", default=None, metavar="POLICY",  # checked by the library's settings
@@ -82,11 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
                           help="denoising steps (default: 30; 6 for the _acc modes)")
     sampling.add_argument("--cfg", type=float, default=None,
                           help="guidance scale (default: 2.5; 1.0 for the _acc modes)")
-    sampling.add_argument("--seed", type=int, default=420, help="seed of the initial noise (default 420)")
-    sampling.add_argument("--context-frames", type=int, default=12,
-                          help="frames denoised together in one window (default 12)")
-    sampling.add_argument("--context-overlap", type=int, default=3,
-                          help="frames shared by neighbouring windows, < --context-frames (default 3)")
+    sampling.add_argument("--seed", type=int, default=None,
+                          help="seed of the initial noise (default: V1 420, V2 3407, as released)")
+    sampling.add_argument("--context-frames", type=int, default=None,
+                          help=f"frames denoised together in one window (default {DEFAULT_CONTEXT_FRAMES})")
+    sampling.add_argument("--context-overlap", type=int, default=None,
+                          help=f"frames shared by neighbouring windows, < --context-frames "
+                               f"(default {DEFAULT_CONTEXT_OVERLAP})")
     sampling.add_argument("--device", default="auto", help="cuda, cuda:1, cpu, mps or auto (default)")
     sampling.add_argument("--dtype", default="auto", choices=("auto", *PRECISIONS),
                           help="model precision (auto: fp16 on a GPU, fp32 on CPU)")
@@ -134,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--save-frames", type=Path, default=None, metavar="NPY",
                      help="also save the frames before video encoding: [F, H, W, 3] float32 0..1 .npy")
     gen.add_argument("--quiet", action="store_true", help="print only errors")
+    gen.add_argument("--verbose", action="store_true",
+                     help="also show MediaPipe's own C++ log lines (hidden by default; or set ECHOMIMIC_VERBOSE=1)")
 
     down = commands.add_parser("download", help="download the weights of a mode",
                                description="Download the weight files of a mode with huggingface_hub.")

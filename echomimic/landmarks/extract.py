@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..mediapipe_runner import MediaPipeRunner
 from .backends import FACE_LANDMARKER_FILE, Backend, choose_backend
 from .images import as_image_batch, to_uint8_rgb
 from .sequence import LandmarkSequence
@@ -25,21 +26,22 @@ class FaceMeshDetector:
     """Runs MediaPipe face mesh on single RGB uint8 frames. Use as a context manager."""
 
     def __init__(self, backend: Backend, min_confidence: float = 0.5) -> None:
-        self.backend = backend
-        if backend.name == "legacy":
+        def legacy() -> Any:
             from mediapipe.python.solutions import face_mesh
 
-            self._mesh = face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True,
-                                            min_detection_confidence=min_confidence)
-        else:
-            from mediapipe.tasks.python.core.base_options import BaseOptions
+            return face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True,
+                                      min_detection_confidence=min_confidence)
+
+        def tasks(base_options: Any) -> Any:
             from mediapipe.tasks.python.vision import FaceLandmarker, FaceLandmarkerOptions
 
-            options = FaceLandmarkerOptions(
-                base_options=BaseOptions(model_asset_path=str(backend.model_path)), num_faces=1,
+            return FaceLandmarker.create_from_options(FaceLandmarkerOptions(
+                base_options=base_options, num_faces=1,
                 min_face_detection_confidence=min_confidence, min_face_presence_confidence=min_confidence,
-            )
-            self._mesh = FaceLandmarker.create_from_options(options)
+            ))
+
+        self.backend = backend
+        self._runner = MediaPipeRunner(backend, legacy=legacy, tasks=tasks)
 
     def __enter__(self) -> FaceMeshDetector:
         return self
@@ -48,18 +50,15 @@ class FaceMeshDetector:
         self.close()
 
     def close(self) -> None:
-        self._mesh.close()
+        self._runner.close()
 
     def detect(self, frame: np.ndarray) -> np.ndarray | None:
         """frame: [H, W, 3] uint8 RGB. Returns [478, 3] float64 normalised (x/W, y/H, z/W), or None."""
-        if self.backend.name == "legacy":
-            result = self._mesh.process(frame)
+        result = self._runner.run(frame)
+        if self._runner.legacy:
             faces = result.multi_face_landmarks
             landmarks = faces[0].landmark if faces else None
         else:
-            import mediapipe as mp
-
-            result = self._mesh.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=frame))
             landmarks = result.face_landmarks[0] if result.face_landmarks else None
         if landmarks is None or len(landmarks) < NUM_POINTS:
             return None

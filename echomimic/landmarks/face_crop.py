@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InputError
+from ..mediapipe_runner import MediaPipeRunner
 from .backends import FACE_DETECTOR_FILE, choose_backend
 from .images import as_image_batch, to_uint8_rgb
 
@@ -73,24 +74,25 @@ def detect_face_box(
     frame = to_uint8_rgb(image)
     height, width = frame.shape[:2]
     boxes: list[tuple[float, float, float, float]] = []
-    if chosen.name == "legacy":
+    def legacy() -> Any:
         from mediapipe.python.solutions import face_detection
 
-        with face_detection.FaceDetection(model_selection=0, min_detection_confidence=min_confidence) as detector:
-            result = detector.process(frame)
+        return face_detection.FaceDetection(model_selection=0, min_detection_confidence=min_confidence)
+
+    def tasks(base_options: Any) -> Any:
+        from mediapipe.tasks.python.vision import FaceDetector, FaceDetectorOptions
+
+        return FaceDetector.create_from_options(FaceDetectorOptions(base_options=base_options,
+                                                                    min_detection_confidence=min_confidence))
+
+    with MediaPipeRunner(chosen, legacy=legacy, tasks=tasks) as detector:
+        result = detector.run(frame)
+    if detector.legacy:
         for detection in result.detections or []:
             rel = detection.location_data.relative_bounding_box
             boxes.append((rel.xmin * width, rel.ymin * height,
                           (rel.xmin + rel.width) * width, (rel.ymin + rel.height) * height))
     else:
-        import mediapipe as mp
-        from mediapipe.tasks.python.core.base_options import BaseOptions
-        from mediapipe.tasks.python.vision import FaceDetector, FaceDetectorOptions
-
-        options = FaceDetectorOptions(base_options=BaseOptions(model_asset_path=str(chosen.model_path)),
-                                      min_detection_confidence=min_confidence)
-        with FaceDetector.create_from_options(options) as detector:
-            result = detector.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=frame))
         for detection in result.detections:
             b = detection.bounding_box
             boxes.append((b.origin_x, b.origin_y, b.origin_x + b.width, b.origin_y + b.height))

@@ -6,8 +6,10 @@ model loads, so both accept and refuse exactly the same values with the same mes
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from .. import release
 from ..errors import InputError
@@ -40,6 +42,12 @@ class SamplingSettings:
         return cls(width=width, height=height, steps=spec.default_steps, cfg=spec.default_cfg,
                    seed=release.DEFAULT_SEED[spec.version], context_frames=release.DEFAULT_CONTEXT_FRAMES,
                    context_overlap=release.DEFAULT_CONTEXT_OVERLAP)
+
+    @classmethod
+    def for_variant(cls, variant: str, **overrides: Any) -> SamplingSettings:
+        """The official defaults of ``variant`` with each override that is not None applied (None: official)."""
+        return dataclasses.replace(cls.defaults_for(variant),
+                                   **{name: value for name, value in overrides.items() if value is not None})
 
     def validated(self, max_context_frames: int = release.MOTION_MODULE_SPAN) -> SamplingSettings:
         """``self`` if every setting is usable, else :class:`InputError` saying what to change.

@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import InputError
 from ..landmarks.backends import Backend, choose_backend
 from ..landmarks.images import as_image_batch, to_uint8_rgb
+from ..mediapipe_runner import MediaPipeRunner
 from ..release import HAND_LANDMARKER, POSE_LANDMARKER, MediaPipeModel
 from .sequence import NUM_HAND_POINTS, NUM_HANDS, HandPoseSequence
 
@@ -36,33 +37,33 @@ class HandDetector:
     """MediaPipe hands on single RGB uint8 frames (up to two hands). Use as a context manager."""
 
     def __init__(self, backend: Backend, min_confidence: float = 0.5) -> None:
-        self.backend = backend
-        if backend.name == "legacy":
+        def legacy() -> Any:
             from mediapipe.python.solutions import hands
 
-            self._model = hands.Hands(static_image_mode=True, max_num_hands=NUM_HANDS,
-                                      min_detection_confidence=min_confidence)
-        else:
-            from mediapipe.tasks.python.core.base_options import BaseOptions
+            return hands.Hands(static_image_mode=True, max_num_hands=NUM_HANDS, min_detection_confidence=min_confidence)
+
+        def tasks(base_options: Any) -> Any:
             from mediapipe.tasks.python.vision import HandLandmarker, HandLandmarkerOptions
 
-            options = HandLandmarkerOptions(
-                base_options=BaseOptions(model_asset_path=str(backend.model_path)), num_hands=NUM_HANDS,
+            return HandLandmarker.create_from_options(HandLandmarkerOptions(
+                base_options=base_options, num_hands=NUM_HANDS,
                 min_hand_detection_confidence=min_confidence, min_hand_presence_confidence=min_confidence,
-            )
-            self._model = HandLandmarker.create_from_options(options)
+            ))
+
+        self.backend = backend
+        self._runner = MediaPipeRunner(backend, legacy=legacy, tasks=tasks)
 
     def __enter__(self) -> HandDetector:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._model.close()
+        self._runner.close()
 
     def detect(self, frame: np.ndarray) -> np.ndarray:
         """frame: [H, W, 3] uint8 RGB. Returns [2, 21, 2] normalised (x, y) in DWPose hand order, NaN = not found."""
         found: list[tuple[str, float, np.ndarray]] = []  # (label, score, [21, 2])
-        if self.backend.name == "legacy":
-            result = self._model.process(frame)
+        result = self._runner.run(frame)
+        if self._runner.legacy:
             for landmarks, handedness in zip(result.multi_hand_landmarks or [], result.multi_handedness or [],
                                              strict=False):
                 best = handedness.classification[0]
@@ -71,9 +72,6 @@ class HandDetector:
                 label = {"Left": "Right", "Right": "Left"}.get(best.label, best.label)
                 found.append((label, best.score, np.array([(p.x, p.y) for p in landmarks.landmark])))
         else:
-            import mediapipe as mp
-
-            result = self._model.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=frame))
             for landmarks, handedness in zip(result.hand_landmarks, result.handedness, strict=False):
                 best = handedness[0]
                 found.append((best.category_name, best.score, np.array([(p.x, p.y) for p in landmarks])))
@@ -106,36 +104,34 @@ class BodyDetector:
     """MediaPipe pose landmarker on single RGB uint8 frames: the shoulders. Use as a context manager."""
 
     def __init__(self, backend: Backend, min_confidence: float = 0.5) -> None:
-        self.backend = backend
-        if backend.name == "legacy":
+        def legacy() -> Any:
             from mediapipe.python.solutions import pose
 
-            self._model = pose.Pose(static_image_mode=True, min_detection_confidence=min_confidence)
-        else:
-            from mediapipe.tasks.python.core.base_options import BaseOptions
+            return pose.Pose(static_image_mode=True, min_detection_confidence=min_confidence)
+
+        def tasks(base_options: Any) -> Any:
             from mediapipe.tasks.python.vision import PoseLandmarker, PoseLandmarkerOptions
 
-            options = PoseLandmarkerOptions(
-                base_options=BaseOptions(model_asset_path=str(backend.model_path)), num_poses=1,
+            return PoseLandmarker.create_from_options(PoseLandmarkerOptions(
+                base_options=base_options, num_poses=1,
                 min_pose_detection_confidence=min_confidence, min_pose_presence_confidence=min_confidence,
-            )
-            self._model = PoseLandmarker.create_from_options(options)
+            ))
+
+        self.backend = backend
+        self._runner = MediaPipeRunner(backend, legacy=legacy, tasks=tasks)
 
     def __enter__(self) -> BodyDetector:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._model.close()
+        self._runner.close()
 
     def shoulders(self, frame: np.ndarray) -> np.ndarray:
         """frame: [H, W, 3] uint8 RGB. Returns [2, 2] normalised (person's left, right shoulder), NaN if no body."""
-        if self.backend.name == "legacy":
-            result = self._model.process(frame)
+        result = self._runner.run(frame)
+        if self._runner.legacy:
             landmarks = result.pose_landmarks.landmark if result.pose_landmarks else None
         else:
-            import mediapipe as mp
-
-            result = self._model.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=frame))
             landmarks = result.pose_landmarks[0] if result.pose_landmarks else None
         if landmarks is None:
             return np.full((2, 2), np.nan)
