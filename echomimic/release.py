@@ -121,11 +121,13 @@ DEFAULT_CONTEXT_OVERLAP = 3
 # The motion modules' span: temporal_position_encoding_max_len of every shipped config (V1 and V2); a
 # context window longer than this has no position encoding.
 MOTION_MODULE_SPAN = 32
+# V2's hand poses are drawn at this width, then resized (the official scripts' ref_w at 768x768).
+POSE_REF_W = 800
 SEED_MAX = 2**64 - 1  # torch generators take 0..2**64-1; ComfyUI's seed widget has the same maximum
 DEFAULT_SEED = {"v1": 420, "v2": 3407}
 # The command line's weights folder per release: V1 and V2 name different weights alike, so never one folder.
 DEFAULT_WEIGHTS_FOLDER = {"v1": "pretrained_weights", "v2": "pretrained_weights_v2"}
-PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}  # option -> torch dtype name
+PRECISIONS = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}  # option -> torch dtype name
 # Landmark / hand-pose sequences shorter than the audio (echomimic.pipeline.length): default first.
 LENGTH_POLICIES = ("loop", "ping-pong", "hold", "stop")
 DEFAULT_LENGTH_POLICY = LENGTH_POLICIES[0]

@@ -74,9 +74,10 @@ class RequiredFile:
 
 def check_variant(name: str) -> release.Variant:
     """The release entry of variant ``name``, or a :class:`WeightsError` listing the known names."""
-    if name not in release.VARIANTS:
-        raise WeightsError(f"Unknown EchoMimic variant {name!r}; choose one of {', '.join(release.VARIANT_NAMES)}.")
-    return release.VARIANTS[name]
+    try:
+        return release.variant(name)
+    except KeyError as error:
+        raise WeightsError(f"{error.args[0]}.") from None
 
 
 def _release_only_files(version: str) -> set[str]:
@@ -88,6 +89,15 @@ def _release_only_files(version: str) -> set[str]:
                     spec.whisper_file for spec in release.VARIANTS.values() if spec.version == v}
     other = "v1" if version == "v2" else "v2"
     return names(version) - names(other)
+
+
+def release_of_folder(weights_dir: str | os.PathLike) -> str | None:
+    """``"v1"`` or ``"v2"`` when ``weights_dir`` holds files that only that release has, else None (empty,
+    missing, or only names both releases use)."""
+    folder = Path(weights_dir)
+    found = [version for version in ("v1", "v2")
+             if any((folder / name).is_file() for name in _release_only_files(version))]
+    return found[0] if len(found) == 1 else None
 
 
 def refuse_other_release(weights_dir: str | os.PathLike, variant: str) -> None:

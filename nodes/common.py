@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ..echomimic import release
 from ..echomimic.errors import CancelledError, EchoMimicError
 from ..echomimic.release import MEDIAPIPE_FOLDER
 
@@ -26,15 +27,9 @@ HAND_POSES_TYPE = "ECHOMIMIC_HAND_POSES"  # echomimic.poses.HandPoseSequence
 CROP_INFO_TYPE = "ECHOMIMIC_CROP_INFO"  # echomimic.compose.CropInfo: where a face crop came from
 
 # Stable combo values (saved in shared workflows; never rename) -> library variant ids.
-VARIANTS: dict[str, str] = {
-    "V1 audio": "audio",
-    "V1 audio accelerated": "audio_acc",
-    "V1 landmarks": "pose",
-    "V1 landmarks accelerated": "pose_acc",
-    "V2 semi-body": "v2",  # labels = release.VARIANTS[...].label
-    "V2 semi-body accelerated": "v2_acc",
-}
-PRECISIONS: tuple[str, ...] = ("auto", "fp16", "bf16", "fp32")
+# The labels live in release.py (one table); tests/test_nodes_import.py pins them as spelled in workflows.
+VARIANTS: dict[str, str] = {spec.label: name for name, spec in release.VARIANTS.items()}
+PRECISIONS: tuple[str, ...] = ("auto", *release.PRECISIONS)
 
 # The `models/<MODELS_FOLDER_NAME>` folder type, movable with extra_model_paths.yaml.
 MODELS_FOLDER_NAME = "echomimic"
@@ -43,10 +38,10 @@ DEFAULT_WEIGHTS_FOLDER = "EchoMimic"
 # BadToBest/EchoMimicV2 goes into its own folder: its file names (reference_unet.pth, ...) clash with V1's.
 DEFAULT_V2_WEIGHTS_FOLDER = "EchoMimicV2"
 DOWNLOAD_HINT = (
-    "Download the Hugging Face repository BadToBest/EchoMimic into ComfyUI/models/echomimic/EchoMimic, "
-    "for example: huggingface-cli download BadToBest/EchoMimic --local-dir ComfyUI/models/echomimic/EchoMimic"
+    "Switch on the loader's download_missing, or download the Hugging Face repository into ComfyUI/models/echomimic "
+    "(V1: hf download BadToBest/EchoMimic --local-dir ComfyUI/models/echomimic/EchoMimic; V2: hf download "
+    "BadToBest/EchoMimicV2 --local-dir ComfyUI/models/echomimic/EchoMimicV2)."
 )
-WHISPER_RELATIVE_PATH = os.path.join("audio_processor", "whisper_tiny.pt")
 
 
 class EchoMimicNodeError(Exception):

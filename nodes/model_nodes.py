@@ -14,6 +14,7 @@ from typing import Any
 from .common import (
     AUDIO_ENCODER_TYPE,
     CATEGORY,
+    DEFAULT_V2_WEIGHTS_FOLDER,
     DEFAULT_WEIGHTS_FOLDER,
     DOWNLOAD_HINT,
     MODEL_TYPE,
@@ -238,18 +239,20 @@ class EchoMimicAudioEncoderLoader:
 
 def _whisper_path(weights_dir: str, download_missing: bool) -> str:
     """The Whisper-tiny file of the folder: V1's whisper_tiny.pt or V2's tiny.pt, whichever is there; when
-    neither is, the one of the folder's release (V2 when its name says so or it holds pose_encoder weights) is
-    downloaded."""
-    from ..echomimic.weights_download import whisper_file
+    neither is, the one of the folder's release, told by the files only that release has
+    (weights_download.release_of_folder); a folder without any is the default V2 folder's or else V1's."""
+    from pathlib import Path
 
-    candidates = [whisper_file(name) for name in ("audio", "v2")]
-    for item in candidates:
-        found = item.found_path(weights_dir)
+    from ..echomimic.weights_download import release_of_folder, whisper_file
+
+    candidates = {"v1": whisper_file("audio"), "v2": whisper_file("v2")}
+    for item in candidates.values():
+        found = item.found_path(Path(weights_dir))
         if found is not None:
             return str(found)
-    is_v2 = "v2" in os.path.basename(os.path.normpath(weights_dir)).lower() or any(
-        os.path.isfile(os.path.join(weights_dir, f"pose_encoder{suffix}")) for suffix in (".pth", ".safetensors"))
-    wanted = candidates[1] if is_v2 else candidates[0]
+    release_name = release_of_folder(weights_dir) or (
+        "v2" if os.path.basename(os.path.normpath(weights_dir)) == DEFAULT_V2_WEIGHTS_FOLDER else "v1")
+    wanted = candidates[release_name]
     if download_missing:
         download_missing_files(weights_dir, [wanted])
     return os.path.join(weights_dir, wanted.relative_path)

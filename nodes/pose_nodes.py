@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..echomimic.release import DEFAULT_SIZE
+from ..echomimic.release import POSE_REF_W as DEFAULT_REF_W
 from .common import (
     CATEGORY,
     HAND_POSES_TYPE,
@@ -17,7 +18,6 @@ from .common import (
 )
 
 DEFAULT_V2_SIZE = DEFAULT_SIZE["v2"][0]  # release is torch-free: reading the node definitions stays light
-DEFAULT_REF_W = 800  # echomimic.poses.DEFAULT_REF_W: the official drawing resolution
 
 
 def _as_frames(images: Any) -> Any:

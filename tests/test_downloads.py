@@ -366,3 +366,20 @@ def test_audio_encoder_loader_fetches_v2s_whisper_file_into_a_v2_folder(comfy_no
         comfy_nodes["nodes"]["EchoMimicAudioEncoderLoader"].load("EchoMimicV2", "fp32")
         assert server.get_requests() == ["/BadToBest/EchoMimicV2/resolve/main/audio_processor/tiny.pt"]
     assert _sha256(folder / "audio_processor" / "tiny.pt") == _sha256(whisper)
+
+
+def test_the_release_of_a_folder_comes_from_its_files_not_its_name(tmp_path: Path) -> None:
+    """Catches a V1/V2 guess from the folder's name (an empty folder called 'halfbody_v2' taken for V2), or a
+    folder with V2-only files (pose_encoder) not recognised."""
+    from echomimic.weights_download import release_of_folder
+
+    for name in ("halfbody_v2", "EchoMimic"):
+        (tmp_path / name).mkdir()
+        assert release_of_folder(tmp_path / name) is None
+    (tmp_path / "halfbody_v2" / "pose_encoder.pth").write_bytes(b"x")
+    assert release_of_folder(tmp_path / "halfbody_v2") == "v2"
+    (tmp_path / "EchoMimic" / "face_locator.pth").write_bytes(b"x")
+    assert release_of_folder(tmp_path / "EchoMimic") == "v1"
+    (tmp_path / "EchoMimic" / "pose_encoder.pth").write_bytes(b"x")
+    assert release_of_folder(tmp_path / "EchoMimic") is None  # both: refused elsewhere, never guessed
+    assert release_of_folder(tmp_path / "missing") is None

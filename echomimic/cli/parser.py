@@ -12,6 +12,7 @@ from ..release import (
     DEFAULT_FPS,
     DEFAULT_SIZE,
     DEFAULT_WEIGHTS_FOLDER,
+    POSE_REF_W,
     PRECISIONS,
 )
 from ..release import VARIANTS as RELEASE_VARIANTS
@@ -145,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "them onto the portrait's body (shoulders)")
     hands.add_argument("--save-poses", type=Path, default=None,
                        help="v2 modes: also save the (aligned) hand poses as JSON")
-    hands.add_argument("--pose-ref-w", type=int, default=800, metavar="N",
+    hands.add_argument("--pose-ref-w", type=int, default=POSE_REF_W, metavar="N",
                        help="v2 modes: resolution the hand lines are drawn at before resizing (default 800, as "
                             "the official scripts; the V2 weights were trained on that line width)")
     gen.add_argument("--save-frames", type=Path, default=None, metavar="NPY",

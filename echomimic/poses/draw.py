@@ -18,13 +18,14 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import InputError
+from ..release import POSE_REF_W
 from .sequence import HandPoseSequence
 
 HAND_EDGES: tuple[tuple[int, int], ...] = (
     (0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (0, 9), (9, 10),
     (10, 11), (11, 12), (0, 13), (13, 14), (14, 15), (15, 16), (0, 17), (17, 18), (18, 19), (19, 20),
 )
-DEFAULT_REF_W = 800  # the official scripts' ref_w at 768x768
+DEFAULT_REF_W = POSE_REF_W  # the official scripts' ref_w at 768x768 (release.py)
 _EPS = 0.01  # the official visibility threshold on pixel coordinates
 _MAX_SIDE = 8192
 
