@@ -76,8 +76,8 @@ def check_variant(name: str) -> release.Variant:
     """The release entry of variant ``name``, or a :class:`WeightsError` listing the known names."""
     try:
         return release.variant(name)
-    except KeyError as error:
-        raise WeightsError(f"{error.args[0]}.") from None
+    except KeyError:
+        raise WeightsError(f"Unknown EchoMimic variant {name!r}; choose one of {', '.join(release.VARIANT_NAMES)}.") from None
 
 
 def _release_only_files(version: str) -> set[str]:
