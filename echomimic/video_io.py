@@ -2,7 +2,7 @@
 
 - :func:`write_mp4` writes ``[F, H, W, 3]`` frames in 0..1 as H.264 (libx264, or MPEG-4 part 2 when
   the PyAV build has no libx264) in yuv420p, with an optional AAC audio track trimmed or padded to
-  the video's duration.
+  the video's duration; :class:`Mp4Writer` writes the same from chunks as they are made.
 - :func:`read_audio` decodes the audio track of any file PyAV can open into ``[C, T]`` float32.
 - :func:`read_video_frames` decodes the frames of a video into ``[F, H, W, 3]`` float32 0..1.
 
@@ -11,6 +11,7 @@ PyAV, numpy and torch are imported inside the functions so that importing this m
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from fractions import Fraction
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     import torch
 
 # Sample rates the AAC encoder accepts; anything else is resampled to 48 kHz.
+AUDIO_FRAME_SAMPLES = 1024  # samples per AudioFrame handed to the AAC encoder
 AAC_SAMPLE_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
 
 
@@ -138,89 +140,157 @@ def write_mp4(
             make them even; ``"error"`` raises :class:`InputError` instead.
 
     Returns:
-        The path written.
+        The path written. :class:`Mp4Writer` writes the same file from frame chunks as they come.
     """
-    import av
-    import numpy as np
+    with Mp4Writer(path, fps, audio, sample_rate, crf=crf, audio_bitrate=audio_bitrate, odd_size=odd_size) as writer:
+        writer.write(frames)
+    return writer.path
 
-    num_frames, height, width, get_frame = _frames_as_uint8_source(frames)
-    if num_frames < 1:
-        raise InputError("there are no frames to write; generate at least one frame.")
-    rate = _fps_fraction(fps)
-    pad_h, pad_w = height % 2, width % 2
-    if (pad_h or pad_w) and odd_size != "pad":
-        raise InputError(
-            f"the video is {width}x{height}, but yuv420p mp4 needs an even width and height; "
-            "use an even size (EchoMimic sizes are multiples of 8) or pass odd_size='pad'."
-        )
-    if audio is not None and not sample_rate:
-        raise InputError("audio was given without its sample_rate; pass sample_rate=<Hz>.")
 
-    path = Path(path)
-    check_output_folder(path.parent)
-    check_output_file(path)
+class Mp4Writer:
+    """An mp4 written chunk by chunk, so that memory does not grow with the video (see :func:`write_mp4`).
 
-    audio_samples = None
-    if audio is not None:
-        audio_samples = _audio_as_planar_float(audio)
-        sample_rate = int(sample_rate)
-        # Exact number of samples for the video's duration: F / fps seconds.
-        wanted = int(round(num_frames * sample_rate / rate))
-        have = audio_samples.shape[1]
-        if have >= wanted:
-            audio_samples = audio_samples[:, :wanted]
-        else:
-            audio_samples = np.pad(audio_samples, ((0, 0), (0, wanted - have)))
+    Use as a context manager; :meth:`write` takes ``[n, H, W, 3]`` chunks (the first fixes the size). The file
+    appears at ``path`` only when the block ends without an error; the audio is trimmed or padded to the
+    frames actually written.
+    """
 
-    # Encoded into a temporary file beside `path` that replaces it only once complete (atomic_path).
-    with atomic_path(path) as temporary:
-        with av.open(str(temporary), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
-            video_stream = _add_video_stream(container, rate, width + pad_w, height + pad_h, crf)
-            audio_stream = None
-            audio_pts = 0
-            resampler = None
-            if audio_samples is not None:
-                encode_rate = sample_rate if sample_rate in AAC_SAMPLE_RATES else 48000
-                layout = "mono" if audio_samples.shape[0] == 1 else "stereo"
-                audio_stream = container.add_stream("aac", rate=encode_rate)
-                audio_stream.layout = layout
-                audio_stream.bit_rate = audio_bitrate
-                if encode_rate != sample_rate:
-                    resampler = av.AudioResampler(format="fltp", layout=layout, rate=encode_rate)
-            audio_chunk = 1024  # samples per AudioFrame handed to the encoder
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        fps: float,
+        audio: torch.Tensor | np.ndarray | None = None,
+        sample_rate: int | None = None,
+        *,
+        crf: int = 18,
+        audio_bitrate: int = 128_000,
+        odd_size: str = "pad",
+    ) -> None:
+        self.path = Path(path)
+        self.rate = _fps_fraction(fps)
+        if audio is not None and not sample_rate:
+            raise InputError("audio was given without its sample_rate; pass sample_rate=<Hz>.")
+        check_output_folder(self.path.parent)
+        check_output_file(self.path)
+        self.audio_samples = None if audio is None else _audio_as_planar_float(audio)
+        self.sample_rate = int(sample_rate) if sample_rate else None
+        self.crf, self.audio_bitrate, self.odd_size = crf, audio_bitrate, odd_size
+        self.frames_written = 0
+        self._stack: contextlib.ExitStack | None = None
+        self._size: tuple[int, int] | None = None
 
-            def mux_audio_until(end_sample: int) -> None:
-                nonlocal audio_pts
-                while audio_pts < end_sample:
-                    chunk = audio_samples[:, audio_pts : min(end_sample, audio_pts + audio_chunk)]
-                    frame = av.AudioFrame.from_ndarray(
-                        np.ascontiguousarray(chunk), format="fltp", layout=audio_stream.layout.name
-                    )
-                    frame.sample_rate = sample_rate
-                    frame.pts = audio_pts
-                    frame.time_base = Fraction(1, sample_rate)
-                    audio_pts += chunk.shape[1]
-                    for resampled in resampler.resample(frame) if resampler else [frame]:
-                        container.mux(audio_stream.encode(resampled))
+    def __enter__(self) -> Mp4Writer:
+        return self
 
-            for index in range(num_frames):
-                image = get_frame(index)
-                if pad_h or pad_w:
-                    image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-                video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-                video_frame.pts = index
-                video_frame.time_base = 1 / rate
-                container.mux(video_stream.encode(video_frame))
-                if audio_stream is not None:  # interleave: audio up to the end of this frame
-                    mux_audio_until(min(audio_samples.shape[1], int(round((index + 1) * sample_rate / rate))))
-            container.mux(video_stream.encode(None))
-            if audio_stream is not None:
-                mux_audio_until(audio_samples.shape[1])
-                if resampler is not None:
-                    for resampled in resampler.resample(None):
-                        container.mux(audio_stream.encode(resampled))
-                container.mux(audio_stream.encode(None))
-    return path
+    def __exit__(self, kind: object, error: object, traceback: object) -> None:
+        if self._stack is None:
+            if kind is None:
+                raise InputError("there are no frames to write; generate at least one frame.")
+            return
+        stack, self._stack = self._stack, None
+        if kind is not None:
+            stack.__exit__(kind, error, traceback)  # the temporary file is removed, the target untouched
+            return
+        try:
+            self._finish()
+        except BaseException as failure:
+            stack.__exit__(type(failure), failure, failure.__traceback__)
+            raise
+        stack.__exit__(None, None, None)  # renamed over the target
+
+    def _open(self, height: int, width: int) -> None:
+        import av
+
+        pad_h, pad_w = height % 2, width % 2
+        if (pad_h or pad_w) and self.odd_size != "pad":
+            raise InputError(
+                f"the video is {width}x{height}, but yuv420p mp4 needs an even width and height; "
+                "use an even size (EchoMimic sizes are multiples of 8) or pass odd_size='pad'."
+            )
+        self._size, self._pad = (height, width), (pad_h, pad_w)
+        stack = contextlib.ExitStack()
+        try:
+            temporary = stack.enter_context(atomic_path(self.path))
+            self._container = stack.enter_context(
+                av.open(str(temporary), mode="w", format="mp4", options={"movflags": "+faststart"}))
+            self._video = _add_video_stream(self._container, self.rate, width + pad_w, height + pad_h, self.crf)
+            self._audio = self._resampler = None
+            self._audio_pts = 0
+            if self.audio_samples is not None:
+                encode_rate = self.sample_rate if self.sample_rate in AAC_SAMPLE_RATES else 48000
+                layout = "mono" if self.audio_samples.shape[0] == 1 else "stereo"
+                self._audio = self._container.add_stream("aac", rate=encode_rate)
+                self._audio.layout = layout
+                self._audio.bit_rate = self.audio_bitrate
+                if encode_rate != self.sample_rate:
+                    self._resampler = av.AudioResampler(format="fltp", layout=layout, rate=encode_rate)
+        except BaseException as failure:
+            stack.__exit__(type(failure), failure, failure.__traceback__)
+            raise
+        self._stack = stack
+
+    def write(self, frames: torch.Tensor | np.ndarray) -> None:
+        """Append ``[n, H, W, 3]`` frames (float 0..1 or uint8, torch or numpy)."""
+        import av
+        import numpy as np
+
+        count, height, width, get_frame = _frames_as_uint8_source(frames)
+        if self._size is None:
+            if count < 1:
+                return
+            self._open(height, width)
+        elif (height, width) != self._size:
+            raise InputError(f"frames of {width}x{height} after frames of {self._size[1]}x{self._size[0]}: "
+                             "every frame of a video has one size.")
+        pad_h, pad_w = self._pad
+        for index in range(count):
+            image = get_frame(index)
+            if pad_h or pad_w:
+                image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            video_frame.pts = self.frames_written
+            video_frame.time_base = 1 / self.rate
+            self._container.mux(self._video.encode(video_frame))
+            self.frames_written += 1
+            if self._audio is not None:  # interleave: audio up to the end of this frame
+                self._mux_audio_until(self._samples_for(self.frames_written))
+
+    def _samples_for(self, frames: int) -> int:
+        """Audio samples covering ``frames`` video frames: exactly ``frames / fps`` seconds."""
+        assert self.sample_rate is not None
+        return int(round(frames * self.sample_rate / self.rate))
+
+    def _mux_audio_until(self, end_sample: int) -> None:
+        import av
+        import numpy as np
+
+        assert self.audio_samples is not None and self.sample_rate is not None
+        end_sample = min(end_sample, self.audio_samples.shape[1])
+        while self._audio_pts < end_sample:
+            chunk = self.audio_samples[:, self._audio_pts : min(end_sample, self._audio_pts + AUDIO_FRAME_SAMPLES)]
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp",
+                                               layout=self._audio.layout.name)
+            frame.sample_rate = self.sample_rate
+            frame.pts = self._audio_pts
+            frame.time_base = Fraction(1, self.sample_rate)
+            self._audio_pts += chunk.shape[1]
+            for resampled in self._resampler.resample(frame) if self._resampler else [frame]:
+                self._container.mux(self._audio.encode(resampled))
+
+    def _finish(self) -> None:
+        import numpy as np
+
+        self._container.mux(self._video.encode(None))
+        if self._audio is not None:
+            assert self.audio_samples is not None
+            wanted = self._samples_for(self.frames_written)  # the video's duration exactly
+            if self.audio_samples.shape[1] < wanted:
+                self.audio_samples = np.pad(self.audio_samples, ((0, 0), (0, wanted - self.audio_samples.shape[1])))
+            self._mux_audio_until(wanted)
+            if self._resampler is not None:
+                for resampled in self._resampler.resample(None):
+                    self._container.mux(self._audio.encode(resampled))
+            self._container.mux(self._audio.encode(None))
 
 
 def _add_video_stream(container, rate: Fraction, width: int, height: int, crf: int):

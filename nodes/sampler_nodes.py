@@ -143,6 +143,7 @@ class EchoMimicSampler:
             landmark_images=images(landmark_images), pose_images=images(hand_pose_images), settings=settings,
             progress=report, should_cancel=model_management.processing_interrupted, on_step=send_preview,
         )
+        assert video.frames is not None  # no on_frames: the whole video, ComfyUI's IMAGE batch
         frames = video.frames.float().cpu().clamp(0.0, 1.0)
         return (frames, float(video.fps), int(frames.shape[0]))
 

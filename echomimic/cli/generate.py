@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..atomic import OutputError, atomic_path, check_output_file, check_output_folder
+from ..atomic import OutputError, check_output_file, check_output_folder
 from ..errors import InputError
+from ..frames_npy import NpyFramesWriter
 from ..weights_download import check_run_folder, check_weights, download_weights, fetch_mediapipe_for_run
 from .devices import _pick_device, _pick_dtype
 from .inputs import _hand_pose_images, _landmark_images, _prepare_reference
@@ -117,8 +119,9 @@ def _preview_writer(args: argparse.Namespace, steps: int, report: _Reporter):
     return PreviewWriter(folder, args.preview_every, steps=steps)
 
 
-def _pasted_back(args: argparse.Namespace, frames, crop_info, report: _Reporter):
-    """The generated crops pasted back into the full picture: [F, H, W, 3] uint8 (4x smaller than float)."""
+def _paste_back_chunks(args: argparse.Namespace, crop_info, report: _Reporter):
+    """A function pasting each chunk of generated crops back into the full picture (uint8 frames, 4x smaller
+    than float); every frame is pasted on its own, so chunk by chunk equals the whole video at once."""
     import torch
 
     from ..compose import iter_paste_back
@@ -127,13 +130,14 @@ def _pasted_back(args: argparse.Namespace, frames, crop_info, report: _Reporter)
     original = torch.from_numpy(load_rgb_image(args.image))
     width, height = crop_info.original_size
     report.info(f"pasting the face back into the {width}x{height} picture (crop box {crop_info.box})")
-    out = torch.empty((frames.shape[0], height, width, 3), dtype=torch.uint8)
-    done = 0
-    for part in iter_paste_back(frames, crop_info, original, feather=args.paste_feather,
-                                color_match=args.paste_color_match):
-        out[done:done + part.shape[0]] = (part * 255.0).round().to(torch.uint8)
-        done += part.shape[0]
-    return out
+
+    def paste(frames: torch.Tensor) -> torch.Tensor:
+        parts = [(part * 255.0).round().to(torch.uint8)
+                 for part in iter_paste_back(frames, crop_info, original, feather=args.paste_feather,
+                                             color_match=args.paste_color_match)]
+        return torch.cat(parts)
+
+    return paste
 
 
 def run_generate(args: argparse.Namespace) -> Path:
@@ -168,7 +172,7 @@ def run_generate(args: argparse.Namespace) -> Path:
     from ..pipeline.length import plan_frame_count
     from ..pipeline.sampler import generate_video
     from ..pipeline.vae import load_diffusers_vae
-    from ..video_io import read_audio, write_mp4
+    from ..video_io import Mp4Writer, read_audio
 
     device = _pick_device(args.device)
     dtype = _pick_dtype(args.dtype, device)
@@ -203,25 +207,33 @@ def run_generate(args: argparse.Namespace) -> Path:
                             requested=settings.length, policy=settings.length_policy)
     report.info(f"generating {plan.reason[0].lower()}{plan.reason[1:]}")
     report.info(f"  at {settings.width}x{settings.height}, {count(settings.steps, 'step')}, cfg {settings.cfg}, seed {settings.seed}")
-    report.start_sampling()
-    video = generate_video(
-        models, vae, torch.from_numpy(reference),
-        audio_features=audio_features,
-        face_mask=None if landmark_images is not None or pose_images is not None else torch.from_numpy(face_mask),
-        landmark_images=None if landmark_images is None else torch.from_numpy(landmark_images),
-        pose_images=None if pose_images is None else torch.from_numpy(pose_images),
-        settings=settings, progress=report.progress, on_step=_preview_writer(args, settings.steps, report),
-    )
-    frames = video.frames
-    if args.paste_back:
-        frames = _pasted_back(args, frames, crop_info, report)
-    out = write_mp4(args.out, frames, video.fps, waveform, sample_rate)
-    if args.save_frames is not None:
-        import numpy as np
+    # Frames go to the mp4 (and --save-frames) chunk by chunk as they are decoded: memory stays flat in
+    # the video's length. Both files appear only once complete (temporary files renamed at the end).
+    height, width = settings.height, settings.width
+    paste = _paste_back_chunks(args, crop_info, report) if args.paste_back else None
+    with contextlib.ExitStack() as outputs:
+        writer = outputs.enter_context(Mp4Writer(args.out, settings.fps, waveform, sample_rate))
+        saved = None if args.save_frames is None else outputs.enter_context(
+            NpyFramesWriter(args.save_frames, plan.num_frames, height, width))
 
-        with atomic_path(args.save_frames, suffix=".npy") as temporary:
-            np.save(temporary, video.frames.numpy())
-    num_frames, height, width = frames.shape[:3]
+        def on_frames(chunk: torch.Tensor) -> None:
+            if saved is not None:
+                saved.write(chunk)
+            writer.write(chunk if paste is None else paste(chunk))
+
+        report.start_sampling()
+        video = generate_video(
+            models, vae, torch.from_numpy(reference),
+            audio_features=audio_features,
+            face_mask=None if landmark_images is not None or pose_images is not None else torch.from_numpy(face_mask),
+            landmark_images=None if landmark_images is None else torch.from_numpy(landmark_images),
+            pose_images=None if pose_images is None else torch.from_numpy(pose_images),
+            settings=settings, progress=report.progress, on_step=_preview_writer(args, settings.steps, report),
+            on_frames=on_frames,
+        )
+    out, num_frames = writer.path, writer.frames_written
+    if paste is not None:
+        width, height = crop_info.original_size
     report.info(f"wrote {out}: {num_frames} frames, {width}x{height}, {video.fps:g} fps "
                 f"({num_frames / video.fps:.2f} s) in {time.perf_counter() - started:.1f} s")
     return out

@@ -18,7 +18,7 @@ The steps: :func:`~.inputs.prepare_inputs` (every input rule), :func:`~.conditio
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -63,7 +63,7 @@ class ProgressInfo:
 
 @dataclass
 class GeneratedVideo:
-    frames: torch.Tensor  # [F, H, W, 3] float32 in 0..1, on the CPU
+    frames: torch.Tensor | None  # [F, H, W, 3] float32 in 0..1, on the CPU; None when handed to on_frames
     fps: float
     plan: FramePlan | None = None  # how many frames were made and why
 
@@ -189,6 +189,7 @@ def generate_video(
     progress: Callable[[ProgressInfo], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
     on_step: Callable[[int, torch.Tensor], None] | None = None,
+    on_frames: Callable[[torch.Tensor], None] | None = None,
 ) -> GeneratedVideo:
     """Animate ``reference_image``.
 
@@ -201,6 +202,9 @@ def generate_video(
     settings: default the variant's official ones; ``length_policy`` says how a shorter landmark / pose
         sequence fills the video (see :mod:`.length`); ``GeneratedVideo.plan`` reports the outcome.
     on_step: called after every denoising step with (step index, latents [1, 4, F, h, w]), e.g. for previews.
+    on_frames: receives the decoded frames chunk by chunk ([n, H, W, 3] float32 0..1 on the CPU, in order)
+        instead of one tensor of the whole video, so that memory does not grow with the video's length
+        (the command line pipes them into the mp4); ``GeneratedVideo.frames`` is then None.
     Raises :class:`CancelledError` when ``should_cancel()`` turns true (checked at every window).
     """
     settings = settings or SamplingSettings.defaults_for(models.variant)
@@ -212,25 +216,38 @@ def generate_video(
     conditioning = encode_reference(models, vae, prepared)
     latents = denoise(models, prepared, conditioning, progress=progress, should_cancel=should_cancel,
                       on_step=on_step)
+    fps = float(prepared.settings.fps)
+    if on_frames is not None:
+        for chunk in iter_decoded_frames(vae, latents, prepared.settings.decode_batch, should_cancel):
+            on_frames(chunk)
+        return GeneratedVideo(frames=None, fps=fps, plan=prepared.plan)
     frames = decode_latents(vae, latents, prepared.settings.decode_batch, should_cancel)
-    return GeneratedVideo(frames=frames, fps=float(prepared.settings.fps), plan=prepared.plan)
+    return GeneratedVideo(frames=frames, fps=fps, plan=prepared.plan)
+
+
+def iter_decoded_frames(vae: VaeAdapter, latents: torch.Tensor, batch: int = 0,
+                        should_cancel: Callable[[], bool] | None = None) -> Iterator[torch.Tensor]:
+    """[1, 4, F, h, w] scaled latents -> chunks [n <= batch, 8h, 8w, 3] float32 0..1 on the CPU, in order
+    (``batch`` 0: :func:`~.vae.auto_decode_batch` for the latents' device)."""
+    batch = batch or auto_decode_batch(latents.device)
+    for start in range(0, latents.shape[2], batch):
+        if should_cancel is not None and should_cancel():
+            raise CancelledError("Decoding was cancelled.")
+        chunk = latents[0, :, start:start + batch].permute(1, 0, 2, 3)
+        yield vae.decode(chunk).float().permute(0, 2, 3, 1).cpu()  # the adapter gives 0..1 pixels
 
 
 def decode_latents(vae: VaeAdapter, latents: torch.Tensor, batch: int = 0,
                    should_cancel: Callable[[], bool] | None = None) -> torch.Tensor:
-    """[1, 4, F, h, w] scaled latents -> [F, 8h, 8w, 3] float32 0..1 on the CPU, ``batch`` frames at a time
-    (0: :func:`~.vae.auto_decode_batch` for the latents' device)."""
+    """[1, 4, F, h, w] scaled latents -> [F, 8h, 8w, 3] float32 0..1 on the CPU, filled chunk by chunk."""
     num_frames = latents.shape[2]
-    batch = batch or auto_decode_batch(latents.device)
     frames: torch.Tensor | None = None
-    for start in range(0, num_frames, batch):
-        if should_cancel is not None and should_cancel():
-            raise CancelledError("Decoding was cancelled.")
-        chunk = latents[0, :, start:start + batch].permute(1, 0, 2, 3)
-        decoded = vae.decode(chunk).float().permute(0, 2, 3, 1).cpu()  # the adapter gives 0..1 pixels
+    start = 0
+    for decoded in iter_decoded_frames(vae, latents, batch, should_cancel):
         if frames is None:
             frames = torch.empty((num_frames, *decoded.shape[1:]), dtype=torch.float32)
         frames[start:start + decoded.shape[0]] = decoded
+        start += decoded.shape[0]
     assert frames is not None
     return frames
 
@@ -243,5 +260,6 @@ __all__ = [
     "decode_latents",
     "denoise",
     "generate_video",
+    "iter_decoded_frames",
     "initial_latents",
 ]

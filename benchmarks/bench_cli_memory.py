@@ -1,0 +1,110 @@
+"""Peak memory of ``python -m echomimic generate`` against the video's length, output included.
+
+    python benchmarks/bench_cli_memory.py [--size 512] [--lengths 24 96 384] [--steps 1] [--save-frames]
+
+Each length runs the real command in a fresh process on the tiny models of the ``v1_audio`` parity case
+(``../shared/parity``) with speech long enough for the longest video (the example speech repeated); the
+process reports its own peak resident memory (``ru_maxrss``). Frames stream from the decoder into the mp4
+(and ``--save-frames``), so the slope (MB per extra frame) should be near zero; before, every frame was held
+as float32 until the end (3 MB per frame at 512x512).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.parity_cases import MEDIAPIPE_ROOT, PARITY_ROOT  # noqa: E402
+
+# The child: run the CLI in-process, then print its own peak RSS (MB) as the last stderr line.
+_CHILD = """
+import json, resource, sys
+from echomimic.cli import main
+status = main(sys.argv[1:])
+print(json.dumps({"status": status, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}),
+      file=sys.stderr)
+"""
+
+
+def weights_folder(target: Path) -> Path:
+    """The v1_audio case's tiny weights in the release layout (symlinks), its tiny configs beside them."""
+    case = PARITY_ROOT / "v1_audio"
+    target.mkdir(parents=True)
+    for weight in (case / "weights").glob("*.pth"):
+        (target / weight.name).symlink_to(weight)
+    for config in (case / "config").glob("*.json"):
+        (target / config.name).symlink_to(config)
+    (target / "sd-vae-ft-mse").symlink_to(case / "vae", target_is_directory=True)
+    (target / "audio_processor").mkdir()
+    (target / "audio_processor" / "whisper_tiny.pt").symlink_to(PARITY_ROOT / "common" / "whisper_tiny_random.pt")
+    return target
+
+
+def long_speech(seconds: float, target: Path) -> Path:
+    """The example speech repeated to at least ``seconds`` (16-bit PCM wav)."""
+    with wave.open(str(REPO / "example_inputs" / "speech.wav")) as source:
+        params, frames = source.getparams(), source.readframes(source.getnframes())
+    repeats = int(seconds * params.framerate // params.nframes) + 1
+    with wave.open(str(target), "wb") as out:
+        out.setparams(params)
+        out.writeframes(frames * repeats)
+    return target
+
+
+def run(length: int, opts: argparse.Namespace, work: Path, weights: Path, speech: Path) -> dict:
+    out = work / f"out_{length}.mp4"
+    argv = ["generate", "--image", str(REPO / "example_inputs" / "portrait.png"), "--audio", str(speech),
+            "--weights", str(weights), "--out", str(out), "--width", str(opts.size), "--height", str(opts.size),
+            "--steps", str(opts.steps), "--length", str(length), "--device", "cpu", "--quiet"]
+    if opts.save_frames:
+        argv += ["--save-frames", str(work / f"frames_{length}.npy")]
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", _CHILD, *argv], cwd=REPO, capture_output=True, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1",  # MediaPipe files from ../shared
+                                 "ECHOMIMIC_MEDIAPIPE_BASE_URL": MEDIAPIPE_ROOT.as_uri()})
+    seconds = time.perf_counter() - started
+    report = json.loads(result.stderr.strip().splitlines()[-1])
+    if report["status"] != 0:
+        raise SystemExit(f"generate failed for {length} frames:\n{result.stderr[-3000:]}")
+    out.unlink()
+    return {"frames": length, "peak_mb": report["peak_mb"], "seconds": seconds}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--lengths", type=int, nargs="+", default=[24, 96, 384])
+    parser.add_argument("--steps", type=int, default=1)
+    parser.add_argument("--save-frames", action="store_true", help="also write --save-frames")
+    opts = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="echomimic-bench-") as folder:
+        work = Path(folder)
+        weights = weights_folder(work / "weights")
+        speech = long_speech(max(opts.lengths) / 24 + 1, work / "speech.wav")
+        rows = [run(length, opts, work, weights, speech) for length in sorted(opts.lengths)]
+    frame_mb = opts.size * opts.size * 3 * 4 / 2**20
+    print(f"CLI peak memory, tiny models, {opts.size}x{opts.size}, {opts.steps} step(s), CPU "
+          f"(a float32 frame is {frame_mb:.1f} MB)")
+    print("| frames | peak MB | s |")
+    print("|---:|---:|---:|")
+    for row in rows:
+        print(f"| {row['frames']} | {row['peak_mb']:.0f} | {row['seconds']:.0f} |")
+    first, last = rows[0], rows[-1]
+    if last["frames"] > first["frames"]:
+        slope = (last["peak_mb"] - first["peak_mb"]) / (last["frames"] - first["frames"])
+        print(f"slope: {slope:+.3f} MB per extra frame ({first['frames']} -> {last['frames']} frames)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
