@@ -6,7 +6,9 @@ frame: a 0-d object array whose pickle is a dict ``{"bodies": {"candidate", "sub
 "draw_pose_params": [H, W, row0, row1, col0, col1]}`` with coordinates normalised to the frame.
 `np.load(allow_pickle=True)` would run whatever a crafted file asks for; `read_official_pose_file`
 unpickles with an allow-list instead: numpy's array reconstruction and plain containers, numbers and
-strings. Anything else is refused by name before it is imported or called.
+strings. Anything else is refused by name before it is imported or called, and every array and dtype state
+is checked before numpy sees it (sizes, kinds, and no object array built from raw bytes), with limits on
+elements and depth.
 """
 
 from __future__ import annotations
@@ -24,27 +26,74 @@ from ..errors import InputError
 from .sequence import NUM_HAND_POINTS, NUM_HANDS, HandPoseSequence
 
 _MAX_FILE_BYTES = 16 * 1024 * 1024  # a demo frame is ~4 kB; anything huge is not a pose file
-_ALLOWED_GLOBALS: dict[tuple[str, str], Callable[..., Any]] = {}
+_MAX_ELEMENTS = 1_000_000  # array elements and container items in one file (a demo frame has ~400)
+_MAX_DEPTH = 32  # nesting of dicts / lists / object arrays (a demo frame has 4)
 
 
-def _numpy_internals() -> None:
-    """Fill the allow-list with numpy's own reconstruction functions (imported from numpy, not by name)."""
+def _multiarray() -> Any:
     try:
         from numpy._core import multiarray
     except ImportError:  # numpy 1
         from numpy.core import multiarray  # type: ignore[no-redef]
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):  # numpy 1 and numpy 2 pickles
-        _ALLOWED_GLOBALS[(module, "_reconstruct")] = multiarray._reconstruct
-        _ALLOWED_GLOBALS[(module, "scalar")] = multiarray.scalar
-    _ALLOWED_GLOBALS[("numpy", "ndarray")] = np.ndarray
-    _ALLOWED_GLOBALS[("numpy", "dtype")] = np.dtype
+    return multiarray
 
 
-_numpy_internals()
+def _refuse(message: str) -> Any:
+    raise pickle.UnpicklingError(message)
 
 
-class _AllowListUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only numpy's array/dtype/scalar reconstruction."""
+def _element_count(shape: Any) -> int:
+    if not isinstance(shape, tuple) or not all(isinstance(n, int) and 0 <= n for n in shape):
+        _refuse(f"an array shape of {type(shape).__name__} {shape!r:.60}")
+    count = 1
+    for n in shape:
+        count *= n
+        if count > _MAX_ELEMENTS:
+            _refuse(f"an array of shape {shape} (more than {_MAX_ELEMENTS} elements)")
+    return count
+
+
+def _safe_dtype(spec: Any, align: bool = False, copy: bool = False) -> np.dtype:
+    """numpy.dtype for plain kinds only: numbers, booleans and the object dtype of the pickled dict."""
+    if not isinstance(spec, str):
+        _refuse(f"a dtype from {type(spec).__name__}")
+    dtype = np.dtype(spec)
+    if dtype.kind not in "biufO" or dtype.fields is not None or dtype.subdtype is not None:
+        _refuse(f"a {dtype} dtype")
+    return dtype
+
+
+def _safe_reconstruct(cls: Any, shape: Any, typecode: Any) -> np.ndarray:
+    """numpy's ``_reconstruct``: only a plain ndarray, of a bounded size (its data comes with BUILD)."""
+    if cls is not np.ndarray:
+        _refuse(f"reconstructing a {getattr(cls, '__name__', type(cls).__name__)}")
+    _element_count(shape)
+    return _multiarray()._reconstruct(np.ndarray, shape, typecode)
+
+
+def _safe_scalar(dtype: Any, data: Any = None) -> Any:
+    """numpy's ``scalar``: a number from exactly its bytes, never an object from bytes."""
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf" or not isinstance(data, bytes) \
+            or len(data) != dtype.itemsize:
+        _refuse("a numpy scalar that is not a plain number")
+    return _multiarray().scalar(dtype, data)
+
+
+_ALLOWED_GLOBALS: dict[tuple[str, str], Callable[..., Any]] = {("numpy", "ndarray"): np.ndarray,
+                                                              ("numpy", "dtype"): _safe_dtype}
+for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):  # numpy 1 and numpy 2 pickles
+    _ALLOWED_GLOBALS[(_module, "_reconstruct")] = _safe_reconstruct
+    _ALLOWED_GLOBALS[(_module, "scalar")] = _safe_scalar
+
+
+class _PlainDataUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
+    """Python's own unpickler (iterative: deep nesting cannot overflow the C stack) that resolves only
+    numpy's array, dtype and scalar reconstruction, and checks every ``BUILD`` (``__setstate__``) before
+    numpy sees it: a dtype keeps exactly the state numpy gives it (no cleared flags: an object dtype can
+    never be filled from raw bytes), and an array's data has its declared size, as objects for the object
+    dtype and as bytes for numbers."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
 
     def find_class(self, module: str, name: str) -> Any:
         found = _ALLOWED_GLOBALS.get((module, name))
@@ -55,25 +104,63 @@ class _AllowListUnpickler(pickle.Unpickler):
     def persistent_load(self, pid: Any) -> Any:
         raise pickle.UnpicklingError("refused persistent id")
 
+    def load_build(self) -> None:
+        state = self.stack[-1]
+        target = self.stack[-2]
+        if isinstance(target, np.dtype):
+            if state != target.__reduce__()[2]:
+                _refuse(f"a {target} dtype with altered state")
+        elif isinstance(target, np.ndarray):
+            if not (isinstance(state, tuple) and len(state) == 5 and isinstance(state[2], np.dtype)):
+                _refuse("an array with a malformed state")
+            _version, shape, dtype, _fortran, data = state
+            count = _element_count(shape)
+            if dtype.hasobject:
+                if dtype.kind != "O" or not isinstance(data, list) or len(data) != count:
+                    _refuse("an object array whose items are not given as objects")
+            elif dtype.kind not in "biuf" or not isinstance(data, bytes) or len(data) != count * dtype.itemsize:
+                _refuse("a number array whose data does not match its shape")
+        else:
+            _refuse(f"setting the state of a {type(target).__name__}")
+        pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
+
+    dispatch[pickle.BUILD[0]] = load_build
+
 
 def _check_plain(value: Any, where: str) -> None:
-    """Accept only arrays of numbers, dicts with string keys, lists/tuples, numbers, strings, None."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise InputError(f"{where} has a non-text key {key!r}.")
-            _check_plain(item, f"{where}[{key!r}]")
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            _check_plain(item, f"{where}[{index}]")
-    elif isinstance(value, np.ndarray):
-        if value.dtype == object:
-            for index, item in enumerate(value.reshape(-1).tolist()):
-                _check_plain(item, f"{where}.flat[{index}]")
-        elif value.dtype.kind not in "biuf":
-            raise InputError(f"{where} is a {value.dtype} array; pose files hold numbers only.")
-    elif value is not None and not isinstance(value, (bool, int, float, str, np.number, np.bool_)):
-        raise InputError(f"{where} is a {type(value).__name__}; pose files hold arrays, dicts, lists and numbers only.")
+    """Accept only arrays of numbers, dicts with string keys, lists/tuples, numbers, strings, None: each object
+    visited once (shared references cannot multiply the walk), at most _MAX_DEPTH deep and _MAX_ELEMENTS
+    items in all; iterative, so no recursion limit is reached."""
+    seen: set[int] = set()
+    budget = _MAX_ELEMENTS
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > _MAX_DEPTH:
+            raise InputError(f"{where} is nested more than {_MAX_DEPTH} levels deep; pose files are shallow.")
+        if isinstance(item, (dict, list, tuple, np.ndarray)):
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+            size = item.size if isinstance(item, np.ndarray) else len(item)
+            budget -= size
+            if budget < 0:
+                raise InputError(f"{where} holds more than {_MAX_ELEMENTS} values; it is not a pose file.")
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    raise InputError(f"{where} has a non-text key of type {type(key).__name__}.")
+                stack.append((child, depth + 1))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, np.ndarray):
+            if item.dtype == object:
+                stack.extend((child, depth + 1) for child in item.reshape(-1).tolist())
+            elif item.dtype.kind not in "biuf":
+                raise InputError(f"{where} holds a {item.dtype} array; pose files hold numbers only.")
+        elif item is not None and not isinstance(item, (bool, int, float, str, np.number, np.bool_)):
+            raise InputError(f"{where} holds a {type(item).__name__}; pose files hold arrays, dicts, lists and "
+                             "numbers only.")
 
 
 def read_official_pose_file(path: str | Path) -> dict[str, Any]:
@@ -98,7 +185,7 @@ def read_official_pose_file(path: str | Path) -> dict[str, Any]:
     if not dtype.hasobject or shape != ():
         raise InputError(f"{path} holds a {dtype} array of shape {shape}, not an official pose (a pickled dict).")
     try:
-        value = _AllowListUnpickler(stream).load()
+        value = _PlainDataUnpickler(stream).load()
     except pickle.UnpicklingError as error:
         raise InputError(f"Refused to read {path}: {error}. It is not an official pose file (official files "
                          "hold only numpy arrays and numbers); nothing in it was run.") from error
