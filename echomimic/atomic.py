@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,9 +40,25 @@ def check_output_file(path: str | os.PathLike) -> Path:
         raise OutputError(f"Cannot write {target}: the folder {folder} does not exist; create it first.")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"Cannot write {target}: the folder {folder} is not writable; choose another place.")
+    refuse_special_file(target)
     if target.exists() and not os.access(target, os.W_OK):
         raise OutputError(f"Cannot write {target}: the file is read-only; choose another name.")
     return target
+
+
+def refuse_special_file(target: Path) -> None:
+    """An existing target that is not a regular file (a device such as /dev/null, a FIFO, a socket) would be
+    replaced by the rename: refuse it. A symlink is judged by what it points to."""
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise OutputError(f"Cannot write {describe_os_error(error, target)}.") from None
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        kind = ("a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+        raise OutputError(f"Cannot write {target}: it is {kind}, not a file; give the name of a file to write.")
 
 
 def check_output_folder(path: str | os.PathLike, *, create: bool = True) -> Path:
@@ -68,6 +85,7 @@ def atomic_path(target: str | os.PathLike, *, suffix: str | None = None) -> Iter
     ``target`` is left as it was.
     """
     target = Path(target).expanduser().absolute()
+    refuse_special_file(target)
     suffix = target.suffix if suffix is None else suffix
     try:
         handle, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=suffix, dir=target.parent)

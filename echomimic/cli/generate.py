@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -183,11 +184,12 @@ def run_generate(args: argparse.Namespace) -> Path:
     waveform, sample_rate = read_audio(args.audio)
     report.info(f"speech: {waveform.shape[-1] / sample_rate:.2f} s at {sample_rate} Hz from {args.audio}")
 
+    side_outputs: list[Callable[[], None]] = []  # --save-landmarks / --save-poses: written after the video
     landmark_images = None
     if args.mode.startswith("pose"):
-        landmark_images = _landmark_images(args, landmark_reference, report)
+        landmark_images = _landmark_images(args, landmark_reference, report, side_outputs)
 
-    pose_images = _hand_pose_images(args, report) if args.mode.startswith("v2") else None
+    pose_images = _hand_pose_images(args, report, side_outputs) if args.mode.startswith("v2") else None
 
     report.info(f"loading the {args.mode} models from {args.weights} on {device} ({str(dtype).replace('torch.', '')})")
     models = load_echomimic_v1(args.weights, args.mode, config_dir=args.config_dir, device=device, dtype=dtype)
@@ -232,6 +234,8 @@ def run_generate(args: argparse.Namespace) -> Path:
             on_frames=on_frames,
         )
     out, num_frames = writer.path, writer.frames_written
+    for write_side_output in side_outputs:
+        write_side_output()
     if paste is not None:
         width, height = crop_info.original_size
     report.info(f"wrote {out}: {num_frames} frames, {width}x{height}, {video.fps:g} fps "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -97,11 +98,13 @@ def _prepare_reference(args: argparse.Namespace, image_path: Path, report: _Repo
     return reference, mask, landmark_reference, crop.crop_info
 
 
-def _landmark_images(args: argparse.Namespace, landmark_reference: np.ndarray, report: _Reporter) -> np.ndarray:
+def _landmark_images(args: argparse.Namespace, landmark_reference: np.ndarray, report: _Reporter,
+                     pending: list[Callable[[], None]] | None = None) -> np.ndarray:
     """Drawn landmark frames ``[F, H, W, 3]`` 0..1 for the pose modes.
 
     landmark_reference: the reference picture ``[H', W', 3]`` (same aspect as the output) whose face
-    the driving video's motion is transferred onto.
+    the driving video's motion is transferred onto. pending: where the --save-landmarks write is queued to
+    run after the video is written (a failed run then leaves an existing file as it was); None: now.
     """
     from ..landmarks import LandmarkSequence, align_landmarks, draw_landmarks, extract_landmarks
     from ..landmarks.sequence import frame_list
@@ -118,8 +121,14 @@ def _landmark_images(args: argparse.Namespace, landmark_reference: np.ndarray, r
         reference_landmarks = extract_landmarks(landmark_reference[None], models_dir=args.weights)
         sequence = align_landmarks(driver, reference_landmarks)
     if args.save_landmarks is not None:
-        sequence.save(args.save_landmarks)
-        report.info(f"saved the landmarks to {args.save_landmarks}")
+        def save_landmarks() -> None:
+            sequence.save(args.save_landmarks)
+            report.info(f"saved the landmarks to {args.save_landmarks}")
+
+        if pending is None:
+            save_landmarks()
+        else:
+            pending.append(save_landmarks)
     blank = sequence.check_drawable(f"The landmarks of {args.landmarks or args.driving_video}")
     if blank:
         report.info(f"note: {len(blank)} of {sequence.num_frames} landmark frames have no point on the canvas "
@@ -138,9 +147,10 @@ def _driving_frames(args: argparse.Namespace, report: _Reporter) -> np.ndarray:
     return frames
 
 
-def _hand_pose_images(args: argparse.Namespace, report: _Reporter) -> np.ndarray:
+def _hand_pose_images(args: argparse.Namespace, report: _Reporter,
+                      pending: list[Callable[[], None]] | None = None) -> np.ndarray:
     """Drawn hand-pose frames ``[F, H, W, 3]`` 0..1 for the v2 modes, from --driving-video or --poses,
-    aligned to the person in --image unless --no-align-poses."""
+    aligned to the person in --image unless --no-align-poses. pending: as for :func:`_landmark_images`."""
     from ..poses import HandPoseSequence, hand_pose_images
 
     portrait = load_rgb_image(args.image)
@@ -155,6 +165,14 @@ def _hand_pose_images(args: argparse.Namespace, report: _Reporter) -> np.ndarray
                                      align=not args.no_align_poses, models_dir=args.weights, note=report.info,
                                      ref_w=args.pose_ref_w)
     if args.save_poses is not None:
-        poses.save(args.save_poses)
-        report.info(f"saved the hand poses to {args.save_poses}")
+        saved_poses = poses
+
+        def save_poses() -> None:
+            saved_poses.save(args.save_poses)
+            report.info(f"saved the hand poses to {args.save_poses}")
+
+        if pending is None:
+            save_poses()
+        else:
+            pending.append(save_poses)
     return frames

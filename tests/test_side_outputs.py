@@ -1,0 +1,49 @@
+"""Outputs never replace what they should not: a device node is refused before anything runs, and the side
+outputs (--save-poses, --save-landmarks, --save-frames) are written with the mp4 at the end, so a failed run
+leaves every existing file as it was."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from echomimic.cli import main
+from tests.parity_cases import PARITY_ROOT, make_weights_folder
+
+
+@pytest.mark.parametrize("device", ["/dev/null", "/dev/full"])
+def test_a_device_as_output_is_refused_before_anything_runs(tmp_path, capsys, device):
+    """Catches `--out /dev/null` ending with os.replace of the temporary mp4 over the device node."""
+    status = main(["generate", "--out", device, "--weights", str(tmp_path / "w")])
+    err = capsys.readouterr().err
+    assert status == 2 and "it is a device, not a file" in err and "Traceback" not in err
+    assert Path(device).is_char_device()
+
+
+def test_a_failed_run_keeps_an_existing_save_poses_file(tmp_path, capsys):
+    """Catches --save-poses being written before the models load: a run that then fails (a damaged weight
+    file) replaced the user's earlier poses file."""
+    from echomimic.poses import hand_poses_from_keypoint_records
+
+    case_dir = PARITY_ROOT / "v2_hands"
+    case = json.loads((case_dir / "case.json").read_text())
+    weights = make_weights_folder(case_dir, case, tmp_path)
+    (weights / "audio_processor").mkdir()
+    (weights / "audio_processor" / "tiny.pt").symlink_to(PARITY_ROOT / "common" / "whisper_tiny_random.pt")
+    (weights / "sd-vae-ft-mse").symlink_to(case_dir / "vae")
+    (weights / "denoising_unet.pth").unlink()
+    (weights / "denoising_unet.pth").write_bytes(b"")  # damaged: found by the loader, after the poses
+    records = json.loads((case_dir / "inputs" / "pose_keypoints.json").read_text())
+    hand_poses_from_keypoint_records(records, case["width"], case["height"]).save(tmp_path / "poses.json")
+    previous = tmp_path / "previous.json"
+    previous.write_text("the poses of an earlier run")
+    status = main(["generate", "--mode", "v2", "--weights", str(weights), "--image",
+                   str(case_dir / "inputs" / "reference.png"), "--audio", str(case_dir / "inputs" / "audio.wav"),
+                   "--poses", str(tmp_path / "poses.json"), "--no-align-poses", "--width", "64", "--height", "96",
+                   "--out", str(tmp_path / "out.mp4"), "--save-poses", str(previous), "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 2 and "is empty" in err, err
+    assert previous.read_text() == "the poses of an earlier run"
+    assert not (tmp_path / "out.mp4").exists()
