@@ -167,12 +167,18 @@ POSE_LANDMARKER = MediaPipeModel(
 MEDIAPIPE_MODELS = {model.name: model for model in (FACE_LANDMARKER, FACE_DETECTOR, HAND_LANDMARKER, POSE_LANDMARKER)}
 
 
-def mediapipe_models_for(variant_name: str, *, face_crop: bool = True) -> tuple[MediaPipeModel, ...]:
-    """The MediaPipe files a run of ``variant_name`` may need (Tasks API)."""
+def mediapipe_models_for(variant_name: str, *, face_crop: bool = True, extract: bool = True,
+                         align: bool = True) -> tuple[MediaPipeModel, ...]:
+    """The MediaPipe files a run of ``variant_name`` needs (Tasks API), from what it will detect.
+
+    face_crop: the V1 face is found (to crop, or to make the mask); extract: landmarks (V1) or hands (V2) come
+    from a driving video; align: V2 hand poses are moved onto the portrait's shoulders. With saved motion and
+    nothing to detect, nothing is needed: the run works offline.
+    """
     spec = variant(variant_name)
-    needed: list[MediaPipeModel] = [FACE_DETECTOR] if face_crop else []
-    if spec.mode == "pose":
-        needed.append(FACE_LANDMARKER)
     if spec.mode == "v2_pose":
-        needed += [HAND_LANDMARKER, POSE_LANDMARKER]
+        return tuple([HAND_LANDMARKER] * extract + [POSE_LANDMARKER] * align)
+    needed: list[MediaPipeModel] = [FACE_DETECTOR] if face_crop else []
+    if spec.mode == "pose" and extract:
+        needed.append(FACE_LANDMARKER)
     return tuple(needed)

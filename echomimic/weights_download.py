@@ -162,11 +162,12 @@ def missing_files(weights_dir: str | os.PathLike, variant: str = "audio") -> lis
     return [item for item in required_files(variant) if item.found_path(folder) is None]
 
 
-def missing_mediapipe(weights_dir: str | os.PathLike, variant: str = "audio", *,
-                      face_crop: bool = True) -> list[release.MediaPipeModel]:
-    """The MediaPipe Tasks files a run of ``variant`` may need that ``weights_dir`` lacks."""
-    return [model for model in release.mediapipe_models_for(variant, face_crop=face_crop)
-            if find_mediapipe_model(model, weights_dir) is None]
+def missing_mediapipe(weights_dir: str | os.PathLike, variant: str = "audio", *, face_crop: bool = True,
+                      extract: bool = True, align: bool = True) -> list[release.MediaPipeModel]:
+    """The MediaPipe Tasks files a run of ``variant`` needs (release.mediapipe_models_for) that ``weights_dir``
+    lacks."""
+    needed = release.mediapipe_models_for(variant, face_crop=face_crop, extract=extract, align=align)
+    return [model for model in needed if find_mediapipe_model(model, weights_dir) is None]
 
 
 def missing_weights_message(weights_dir: str | os.PathLike, variant: str, missing: list[RequiredFile]) -> str:
@@ -296,6 +297,8 @@ def fetch_mediapipe_for_run(
     variant: str,
     *,
     face_crop: bool = True,
+    extract: bool = True,
+    align: bool = True,
     log: Callable[[str], None] = print,
 ) -> None:
     """Before a run: the MediaPipe Tasks files it needs, downloaded into ``<weights_dir>/mediapipe/`` with a
@@ -304,7 +307,7 @@ def fetch_mediapipe_for_run(
     from .landmarks.backends import legacy_solutions_available
     from .mediapipe_files import ensure_mediapipe_models
 
-    missing = missing_mediapipe(weights_dir, variant, face_crop=face_crop)
+    missing = missing_mediapipe(weights_dir, variant, face_crop=face_crop, extract=extract, align=align)
     if not missing or legacy_solutions_available():
         return
     ensure_mediapipe_models(missing, weights_dir, progress_for=lambda model: text_progress(model.name, log),

@@ -47,3 +47,27 @@ def test_a_failed_run_keeps_an_existing_save_poses_file(tmp_path, capsys):
     assert status == 2 and "is empty" in err, err
     assert previous.read_text() == "the poses of an earlier run"
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_saved_hand_poses_without_alignment_run_offline(tmp_path, monkeypatch):
+    """Catches a run that detects nothing (--poses, --no-align-poses) still fetching the hand and pose
+    landmarkers: with the MediaPipe server unreachable it must still make the video, and fetch nothing."""
+    from echomimic.poses import hand_poses_from_keypoint_records
+    from echomimic.release import MEDIAPIPE_BASE_URL_ENV
+
+    monkeypatch.setenv(MEDIAPIPE_BASE_URL_ENV, "http://127.0.0.1:9/nothing-here")
+    monkeypatch.delenv("ECHOMIMIC_MODELS_DIR", raising=False)
+    case_dir = PARITY_ROOT / "v2_hands"
+    case = json.loads((case_dir / "case.json").read_text())
+    weights = make_weights_folder(case_dir, case, tmp_path)
+    (weights / "audio_processor").mkdir()
+    (weights / "audio_processor" / "tiny.pt").symlink_to(PARITY_ROOT / "common" / "whisper_tiny_random.pt")
+    (weights / "sd-vae-ft-mse").symlink_to(case_dir / "vae")
+    records = json.loads((case_dir / "inputs" / "pose_keypoints.json").read_text())
+    hand_poses_from_keypoint_records(records, case["width"], case["height"]).save(tmp_path / "poses.json")
+    status = main(["generate", "--mode", "v2", "--weights", str(weights), "--image",
+                   str(case_dir / "inputs" / "reference.png"), "--audio", str(case_dir / "inputs" / "audio.wav"),
+                   "--poses", str(tmp_path / "poses.json"), "--no-align-poses", "--width", "64", "--height", "96",
+                   "--steps", "1", "--length", "4", "--out", str(tmp_path / "out.mp4"), "--quiet"])
+    assert status == 0 and (tmp_path / "out.mp4").is_file()
+    assert not (weights / "mediapipe").exists()

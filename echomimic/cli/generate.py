@@ -164,7 +164,11 @@ def run_generate(args: argparse.Namespace) -> Path:
     # The face detector runs only to crop or to find the face: not with --no-crop and a given mask or landmarks.
     needs_detector = not args.mode.startswith("v2") and not (
         args.no_crop and (args.mask is not None or getattr(args, "landmarks", None) is not None))
-    fetch_mediapipe_for_run(args.weights, args.mode, face_crop=needs_detector, log=report.info)
+    # Landmarks / hands are extracted only from a driving video, and V2 poses need the pose landmarker only to
+    # be aligned: saved motion with nothing to detect runs offline.
+    fetch_mediapipe_for_run(args.weights, args.mode, face_crop=needs_detector,
+                            extract=args.driving_video is not None,
+                            align=args.mode.startswith("v2") and not args.no_align_poses, log=report.info)
 
     import torch
 
