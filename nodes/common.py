@@ -16,7 +16,11 @@ from ..echomimic import release
 from ..echomimic.errors import CancelledError, EchoMimicError
 from ..echomimic.release import MEDIAPIPE_FOLDER
 
-CATEGORY = "EchoMimic"
+CATEGORY = "EchoMimic"  # the sampler and the audio features; the rest in subcategories (ids unchanged)
+LOADERS_CATEGORY = f"{CATEGORY}/loaders"
+LANDMARKS_CATEGORY = f"{CATEGORY}/V1 landmarks"
+HANDS_CATEGORY = f"{CATEGORY}/V2 hands"
+COMPOSE_CATEGORY = f"{CATEGORY}/compose"
 
 # Custom socket types passed between EchoMimic nodes (stable public names).
 MODEL_TYPE = "ECHOMIMIC_MODEL"
@@ -46,6 +50,11 @@ DOWNLOAD_HINT = (
 
 class EchoMimicNodeError(Exception):
     """Raised at the node boundary; ComfyUI shows its message in the error dialog."""
+
+
+# ComfyUI names the error by module + class; a custom node's module is its file path turned into a dotted
+# name (a temporary-looking path). Name it as users know it.
+EchoMimicNodeError.__module__ = "EchoMimic"
 
 
 def register_models_folder() -> None:

@@ -6,7 +6,14 @@ from typing import Any
 
 # echomimic.compose is light (no torch at import): its combo values (stable, saved in workflows) and defaults.
 from ..echomimic.compose import BLEND_REGIONS, DEFAULT_COLOR_BAND, DEFAULT_FEATHER, DEFAULT_MASK_MARGIN
-from .common import CATEGORY, CROP_INFO_TYPE, EchoMimicNodeError, raise_interrupted, tooltip, user_errors
+from .common import (
+    COMPOSE_CATEGORY,
+    CROP_INFO_TYPE,
+    EchoMimicNodeError,
+    raise_interrupted,
+    tooltip,
+    user_errors,
+)
 
 
 class EchoMimicPasteBack:
@@ -46,7 +53,7 @@ class EchoMimicPasteBack:
     RETURN_NAMES = ("images",)
     OUTPUT_TOOLTIPS = ("The frames at the original picture's size.",)
     FUNCTION = "paste_back"
-    CATEGORY = CATEGORY
+    CATEGORY = COMPOSE_CATEGORY
 
     @user_errors
     def paste_back(self, images: Any, crop_info: Any, original_image: Any, feather: int, blend_region: str,

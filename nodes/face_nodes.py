@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import CATEGORY, CROP_INFO_TYPE, ensure_mediapipe_files, tooltip, user_errors
+from .common import COMPOSE_CATEGORY, CROP_INFO_TYPE, ensure_mediapipe_files, tooltip, user_errors
 
 
 def first_image_numpy(image: Any) -> Any:
@@ -53,7 +53,7 @@ class EchoMimicFaceMaskCrop:
                        "Where the crop came from in the portrait; connect it to EchoMimic Paste Back to put the "
                        "animated face back into the full picture.")
     FUNCTION = "crop_face"
-    CATEGORY = CATEGORY
+    CATEGORY = COMPOSE_CATEGORY
 
     @user_errors
     def crop_face(self, image: Any, crop: bool, width: int, height: int, mask_dilation: float,

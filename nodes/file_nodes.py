@@ -12,7 +12,15 @@ import os
 import re
 from typing import Any
 
-from .common import CATEGORY, HAND_POSES_TYPE, LANDMARKS_TYPE, EchoMimicNodeError, tooltip, user_errors
+from .common import (
+    HAND_POSES_TYPE,
+    HANDS_CATEGORY,
+    LANDMARKS_CATEGORY,
+    LANDMARKS_TYPE,
+    EchoMimicNodeError,
+    tooltip,
+    user_errors,
+)
 
 JSON_SUFFIX = ".json"
 _COUNTER = re.compile(r"_(\d{5,})\.json$")
@@ -44,6 +52,30 @@ def next_output_path(filename_prefix: str) -> tuple[str, str]:
              if entry.startswith(name + "_") and (match := _COUNTER.search(entry)) and entry[:match.start()] == name]
     path = os.path.join(folder, f"{name}_{max(taken, default=0) + 1:05d}{JSON_SUFFIX}")
     return path, os.path.relpath(path, os.path.abspath(folder_paths.get_output_directory()))
+
+
+_FORMAT_FIELD = re.compile(rb'"format"\s*:\s*"([^"]{1,64})"')
+
+
+def json_format(path: str) -> str | None:
+    """The ``format`` field of an EchoMimic JSON file (read from its first 4 kB: the field comes first), or None
+    when the file cannot be read or has none."""
+    try:
+        with open(path, "rb") as handle:
+            match = _FORMAT_FIELD.search(handle.read(4096))
+    except OSError:
+        return None
+    return match.group(1).decode("ascii", "replace") if match else None
+
+
+def input_json_files_of(format_name: str) -> tuple[list[str], int]:
+    """The input folder's JSON files whose ``format`` is ``format_name``, and how many others were left out."""
+    import folder_paths
+
+    input_dir = folder_paths.get_input_directory()
+    names = input_json_files()
+    kept = [name for name in names if json_format(os.path.join(input_dir, name)) == format_name]
+    return kept, len(names) - len(kept)
 
 
 def input_json_files() -> list[str]:
@@ -86,7 +118,7 @@ class _SaveSequence:
     OUTPUT_TOOLTIPS = ("The saved file, relative to ComfyUI's output folder.",)
     OUTPUT_NODE = True
     FUNCTION = "save"
-    CATEGORY = CATEGORY
+    CATEGORY = LANDMARKS_CATEGORY
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -116,16 +148,19 @@ class _LoadSequence:
 
     SOCKET = ""
     WHAT = ""
+    FORMAT = ""  # the JSON "format" the file list shows
     FUNCTION = "load"
-    CATEGORY = CATEGORY
+    CATEGORY = LANDMARKS_CATEGORY
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
+        files, others = input_json_files_of(cls.FORMAT)
+        left_out = f" {others} other JSON file(s) of the input folder are not {cls.WHAT}s." if others else ""
         return {
             "required": {
-                "file": (input_json_files(), tooltip(
+                "file": (files, tooltip(
                     f"A {cls.WHAT} JSON file in ComfyUI's input folder (saved by the EchoMimic Save node; copy it "
-                    "from the output folder, or share it). Refresh the page after adding files.")),
+                    f"from the output folder, or share it). Refresh the page after adding files.{left_out}")),
             }
         }
 
@@ -166,6 +201,7 @@ class EchoMimicSaveLandmarks(_SaveSequence):
                    "so it can be edited, shared and loaded again without re-running MediaPipe.")
     SOCKET = LANDMARKS_TYPE
     WHAT = "landmark sequence"
+    FORMAT = "echomimic-landmarks"  # echomimic.landmarks.sequence.JSON_FORMAT
     DEFAULT_PREFIX = "echomimic/landmarks"
 
 
@@ -173,6 +209,7 @@ class EchoMimicLoadLandmarks(_LoadSequence):
     DESCRIPTION = "Loads a face landmark sequence JSON (from EchoMimic Save Landmarks) from ComfyUI's input folder."
     SOCKET = LANDMARKS_TYPE
     WHAT = "landmark sequence"
+    FORMAT = "echomimic-landmarks"  # echomimic.landmarks.sequence.JSON_FORMAT
     RETURN_TYPES = (LANDMARKS_TYPE,)
     RETURN_NAMES = ("landmarks",)
     OUTPUT_TOOLTIPS = ("The landmark sequence, one entry per frame.",)
@@ -189,6 +226,8 @@ class EchoMimicSaveHandPoses(_SaveSequence):
                    "edited, shared and loaded again without re-running MediaPipe.")
     SOCKET = HAND_POSES_TYPE
     WHAT = "hand pose sequence"
+    FORMAT = "echomimic-hand-poses"  # echomimic.poses.sequence.JSON_FORMAT
+    CATEGORY = HANDS_CATEGORY
     DEFAULT_PREFIX = "echomimic/hand_poses"
 
 
@@ -196,6 +235,8 @@ class EchoMimicLoadHandPoses(_LoadSequence):
     DESCRIPTION = "Loads a hand pose sequence JSON (from EchoMimic Save Hand Poses) from ComfyUI's input folder."
     SOCKET = HAND_POSES_TYPE
     WHAT = "hand pose sequence"
+    FORMAT = "echomimic-hand-poses"  # echomimic.poses.sequence.JSON_FORMAT
+    CATEGORY = HANDS_CATEGORY
     RETURN_TYPES = (HAND_POSES_TYPE,)
     RETURN_NAMES = ("hand_poses",)
     OUTPUT_TOOLTIPS = ("The hand pose sequence, one entry per frame.",)
@@ -216,6 +257,6 @@ NODE_CLASS_MAPPINGS = {
 NODE_DISPLAY_NAME_MAPPINGS = {
     "EchoMimicSaveLandmarks": "EchoMimic Save Landmarks",
     "EchoMimicLoadLandmarks": "EchoMimic Load Landmarks",
-    "EchoMimicSaveHandPoses": "EchoMimic Save Hand Poses",
-    "EchoMimicLoadHandPoses": "EchoMimic Load Hand Poses",
+    "EchoMimicSaveHandPoses": "EchoMimic Save Hand Poses (V2)",
+    "EchoMimicLoadHandPoses": "EchoMimic Load Hand Poses (V2)",
 }

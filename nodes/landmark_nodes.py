@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .common import (
-    CATEGORY,
+    LANDMARKS_CATEGORY,
     LANDMARKS_TYPE,
     EchoMimicNodeError,
     ensure_mediapipe_files,
@@ -41,7 +41,7 @@ class EchoMimicExtractLandmarks:
     RETURN_NAMES = ("landmarks", "preview")
     OUTPUT_TOOLTIPS = ("The landmark sequence, one entry per frame.", "The frames with the landmarks drawn over them.")
     FUNCTION = "extract"
-    CATEGORY = CATEGORY
+    CATEGORY = LANDMARKS_CATEGORY
 
     @user_errors
     def extract(self, images: Any) -> tuple[Any, Any]:
@@ -91,7 +91,7 @@ class EchoMimicAlignLandmarks:
     RETURN_NAMES = ("landmarks",)
     OUTPUT_TOOLTIPS = ("The driving motion on the portrait's face, in the portrait's pixel space.",)
     FUNCTION = "align"
-    CATEGORY = CATEGORY
+    CATEGORY = LANDMARKS_CATEGORY
 
     @user_errors
     def align(self, driving_landmarks: Any, reference_landmarks: Any, neutral_frame: int, head_pose: bool,
@@ -125,7 +125,7 @@ class EchoMimicSelectLandmarkParts:
     RETURN_NAMES = ("landmarks",)
     OUTPUT_TOOLTIPS = ("The landmarks with only the chosen parts (or the chosen parts merged into the base).",)
     FUNCTION = "select"
-    CATEGORY = CATEGORY
+    CATEGORY = LANDMARKS_CATEGORY
 
     @user_errors
     def select(self, landmarks: Any, eyebrows: bool, eyes: bool, pupils: bool, nose: bool, mouth: bool,
@@ -161,7 +161,7 @@ class EchoMimicDrawLandmarks:
     RETURN_NAMES = ("landmark_images",)
     OUTPUT_TOOLTIPS = ("One landmark image per frame, for the sampler's landmark_images input.",)
     FUNCTION = "draw"
-    CATEGORY = CATEGORY
+    CATEGORY = LANDMARKS_CATEGORY
 
     @user_errors
     def draw(self, landmarks: Any, width: int, height: int, draw_mouth: bool) -> tuple[Any]:

@@ -13,10 +13,10 @@ from typing import Any
 
 from .common import (
     AUDIO_ENCODER_TYPE,
-    CATEGORY,
     DEFAULT_V2_WEIGHTS_FOLDER,
     DEFAULT_WEIGHTS_FOLDER,
     DOWNLOAD_HINT,
+    LOADERS_CATEGORY,
     MODEL_TYPE,
     PRECISIONS,
     VARIANTS,
@@ -160,7 +160,7 @@ class EchoMimicModelLoader:
     RETURN_NAMES = ("model",)
     OUTPUT_TOOLTIPS = ("The EchoMimic models, managed by ComfyUI's model management.",)
     FUNCTION = "load"
-    CATEGORY = CATEGORY
+    CATEGORY = LOADERS_CATEGORY
 
     @user_errors
     def load(self, variant: str, precision: str, weights_folder: str,
@@ -219,7 +219,7 @@ class EchoMimicAudioEncoderLoader:
     RETURN_NAMES = ("audio_encoder",)
     OUTPUT_TOOLTIPS = ("The Whisper-tiny encoder for the EchoMimic Audio Features node.",)
     FUNCTION = "load"
-    CATEGORY = CATEGORY
+    CATEGORY = LOADERS_CATEGORY
 
     @user_errors
     def load(self, weights_folder: str, precision: str, download_missing: bool = True) -> tuple[LoadedAudioEncoder]:

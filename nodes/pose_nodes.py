@@ -8,8 +8,8 @@ from typing import Any
 from ..echomimic.release import DEFAULT_SIZE
 from ..echomimic.release import POSE_REF_W as DEFAULT_REF_W
 from .common import (
-    CATEGORY,
     HAND_POSES_TYPE,
+    HANDS_CATEGORY,
     EchoMimicNodeError,
     ensure_mediapipe_files,
     frames_progress,
@@ -62,7 +62,7 @@ class EchoMimicExtractHandPoses:
         "How many frames had no hand, and which.",
     )
     FUNCTION = "extract"
-    CATEGORY = CATEGORY
+    CATEGORY = HANDS_CATEGORY
 
     @user_errors
     def extract(self, images: Any, find_body: bool) -> tuple[Any, Any, str]:
@@ -114,7 +114,7 @@ class EchoMimicAlignHandPoses:
     RETURN_NAMES = ("hand_poses",)
     OUTPUT_TOOLTIPS = ("The hand poses in the portrait's frame; draw them at the sampler's width and height.",)
     FUNCTION = "align"
-    CATEGORY = CATEGORY
+    CATEGORY = HANDS_CATEGORY
 
     @user_errors
     def align(self, hand_poses: Any, reference_image: Any, align: bool) -> tuple[Any]:
@@ -155,7 +155,7 @@ class EchoMimicDrawHandPoses:
     RETURN_NAMES = ("hand_pose_images",)
     OUTPUT_TOOLTIPS = ("One hand-pose image per frame, for the sampler's hand_pose_images input.",)
     FUNCTION = "draw"
-    CATEGORY = CATEGORY
+    CATEGORY = HANDS_CATEGORY
 
     @user_errors
     def draw(self, hand_poses: Any, width: int, height: int, ref_w: int) -> tuple[Any]:
@@ -192,7 +192,7 @@ class EchoMimicImportOfficialPoses:
     OUTPUT_TOOLTIPS = ("The demo gesture as a hand pose sequence (768x768, with shoulders for alignment).",
                        "How many frames, and which have no hand.")
     FUNCTION = "import_folder"
-    CATEGORY = CATEGORY
+    CATEGORY = HANDS_CATEGORY
 
     @user_errors
     def import_folder(self, folder: str) -> tuple[Any, str]:

@@ -151,7 +151,10 @@ def build(name: str, title: str, variant: str, source: str, steps_cfg_seed: tupl
     else:
         poses = flow.add("EchoMimicLoadHandPoses", 1, {"file": "hand_poses.json"})
         poses_output = "hand_poses"
-    features = flow.add("EchoMimicAudioFeatures", 1, {"fps": 24.0})
+    features = flow.add("EchoMimicAudioFeatures", 1, {"fps": 24.0},
+                        widget_inputs=("fps",) if source == "video" else ())
+    if source == "video":  # the hands play at the driving clip's own speed
+        flow.link(components, "fps", features, "fps")
     flow.link(speech, "AUDIO", features, "audio")
     flow.link(encoder, "audio_encoder", features, "audio_encoder")
     align = flow.add("EchoMimicAlignHandPoses", 2, {"align": True})

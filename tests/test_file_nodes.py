@@ -115,3 +115,25 @@ def _hand_pose_json(poses: Any) -> str:
     hand = [[0.1 + 0.01 * i, 0.2 + 0.01 * i, 0.9] for i in range(poses.NUM_HAND_POINTS)]
     return json.dumps({"format": poses.JSON_FORMAT, "version": poses.JSON_VERSION, "width": 64, "height": 48,
                        "hands": [[hand, None], [hand, None]]})
+
+
+def test_load_nodes_list_only_files_of_their_format(file_nodes: Any) -> None:
+    """Catches Load Landmarks listing hand-pose files (and the reverse), unreadable files listed, or the
+    filter's format names drifting from the library's JSON formats."""
+    import importlib
+
+    import folder_paths
+
+    base = file_nodes.__name__.rsplit(".", 2)[0]
+    poses = importlib.import_module(base + ".echomimic.poses.sequence")
+    landmarks = importlib.import_module(base + ".echomimic.landmarks.sequence")
+    assert file_nodes.EchoMimicLoadHandPoses.FORMAT == poses.JSON_FORMAT
+    assert file_nodes.EchoMimicLoadLandmarks.FORMAT == landmarks.JSON_FORMAT
+    input_dir = Path(folder_paths.get_input_directory())
+    (input_dir / "hands.json").write_text(_hand_pose_json(poses))
+    (input_dir / "face.json").write_text(saver_json(file_nodes, 1))
+    (input_dir / "broken.json").write_text("{not json")
+    hands = file_nodes.EchoMimicLoadHandPoses.INPUT_TYPES()["required"]["file"]
+    faces = file_nodes.EchoMimicLoadLandmarks.INPUT_TYPES()["required"]["file"]
+    assert hands[0] == ["hands.json"] and faces[0] == ["face.json"]
+    assert "2 other JSON file(s)" in hands[1]["tooltip"] and "2 other JSON file(s)" in faces[1]["tooltip"]

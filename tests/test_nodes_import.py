@@ -93,6 +93,30 @@ def test_a_broken_node_group_does_not_hide_the_others(tmp_path: Path) -> None:
     assert set(report["nodes"]) == EXPECTED_NODE_IDS - landmark_ids
 
 
+# The menu a user browses (ids never change with it).
+NODE_CATEGORIES = ("EchoMimic", "EchoMimic/loaders", "EchoMimic/V1 landmarks", "EchoMimic/V2 hands", "EchoMimic/compose")
+
+
+def test_nodes_sit_in_subcategories_and_errors_have_a_clean_name() -> None:
+    """Catches all nodes in one flat category, hand-pose nodes outside V2, or ComfyUI's error dialog naming the
+    error by a temporary-looking module path."""
+    sys.path.insert(0, str(STUB_MODULES_DIR))
+    from tests.comfy_stubs import load_extension
+
+    extension = load_extension()
+    categories = {node_id: cls.CATEGORY for node_id, cls in extension.NODE_CLASS_MAPPINGS.items()}
+    assert categories["EchoMimicModelLoader"] == "EchoMimic/loaders" and categories["EchoMimicSampler"] == "EchoMimic"
+    assert categories["EchoMimicLoadHandPoses"] == categories["EchoMimicDrawHandPoses"] == "EchoMimic/V2 hands"
+    assert categories["EchoMimicLoadLandmarks"] == categories["EchoMimicDrawLandmarks"] == "EchoMimic/V1 landmarks"
+    assert categories["EchoMimicPasteBack"] == "EchoMimic/compose"
+    hand_names = [name for node_id, name in extension.NODE_DISPLAY_NAME_MAPPINGS.items() if "HandPoses" in node_id]
+    assert hand_names and all(name.endswith("(V2)") for name in hand_names), hand_names
+    from tests.comfy_stubs import extension_submodule
+
+    error = extension_submodule("nodes.common").EchoMimicNodeError
+    assert f"{error.__module__}.{error.__qualname__}" == "EchoMimic.EchoMimicNodeError"
+
+
 def test_node_definitions_are_complete() -> None:
     """Every node: category, function, outputs, and a tooltip on every input."""
     sys.path.insert(0, str(STUB_MODULES_DIR))
@@ -101,7 +125,7 @@ def test_node_definitions_are_complete() -> None:
     extension = load_extension()
     for node_id, node_class in extension.NODE_CLASS_MAPPINGS.items():
         assert node_id.startswith("EchoMimic")
-        assert node_class.CATEGORY == "EchoMimic"
+        assert node_class.CATEGORY in NODE_CATEGORIES, (node_id, node_class.CATEGORY)
         assert callable(getattr(node_class, node_class.FUNCTION))
         assert len(node_class.RETURN_TYPES) == len(node_class.RETURN_NAMES) == len(node_class.OUTPUT_TOOLTIPS)
         inputs = node_class.INPUT_TYPES()
