@@ -199,7 +199,7 @@ def _build_models(opts: argparse.Namespace, device, dtype):
     from echomimic.pipeline.vae import DiffusersVae, load_diffusers_vae
 
     if opts.config == "tiny":
-        from echomimic.models.loading import load_echomimic_v1
+        from echomimic.models.loading import load_echomimic
 
         case = parity_cases_dir() / opts.case
         info = json.loads((case / "case.json").read_text())
@@ -215,17 +215,17 @@ def _build_models(opts: argparse.Namespace, device, dtype):
             for weight in weights.glob("*.pth"):
                 (linked / f"{names.get(weight.stem, weight.stem)}.pth").symlink_to(weight)
             weights = linked
-        models = load_echomimic_v1(weights, mode, config_dir=case / "config", device=device, dtype=dtype)
+        models = load_echomimic(weights, mode, config_dir=case / "config", device=device, dtype=dtype)
         vae = load_diffusers_vae(case / "vae", device, dtype)
         encoder = load_whisper_encoder(case.parent / "common" / "whisper_tiny_random.pt", device=device)
         return models, vae, encoder
 
     if opts.config == "real":
-        from echomimic.models.loading import load_echomimic_v1
+        from echomimic.models.loading import load_echomimic
         from echomimic.weights_download import check_weights
 
         files = check_weights(opts.weights, opts.mode)
-        models = load_echomimic_v1(opts.weights, opts.mode, device=device, dtype=dtype)
+        models = load_echomimic(opts.weights, opts.mode, device=device, dtype=dtype)
         vae = load_diffusers_vae(files["vae_config"].parent, device, dtype)
         encoder = load_whisper_encoder(files["whisper"], device=device)
         return models, vae, encoder

@@ -33,8 +33,6 @@ from .release import VAE_FOLDER, VAE_REPO, WHISPER_ORIGINAL_URL
 from .weights import check_weights_folder
 
 VARIANTS = release.VARIANT_NAMES
-# role -> file stem (without extension), per variant, as released.
-VARIANT_MODEL_STEMS: dict[str, dict[str, str]] = {name: dict(spec.stems) for name, spec in release.VARIANTS.items()}
 # huggingface_hub downloads here first (inside the weights folder, so the final rename stays on one disk).
 STAGING_FOLDER = ".echomimic-download"
 

@@ -293,8 +293,11 @@ def test_generate_without_image_and_audio_uses_the_examples(audio_case_weights, 
 def test_download_table_matches_the_loader():
     from echomimic.models.loading import release_file_stems
     from echomimic.release import VARIANT_NAMES
-    from echomimic.weights_download import VARIANT_MODEL_STEMS, VARIANTS
+    from echomimic.release import VARIANTS as RELEASE
+    from echomimic.weights_download import VARIANTS, model_files
 
     assert VARIANTS == VARIANT_NAMES  # V1 and V2
     for variant in VARIANTS:
-        assert VARIANT_MODEL_STEMS[variant] == release_file_stems(variant)
+        assert dict(RELEASE[variant].stems) == release_file_stems(variant)
+        assert {item.relative_path for item in model_files(variant)} >= {
+            f"{stem}.pth" for stem in release_file_stems(variant).values()}

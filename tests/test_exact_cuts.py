@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from echomimic.models.attention import Attention
-from echomimic.models.loading import load_echomimic_v1
+from echomimic.models.loading import load_echomimic
 from echomimic.models.transformer import ReferenceFeatures, TransformerBlock
 from tests.parity_cases import find_case, make_weights_folder
 
@@ -27,7 +27,7 @@ def case(tmp_path_factory):
     case_dir = find_case(lambda spec: spec.get("case") == "unet_forward")
     assert case_dir is not None, "the unet_forward parity case is missing: set ECHOMIMIC_PARITY_CASES"
     spec = json.loads((case_dir / "case.json").read_text())
-    models = load_echomimic_v1(make_weights_folder(case_dir, spec, tmp_path_factory.mktemp("w")), "audio")
+    models = load_echomimic(make_weights_folder(case_dir, spec, tmp_path_factory.mktemp("w")), "audio")
     return models, load_file(str(case_dir / "inputs.safetensors"))
 
 
@@ -87,7 +87,7 @@ def test_cached_reference_projections_and_sliced_rows_give_the_same_prediction(c
             features = models.reference_unet(inputs["ref_latents"], inputs["ref_timestep"])
             assert isinstance(features, ReferenceFeatures)
             plain = dict(features)  # no cache: projects the reference tokens at every call
-            legacy = _forward(models, inputs, plain, reference_batch=torch.tensor([False, True]))
+            legacy = _forward(models, inputs, plain, unconditional_items=1)
             first_calls = len(calls)
             first = _forward(models, inputs, features, unconditional_items=1)
             assert len(features.projections) == blocks
@@ -111,7 +111,7 @@ def test_compiled_blocks_keep_names_and_numbers(case, tmp_path):
     _, inputs = case
     case_dir = find_case(lambda spec: spec.get("case") == "unet_forward")
     spec = json.loads((case_dir / "case.json").read_text())
-    models = load_echomimic_v1(make_weights_folder(case_dir, spec, tmp_path), "audio")
+    models = load_echomimic(make_weights_folder(case_dir, spec, tmp_path), "audio")
     keys = list(models.denoising_unet.state_dict())
     with torch.inference_mode():
         features = models.reference_unet.features_then_release(inputs["ref_latents"], inputs["ref_timestep"])
@@ -141,7 +141,7 @@ def test_half_precision_forward_stays_in_the_model_dtype(tmp_path):
 
     case_dir = find_case(lambda spec: spec.get("case") == "unet_forward")
     spec = json.loads((case_dir / "case.json").read_text())
-    models = load_echomimic_v1(make_weights_folder(case_dir, spec, tmp_path), "audio", dtype=torch.bfloat16)
+    models = load_echomimic(make_weights_folder(case_dir, spec, tmp_path), "audio", dtype=torch.bfloat16)
     inputs = load_file(str(case_dir / "inputs.safetensors"))
     with torch.inference_mode():
         features = models.reference_unet(inputs["ref_latents"], inputs["ref_timestep"])

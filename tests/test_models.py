@@ -17,7 +17,6 @@ from echomimic.models import (
     build_models,
     load_config,
     load_echomimic,
-    load_echomimic_v1,
     variant_weight_files,
 )
 from echomimic.models.loading import is_motion_key
@@ -148,8 +147,8 @@ def _pipeline_folder(tmp_path: Path, suffixes=(".pth",)) -> Path:
 
 
 def test_pth_and_safetensors_load_identical_models(tmp_path: Path) -> None:
-    from_pth = load_echomimic_v1(_pipeline_folder(tmp_path / "a", (".pth",)), "audio")
-    from_st = load_echomimic_v1(_pipeline_folder(tmp_path / "b", (".safetensors",)), "audio")
+    from_pth = load_echomimic(_pipeline_folder(tmp_path / "a", (".pth",)), "audio")
+    from_st = load_echomimic(_pipeline_folder(tmp_path / "b", (".safetensors",)), "audio")
     for first, second in zip(from_pth.modules(), from_st.modules()):
         a, b = first.state_dict(), second.state_dict()
         assert a.keys() == b.keys()
@@ -166,7 +165,7 @@ def test_missing_files_are_listed_with_where_to_get_them(tmp_path: Path) -> None
     folder = _pipeline_folder(tmp_path)
     (folder / "motion_module.pth").unlink()
     with pytest.raises(WeightsError) as error:
-        load_echomimic_v1(folder, "audio")
+        load_echomimic(folder, "audio")
     assert "motion_module.pth" in str(error.value) and "BadToBest/EchoMimic" in str(error.value)
     with pytest.raises(WeightsError, match="denoising_unet_acc.pth"):
         variant_weight_files(folder, "audio_acc")
@@ -180,7 +179,7 @@ def test_wrong_variant_file_is_named_with_offending_keys(tmp_path: Path) -> None
     (folder / "face_locator.pth").unlink()
     (folder / "face_locator.pth").symlink_to(POSE_CASE / "weights" / "face_locator.pth")  # 3-channel file
     with pytest.raises(WeightsError) as error:
-        load_echomimic_v1(folder, "audio")
+        load_echomimic(folder, "audio")
     message = str(error.value)
     assert "face_locator.pth" in message and "conv_in.weight" in message and "shape" in message
 
@@ -190,7 +189,7 @@ def test_file_of_another_model_reports_missing_and_unexpected_keys(tmp_path: Pat
     (folder / "denoising_unet.pth").unlink()
     (folder / "denoising_unet.pth").symlink_to(AUDIO_CASE / "weights" / "motion_module.pth")
     with pytest.raises(WeightsError) as error:
-        load_echomimic_v1(folder, "audio")
+        load_echomimic(folder, "audio")
     message = str(error.value)
     assert "denoising_unet.pth" in message and "missing keys" in message and "unexpected keys" in message
 
@@ -202,7 +201,7 @@ def test_config_that_does_not_match_weights_is_a_clear_error(tmp_path: Path) -> 
     (folder / "unet_config.json").unlink()
     (folder / "unet_config.json").write_text(json.dumps(config))
     with pytest.raises(WeightsError, match="does not fit the model"):
-        load_echomimic_v1(folder, "audio")
+        load_echomimic(folder, "audio")
 
 
 def test_truncated_weight_files_are_clear_errors(tmp_path: Path) -> None:
@@ -257,12 +256,12 @@ def test_converter_writes_fp16_and_fp32_safetensors_that_load(tmp_path: Path) ->
     assert all(t.dtype == torch.float32 for t in read_state_dict(fp32).values())
     for config in (AUDIO_CASE / "config").glob("*.json"):
         shutil.copy(config, folder / config.name)
-    models = load_echomimic_v1(folder, "audio")  # picks the converted files
+    models = load_echomimic(folder, "audio")  # picks the converted files
     assert models.variant == "audio" and models.mode == "audio" and not models.accelerated
 
 
 def test_loading_precision_and_device_options(tmp_path: Path) -> None:
-    models = load_echomimic_v1(_pipeline_folder(tmp_path), "audio", dtype=torch.float16)
+    models = load_echomimic(_pipeline_folder(tmp_path), "audio", dtype=torch.float16)
     assert models.dtype == torch.float16 and models.device.type == "cpu"
     pe = [t for k, t in models.denoising_unet.state_dict().items() if k.endswith(".pe")]
     assert pe and all(not t.requires_grad for t in models.denoising_unet.parameters())

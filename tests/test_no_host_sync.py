@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from echomimic.models.loading import load_echomimic_v1
+from echomimic.models.loading import load_echomimic
 from tests.parity_cases import find_case, make_weights_folder
 
 # Ops whose result the host must read (or whose output size depends on device values).
@@ -53,7 +53,7 @@ def unet_inputs(tmp_path_factory):
     from safetensors.torch import load_file
 
     case_dir, case = _unet_case()
-    models = load_echomimic_v1(make_weights_folder(case_dir, case, tmp_path_factory.mktemp("w")), "audio")
+    models = load_echomimic(make_weights_folder(case_dir, case, tmp_path_factory.mktemp("w")), "audio")
     return models, load_file(str(case_dir / "inputs.safetensors"))
 
 

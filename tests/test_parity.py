@@ -108,7 +108,7 @@ def check_unet_forward(case_dir: Path, case: dict, tmp_path: Path) -> None:
             audio_tokens=torch.cat([torch.zeros_like(audio), audio]),
             reference_features=features,
             conditioning=torch.cat([torch.zeros_like(located), located]),
-            reference_batch=torch.tensor([False, True]),
+            unconditional_items=1,
         )
         _assert_close("model_output_cfg", with_cfg, expected["model_output_cfg"], tolerance["model_output_atol"])
         without_cfg = models.denoising_unet(

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from echomimic.errors import InputError
-from echomimic.models import load_echomimic_v1
+from echomimic.models import load_echomimic
 from echomimic.pipeline import SamplingSettings, generate_video, load_diffusers_vae
 from echomimic.preview import (
     SD15_LATENT_RGB_FACTORS,
@@ -101,7 +101,7 @@ def pose_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, tor
     assert POSE_CASE is not None, "the v1_pose_acc parity case is missing"
     case = json.loads((POSE_CASE / "case.json").read_text())
     folder = make_weights_folder(POSE_CASE, case, tmp_path_factory.mktemp("pose"))
-    models = load_echomimic_v1(folder, "pose_acc")
+    models = load_echomimic(folder, "pose_acc")
     vae = load_diffusers_vae(POSE_CASE / "vae")
     frames = torch.from_numpy(np.load(POSE_CASE / "inputs" / "pose_frames.npy"))
     return models, vae, frames

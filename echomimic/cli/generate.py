@@ -173,7 +173,7 @@ def run_generate(args: argparse.Namespace) -> Path:
     import torch
 
     from ..audio import compute_audio_features, load_whisper_encoder
-    from ..models.loading import load_echomimic_v1
+    from ..models.loading import load_echomimic
     from ..pipeline.length import plan_frame_count
     from ..pipeline.sampler import generate_video
     from ..pipeline.vae import load_diffusers_vae
@@ -196,7 +196,7 @@ def run_generate(args: argparse.Namespace) -> Path:
     pose_images = _hand_pose_images(args, report, side_outputs) if args.mode.startswith("v2") else None
 
     report.info(f"loading the {args.mode} models from {args.weights} on {device} ({str(dtype).replace('torch.', '')})")
-    models = load_echomimic_v1(args.weights, args.mode, config_dir=args.config_dir, device=device, dtype=dtype)
+    models = load_echomimic(args.weights, args.mode, config_dir=args.config_dir, device=device, dtype=dtype)
     if getattr(args, "compile", False):
         from ..models.compile import compile_unet_blocks
 

@@ -3,18 +3,15 @@
 from .config import EchoMimicConfig, FaceLocatorConfig, MotionModuleConfig, UNetConfig, load_config
 from .face_locator import FaceLocator
 from .loading import (
-    V1_VARIANTS,
     EchoMimicModels,
     build_models,
     load_echomimic,
-    load_echomimic_v1,
     release_file_stems,
     variant_weight_files,
 )
 from .unet import DenoisingUNet, ReferenceFeatures, ReferenceUNet
 
 __all__ = [
-    "V1_VARIANTS",
     "DenoisingUNet",
     "EchoMimicConfig",
     "EchoMimicModels",
@@ -27,7 +24,6 @@ __all__ = [
     "build_models",
     "load_config",
     "load_echomimic",
-    "load_echomimic_v1",
     "release_file_stems",
     "variant_weight_files",
 ]

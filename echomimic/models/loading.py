@@ -24,7 +24,6 @@ from .face_locator import FaceLocator
 from .motion_module import sinusoidal_positions
 from .unet import DenoisingUNet, ReferenceUNet
 
-V1_VARIANTS = release.V1_VARIANT_NAMES  # kept for old callers
 ROLES = release.ROLES
 MOTION_PREFIX = "motion_modules."
 _POSITION_SUFFIX = ".pos_encoder.pe"
@@ -204,4 +203,3 @@ def load_echomimic(
     return EchoMimicModels(reference_unet, denoising_unet, face_locator, variant, config)
 
 
-load_echomimic_v1 = load_echomimic  # the V1-only name of earlier releases

@@ -168,7 +168,6 @@ class DenoisingUNet(_UNetBackbone):
         audio_tokens: torch.Tensor | None,
         reference_features: ReferenceFeatures | dict[str, torch.Tensor] | None,
         conditioning: torch.Tensor | None = None,
-        reference_batch: torch.Tensor | None = None,
         unconditional_items: int = 0,
     ) -> torch.Tensor:
         """One denoising prediction.
@@ -183,9 +182,6 @@ class DenoisingUNet(_UNetBackbone):
             unconditional branch: they run plain self-attention (no reference tokens) and their audio
             tokens are taken as zero (their rows of ``audio_tokens`` are not read), so their audio
             cross-attention is the exact constant it gives for zero tokens.
-        reference_batch: older form, [B] bool, which batch items attend to the reference; must be
-            ``[False] * k + [True] * (B - k)`` (read on the host once: pass ``unconditional_items``
-            instead to avoid that synchronisation). It does not imply zero audio.
         Returns [B, 4, F, h, w].
         """
         if sample.ndim != 5:
@@ -196,8 +192,6 @@ class DenoisingUNet(_UNetBackbone):
         if not 0 <= unconditional_items <= batch:
             raise ValueError(f"unconditional_items must be in 0..{batch}, got {unconditional_items}")
         plain_items = unconditional_items
-        if reference_batch is not None:
-            plain_items = max(plain_items, _leading_false(reference_batch, batch))
         zero_audio_items = batch if audio_tokens is None else unconditional_items
         if audio_tokens is not None:
             if audio_tokens.shape[:2] != (batch, frames):
@@ -222,14 +216,3 @@ class DenoisingUNet(_UNetBackbone):
         hidden_states = self.conv_out(F.silu(self.conv_norm_out(hidden_states)))
         return hidden_states.reshape(batch, frames, -1, height, width).permute(0, 2, 1, 3, 4)
 
-
-def _leading_false(reference_batch: torch.Tensor, batch: int) -> int:
-    """[B] bool flags ``[False] * k + [True] * (B - k)`` -> k (one host read of B flags)."""
-    flags = [bool(flag) for flag in reference_batch.detach().to("cpu", torch.bool).reshape(-1).tolist()]
-    count = flags.index(True) if True in flags else len(flags)
-    if len(flags) != batch or any(not flag for flag in flags[count:]):
-        raise ValueError(
-            f"reference_batch must be {batch} flags, False (unconditional) items first, got {flags}; "
-            "or pass unconditional_items"
-        )
-    return count
