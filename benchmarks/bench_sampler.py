@@ -49,6 +49,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -125,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
                         help="auto: fp16 on a GPU, fp32 on CPU")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--window-batch", type=int, default=0, help="context windows per UNet call (0: auto)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the denoising UNet's blocks")
+    parser.add_argument("--save-frames", type=Path, default=None, help="also save the frames (.npy) of the run")
     parser.add_argument("--json", type=Path, default=None, help="also write all results to this json file")
     parser.add_argument("--compare", default=None, metavar="REF",
                         help="compare with REF: a git ref of this repository or the path of another checkout")
@@ -354,6 +358,12 @@ def run_child(opts: argparse.Namespace, length: int) -> dict[str, Any]:
     settings = SamplingSettings(width=size, height=size, length=length, steps=opts.steps, cfg=opts.cfg, seed=420,
                                 fps=opts.fps, context_frames=opts.context_frames,
                                 context_overlap=opts.context_overlap, **extra)
+    if getattr(opts, "window_batch", 0):
+        settings = dataclasses.replace(settings, window_batch=opts.window_batch)
+    if getattr(opts, "compile", False):
+        from echomimic.models.compile import compile_unet_blocks
+
+        compile_unet_blocks(models.denoising_unet)
     step_done_at: dict[int, float] = {}
 
     def progress(info) -> None:
@@ -390,6 +400,11 @@ def run_child(opts: argparse.Namespace, length: int) -> dict[str, Any]:
     others_share = max(0.0, others) / (total * (os.cpu_count() or 1))
     peak_rss, rss_source = _peak_rss_bytes()
     frames = video.frames
+    assert frames is not None
+    if getattr(opts, "save_frames", None) is not None:
+        import numpy as np
+
+        np.save(opts.save_frames, frames.numpy())
     denoise_end = max(step_done_at.values()) if step_done_at else t0 + total
     result = {
         "config": opts.config, "mode": models.variant, "device": str(device), "dtype": str(dtype).replace("torch.", ""),
@@ -407,6 +422,8 @@ def run_child(opts: argparse.Namespace, length: int) -> dict[str, Any]:
         "unet_seconds": unet_timer.seconds, "unet_calls": unet_timer.calls,
         "decode_seconds": decode_timer.seconds, "decode_calls": decode_timer.calls,
         "others_cpu_share": others_share, "code_root": str(CODE_ROOT),
+        "finite": bool(torch.isfinite(frames).all()), "window_batch": settings.window_batch,
+        "compiled": bool(getattr(opts, "compile", False)),
     }
     if is_cuda:
         result["peak_cuda_bytes"] = torch.cuda.max_memory_allocated()
