@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO
 
 from .atomic import atomic_path
@@ -55,7 +56,8 @@ class NpyFramesWriter:
         self._file.write(chunk.tobytes())
         self.frames_written += chunk.shape[0]
 
-    def __exit__(self, kind: object, error: object, traceback: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
         if kind is None and self.frames_written != self.shape[0]:
             short = ValueError(f"{self.frames_written} of {self.shape[0]} frames were written to {self.path}")
             self._stack.__exit__(ValueError, short, None)  # the temporary file is removed, never renamed

@@ -16,6 +16,7 @@ import math
 import os
 from fractions import Fraction
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING
 
 from .atomic import atomic_path, check_output_file, check_output_folder
@@ -182,7 +183,8 @@ class Mp4Writer:
     def __enter__(self) -> Mp4Writer:
         return self
 
-    def __exit__(self, kind: object, error: object, traceback: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
         if self._stack is None:
             if kind is None:
                 raise InputError("there are no frames to write; generate at least one frame.")
@@ -264,7 +266,7 @@ class Mp4Writer:
         import av
         import numpy as np
 
-        assert self.audio_samples is not None and self.sample_rate is not None
+        assert self.audio_samples is not None and self.sample_rate is not None and self._audio is not None
         end_sample = min(end_sample, self.audio_samples.shape[1])
         while self._audio_pts < end_sample:
             chunk = self.audio_samples[:, self._audio_pts : min(end_sample, self._audio_pts + AUDIO_FRAME_SAMPLES)]
@@ -283,14 +285,15 @@ class Mp4Writer:
         self._container.mux(self._video.encode(None))
         if self._audio is not None:
             assert self.audio_samples is not None
+            audio = self._audio
             wanted = self._samples_for(self.frames_written)  # the video's duration exactly
             if self.audio_samples.shape[1] < wanted:
                 self.audio_samples = np.pad(self.audio_samples, ((0, 0), (0, wanted - self.audio_samples.shape[1])))
             self._mux_audio_until(wanted)
             if self._resampler is not None:
                 for resampled in self._resampler.resample(None):
-                    self._container.mux(self._audio.encode(resampled))
-            self._container.mux(self._audio.encode(None))
+                    self._container.mux(audio.encode(resampled))
+            self._container.mux(audio.encode(None))
 
 
 def _add_video_stream(container, rate: Fraction, width: int, height: int, crf: int):

@@ -165,7 +165,7 @@ def missing_mediapipe(weights_dir: str | os.PathLike, variant: str = "audio", *,
     """The MediaPipe Tasks files a run of ``variant`` needs (release.mediapipe_models_for) that ``weights_dir``
     lacks."""
     needed = release.mediapipe_models_for(variant, face_crop=face_crop, extract=extract, align=align)
-    return [model for model in needed if find_mediapipe_model(model, weights_dir) is None]
+    return [model for model in needed if find_mediapipe_model(model, Path(weights_dir)) is None]
 
 
 def missing_weights_message(weights_dir: str | os.PathLike, variant: str, missing: list[RequiredFile]) -> str:
@@ -215,10 +215,10 @@ def mediapipe_status_lines(weights_dir: str | os.PathLike, variant: str, *, face
     """One line per MediaPipe file of ``variant``: found where, or missing with its URL and folder."""
     lines = []
     for model in release.mediapipe_models_for(variant, face_crop=face_crop):
-        found = find_mediapipe_model(model, weights_dir)
+        found = find_mediapipe_model(model, Path(weights_dir))
         lines.append(f"ok       {model.name} ({model.what}): {found}" if found is not None else
                      f"missing  {model.name} ({model.what}): downloaded on first use from {mediapipe_url(model)} "
-                     f"into {mediapipe_download_dir(weights_dir).resolve()}")
+                     f"into {mediapipe_download_dir(Path(weights_dir)).resolve()}")
     return lines
 
 
@@ -232,7 +232,7 @@ def check_weights(weights_dir: str | os.PathLike, variant: str = "audio") -> dic
     missing = missing_files(folder, variant)
     if missing:
         raise WeightsError(missing_weights_message(folder, variant, missing))
-    return {item.role: item.found_path(folder) for item in required_files(variant)}
+    return {item.role: found for item in required_files(variant) if (found := item.found_path(folder)) is not None}
 
 
 def download_hub_files(
@@ -308,7 +308,7 @@ def fetch_mediapipe_for_run(
     missing = missing_mediapipe(weights_dir, variant, face_crop=face_crop, extract=extract, align=align)
     if not missing or legacy_solutions_available():
         return
-    ensure_mediapipe_models(missing, weights_dir, progress_for=lambda model: text_progress(model.name, log),
+    ensure_mediapipe_models(missing, Path(weights_dir), progress_for=lambda model: text_progress(model.name, log),
                             reason="This mediapipe has no legacy API, so the Tasks API")
 
 

@@ -152,7 +152,7 @@ def comfy_download_tqdm(what: str) -> type:
 
     report = comfy_download_progress(what)
 
-    class ComfyDownloadTqdm(tqdm):  # type: ignore[misc, valid-type]
+    class ComfyDownloadTqdm(tqdm):
         def update(self, n: float | None = 1) -> bool | None:
             shown = super().update(n)
             report(int(self.n), int(self.total or 0))

@@ -65,10 +65,10 @@ class EchoMimicFaceMaskCrop:
 
         user_mask = None
         if mask is not None:
-            user_mask = torch.as_tensor(mask).float()
-            while user_mask.ndim > 2:
-                user_mask = user_mask[0]
-            user_mask = user_mask.cpu().numpy()
+            mask_tensor = torch.as_tensor(mask).float()
+            while mask_tensor.ndim > 2:
+                mask_tensor = mask_tensor[0]
+            user_mask = mask_tensor.cpu().numpy()
         result = face_mask_and_crop(first_image_numpy(image), crop=bool(crop), size=(int(width), int(height)),
                                     mask_dilation=float(mask_dilation), crop_dilation=float(crop_dilation),
                                     mask=user_mask, models_dir=ensure_mediapipe_files(FACE_DETECTOR))

@@ -81,6 +81,7 @@ class WhisperEncoder(nn.Module):
         self.dims = dims
         self.conv1 = nn.Conv1d(dims.n_mels, dims.width, kernel_size=3, padding=1)
         self.conv2 = nn.Conv1d(dims.width, dims.width, kernel_size=3, stride=2, padding=1)
+        self.positional_embedding: torch.Tensor
         self.register_buffer("positional_embedding", torch.zeros(dims.n_ctx, dims.width))
         self.blocks = nn.ModuleList([_Block(dims.width, dims.n_heads) for _ in range(dims.n_layers)])
         self.ln_post = _LayerNorm(dims.width)

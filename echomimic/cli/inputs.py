@@ -12,6 +12,7 @@ from .report import _Reporter
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
 
 
 def load_rgb_image(path: Path, report: _Reporter | None = None) -> np.ndarray:
@@ -136,7 +137,7 @@ def _landmark_images(args: argparse.Namespace, landmark_reference: np.ndarray, r
     return draw_landmarks(sequence, args.width, args.height)
 
 
-def _driving_frames(args: argparse.Namespace, report: _Reporter) -> np.ndarray:
+def _driving_frames(args: argparse.Namespace, report: _Reporter) -> torch.Tensor:
     """The frames of --driving-video (at most --length), with a note when its frame rate is not the output's."""
     from ..video_io import read_video_frames
 

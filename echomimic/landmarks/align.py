@@ -67,7 +67,7 @@ def gaussian_smooth(points: np.ndarray, sigma: float) -> np.ndarray:
     weights = np.exp(-0.5 * (offsets / sigma) ** 2)
     smoothed = np.zeros_like(points)
     total = np.zeros((points.shape[0],) + (1,) * (points.ndim - 1))
-    for offset, weight in zip(offsets, weights):
+    for offset, weight in zip(offsets.tolist(), weights):
         lo, hi = max(0, -offset), min(points.shape[0], points.shape[0] - offset)
         smoothed[lo:hi] += weight * points[lo + offset:hi + offset]
         total[lo:hi] += weight

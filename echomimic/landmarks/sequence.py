@@ -41,7 +41,7 @@ class LandmarkSequence:
     points: np.ndarray
     width: int
     height: int
-    detected: np.ndarray = field(default=None)  # type: ignore[assignment]
+    detected: np.ndarray = field(default=None)  # type: ignore[arg-type]  # filled in by __post_init__
 
     def __post_init__(self) -> None:
         points = np.asarray(self.points, dtype=np.float32)

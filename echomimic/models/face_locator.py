@@ -25,7 +25,7 @@ class FaceLocator(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.conv_out = nn.Conv2d(widths[-1], config.conditioning_embedding_channels, kernel_size=3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
-        nn.init.zeros_(self.conv_out.bias)
+        nn.init.zeros_(self.conv_out.bias)  # type: ignore[arg-type]  # Conv2d has a bias here
         self.conditioning_channels = config.conditioning_channels
 
     def forward(self, conditioning: torch.Tensor) -> torch.Tensor:

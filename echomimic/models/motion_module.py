@@ -23,6 +23,7 @@ def sinusoidal_positions(max_len: int, dim: int) -> torch.Tensor:
 class PositionalEncoding(nn.Module):
     def __init__(self, dim: int, max_len: int) -> None:
         super().__init__()
+        self.pe: torch.Tensor
         self.register_buffer("pe", sinusoidal_positions(max_len, dim))
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -42,7 +43,9 @@ class TemporalAttention(Attention):
         super().__init__(dim, heads)
         self.pos_encoder = PositionalEncoding(dim, max_frames) if position_encoding else None
 
-    def forward(self, hidden_states: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(  # type: ignore[override]  # self-attention over frames: no extra keys/values
+        self, hidden_states: torch.Tensor, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """hidden_states: [N, F, C] (one row per spatial position)."""
         if self.pos_encoder is not None:
             hidden_states = self.pos_encoder(hidden_states)

@@ -67,6 +67,8 @@ class TransformerBlock(nn.Module):
         self.feature_key = ""  # module path, set by the owning UNet; pairs reference and denoising blocks
         self.norm1 = nn.LayerNorm(dim)
         self.attn1 = Attention(dim, heads)
+        self.norm2: nn.LayerNorm | None
+        self.attn2: Attention | None
         if audio_dim is not None:
             self.norm2 = nn.LayerNorm(dim)
             self.attn2 = Attention(dim, heads, context_dim=audio_dim)
@@ -114,6 +116,7 @@ class TransformerBlock(nn.Module):
 
     def _audio_attention_residual(self, hidden_states: torch.Tensor, inputs: BlockInputs) -> torch.Tensor:
         """hidden_states + audio cross-attention x audio_feature_ratio; [R, L, C]."""
+        assert self.attn2 is not None and self.norm2 is not None  # built with audio_dim
         zero_rows = min(inputs.zero_audio_rows, hidden_states.shape[0])
         tokens = inputs.audio_tokens
         if zero_rows == 0:

@@ -99,7 +99,7 @@ class _UNetBackbone(nn.Module):
             skips.extend(block_skips)
         hidden_states = self.mid_block(hidden_states, inputs)
         for i, block in enumerate(self.up_blocks):
-            count = len(block.resnets)
+            count = len(block.resnets)  # type: ignore[arg-type]  # a ModuleList
             block_skips, skips = skips[-count:], skips[:-count]
             is_final = i == len(self.up_blocks) - 1
             size = tuple(skips[-1].shape[-2:]) if (explicit_sizes and not is_final) else None

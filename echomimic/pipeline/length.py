@@ -14,6 +14,7 @@ Driving sequences shorter than the video follow a length policy:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import InputError
@@ -61,7 +62,7 @@ class FramePlan:
     driving_frames: int | None = None
     policy: str = DEFAULT_LENGTH_POLICY
 
-    def driving_indices(self, frames: list[int] | range | None = None) -> list[int]:
+    def driving_indices(self, frames: Sequence[int] | None = None) -> list[int]:
         """The driving frame of each video frame in ``frames`` (default: all of them)."""
         if self.driving_frames is None:
             raise InputError("This run has no driving (landmark / pose) sequence.")

@@ -91,7 +91,7 @@ def predict_windows(models: EchoMimicModels, prepared: PreparedInputs, condition
     model_input = torch.cat([latents[:, :, list(window)] for window in windows])
     features = torch.cat([window_features(models, prepared, conditioning, window) for window in windows])
     audio = [window_audio(models, prepared, window) for window in windows]
-    audio_tokens = None if audio[0] is None else torch.cat(audio)
+    audio_tokens = None if audio[0] is None else torch.cat([tokens for tokens in audio if tokens is not None])
     if use_cfg:  # batch [uncond x n, cond x n]: uncond has zero features, zero audio and no reference bank
         model_input = model_input.repeat(2, 1, 1, 1, 1)
         features = torch.cat([torch.zeros_like(features), features])

@@ -86,14 +86,14 @@ for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):  # numpy 1 a
     _ALLOWED_GLOBALS[(_module, "scalar")] = _safe_scalar
 
 
-class _PlainDataUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
+class _PlainDataUnpickler(pickle._Unpickler):
     """Python's own unpickler (iterative: deep nesting cannot overflow the C stack) that resolves only
     numpy's array, dtype and scalar reconstruction, and checks every ``BUILD`` (``__setstate__``) before
     numpy sees it: a dtype keeps exactly the state numpy gives it (no cleared flags: an object dtype can
     never be filled from raw bytes), and an array's data has its declared size, as objects for the object
     dtype and as bytes for numbers."""
 
-    dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+    dispatch = dict(pickle._Unpickler.dispatch)
 
     def find_class(self, module: str, name: str) -> Any:
         found = _ALLOWED_GLOBALS.get((module, name))
@@ -105,8 +105,8 @@ class _PlainDataUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
         raise pickle.UnpicklingError("refused persistent id")
 
     def load_build(self) -> None:
-        state = self.stack[-1]
-        target = self.stack[-2]
+        state = self.stack[-1]  # type: ignore[attr-defined]  # pickle._Unpickler's own stack
+        target = self.stack[-2]  # type: ignore[attr-defined]
         if isinstance(target, np.dtype):
             if state != target.__reduce__()[2]:
                 _refuse(f"a {target} dtype with altered state")
@@ -124,7 +124,7 @@ class _PlainDataUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
             _refuse(f"setting the state of a {type(target).__name__}")
         pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
 
-    dispatch[pickle.BUILD[0]] = load_build
+    dispatch[pickle.BUILD[0]] = load_build  # type: ignore[assignment]
 
 
 def _check_plain(value: Any, where: str) -> None:
@@ -264,7 +264,7 @@ def import_official_pose_folder(
         except (TypeError, ValueError) as error:
             raise InputError(f"{entry} has no valid draw_pose_params [H, W, r0, r1, c0, c1].") from error
         if (row0, row1, col0, col1) != (0, height, 0, width) or height <= 0 or width <= 0:
-            raise InputError(f"{entry}: draw_pose_params {list(params)} place the pose in part of the frame; "
+            raise InputError(f"{entry}: draw_pose_params {params} place the pose in part of the frame; "
                              "only full-frame poses (as in the official demos) can be imported.")
         if size is None:
             size = (width, height)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,13 +17,16 @@ from .draw import DEFAULT_REF_W, draw_hand_poses
 from .extract import extract_hand_poses
 from .sequence import HandPoseSequence
 
+if TYPE_CHECKING:
+    import torch
+
 
 def hand_pose_images(
     reference_image: np.ndarray,
     width: int,
     height: int,
     *,
-    driving_frames: np.ndarray | None = None,
+    driving_frames: np.ndarray | torch.Tensor | None = None,
     poses: HandPoseSequence | None = None,
     align: bool = True,
     models_dir: str | Path | None = None,

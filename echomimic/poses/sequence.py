@@ -56,7 +56,7 @@ class HandPoseSequence:
     points: np.ndarray
     width: int
     height: int
-    scores: np.ndarray | None = field(default=None)
+    scores: np.ndarray = field(default=None)  # type: ignore[arg-type]  # None: 1 everywhere (__post_init__)
     shoulders: np.ndarray | None = field(default=None)
 
     def __post_init__(self) -> None:
@@ -70,6 +70,7 @@ class HandPoseSequence:
         if points.shape[0] == 0:
             raise InputError("The hand pose sequence has no frames; give at least one frame.")
         num_frames = points.shape[0]
+        scores: np.ndarray | None
         if self.scores is None:
             scores = np.ones(points.shape[:3], dtype=np.float64)
         else:
