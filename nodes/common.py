@@ -57,6 +57,20 @@ class EchoMimicNodeError(Exception):
 EchoMimicNodeError.__module__ = "EchoMimic"
 
 
+def finite_inputs(**inputs: Any) -> None:
+    """Refuse NaN or infinite values in IMAGE / MASK inputs (None is skipped): they would come out as NaN
+    frames without a word."""
+    import torch
+
+    for name, value in inputs.items():
+        if value is None:
+            continue
+        tensor = torch.as_tensor(value)
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise EchoMimicNodeError(f"The {name} input holds NaN or infinite values; check the node that makes it "
+                                     "(ComfyUI images are 0..1).")
+
+
 def register_models_folder() -> None:
     """Register `models/echomimic` with ComfyUI's folder_paths, without creating it.
 

@@ -10,6 +10,7 @@ from .common import (
     COMPOSE_CATEGORY,
     CROP_INFO_TYPE,
     EchoMimicNodeError,
+    finite_inputs,
     raise_interrupted,
     tooltip,
     user_errors,
@@ -69,6 +70,7 @@ class EchoMimicPasteBack:
             if not {"box", "original_size", "crop_size"} <= set(fields):
                 raise EchoMimicNodeError("crop_info must come from EchoMimic Face Mask and Crop.")
             crop_info = CropInfo.from_dict(fields)
+        finite_inputs(images=images, original_image=original_image, face_mask=face_mask)
         frames = torch.as_tensor(images)
         frames = frames[None] if frames.ndim == 3 else frames
         total = int(frames.shape[0])

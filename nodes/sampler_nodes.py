@@ -6,11 +6,18 @@ only converts ComfyUI types and reports progress.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from ..echomimic.release import DEFAULT_LENGTH_POLICY, LENGTH_POLICIES
-from .common import AUDIO_FEATURES_TYPE, CATEGORY, MODEL_TYPE, EchoMimicNodeError, tooltip, user_errors
+from .common import (
+    AUDIO_FEATURES_TYPE,
+    CATEGORY,
+    MODEL_TYPE,
+    EchoMimicNodeError,
+    finite_inputs,
+    tooltip,
+    user_errors,
+)
 from .model_nodes import LoadedEchoMimic, load_patched_models
 from .previews import step_previewer
 from .vae_adapter import ComfyVaeAdapter
@@ -102,13 +109,14 @@ class EchoMimicSampler:
 
         if audio_features is None:
             raise EchoMimicNodeError("Connect audio_features (EchoMimic Audio Features).")
-        defaults = SamplingSettings.defaults_for(model.variant)
-        # Checked here, before any face detection, by the library's own rules (sizes, context, steps).
-        settings = dataclasses.replace(
-            defaults,
-            width=int(width) or defaults.width, height=int(height) or defaults.height, length=int(length),
-            steps=int(steps) if int(steps) > 0 else defaults.steps,
-            cfg=defaults.cfg if float(cfg) <= 0 else float(cfg),  # nan stays nan, refused by validated()
+        finite_inputs(reference_image=reference_image, face_mask=face_mask, landmark_images=landmark_images,
+                      hand_pose_images=hand_pose_images)
+        # 0 means the variant's official value (the library's defaults). Checked here, before any face
+        # detection, by the library's own rules (sizes, context, steps).
+        settings = SamplingSettings.for_variant(
+            model.variant, width=int(width) or None, height=int(height) or None, length=int(length),
+            steps=int(steps) if int(steps) > 0 else None,
+            cfg=None if float(cfg) <= 0 else float(cfg),  # nan stays nan, refused by validated()
             seed=int(seed), fps=0.0, context_frames=int(context_frames), context_overlap=int(context_overlap),
             length_policy=str(length_policy),  # window_batch stays 0: automatic per device
         ).validated()

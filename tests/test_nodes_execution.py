@@ -282,6 +282,17 @@ AUDIO_CASE_SETTINGS = {"width": 64, "height": 64, "length": 6, "steps": 2, "cfg"
                        "context_frames": 4, "context_overlap": 1}
 
 
+def test_sampler_refuses_nan_images(nodes: dict[str, Any], vae: StandInComfyVae, audio_encoder: Any,
+                                    node_error: type) -> None:
+    """Catches NaN or inf in the reference IMAGE reaching the sampler (a video of NaN frames, exit 0)."""
+    (model,) = nodes["EchoMimicModelLoader"].load("V1 audio", "fp32", "tiny_audio")
+    inputs = _audio_case_inputs(nodes, audio_encoder)
+    broken = torch.as_tensor(inputs["reference_image"]).clone()
+    broken[0, 0, 0, 0] = float("inf")
+    with pytest.raises(node_error, match="reference_image input holds NaN or infinite"):
+        nodes["EchoMimicSampler"].sample(model, vae, **{**inputs, "reference_image": broken}, **AUDIO_CASE_SETTINGS)
+
+
 def test_sampler_reproduces_the_official_audio_video_then_cancel_and_rerun(
         nodes: dict[str, Any], vae: StandInComfyVae, audio_encoder: Any, comfy: Any) -> None:
     (model,) = nodes["EchoMimicModelLoader"].load("V1 audio", "fp32", "tiny_audio")

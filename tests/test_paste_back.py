@@ -214,6 +214,10 @@ def test_paste_back_node_returns_full_size_frames(node_module: Any) -> None:
     with pytest.raises(error, match="original image is 32x32"):
         node_class().paste_back(torch.rand(2, 16, 16, 3), info, torch.zeros(1, 32, 32, 3), 8, "whole crop", 16,
                                 False, 4)
+    nan_frames = torch.rand(2, 16, 16, 3)
+    nan_frames[1, 3, 3, 0] = float("nan")
+    with pytest.raises(error, match="images input holds NaN"):  # would come out as NaN frames
+        node_class().paste_back(nan_frames, info, picture, 8, "whole crop", 16, False, 4)
 
 
 def extension_submodule_error(node_module: Any) -> type[Exception]:
