@@ -30,17 +30,25 @@ SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 
 def open_image(path: str | os.PathLike, what: str = "image") -> Image.Image:
     """Open and fully decode an image file (first frame of an animation); :class:`InputError` if unreadable."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageFile, UnidentifiedImageError
 
     path = Path(path)
+    image = None
+    # A truncated file must be an error, not a picture padded with black, even where the host (ComfyUI)
+    # allows truncated images for itself.
+    allowed, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
     try:
         image = Image.open(path)
         image.load()
     except FileNotFoundError:
         raise InputError(f"the {what} {path} does not exist; check the path.") from None
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
+        if image is not None:
+            image.close()
         reason = str(error).splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(f"cannot read the {what} {path} ({reason}); pass a png or jpg file.") from None
+        raise InputError(f"cannot read the {what} {path} ({reason}); pass a complete png or jpg file.") from None
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = allowed
     return image
 
 

@@ -71,3 +71,23 @@ def test_saved_hand_poses_without_alignment_run_offline(tmp_path, monkeypatch):
                    "--steps", "1", "--length", "4", "--out", str(tmp_path / "out.mp4"), "--quiet"])
     assert status == 0 and (tmp_path / "out.mp4").is_file()
     assert not (weights / "mediapipe").exists()
+
+
+def test_a_truncated_image_is_an_error_even_where_the_host_allows_them(tmp_path, monkeypatch):
+    """Catches a PNG cut after its first rows read as a picture padded with black (ComfyUI sets Pillow's
+    LOAD_TRUNCATED_IMAGES for itself), instead of one line saying the file is incomplete."""
+    import numpy as np
+    from PIL import Image, ImageFile
+
+    from echomimic.errors import InputError
+    from echomimic.images import read_rgb_image
+
+    whole = tmp_path / "whole.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 300, 3), dtype=np.uint8)).save(whole)
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 3])
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    with pytest.raises(InputError, match="cannot read the image .*complete png"):
+        read_rgb_image(cut)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # the host's own setting is left as it was
+    assert read_rgb_image(whole).shape == (300, 300, 3)
