@@ -89,10 +89,20 @@ def t5_config_from_state_dict(state_dict: dict[str, torch.Tensor]):
     if num_buckets != NUM_BUCKETS:
         raise WeightsError(f"umT5 with {num_buckets} position buckets, expected {NUM_BUCKETS}")
     return UMT5Config(
-        vocab_size=int(vocab), d_model=int(dim), d_kv=int(dim_attn) // int(num_heads), d_ff=int(dim_ffn),
-        num_layers=num_layers, num_heads=int(num_heads), relative_attention_num_buckets=NUM_BUCKETS,
-        relative_attention_max_distance=MAX_DISTANCE, feed_forward_proj=FEED_FORWARD, dropout_rate=0.0,
-        layer_norm_epsilon=LAYER_NORM_EPS, pad_token_id=PAD_ID, is_encoder_decoder=False, use_cache=False,
+        vocab_size=int(vocab),
+        d_model=int(dim),
+        d_kv=int(dim_attn) // int(num_heads),
+        d_ff=int(dim_ffn),
+        num_layers=num_layers,
+        num_heads=int(num_heads),
+        relative_attention_num_buckets=NUM_BUCKETS,
+        relative_attention_max_distance=MAX_DISTANCE,
+        feed_forward_proj=FEED_FORWARD,
+        dropout_rate=0.0,
+        layer_norm_epsilon=LAYER_NORM_EPS,
+        pad_token_id=PAD_ID,
+        is_encoder_decoder=False,
+        use_cache=False,
     )
 
 
@@ -189,7 +199,6 @@ def encode_prompt(
     (+ dtype) and reused without loading the encoder."""
     import gc
 
-    import torch
     from safetensors.torch import load_file, save_file
 
     from echomimic.atomic import atomic_path
@@ -220,7 +229,9 @@ def load_tokenizer(folder: str | Path):
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise WeightsError(f"{folder}: tokenizer folder not found. Download the release's google/umt5-xxl folder.")
+        raise WeightsError(
+            f"{folder}: tokenizer folder not found. Download the release's google/umt5-xxl folder."
+        )
     try:
         return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     except Exception as error:  # transformers raises many kinds; the user needs one line
