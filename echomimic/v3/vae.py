@@ -167,5 +167,6 @@ def load_wan_vae(
         raise WeightsError(f"{path}: not a Wan VAE state dict ({error}).") from None
     check_state_dict(model, converted, str(path), hint="Use Wan2.1_VAE.pth of the Wan2.1-Fun release.")
     model.load_state_dict(converted, strict=True, assign=True)
-    model = model.to(device=device, dtype=dtype or file_dtype)
+    # diffusers' .to(dtype) prints a warning even when nothing changes: cast only when asked for another dtype.
+    model = model.to(device=device) if dtype in (None, file_dtype) else model.to(device=device, dtype=dtype)
     return WanVAE(model)
