@@ -177,3 +177,36 @@ def test_wrong_kind_folder_is_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match="not a wav2vec2 folder") as info:
         audio.load_audio_encoder(tmp_path)
     assert "\n" not in str(info.value)
+
+
+def test_too_short_for_loudness_is_a_one_line_error() -> None:
+    """Catches pyloudnorm's ValueError (clip shorter than its 0.4 s block) escaping as a traceback."""
+    with pytest.raises(InputError, match="too short"):
+        audio.loudness_normalize(np.full(1000, 0.1, np.float32), audio.SAMPLE_RATE)
+
+
+def _copy_folder(case: Path, target: Path) -> Path:
+    folder = target / "chinese-wav2vec2-base"
+    folder.mkdir()
+    for name in ("config.json", "preprocessor_config.json"):
+        (folder / name).write_bytes((case / "models" / "chinese-wav2vec2-base" / name).read_bytes())
+    return folder
+
+
+class _NotATensor:
+    pass
+
+
+def test_unsafe_or_mismatched_weights_are_refused(tmp_path: Path) -> None:
+    """Catches an unpickling load of a user's .bin (weights_only off) and a non-strict load that would leave
+    random wav2vec2 weights behind a missing key."""
+    case, _ = _clips()[0]
+    folder = _copy_folder(case, tmp_path)
+    torch.save({"payload": _NotATensor()}, folder / "pytorch_model.bin")
+    with pytest.raises(WeightsError, match="safely"):
+        audio.load_audio_encoder(folder)
+    state = torch.load(case / "models" / "chinese-wav2vec2-base" / "pytorch_model.bin", weights_only=True)
+    state.pop("wav2vec2.encoder.layers.0.attention.q_proj.weight")
+    torch.save(state, folder / "pytorch_model.bin")
+    with pytest.raises(WeightsError, match="missing .*q_proj"):
+        audio.load_audio_encoder(folder)

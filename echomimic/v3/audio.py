@@ -51,7 +51,13 @@ def loudness_normalize(speech: np.ndarray, sample_rate: int) -> np.ndarray:
     """
     import pyloudnorm
 
-    loudness = pyloudnorm.Meter(sample_rate).integrated_loudness(speech)
+    meter = pyloudnorm.Meter(sample_rate)
+    if len(speech) < meter.block_size * sample_rate:  # pyloudnorm's ValueError would be a traceback
+        raise InputError(
+            f"the speech is too short ({len(speech) / sample_rate:.2f} s, need {meter.block_size} s); "
+            "pass a longer audio clip."
+        )
+    loudness = meter.integrated_loudness(speech)
     if abs(loudness) > 100:
         return speech
     return pyloudnorm.normalize.loudness(speech, loudness, TARGET_LUFS)
