@@ -9,6 +9,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # The material beside the repository (../shared): parity cases, MediaPipe files, ComfyUI snapshots.
 SHARED_ROOT = Path(os.environ.get("ECHOMIMIC_SHARED", REPO_ROOT.parent / "shared")).resolve()
 PARITY_ROOT = Path(os.environ.get("ECHOMIMIC_PARITY_CASES", SHARED_ROOT / "parity")).resolve()
+# EchoMimic V3 flash cases (../shared/parity_v3): same case.json conventions, discovered the same way.
 PARITY_V3_ROOT = Path(os.environ.get("ECHOMIMIC_PARITY_V3_CASES", SHARED_ROOT / "parity_v3")).resolve()
 MEDIAPIPE_ROOT = SHARED_ROOT / "mediapipe"
 COMFYUI_SNAPSHOTS = SHARED_ROOT / "comfyui"
