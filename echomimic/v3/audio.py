@@ -236,6 +236,6 @@ def load_audio_encoder(folder: str | Path, device="cpu") -> V3AudioEncoder:
             f"unexpected {unexpected[:3]}; use the chinese-wav2vec2-base release files."
         )
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
-    model = model.to(device=device, dtype=torch.float32).eval()
+    model = model.to(device=device, dtype=torch.float32).eval()  # type: ignore[call-arg]  # transformers wraps .to
     extractor = Wav2Vec2FeatureExtractor.from_pretrained(str(folder))
     return V3AudioEncoder(model, extractor, torch.device(device))
