@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.parity_cases import MEDIAPIPE_ROOT, PARITY_ROOT  # noqa: E402
+from tests.test_cli import make_weights_dir  # noqa: E402  # the v1_audio case in the release layout
 
 # The child: run the CLI in-process, then print its own peak RSS (MB) as the last stderr line.
 _CHILD = """
@@ -34,20 +35,6 @@ status = main(sys.argv[1:])
 print(json.dumps({"status": status, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}),
       file=sys.stderr)
 """
-
-
-def weights_folder(target: Path) -> Path:
-    """The v1_audio case's tiny weights in the release layout (symlinks), its tiny configs beside them."""
-    case = PARITY_ROOT / "v1_audio"
-    target.mkdir(parents=True)
-    for weight in (case / "weights").glob("*.pth"):
-        (target / weight.name).symlink_to(weight)
-    for config in (case / "config").glob("*.json"):
-        (target / config.name).symlink_to(config)
-    (target / "sd-vae-ft-mse").symlink_to(case / "vae", target_is_directory=True)
-    (target / "audio_processor").mkdir()
-    (target / "audio_processor" / "whisper_tiny.pt").symlink_to(PARITY_ROOT / "common" / "whisper_tiny_random.pt")
-    return target
 
 
 def long_speech(seconds: float, target: Path) -> Path:
@@ -89,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="echomimic-bench-") as folder:
         work = Path(folder)
-        weights = weights_folder(work / "weights")
+        weights = make_weights_dir(PARITY_ROOT / "v1_audio", work / "weights")
         speech = long_speech(max(opts.lengths) / 24 + 1, work / "speech.wav")
         rows = [run(length, opts, work, weights, speech) for length in sorted(opts.lengths)]
     frame_mb = opts.size * opts.size * 3 * 4 / 2**20

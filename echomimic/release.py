@@ -175,10 +175,9 @@ def mediapipe_models_for(variant_name: str, *, face_crop: bool = True, extract: 
     from a driving video; align: V2 hand poses are moved onto the portrait's shoulders. With saved motion and
     nothing to detect, nothing is needed: the run works offline.
     """
-    spec = variant(variant_name)
-    if spec.mode == "v2_pose":
-        return tuple([HAND_LANDMARKER] * extract + [POSE_LANDMARKER] * align)
-    needed: list[MediaPipeModel] = [FACE_DETECTOR] if face_crop else []
-    if spec.mode == "pose" and extract:
-        needed.append(FACE_LANDMARKER)
-    return tuple(needed)
+    mode = variant(variant_name).mode
+    if mode == "v2_pose":
+        wanted = ((HAND_LANDMARKER, extract), (POSE_LANDMARKER, align))
+    else:
+        wanted = ((FACE_DETECTOR, face_crop), (FACE_LANDMARKER, mode == "pose" and extract))
+    return tuple(model for model, needed in wanted if needed)

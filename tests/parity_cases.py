@@ -52,3 +52,13 @@ def make_weights_folder(case_dir: Path, case: dict, target: Path, suffixes: tupl
     for config in (case_dir / "config").glob("*.json"):
         (folder / config.name).symlink_to(config)
     return folder
+
+
+def make_v2_release_folder(case_dir: Path, case: dict, target: Path) -> Path:
+    """A V2 case's weights as the BadToBest/EchoMimicV2 download: its networks, audio_processor/tiny.pt and the
+    sd-vae-ft-mse folder."""
+    folder = make_weights_folder(case_dir, case, target)
+    (folder / "audio_processor").mkdir()
+    (folder / "audio_processor" / "tiny.pt").symlink_to(case_dir.parent / "common" / "whisper_tiny_random.pt")
+    (folder / "sd-vae-ft-mse").symlink_to(case_dir / "vae")
+    return folder

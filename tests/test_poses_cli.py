@@ -84,14 +84,11 @@ def test_generate_v2_from_saved_poses_reproduces_the_official_video(tmp_path: Pa
     import json
 
     from echomimic.cli import main
-    from tests.parity_cases import PARITY_ROOT, make_weights_folder
+    from tests.parity_cases import PARITY_ROOT, make_v2_release_folder
 
     case_dir = PARITY_ROOT / "v2_hands"
     case = json.loads((case_dir / "case.json").read_text())
-    weights = make_weights_folder(case_dir, case, tmp_path)
-    (weights / "audio_processor").mkdir()
-    (weights / "audio_processor" / "tiny.pt").symlink_to(PARITY_ROOT / "common" / "whisper_tiny_random.pt")
-    (weights / "sd-vae-ft-mse").symlink_to(case_dir / "vae")
+    weights = make_v2_release_folder(case_dir, case, tmp_path)
     records = json.loads((case_dir / "inputs" / "pose_keypoints.json").read_text())
     from echomimic.poses import hand_poses_from_keypoint_records
 

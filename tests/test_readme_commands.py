@@ -108,9 +108,9 @@ def _snapshot_of_this_tree(target: Path) -> Path:
     return target
 
 
-def _as_tested(command: str, tiny_config: Path) -> str:
-    """The command with the test's only changes: the clone URL, and tiny flags on ``generate``."""
-    command = command.replace(CLONE_URL, f"{os.environ['README_TEST_SOURCE']} {CLONE_FOLDER}", 1)
+def _as_tested(command: str, source: Path, tiny_config: Path) -> str:
+    """The command with the test's only changes: the clone URL (-> ``source``), and tiny flags on ``generate``."""
+    command = command.replace(CLONE_URL, f"{source} {CLONE_FOLDER}", 1)
     if command.startswith("python -m echomimic generate"):
         command += " " + shlex.join([*TINY_FLAGS, "--config-dir", str(tiny_config)])
     return command
@@ -141,7 +141,7 @@ def test_readme_commands_run_as_written_from_an_empty_folder(tmp_path: Path) -> 
     extra = other_commands()
     assert any(c.startswith("hf download") for c in extra) and any("echomimic check" in c for c in extra), extra
 
-    os.environ["README_TEST_SOURCE"] = str(_snapshot_of_this_tree(tmp_path / "published"))
+    source = _snapshot_of_this_tree(tmp_path / "published")
     user = tmp_path / "user"
     user.mkdir()
     tiny_config = PARITY_ROOT / "v1_audio" / "config"
@@ -151,7 +151,7 @@ def test_readme_commands_run_as_written_from_an_empty_folder(tmp_path: Path) -> 
         env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_DISABLE_TELEMETRY="1",
                    ECHOMIMIC_MEDIAPIPE_BASE_URL=mediapipe.url,
                    PATH=os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if ".venv" not in p))
-        script = [_as_tested(c, tiny_config) for c in commands]
+        script = [_as_tested(c, source, tiny_config) for c in commands]
         first = _run(script, user, env, timeout=1800)
         assert first.returncode == 0, f"Quick start failed:\n{first.stdout[-3000:]}\n{first.stderr[-5000:]}"
         clone = user / CLONE_FOLDER
@@ -176,7 +176,7 @@ def test_readme_commands_run_as_written_from_an_empty_folder(tmp_path: Path) -> 
                 cwd = folder
             else:  # the CLI runs in the clone
                 cwd = clone
-            result = _run([f". {clone}/.venv/bin/activate", _as_tested(command, tiny_config)], cwd, env,
+            result = _run([f". {clone}/.venv/bin/activate", _as_tested(command, source, tiny_config)], cwd, env,
                           timeout=900)
             assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
             if command.startswith("hf "):

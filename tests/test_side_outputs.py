@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from echomimic.cli import main
-from tests.parity_cases import PARITY_ROOT, make_weights_folder
+from tests.parity_cases import PARITY_ROOT, make_v2_release_folder
 
 
 @pytest.mark.parametrize("device", ["/dev/null", "/dev/full"])
@@ -29,10 +29,7 @@ def test_a_failed_run_keeps_an_existing_save_poses_file(tmp_path, capsys):
 
     case_dir = PARITY_ROOT / "v2_hands"
     case = json.loads((case_dir / "case.json").read_text())
-    weights = make_weights_folder(case_dir, case, tmp_path)
-    (weights / "audio_processor").mkdir()
-    (weights / "audio_processor" / "tiny.pt").symlink_to(PARITY_ROOT / "common" / "whisper_tiny_random.pt")
-    (weights / "sd-vae-ft-mse").symlink_to(case_dir / "vae")
+    weights = make_v2_release_folder(case_dir, case, tmp_path)
     (weights / "denoising_unet.pth").unlink()
     (weights / "denoising_unet.pth").write_bytes(b"")  # damaged: found by the loader, after the poses
     records = json.loads((case_dir / "inputs" / "pose_keypoints.json").read_text())
@@ -59,10 +56,7 @@ def test_saved_hand_poses_without_alignment_run_offline(tmp_path, monkeypatch):
     monkeypatch.delenv("ECHOMIMIC_MODELS_DIR", raising=False)
     case_dir = PARITY_ROOT / "v2_hands"
     case = json.loads((case_dir / "case.json").read_text())
-    weights = make_weights_folder(case_dir, case, tmp_path)
-    (weights / "audio_processor").mkdir()
-    (weights / "audio_processor" / "tiny.pt").symlink_to(PARITY_ROOT / "common" / "whisper_tiny_random.pt")
-    (weights / "sd-vae-ft-mse").symlink_to(case_dir / "vae")
+    weights = make_v2_release_folder(case_dir, case, tmp_path)
     records = json.loads((case_dir / "inputs" / "pose_keypoints.json").read_text())
     hand_poses_from_keypoint_records(records, case["width"], case["height"]).save(tmp_path / "poses.json")
     status = main(["generate", "--mode", "v2", "--weights", str(weights), "--image",

@@ -122,14 +122,7 @@ def _landmark_images(args: argparse.Namespace, landmark_reference: np.ndarray, r
         reference_landmarks = extract_landmarks(landmark_reference[None], models_dir=args.weights)
         sequence = align_landmarks(driver, reference_landmarks)
     if args.save_landmarks is not None:
-        def save_landmarks() -> None:
-            sequence.save(args.save_landmarks)
-            report.info(f"saved the landmarks to {args.save_landmarks}")
-
-        if pending is None:
-            save_landmarks()
-        else:
-            pending.append(save_landmarks)
+        _save_now_or_later(pending, sequence.save, args.save_landmarks, "landmarks", report)
     blank = sequence.check_drawable(f"The landmarks of {args.landmarks or args.driving_video}")
     if blank:
         report.info(f"note: {len(blank)} of {sequence.num_frames} landmark frames have no point on the canvas "
@@ -166,14 +159,18 @@ def _hand_pose_images(args: argparse.Namespace, report: _Reporter,
                                      align=not args.no_align_poses, models_dir=args.weights, note=report.info,
                                      ref_w=args.pose_ref_w)
     if args.save_poses is not None:
-        saved_poses = poses
-
-        def save_poses() -> None:
-            saved_poses.save(args.save_poses)
-            report.info(f"saved the hand poses to {args.save_poses}")
-
-        if pending is None:
-            save_poses()
-        else:
-            pending.append(save_poses)
+        _save_now_or_later(pending, poses.save, args.save_poses, "hand poses", report)
     return frames
+
+
+def _save_now_or_later(pending: list[Callable[[], None]] | None, save: Callable[[Path], object], path: Path,
+                       what: str, report: _Reporter) -> None:
+    """``save(path)`` now, or queued in ``pending`` to run once the video is written."""
+    def write() -> None:
+        save(path)
+        report.info(f"saved the {what} to {path}")
+
+    if pending is None:
+        write()
+    else:
+        pending.append(write)
