@@ -124,9 +124,9 @@ MOTION_MODULE_SPAN = 32
 # V2's hand poses are drawn at this width, then resized (the official scripts' ref_w at 768x768).
 POSE_REF_W = 800
 SEED_MAX = 2**64 - 1  # torch generators take 0..2**64-1; ComfyUI's seed widget has the same maximum
-DEFAULT_SEED = {"v1": 420, "v2": 3407}
+DEFAULT_SEED = {"v1": 420, "v2": 3407, "v3": 43}  # V3: run_flash.sh
 # The command line's weights folder per release: V1 and V2 name different weights alike, so never one folder.
-DEFAULT_WEIGHTS_FOLDER = {"v1": "pretrained_weights", "v2": "pretrained_weights_v2"}
+DEFAULT_WEIGHTS_FOLDER = {"v1": "pretrained_weights", "v2": "pretrained_weights_v2", "v3": "pretrained_weights_v3"}
 PRECISIONS = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}  # option -> torch dtype name
 # Landmark / hand-pose sequences shorter than the audio (echomimic.pipeline.length): default first.
 LENGTH_POLICIES = ("loop", "ping-pong", "hold", "stop")
@@ -181,3 +181,43 @@ def mediapipe_models_for(variant_name: str, *, face_crop: bool = True, extract: 
     else:
         wanted = ((FACE_DETECTOR, face_crop), (FACE_LANDMARKER, mode == "pose" and extract))
     return tuple(model for model, needed in wanted if needed)
+
+
+# ---- EchoMimic V3 flash: three repositories, one folder in the layout of the official run_flash.sh ----------
+ECHOMIMIC_V3_REPO = "BadToBest/EchoMimicV3"
+WAN21_FUN_INP_REPO = "alibaba-pai/Wan2.1-Fun-V1.1-1.3B-InP"
+WAV2VEC2_REPO = "TencentGameMate/chinese-wav2vec2-base"
+V3_BASE_FOLDER = "Wan2.1-Fun-V1.1-1.3B-InP"
+V3_WAV2VEC2_FOLDER = "chinese-wav2vec2-base"
+V3_TOKENIZER_FOLDER = f"{V3_BASE_FOLDER}/google/umt5-xxl"
+V3_VARIANT_NAMES = ("v3_flash",)
+V3_LABELS = {"v3_flash": "V3 flash"}
+
+
+@dataclass(frozen=True)
+class HubFile:
+    """One file of a release: its role, its path in the weights folder, and where it comes from."""
+
+    role: str
+    relative_path: str
+    repo_id: str
+    repo_filename: str
+
+
+def _base(name: str, role: str) -> HubFile:
+    return HubFile(role, f"{V3_BASE_FOLDER}/{name}", WAN21_FUN_INP_REPO, name)
+
+
+V3_FLASH_FILES: tuple[HubFile, ...] = (
+    HubFile("transformer", "transformer/diffusion_pytorch_model.safetensors", ECHOMIMIC_V3_REPO,
+            "echomimicv3-flash-pro/transformer/diffusion_pytorch_model.safetensors"),
+    _base("config.json", "transformer_config"),
+    _base("Wan2.1_VAE.pth", "vae"),
+    _base("models_t5_umt5-xxl-enc-bf16.pth", "text_encoder"),
+    _base("models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth", "image_encoder"),
+    *(HubFile(f"tokenizer:{name}", f"{V3_TOKENIZER_FOLDER}/{name}", WAN21_FUN_INP_REPO, f"google/umt5-xxl/{name}")
+      for name in ("special_tokens_map.json", "tokenizer.json", "tokenizer_config.json")),  # the fast tokenizer
+    *(HubFile(f"wav2vec2:{name}", f"{V3_WAV2VEC2_FOLDER}/{name}", WAV2VEC2_REPO, name)
+      for name in ("config.json", "preprocessor_config.json", "pytorch_model.bin")),
+)
+DEFAULT_V3_FPS = 25.0  # run_flash.sh; the model was trained at 25 fps

@@ -107,6 +107,14 @@ def refuse_other_release(weights_dir: str | os.PathLike, variant: str) -> None:
     """
     spec = check_variant(variant)
     folder = Path(weights_dir)
+    from .v3.files import is_v3_folder
+
+    if is_v3_folder(folder):
+        raise WeightsError(
+            f"{folder.resolve()} holds EchoMimic V3 files, but '{variant}' is a {spec.version.upper()} variant. "
+            f"Point the weights folder at the {spec.version.upper()} folder (for example "
+            f"{release.DEFAULT_WEIGHTS_FOLDER[spec.version]}), or use --mode v3_flash."
+        )
     other = "v1" if spec.version == "v2" else "v2"
     foreign = sorted(name for name in _release_only_files(other) if (folder / name).is_file())
     if foreign:

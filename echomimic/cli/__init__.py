@@ -32,6 +32,7 @@ from .parser import (
     EXAMPLES_DIR,
     REPO_ROOT,
     build_parser,
+    release_version,
     resolve_mode_defaults,
 )
 
@@ -48,8 +49,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = resolve_mode_defaults(build_parser().parse_args(argv))
     if getattr(args, "verbose", False):
         os.environ[VERBOSE_ENV] = "1"  # read by echomimic.native_logs around every MediaPipe call
+    command = _COMMANDS[args.command]
+    if args.command != "convert" and release_version(args.mode) == "v3":
+        from .generate_v3 import run_generate_v3
+        from .commands import run_check_v3, run_download_v3
+
+        command = {"generate": run_generate_v3, "download": run_download_v3, "check": run_check_v3}[args.command]
     try:
-        _COMMANDS[args.command](args)
+        command(args)
     except CancelledError as error:
         print(f"cancelled: {error}", file=sys.stderr)
         return 130

@@ -26,6 +26,24 @@ def run_check(args: argparse.Namespace) -> None:
         print(f"{role:15s} {path}")
 
 
+def run_download_v3(args: argparse.Namespace) -> None:
+    """``download --mode v3_flash``: the three repositories' files into one folder."""
+    from ..v3.files import download_weights as download_v3
+
+    check_run_folder(args.weights, args.mode, download=True)
+    download_v3(args.weights, args.mode)
+    print(f"all {args.mode} weights are in {Path(args.weights).resolve()}")
+
+
+def run_check_v3(args: argparse.Namespace) -> None:
+    """``check --mode v3_flash``: one line per file."""
+    from ..v3.files import check_weights as check_v3
+
+    check_run_folder(args.weights, args.mode, download=False)
+    for role, path in check_v3(args.weights, args.mode).items():
+        print(f"{role:32s} {path}")
+
+
 def run_convert(args: argparse.Namespace) -> None:
     """The ``convert`` command: .safetensors copies beside the .pth release files."""
     from ..convert import convert_folder

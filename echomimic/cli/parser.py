@@ -11,9 +11,11 @@ from ..release import (
     DEFAULT_CONTEXT_OVERLAP,
     DEFAULT_FPS,
     DEFAULT_SIZE,
+    DEFAULT_V3_FPS,
     DEFAULT_WEIGHTS_FOLDER,
     POSE_REF_W,
     PRECISIONS,
+    V3_VARIANT_NAMES,
 )
 from ..release import VARIANTS as RELEASE_VARIANTS
 from ..weights_download import VARIANTS
@@ -25,9 +27,17 @@ EXAMPLE_AUDIO = EXAMPLES_DIR / "speech.wav"
 WEIGHTS_ENV = "ECHOMIMIC_WEIGHTS"
 
 
+MODES = (*VARIANTS, *V3_VARIANT_NAMES)
+
+
+def release_version(mode: str) -> str:
+    """"v1", "v2" or "v3" for a --mode."""
+    return "v3" if mode in V3_VARIANT_NAMES else RELEASE_VARIANTS[mode].version
+
+
 def default_weights_dir(mode: str) -> str:
-    """$ECHOMIMIC_WEIGHTS, else the release's own folder (V1 and V2 files cannot share one)."""
-    return os.environ.get(WEIGHTS_ENV) or DEFAULT_WEIGHTS_FOLDER[RELEASE_VARIANTS[mode].version]
+    """$ECHOMIMIC_WEIGHTS, else the release's own folder (the releases' files cannot share one)."""
+    return os.environ.get(WEIGHTS_ENV) or DEFAULT_WEIGHTS_FOLDER[release_version(mode)]
 
 
 def resolve_mode_defaults(args: argparse.Namespace) -> argparse.Namespace:
@@ -35,7 +45,9 @@ def resolve_mode_defaults(args: argparse.Namespace) -> argparse.Namespace:
     generate's ``--width`` / ``--height`` (the release's size)."""
     if getattr(args, "weights", "") is None:
         args.weights = default_weights_dir(args.mode)
-    if hasattr(args, "width"):
+    if hasattr(args, "fps") and args.fps is None:
+        args.fps = DEFAULT_V3_FPS if release_version(args.mode) == "v3" else DEFAULT_FPS
+    if hasattr(args, "width") and release_version(args.mode) != "v3":  # V3: the size follows the picture
         width, height = DEFAULT_SIZE[RELEASE_VARIANTS[args.mode].version]
         args.width = width if args.width is None else args.width
         args.height = height if args.height is None else args.height
@@ -48,13 +60,14 @@ def _add_weights_options(parser: argparse.ArgumentParser) -> None:
         help=f"weights folder in the layout of the Hugging Face repo BadToBest/EchoMimic (v2 modes: "
              f"BadToBest/EchoMimicV2, in a folder of its own: the file names clash) "
              f"(default: ${WEIGHTS_ENV}, else ./{DEFAULT_WEIGHTS_FOLDER['v1']} for V1 modes and "
-             f"./{DEFAULT_WEIGHTS_FOLDER['v2']} for v2 modes)",
+             f"./{DEFAULT_WEIGHTS_FOLDER['v2']} for v2 modes, ./{DEFAULT_WEIGHTS_FOLDER['v3']} for v3_flash)",
     )
     parser.add_argument(
-        "--mode", default="audio", choices=VARIANTS,
+        "--mode", default="audio", choices=MODES,
         help="audio: speech only (default); audio_acc: its fast 6-step version; pose / pose_acc: speech "
              "+ facial landmarks from --driving-video or --landmarks; v2 / v2_acc: V2 semi-body, speech + hand "
-             "poses from --driving-video or --poses",
+             "poses from --driving-video or --poses; v3_flash: EchoMimic V3 flash (Wan2.1-based), speech + a "
+             "--prompt, any length",
     )
 
 
@@ -62,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m echomimic``."""
     parser = argparse.ArgumentParser(
         prog="python -m echomimic",
-        description="EchoMimic V1 and V2: animate a portrait (V1: the face; V2: the upper body) with speech, "
-                    "optionally driven by facial landmarks (V1) or hand poses (V2).",
+        description="EchoMimic V1, V2 and V3 flash: animate a portrait (V1: the face; V2: the upper body; V3: "
+                    "the person) with speech, optionally driven by facial landmarks (V1) or hand poses (V2).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="{generate,download,check,convert}")
 
@@ -84,10 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="download missing weight files (Hugging Face) and MediaPipe files first")
     size = gen.add_argument_group("video")
     size.add_argument("--width", type=int, default=None,
-                      help="video width, a multiple of 8 (default: V1 512, V2 768, as released)")
+                      help="video width, a multiple of 8 (default: V1 512, V2 768, as released; v3_flash: a "
+                           "multiple of 16, default from the picture at most 768x768 in area)")
     size.add_argument("--height", type=int, default=None,
-                      help="video height, a multiple of 8 (default: V1 512, V2 768, as released)")
-    size.add_argument("--fps", type=float, default=DEFAULT_FPS, help=f"frames per second (default {DEFAULT_FPS:g})")
+                      help="video height, a multiple of 8 (default: V1 512, V2 768, as released; v3_flash: see --width)")
+    size.add_argument("--fps", type=float, default=None,
+                      help=f"frames per second (default {DEFAULT_FPS:g}; v3_flash {DEFAULT_V3_FPS:g})")
     size.add_argument("--length", type=int, default=None,
                       help="frames to generate (default: as many as the speech lasts; never more than it)")
     size.add_argument("--length-policy", default=None, metavar="POLICY",  # checked by the library's settings
@@ -95,11 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
                            "(the last frame) or stop (the video ends with them)")
     sampling = gen.add_argument_group("sampling")
     sampling.add_argument("--steps", type=int, default=None,
-                          help="denoising steps (default: 30; 6 for the _acc modes)")
+                          help="denoising steps (default: 30; 6 for the _acc modes; 8 for v3_flash)")
     sampling.add_argument("--cfg", type=float, default=None,
                           help="guidance scale (default: 2.5; 1.0 for the _acc modes)")
     sampling.add_argument("--seed", type=int, default=None,
-                          help="seed of the initial noise (default: V1 420, V2 3407, as released)")
+                          help="seed of the initial noise (default: V1 420, V2 3407, V3 43, as released)")
     sampling.add_argument("--context-frames", type=int, default=None,
                           help=f"frames denoised together in one window (default {DEFAULT_CONTEXT_FRAMES})")
     sampling.add_argument("--context-overlap", type=int, default=None,
@@ -149,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     hands.add_argument("--pose-ref-w", type=int, default=POSE_REF_W, metavar="N",
                        help="v2 modes: resolution the hand lines are drawn at before resizing (default 800, as "
                             "the official scripts; the V2 weights were trained on that line width)")
+    from .generate_v3 import add_v3_options
+
+    add_v3_options(gen)
     gen.add_argument("--save-frames", type=Path, default=None, metavar="NPY",
                      help="also save the frames before video encoding: [F, H, W, 3] float32 0..1 .npy")
     gen.add_argument("--quiet", action="store_true", help="print only errors")

@@ -72,11 +72,11 @@ class _Reporter:
         if self._estimate_whole_run:
             self._estimate_whole_run = False
             self.warn(f"estimate on the CPU: about {duration(elapsed * total / done)} for the whole run "
-                      f"(the first window took {elapsed:.1f} s; {total} windows over all steps)")
+                      f"(the first {getattr(info, 'unit', 'window')} took {elapsed:.1f} s; {total} in all)")
         if self.quiet:
             return
         line = (f"denoising {100 * info.done / total:5.1f}%  step {info.step + 1}/{info.steps}  "
-                f"window {info.window + 1}/{info.windows}  elapsed {duration(elapsed)}  "
+                f"{getattr(info, 'unit', 'window')} {info.window + 1}/{info.windows}  elapsed {duration(elapsed)}  "
                 f"remaining ~{duration(remaining)}")
         if self.interactive:
             end = "\n" if info.done >= info.total else ""

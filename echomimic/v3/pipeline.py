@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from echomimic import release
 from echomimic.errors import CancelledError, InputError
 
 from .audio_windows import VIDEO_FRAMES_PER_LATENT
@@ -42,14 +43,31 @@ if TYPE_CHECKING:
 LATENT_CHANNELS = 16
 SPATIAL_SCALE = 8
 SIZE_MULTIPLE = 16  # the official get_sample_size rounds both sides down to 16
-OFFICIAL_FPS = 25.0
-OFFICIAL_SEED = 43
+OFFICIAL_FPS = release.DEFAULT_V3_FPS
+OFFICIAL_SEED = release.DEFAULT_SEED["v3"]
 OFFICIAL_SAMPLE_SIZE = (768, 768)  # (height, width): the maximum area
 OFFICIAL_CHUNK_FRAMES = 81  # infer_flash.py's video_length
 DEFAULT_CHUNK_OVERLAP = 9  # 0.36 s at 25 fps: two latent frames of context after the first
-FRAMES_PER_STEP_UNIT = VIDEO_FRAMES_PER_LATENT
+# "official": infer_flash.py cuts the speech at int(F / 25 * 16000) samples whatever the fps (the audio runs
+# at the wrong speed when fps != 25); "fps": cut at the video's fps. Identical at 25 fps.
+AUDIO_TIMINGS = ("fps", "official")
 
-ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class FlashProgress:
+    """One unit of work done: a denoising step of a chunk, or a chunk decoded (``step == steps``)."""
+
+    done: int
+    total: int
+    step: int
+    steps: int
+    window: int  # the chunk
+    windows: int
+    unit: str = "chunk"
+
+
+ProgressCallback = Callable[[FlashProgress], None]
 
 
 @dataclass(frozen=True)
@@ -57,6 +75,7 @@ class FlashSettings:
     """Everything that decides a flash run besides the inputs; defaults are run_flash.sh's.
 
     ``teacache_mode``: "official" (parity) or "per-step" (keeps the audio guidance at cached steps; README).
+    ``audio_timing``: "fps" (ours) or "official" (AUDIO_TIMINGS).
     ``audio_cfg`` 1 skips the zeroed-audio call (no audio guidance).
     """
 
@@ -71,6 +90,12 @@ class FlashSettings:
     teacache_mode: str = "official"
     chunk_frames: int = OFFICIAL_CHUNK_FRAMES
     chunk_overlap: int = DEFAULT_CHUNK_OVERLAP
+    audio_timing: str = "fps"
+
+    @property
+    def audio_cut_fps(self) -> float:
+        """The frame rate the speech is cut with: the video's (ours), or 25 whatever the fps ("official")."""
+        return OFFICIAL_FPS if self.audio_timing == "official" else self.fps
 
     def validated(self) -> FlashSettings:
         """Raise :class:`InputError` (one line, what to change) for settings that cannot run."""
@@ -81,6 +106,8 @@ class FlashSettings:
                                  (" > 0." if name in ("shift", "fps") else "."))
         if not 1 <= self.steps <= 200:
             raise InputError(f"steps {self.steps}: give 1 to 200 (flash is distilled for 8).")
+        if self.audio_timing not in AUDIO_TIMINGS:
+            raise InputError(f"audio timing {self.audio_timing!r}: use one of {', '.join(AUDIO_TIMINGS)}.")
         if self.teacache_mode not in MODES:
             raise InputError(f"TeaCache mode {self.teacache_mode!r}: use one of {', '.join(MODES)}.")
         if self.chunk_frames < 5 or (self.chunk_frames - 1) % 4:
@@ -326,7 +353,7 @@ def generate_flash(
 
     reference: (H, W, 3) uint8 already at the video size (:func:`resize_reference`). audio_embeds:
     (1, >= F_gen, 5, L, C) windows of the whole speech, F_gen = :func:`generated_frames` of the plan.
-    ``progress(done, total)`` counts denoising steps and decoded chunks; ``cancelled()`` is polled at every
+    ``progress`` gets a :class:`FlashProgress` per denoising step and per decoded chunk; ``cancelled()`` is polled at every
     step. Returns the number of frames delivered.
     """
     import torch
@@ -341,11 +368,11 @@ def generate_flash(
     total = len(chunks) * (settings.steps + 1)
     done = 0
 
-    def tick() -> None:
+    def tick(chunk: Chunk, step: int) -> None:
         nonlocal done
         done += 1
         if progress is not None:
-            progress(done, total)
+            progress(FlashProgress(done, total, step, settings.steps, chunk.index, len(chunks)))
         if cancelled is not None and cancelled():
             raise CancelledError("stopped by the user")
 
@@ -362,7 +389,7 @@ def generate_flash(
         noise = initial_noise(settings.seed + chunk.index, chunk.frames, height, width)
         audio = audio_embeds[:, chunk.start:chunk.start + chunk.frames]
         latents = denoise(models.transformer, noise, y, clip_fea, prompt_embeds, audio, settings,
-                          on_step=lambda _: tick(), trace=trace)
+                          on_step=lambda step, chunk=chunk: tick(chunk, step), trace=trace)
         frames = torch.cat([piece.float() for piece in models.vae.decode_chunks(latents)], dim=2)
         frames = (frames[0] / 2 + 0.5).clamp(0, 1).permute(1, 2, 3, 0).cpu()  # (n, H, W, 3)
         del latents
@@ -378,7 +405,7 @@ def generate_flash(
             on_frames(ready)
         delivered += ready.shape[0]
         held = None if last else frames[frames.shape[0] - keep:]
-        tick()
+        tick(chunk, settings.steps - 1)  # the decode: shown as the chunk's last step
     return delivered
 
 

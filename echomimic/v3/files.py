@@ -1,0 +1,124 @@
+"""The V3 flash weights folder: which files it needs, checking them, fetching them, loading the networks.
+
+Layout (the official run_flash.sh's, one folder for the three repositories)::
+
+    <weights>/transformer/diffusion_pytorch_model.safetensors    BadToBest/EchoMimicV3 (echomimicv3-flash-pro/)
+    <weights>/Wan2.1-Fun-V1.1-1.3B-InP/config.json, Wan2.1_VAE.pth, models_t5_umt5-xxl-enc-bf16.pth,
+        models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth, google/umt5-xxl/   alibaba-pai/Wan2.1-Fun-V1.1-1.3B-InP
+    <weights>/chinese-wav2vec2-base/                             TencentGameMate/chinese-wav2vec2-base
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from echomimic import release
+from echomimic.errors import WeightsError
+
+if TYPE_CHECKING:
+    import torch
+
+    from .pipeline import FlashModels
+
+# Optional, not in any release: {"clip_num_heads": n} for test weights whose CLIP head width is not ViT-H's 80.
+OVERRIDES_FILE = "echomimic_v3_overrides.json"
+
+
+def required_files():
+    """Every Hugging Face file a flash run needs, as weights_download.RequiredFile rows."""
+    from echomimic.weights_download import RequiredFile
+
+    return [RequiredFile(role=f.role, relative_path=f.relative_path, alternatives=(), repo_id=f.repo_id,
+                         repo_filename=f.repo_filename) for f in release.V3_FLASH_FILES]
+
+
+def download_command(weights_dir: str | os.PathLike, mode: str = "v3_flash") -> str:
+    return f"python -m echomimic download --mode {mode} --weights {shlex.quote(str(weights_dir))}"
+
+
+def refuse_v1_v2_folder(weights_dir: str | os.PathLike) -> None:
+    """A V1 or V2 folder given for V3: one line (the releases need folders of their own)."""
+    from echomimic.weights_download import release_of_folder
+
+    other = release_of_folder(weights_dir)
+    if other is not None:
+        raise WeightsError(
+            f"{Path(weights_dir).resolve()} holds EchoMimic {other.upper()} files, but v3_flash is EchoMimic V3. "
+            f"Give V3 a folder of its own (for example {release.DEFAULT_WEIGHTS_FOLDER['v3']}): "
+            f"{download_command(release.DEFAULT_WEIGHTS_FOLDER['v3'])}."
+        )
+
+
+def is_v3_folder(weights_dir: str | os.PathLike) -> bool:
+    """Whether ``weights_dir`` holds V3 files (for refusing it in a V1/V2 run)."""
+    folder = Path(weights_dir)
+    return any((folder / f.relative_path).is_file() for f in release.V3_FLASH_FILES[:2])
+
+
+def missing_files(weights_dir: str | os.PathLike) -> list:
+    folder = Path(weights_dir)
+    return [item for item in required_files() if item.found_path(folder) is None]
+
+
+def check_weights(weights_dir: str | os.PathLike, mode: str = "v3_flash") -> dict[str, Path]:
+    """``role -> path`` of every V3 file, or one :class:`WeightsError` naming what is missing and where from."""
+    folder = Path(weights_dir)
+    refuse_v1_v2_folder(folder)
+    missing = missing_files(folder)
+    if missing:
+        lines = [f"{len(missing)} EchoMimic V3 file(s) are missing from {folder.resolve()}:"]
+        lines += [f"  - {item.relative_path}: from {item.repo_id} ({item.url})" for item in missing]
+        lines.append(f"To fix: {download_command(weights_dir, mode)} (or add --download to the generate command).")
+        raise WeightsError("\n".join(lines))
+    return {item.role: item.found_path(folder) for item in required_files()}  # type: ignore[misc]
+
+
+def download_weights(weights_dir: str | os.PathLike, mode: str = "v3_flash", *,
+                     log: Callable[[str], None] = print, endpoint: str | None = None) -> dict[str, Path]:
+    """Fetch the V3 files ``weights_dir`` lacks (three repositories); files already there stay."""
+    from echomimic.atomic import check_output_folder
+    from echomimic.weights_download import download_hub_files
+
+    folder = Path(weights_dir)
+    check_output_folder(folder)
+    refuse_v1_v2_folder(folder)
+    download_hub_files(folder, missing_files(folder), endpoint=endpoint, log=log)
+    return check_weights(folder, mode)
+
+
+def _overrides(folder: Path) -> dict:
+    path = folder / OVERRIDES_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise WeightsError(f"{path}: not readable JSON ({error}); fix or delete it.") from None
+    return data if isinstance(data, dict) else {}
+
+
+def load_flash_models(weights_dir: str | os.PathLike, device: str | torch.device = "cpu",
+                      dtype: torch.dtype | None = None) -> FlashModels:
+    """Transformer, VAE and CLIP of a V3 folder on ``device``. ``dtype`` None keeps each file's dtype for the
+    transformer; the VAE and CLIP run in ``dtype`` (float32 when None)."""
+    import torch
+
+    from .image_encoder import load_clip_vision
+    from .pipeline import FlashModels
+    from .transformer import load_flash_transformer
+    from .vae import load_wan_vae
+
+    folder = Path(weights_dir)
+    base = folder / release.V3_BASE_FOLDER
+    side_dtype = dtype or torch.float32
+    transformer = load_flash_transformer(folder / release.V3_FLASH_FILES[0].relative_path, base / "config.json",
+                                         device=device, dtype=dtype)
+    vae = load_wan_vae(base / "Wan2.1_VAE.pth", device=device, dtype=side_dtype)
+    clip = load_clip_vision(base / "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth", device=device,
+                            dtype=side_dtype, num_heads=_overrides(folder).get("clip_num_heads"))
+    return FlashModels(transformer, vae, clip)
