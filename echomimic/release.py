@@ -216,7 +216,7 @@ V3_FLASH_FILES: tuple[HubFile, ...] = (
     _base("models_t5_umt5-xxl-enc-bf16.pth", "text_encoder"),
     _base("models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth", "image_encoder"),
     *(HubFile(f"tokenizer:{name}", f"{V3_TOKENIZER_FOLDER}/{name}", WAN21_FUN_INP_REPO, f"google/umt5-xxl/{name}")
-      for name in ("special_tokens_map.json", "tokenizer.json", "tokenizer_config.json")),  # the fast tokenizer
+      for name in ("tokenizer.json", "tokenizer_config.json")),  # the fast tokenizer
     *(HubFile(f"wav2vec2:{name}", f"{V3_WAV2VEC2_FOLDER}/{name}", WAV2VEC2_REPO, name)
       for name in ("config.json", "preprocessor_config.json", "pytorch_model.bin")),
 )

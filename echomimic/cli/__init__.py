@@ -51,8 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ[VERBOSE_ENV] = "1"  # read by echomimic.native_logs around every MediaPipe call
     command = _COMMANDS[args.command]
     if args.command != "convert" and release_version(args.mode) == "v3":
-        from .generate_v3 import run_generate_v3
         from .commands import run_check_v3, run_download_v3
+        from .generate_v3 import run_generate_v3
 
         command = {"generate": run_generate_v3, "download": run_download_v3, "check": run_check_v3}[args.command]
     try:

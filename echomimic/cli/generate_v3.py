@@ -61,6 +61,10 @@ def validate_v3_args(args: argparse.Namespace) -> None:
             raise InputError(f"--{name} {path}: {problem}; check the path.")
     if (args.width is None) != (args.height is None):
         raise InputError("give both --width and --height, or neither (the size then follows the picture).")
+    if args.width is not None:
+        from ..v3.pipeline import check_size
+
+        check_size(args.width, args.height)
 
 
 def _pick_v3_dtype(name: str, device: torch.device) -> torch.dtype | None:
@@ -125,7 +129,6 @@ def run_generate_v3(args: argparse.Namespace) -> Path:
         height, width = flash.official_size(image.shape[1], image.shape[0])
     else:
         width, height = args.width, args.height
-        flash.check_size(width, height)
     reference = flash.resize_reference(image, width, height)
 
     speech = load_speech_16k(args.audio)

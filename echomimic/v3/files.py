@@ -75,7 +75,7 @@ def check_weights(weights_dir: str | os.PathLike, mode: str = "v3_flash") -> dic
         lines += [f"  - {item.relative_path}: from {item.repo_id} ({item.url})" for item in missing]
         lines.append(f"To fix: {download_command(weights_dir, mode)} (or add --download to the generate command).")
         raise WeightsError("\n".join(lines))
-    return {item.role: item.found_path(folder) for item in required_files()}  # type: ignore[misc]
+    return {item.role: folder / item.relative_path for item in required_files()}
 
 
 def download_weights(weights_dir: str | os.PathLike, mode: str = "v3_flash", *,

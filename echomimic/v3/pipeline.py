@@ -19,6 +19,7 @@ Longer speech is made in chunks of ``chunk_frames`` frames that overlap by ``chu
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -140,8 +141,8 @@ def official_size(image_width: int, image_height: int,
 
 def check_size(width: int, height: int) -> None:
     if width < SIZE_MULTIPLE or height < SIZE_MULTIPLE or width % SIZE_MULTIPLE or height % SIZE_MULTIPLE:
-        raise InputError(f"size {width}x{height}: V3 needs width and height that are multiples of 16 "
-                         "(0 = from the picture).")
+        raise InputError(f"size {width}x{height}: V3 needs a width and height that are multiples of 16; "
+                         "or let the picture decide the size.")
 
 
 def speech_duration(num_samples: int, sample_rate: int) -> float:
@@ -204,7 +205,7 @@ def resize_reference(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """(H0, W0, 3) uint8 -> (height, width, 3) uint8 with PIL's LANCZOS, as get_image_to_video_latent2."""
     from PIL import Image
 
-    return np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((width, height), Image.LANCZOS))
+    return np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((width, height), Image.Resampling.LANCZOS))
 
 
 def clip_input(reference: np.ndarray) -> torch.Tensor:
@@ -389,7 +390,7 @@ def generate_flash(
         noise = initial_noise(settings.seed + chunk.index, chunk.frames, height, width)
         audio = audio_embeds[:, chunk.start:chunk.start + chunk.frames]
         latents = denoise(models.transformer, noise, y, clip_fea, prompt_embeds, audio, settings,
-                          on_step=lambda step, chunk=chunk: tick(chunk, step), trace=trace)
+                          on_step=functools.partial(tick, chunk), trace=trace)
         frames = torch.cat([piece.float() for piece in models.vae.decode_chunks(latents)], dim=2)
         frames = (frames[0] / 2 + 0.5).clamp(0, 1).permute(1, 2, 3, 0).cpu()  # (n, H, W, 3)
         del latents

@@ -12,7 +12,7 @@ set here exactly as the official ``set_timesteps(steps, shift)`` makes it:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,7 +42,7 @@ def make_flow_unipc(steps: int, shift: float, device: torch.device | str = "cpu"
     import torch
     from diffusers import UniPCMultistepScheduler
 
-    scheduler = UniPCMultistepScheduler(
+    scheduler: Any = UniPCMultistepScheduler(
         num_train_timesteps=NUM_TRAIN_TIMESTEPS,
         solver_order=2,
         prediction_type="flow_prediction",

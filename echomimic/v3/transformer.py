@@ -16,7 +16,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -92,7 +92,7 @@ def flash_config(wan_config: dict, state_dict_shapes: dict[str, Sequence[int]]) 
             text_len=int(wan_config.get("text_len", 512)),
             text_dim=int(wan_config.get("text_dim", 4096)),
             eps=float(wan_config.get("eps", 1e-6)),
-            patch_size=tuple(wan_config.get("patch_size", (1, 2, 2))),  # type: ignore[arg-type]
+            patch_size=tuple(wan_config.get("patch_size", (1, 2, 2))),
             image_dim=int(img_in[1]),
             audio_features=int(proj1[1]) // WINDOW,
             audio_intermediate=int(proj1[0]),
@@ -341,10 +341,10 @@ class FlashTransformer(nn.Module):
     def embed_time(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B,) -> e (B, dim), e0 (B, 6, dim); the MLPs run in float32 (official autocast), then cast."""
         sinusoid = timestep_embedding(t, self.config.freq_dim).float()
-        lin1, lin2 = self.time_embedding[0], self.time_embedding[2]
+        lin1, lin2 = cast(nn.Linear, self.time_embedding[0]), cast(nn.Linear, self.time_embedding[2])
         e = F.linear(F.silu(F.linear(sinusoid, lin1.weight.float(), lin1.bias.float())),
                      lin2.weight.float(), lin2.bias.float())
-        proj = self.time_projection[1]
+        proj = cast(nn.Linear, self.time_projection[1])
         e0 = F.linear(F.silu(e), proj.weight.float(), proj.bias.float())
         return e.to(self.dtype), e0.unflatten(1, (6, self.config.dim)).to(self.dtype)
 
