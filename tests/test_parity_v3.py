@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from echomimic.v3 import pipeline as flash
-from echomimic.v3.audio import SAMPLE_RATE, load_audio_encoder, load_speech_16k, loudness_normalize
+from echomimic.v3.audio import SAMPLE_RATE, load_audio_encoder, load_speech_16k, loudness_normalize, windows
 from echomimic.v3.color import OfficialFrameWriter
 from echomimic.v3.image_encoder import load_clip_vision
 from echomimic.v3.text_encoder import load_umt5_encoder
@@ -87,7 +87,7 @@ def run_flash_case(case_dir: Path):
     speech = load_speech_16k(case_dir / "inputs" / params["audio"])
     duration = flash.speech_duration(speech.shape[0], SAMPLE_RATE)
     frames = flash.official_frame_count(duration, params["fps"], params["video_length"])
-    audio_embeds = load_audio_encoder(models / "chinese-wav2vec2-base").embed(
+    audio_features = load_audio_encoder(models / "chinese-wav2vec2-base").frame_features(
         loudness_normalize(speech, SAMPLE_RATE), frames)
     settings = flash.FlashSettings(
         steps=params["steps"], shift=params["shift"], audio_cfg=params["audio_guidance_scale"], seed=params["seed"],
@@ -96,13 +96,13 @@ def run_flash_case(case_dir: Path):
     )
     trace = flash.StepTrace([], [], [], [])
     chunks: list[torch.Tensor] = []
-    flash.generate_flash(flash.FlashModels(transformer, vae, clip), reference, prompt_embeds, audio_embeds, frames,
+    flash.generate_flash(flash.FlashModels(transformer, vae, clip), reference, prompt_embeds, audio_features, frames,
                          settings, on_frames=chunks.append, trace=trace)
     video = torch.cat(chunks).numpy()
     checks = {
         "ref_resized.npy": reference,
         "prompt_embeds.npy": prompt_embeds,
-        "audio_embeds.npy": audio_embeds,
+        "audio_embeds.npy": windows(audio_features, 0, frames),
         "init_latents.npy": flash.initial_noise(settings.seed, frames, height, width),
         "y.npy": flash.inpainting_condition(vae, flash.video_input(reference), frames),
         "clip_context.npy": clip.encode(flash.clip_input(reference)),

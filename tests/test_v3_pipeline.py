@@ -27,7 +27,7 @@ def inputs():
     generator = torch.Generator().manual_seed(0)
     reference = (torch.rand((HEIGHT, WIDTH, 3), generator=generator) * 255).to(torch.uint8).numpy()
     prompt = torch.randn((1, 6, 32), generator=generator)
-    audio = torch.randn((1, 64, 5, 2, 32), generator=generator)
+    audio = torch.randn((64, 2, 32), generator=generator)
     return reference, prompt, audio
 
 
@@ -35,7 +35,9 @@ def _run(models, inputs, frames: int, **changes) -> torch.Tensor:
     reference, prompt, audio = inputs
     settings = flash.with_defaults(steps=2, **changes)
     chunks: list[torch.Tensor] = []
-    delivered = flash.generate_flash(models, reference, prompt, audio, frames, settings, on_frames=chunks.append)
+    needed = flash.generated_frames(flash.plan_chunks(frames, settings.chunk_frames, settings.chunk_overlap))
+    delivered = flash.generate_flash(models, reference, prompt, audio[:needed], frames, settings,
+                                     on_frames=chunks.append)
     video = torch.cat(chunks)
     assert delivered == video.shape[0] == frames
     return video
@@ -50,17 +52,18 @@ def test_one_chunk_is_the_official_run_whatever_the_chunk_length(models, inputs)
 
 
 def test_chunk_joins_are_cross_faded(models, inputs, monkeypatch) -> None:
-    """Catches hard cuts (or dropped/duplicated frames) at chunk joins: before the first join the video is the
-    first chunk's own output, and at the join every frame differs from both chunks' raw outputs."""
-    first_alone = _run(models, inputs, 13, chunk_frames=13, chunk_overlap=5)
+    """Catches hard cuts (or dropped/duplicated frames) at chunk joins: with the cross-fade weights forced to 0
+    (the first chunk's raw frames) or 1 (the second's), the video outside the join is the same, and at the
+    join every frame of the real run differs from both chunks' raw outputs."""
     video = _run(models, inputs, 21, chunk_frames=13, chunk_overlap=5)
-    assert torch.equal(video[:8], first_alone[:8])
-    monkeypatch.setattr(flash, "_crossfade_weights", lambda n: np.ones(n, np.float32))
-    raw_second = _run(models, inputs, 21, chunk_frames=13, chunk_overlap=5)
+    raw = {}
+    for weight in (0.0, 1.0):
+        monkeypatch.setattr(flash, "_crossfade_weights", lambda n, w=weight: np.full(n, w, np.float32))
+        raw[weight] = _run(models, inputs, 21, chunk_frames=13, chunk_overlap=5)
+    assert torch.equal(video[:8], raw[0.0][:8]) and torch.equal(video[13:], raw[1.0][13:])
     for i in range(8, 13):
-        assert not torch.equal(video[i], first_alone[i]), f"frame {i} is the first chunk's raw frame"
-        assert not torch.equal(video[i], raw_second[i]), f"frame {i} is the second chunk's raw frame"
-    assert torch.equal(video[13:], raw_second[13:])
+        assert not torch.equal(video[i], raw[0.0][i]), f"frame {i} is the first chunk's raw frame"
+        assert not torch.equal(video[i], raw[1.0][i]), f"frame {i} is the second chunk's raw frame"
 
 
 def test_long_video_is_delivered_chunk_by_chunk(models, inputs) -> None:
@@ -68,7 +71,7 @@ def test_long_video_is_delivered_chunk_by_chunk(models, inputs) -> None:
     several pieces, before generation finishes, and add up to the length asked for."""
     reference, prompt, audio = inputs
     pieces: list[int] = []
-    flash.generate_flash(models, reference, prompt, audio, 29, flash.with_defaults(steps=1, chunk_frames=13,
+    flash.generate_flash(models, reference, prompt, audio[:29], 29, flash.with_defaults(steps=1, chunk_frames=13,
                                                                                    chunk_overlap=5),
                          on_frames=lambda chunk: pieces.append(chunk.shape[0]))
     assert len(pieces) == 3 and sum(pieces) == 29
@@ -82,7 +85,7 @@ def test_per_step_teacache_keeps_the_audio_guidance(models, inputs) -> None:
     for mode in ("official", "per-step"):
         trace = flash.StepTrace([], [], [], [])
         settings = flash.with_defaults(steps=8, teacache_mode=mode, teacache_skip_start=1, teacache_threshold=0.3)
-        flash.generate_flash(models, reference, prompt, audio, 5, settings, trace=trace)
+        flash.generate_flash(models, reference, prompt, audio[:5], 5, settings, trace=trace)
         outcomes[mode] = trace
     official = outcomes["official"]
     skipped_unguided = [i for i in range(1, len(official.computed), 2) if not official.computed[i]]

@@ -145,7 +145,7 @@ def run_generate_v3(args: argparse.Namespace) -> Path:
     samples = cut_samples(needed, settings.audio_cut_fps)
     if normalised.shape[0] < samples:  # the last chunk runs past the speech: silence after it
         normalised = np.concatenate([normalised, np.zeros(samples - normalised.shape[0], normalised.dtype)])
-    audio_embeds = encoder.embed(normalised, needed, cut_fps=settings.audio_cut_fps)
+    audio_features = encoder.frame_features(normalised, needed, cut_fps=settings.audio_cut_fps)
     del encoder
 
     report.info(f"encoding the prompt {args.prompt!r} (umT5; cached in {folder / PROMPT_CACHE_FOLDER})")
@@ -173,7 +173,7 @@ def run_generate_v3(args: argparse.Namespace) -> Path:
             writer.write(saved_frames(chunk.numpy()))
 
         report.start_sampling()
-        flash.generate_flash(models, reference, prompt_embeds, audio_embeds, num_frames, settings,
+        flash.generate_flash(models, reference, prompt_embeds, audio_features, num_frames, settings,
                              on_frames=on_frames, progress=report.progress)
     report.info(f"wrote {writer.path}: {writer.frames_written} frames, {width}x{height}, {settings.fps:g} fps "
                 f"({writer.frames_written / settings.fps:.2f} s) in {time.perf_counter() - started:.1f} s")

@@ -143,19 +143,18 @@ class V3AudioEncoder:
                 pieces.append(self._encode(projected[:, lo:hi])[:, start - lo : stop - lo])
             return torch.cat(pieces, dim=1)
 
-    def embed(
+    def frame_features(
         self,
         speech_16k: np.ndarray,
         num_frames: int,
         cut_fps: float = OFFICIAL_CUT_FPS,
         exact_max_frames: int = EXACT_MAX_FRAMES,
     ):
-        """(N,) 16 kHz speech (already loudness-normalised) -> (1, F, 5, L, C) float32 audio_embeds.
+        """(N,) 16 kHz speech (already loudness-normalised) -> (F, L, C) float32: every layer's hidden state
+        per video frame (the official ``audio_emb``, before the ±2 windows; 5x smaller than them).
 
         ``cut_fps`` 25 is the official cut; pass the video fps for an fps-correct cut.
         """
-        import torch
-
         if num_frames < 1:
             raise InputError(f"need at least 1 video frame, got {num_frames}.")
         speech = np.asarray(speech_16k)[: cut_samples(num_frames, cut_fps)]
@@ -168,9 +167,26 @@ class V3AudioEncoder:
             raise InputError("the speech is silent (all samples zero); pass an audio clip with speech in it.")
         features = self.interpolate(self.conv_features(self.input_values(speech)), num_frames)
         states = self.hidden_states(features, exact_max_frames=exact_max_frames)[1:]  # (L, F, C)
-        audio_emb = states.permute(1, 0, 2)  # (F, L, C)
-        index = torch.from_numpy(center_indices(num_frames)).to(audio_emb.device)
-        return audio_emb[index][None].float()
+        return states.permute(1, 0, 2).float()
+
+    def embed(
+        self,
+        speech_16k: np.ndarray,
+        num_frames: int,
+        cut_fps: float = OFFICIAL_CUT_FPS,
+        exact_max_frames: int = EXACT_MAX_FRAMES,
+    ):
+        """(N,) 16 kHz speech (already loudness-normalised) -> (1, F, 5, L, C) float32 audio_embeds."""
+        return windows(self.frame_features(speech_16k, num_frames, cut_fps, exact_max_frames), 0, num_frames)
+
+
+def windows(frame_features, start: int, count: int):
+    """(F, L, C) per-frame features -> (1, count, 5, L, C): the ±2 windows of frames start .. start + count - 1,
+    clamped to the whole clip (so windows run on across chunk boundaries)."""
+    import torch
+
+    index = center_indices(frame_features.shape[0])[start : start + count]
+    return frame_features[torch.from_numpy(index).to(frame_features.device)][None]
 
 
 def _read_json(path: Path) -> dict:

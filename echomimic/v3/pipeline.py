@@ -30,6 +30,7 @@ import numpy as np
 from echomimic import release
 from echomimic.errors import CancelledError, InputError
 
+from .audio import windows
 from .audio_windows import VIDEO_FRAMES_PER_LATENT
 from .scheduler import make_flow_unipc
 from .teacache import DEFAULT_SKIP_START, DEFAULT_THRESHOLD, MODES, make_teacache
@@ -341,7 +342,7 @@ def generate_flash(
     models: FlashModels,
     reference: np.ndarray,
     prompt_embeds: torch.Tensor,
-    audio_embeds: torch.Tensor,
+    audio_features: torch.Tensor,
     num_frames: int,
     settings: FlashSettings,
     *,
@@ -352,8 +353,9 @@ def generate_flash(
 ) -> int:
     """Make ``num_frames`` frames and hand them to ``on_frames`` in order, as (n, H, W, 3) float32 in [0, 1].
 
-    reference: (H, W, 3) uint8 already at the video size (:func:`resize_reference`). audio_embeds:
-    (1, >= F_gen, 5, L, C) windows of the whole speech, F_gen = :func:`generated_frames` of the plan.
+    reference: (H, W, 3) uint8 already at the video size (:func:`resize_reference`). audio_features:
+    (F_gen, L, C) per-frame wav2vec2 features of the whole speech (``V3AudioEncoder.frame_features``),
+    F_gen = :func:`generated_frames` of the plan; each chunk takes its ±2 windows from them.
     ``progress`` gets a :class:`FlashProgress` per denoising step and per decoded chunk; ``cancelled()`` is polled at every
     step. Returns the number of frames delivered.
     """
@@ -364,8 +366,9 @@ def generate_flash(
     check_size(width, height)
     chunks = plan_chunks(num_frames, settings.chunk_frames, settings.chunk_overlap)
     needed = generated_frames(chunks)
-    if audio_embeds.shape[1] < needed:
-        raise InputError(f"{audio_embeds.shape[1]} frames of audio windows for {needed} frames to generate.")
+    if audio_features.ndim != 3 or audio_features.shape[0] != needed:
+        raise InputError(f"audio features of shape {tuple(audio_features.shape)}: need ({needed}, layers, width), "
+                         f"one row per frame the chunks make.")
     total = len(chunks) * (settings.steps + 1)
     done = 0
 
@@ -388,7 +391,7 @@ def generate_flash(
             known = video_input(reference)
         y = inpainting_condition(models.vae, known.to(models.device), chunk.frames)
         noise = initial_noise(settings.seed + chunk.index, chunk.frames, height, width)
-        audio = audio_embeds[:, chunk.start:chunk.start + chunk.frames]
+        audio = windows(audio_features, chunk.start, chunk.frames)
         latents = denoise(models.transformer, noise, y, clip_fea, prompt_embeds, audio, settings,
                           on_step=functools.partial(tick, chunk), trace=trace)
         frames = torch.cat([piece.float() for piece in models.vae.decode_chunks(latents)], dim=2)
