@@ -1,12 +1,15 @@
 """Peak memory of ``python -m echomimic generate`` against the video's length, output included.
 
     python benchmarks/bench_cli_memory.py [--size 512] [--lengths 24 96 384] [--steps 1] [--save-frames]
+    python benchmarks/bench_cli_memory.py --mode v3_flash [--size 256] [--lengths 13 29 53]  # 1, 3, 6 chunks
 
 Each length runs the real command in a fresh process on the tiny models of the ``v1_audio`` parity case
 (``../shared/parity``) with speech long enough for the longest video (the example speech repeated); the
 process reports its own peak resident memory (``ru_maxrss``). Frames stream from the decoder into the mp4
 (and ``--save-frames``), so the slope (MB per extra frame) should be near zero; before, every frame was held
-as float32 until the end (3 MB per frame at 512x512).
+as float32 until the end (3 MB per frame at 512x512). ``--mode v3_flash`` runs V3 flash on the tiny models of
+the first ``../shared/parity_v3`` flash case with chunks of 13 frames overlapping by 5 (lengths 13, 29, 53 are
+1, 3 and 6 chunks).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.parity_cases import MEDIAPIPE_ROOT, PARITY_ROOT  # noqa: E402
 from tests.test_cli import make_weights_dir  # noqa: E402  # the v1_audio case in the release layout
+from tests.v3_cases import make_v3_weights_folder, v3_cases  # noqa: E402
 
 # The child: run the CLI in-process, then print its own peak RSS (MB) as the last stderr line.
 _CHILD = """
@@ -50,9 +54,12 @@ def long_speech(seconds: float, target: Path) -> Path:
 
 def run(length: int, opts: argparse.Namespace, work: Path, weights: Path, speech: Path) -> dict:
     out = work / f"out_{length}.mp4"
-    argv = ["generate", "--image", str(REPO / "example_inputs" / "portrait.png"), "--audio", str(speech),
-            "--weights", str(weights), "--out", str(out), "--width", str(opts.size), "--height", str(opts.size),
-            "--steps", str(opts.steps), "--length", str(length), "--device", "cpu", "--quiet"]
+    argv = ["generate", "--mode", opts.mode, "--image", str(REPO / "example_inputs" / "portrait.png"),
+            "--audio", str(speech), "--weights", str(weights), "--out", str(out), "--width", str(opts.size),
+            "--height", str(opts.size), "--steps", str(opts.steps), "--length", str(length), "--device", "cpu",
+            "--quiet"]
+    if opts.mode == "v3_flash":
+        argv += ["--chunk-frames", "13", "--chunk-overlap", "5"]
     if opts.save_frames:
         argv += ["--save-frames", str(work / f"frames_{length}.npy")]
     started = time.perf_counter()
@@ -69,18 +76,26 @@ def run(length: int, opts: argparse.Namespace, work: Path, weights: Path, speech
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--lengths", type=int, nargs="+", default=[24, 96, 384])
+    parser.add_argument("--mode", default="audio", choices=("audio", "v3_flash"))
+    parser.add_argument("--size", type=int, default=None, help="square side (default 512; v3_flash 256)")
+    parser.add_argument("--lengths", type=int, nargs="+", default=None,
+                        help="frames per run (default 24 96 384; v3_flash 13 29 53)")
     parser.add_argument("--steps", type=int, default=1)
     parser.add_argument("--save-frames", action="store_true", help="also write --save-frames")
     opts = parser.parse_args(argv)
+    v3 = opts.mode == "v3_flash"
+    opts.size = opts.size or (256 if v3 else 512)
+    opts.lengths = opts.lengths or ([13, 29, 53] if v3 else [24, 96, 384])
     with tempfile.TemporaryDirectory(prefix="echomimic-bench-") as folder:
         work = Path(folder)
-        weights = make_weights_dir(PARITY_ROOT / "v1_audio", work / "weights")
-        speech = long_speech(max(opts.lengths) / 24 + 1, work / "speech.wav")
+        if v3:
+            weights = make_v3_weights_folder(v3_cases("flash")[0], work)
+        else:
+            weights = make_weights_dir(PARITY_ROOT / "v1_audio", work / "weights")
+        speech = long_speech(max(opts.lengths) / (25 if v3 else 24) + 1, work / "speech.wav")
         rows = [run(length, opts, work, weights, speech) for length in sorted(opts.lengths)]
     frame_mb = opts.size * opts.size * 3 * 4 / 2**20
-    print(f"CLI peak memory, tiny models, {opts.size}x{opts.size}, {opts.steps} step(s), CPU "
+    print(f"CLI peak memory ({opts.mode}), tiny models, {opts.size}x{opts.size}, {opts.steps} step(s), CPU "
           f"(a float32 frame is {frame_mb:.1f} MB)")
     print("| frames | peak MB | s |")
     print("|---:|---:|---:|")

@@ -10,7 +10,9 @@ for the half-precision rows, the largest deviation of their frames from the fp32
 NaN or inf anywhere in a run's frames fails the suite (exit 1).
 
 Rows: V1 audio at 512x512 (30 steps) and accelerated (6 steps), V2 at 768x768 (30) and accelerated (6), in
-fp16 and bf16; ``window_batch`` auto against 1; ``torch.compile`` off against on; the deviation runs. The
+fp16 and bf16; ``window_batch`` auto against 1; ``torch.compile`` off against on; the deviation runs; V3 flash
+(``benchmarks/bench_v3.py``) at 768x768 with 81 frames, TeaCache on and off, two chunks at 512x512, and its
+bf16 deviation. The
 deep-feature cache of the speed issue is not built yet: its rows are listed as such, never invented.
 """
 
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent / "bench_sampler.py"
+BENCH_V3 = Path(__file__).resolve().parent / "bench_v3.py"
 MB = 1024 * 1024
 
 
@@ -55,6 +58,14 @@ def full_rows() -> list[Row]:
         rows.append(Row(reference, mode, size, 2, 12, "fp32"))
         for dtype in ("fp16", "bf16"):
             rows.append(Row(f"{label}, {dtype} (2 steps, 12 frames)", mode, size, 2, 12, dtype, deviation_of=reference))
+    # V3 flash: the official claim is 12 GB at 768x768 with 81 frames (bf16, TeaCache on).
+    rows.append(Row("V3 flash 768x768, 81 frames, bf16, TeaCache", "v3_flash", 768, 8, 81, "bf16"))
+    rows.append(Row("V3 flash 768x768, 81 frames, bf16, no TeaCache", "v3_flash", 768, 8, 81, "bf16",
+                    ("--no-teacache",)))
+    rows.append(Row("V3 flash 512x512, 161 frames (2 chunks), bf16", "v3_flash", 512, 8, 161, "bf16"))
+    rows.append(Row("V3 flash 512x512, fp32 (2 steps, 21 frames)", "v3_flash", 512, 2, 21, "fp32"))
+    rows.append(Row("V3 flash 512x512, bf16 (2 steps, 21 frames)", "v3_flash", 512, 2, 21, "bf16",
+                    deviation_of="V3 flash 512x512, fp32 (2 steps, 21 frames)"))
     return rows
 
 
@@ -64,18 +75,29 @@ def quick_rows() -> list[Row]:
                 ("--config", "tiny", "--case", "v1_audio", "--window-batch", "1")),
             Row("V2 (tiny), fp32", "v2", 64, 2, 8, "fp32", ("--config", "tiny", "--case", "v2_hands")),
             Row("V1 audio (tiny), bf16", "audio", 64, 2, 8, "bf16", ("--config", "tiny", "--case", "v1_audio"),
-                deviation_of="V1 audio (tiny), fp32")]
+                deviation_of="V1 audio (tiny), fp32"),
+            Row("V3 flash (tiny), fp32, 3 chunks", "v3_flash", 64, 2, 29, "fp32",
+                ("--config", "tiny", "--chunk-frames", "13", "--chunk-overlap", "5"))]
     return rows
 
 
 def run_row(index: int, row: Row, device: str, work: Path) -> dict:
     frames_file = work / f"run{index}.npy"
+    if row.mode == "v3_flash":
+        argv = [sys.executable, str(BENCH_V3), "--size", str(row.size), "--steps", str(row.steps), "--frames",
+                str(row.frames), "--dtype", row.dtype, "--device", device, "--save-frames", str(frames_file)]
+        argv += row.extra if "--config" in row.extra else ("--config", "full", *row.extra)
+        return _finish(row, argv, frames_file)
     argv = [sys.executable, str(BENCH), "--mode", row.mode, "--size", str(row.size), "--steps", str(row.steps),
             "--frames", str(row.frames), "--lengths", "--dtype", row.dtype, "--device", device,
             "--save-frames", str(frames_file)]
     if "--config" not in row.extra:
         argv += ["--config", "full"]
     argv += [*row.extra, "--child", str(row.frames)]
+    return _finish(row, argv, frames_file)
+
+
+def _finish(row: Row, argv: list[str], frames_file: Path) -> dict:
     started = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode != 0:
