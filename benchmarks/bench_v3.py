@@ -48,10 +48,10 @@ def full_models(device, dtype):
 
 
 def tiny_models(device, dtype):
+    import tempfile
+
     from echomimic.v3.files import load_flash_models
     from tests.v3_cases import make_v3_weights_folder, v3_cases
-
-    import tempfile
 
     folder = make_v3_weights_folder(v3_cases("flash")[0], Path(tempfile.mkdtemp(prefix="echomimic-bench-v3-")))
     models = load_flash_models(folder, device=device, dtype=dtype)
@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.cuda.reset_peak_memory_stats(device)
         torch.cuda.synchronize(device)
     started = time.perf_counter()
-    delivered = flash.generate_flash(models, reference, prompt, audio, opts.frames, settings, on_frames=on_frames)
+    delivered = flash.generate_flash(models.transformer, models.vae, reference, models.clip_features(reference),
+                                     prompt, audio, opts.frames, settings, on_frames=on_frames)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started

@@ -31,12 +31,14 @@ import pytest
 from tests.helpers import probe_mp4
 from tests.loopback_http import hub_server, mediapipe_server
 from tests.parity_cases import MEDIAPIPE_ROOT, PARITY_ROOT, REPO_ROOT
+from tests.v3_cases import tiny_clip_heads, tiny_tokenizer_folder, v3_cases
 
 README = REPO_ROOT / "README.md"
 CLONE_URL = "https://github.com/echomimic-comfyui/ComfyUI-EchoMimic"
 CLONE_FOLDER = "ComfyUI-EchoMimic"
 # Flags added to `generate` so the tiny models run in seconds (the only change to a command besides the URL).
 TINY_FLAGS = ["--width", "64", "--height", "64", "--steps", "1"]
+V3_TINY_FLAGS = ["--width", "64", "--height", "48", "--steps", "1", "--length", "13"]  # one chunk, 0.52 s
 SHELL_FENCE = re.compile(r"^```(?:bash|sh|shell)\s*\n(.*?)^```", re.S | re.M)
 
 
@@ -65,6 +67,21 @@ def other_commands() -> list[str]:
     first = quick_start()
     return [command for _, commands in readme_blocks() if commands is not first and commands != first
             for command in commands if command.startswith(("python -m echomimic", "hf "))]
+
+
+def _v3_hub_files(scratch: Path) -> dict[str, dict[str, Path]]:
+    """The three V3 repositories, served from the first flash case's tiny models (+ a tiny tokenizer)."""
+    from echomimic import release
+
+    case = v3_cases("flash")[0]
+    tokenizer = tiny_tokenizer_folder(scratch / "tokenizer")
+    repos: dict[str, dict[str, Path]] = {}
+    for item in release.V3_FLASH_FILES:
+        name = Path(item.relative_path).name
+        local = tokenizer / name if item.role.startswith("tokenizer:") else case / "models" / item.relative_path
+        assert local.is_file(), f"{local} is missing"
+        repos.setdefault(item.repo_id, {})[item.repo_filename] = local
+    return repos
 
 
 def _hub_files() -> dict[str, dict[str, Path]]:
@@ -111,7 +128,9 @@ def _snapshot_of_this_tree(target: Path) -> Path:
 def _as_tested(command: str, source: Path, tiny_config: Path) -> str:
     """The command with the test's only changes: the clone URL (-> ``source``), and tiny flags on ``generate``."""
     command = command.replace(CLONE_URL, f"{source} {CLONE_FOLDER}", 1)
-    if command.startswith("python -m echomimic generate"):
+    if command.startswith("python -m echomimic generate") and "v3_flash" in command:
+        command += " " + shlex.join(V3_TINY_FLAGS)
+    elif command.startswith("python -m echomimic generate"):
         command += " " + shlex.join([*TINY_FLAGS, "--config-dir", str(tiny_config)])
     return command
 
@@ -145,7 +164,8 @@ def test_readme_commands_run_as_written_from_an_empty_folder(tmp_path: Path) -> 
     user = tmp_path / "user"
     user.mkdir()
     tiny_config = PARITY_ROOT / "v1_audio" / "config"
-    with hub_server(_hub_files()) as hub, mediapipe_server(MEDIAPIPE_ROOT) as mediapipe:
+    with hub_server({**_hub_files(), **_v3_hub_files(tmp_path)}) as hub, \
+            mediapipe_server(MEDIAPIPE_ROOT) as mediapipe:
         env = {key: value for key, value in os.environ.items()
                if not key.startswith(("ECHOMIMIC_", "VIRTUAL_ENV", "PYTHON", "HF_", "PIP_REQUIRE"))}
         env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_DISABLE_TELEMETRY="1",
@@ -176,14 +196,33 @@ def test_readme_commands_run_as_written_from_an_empty_folder(tmp_path: Path) -> 
                 cwd = folder
             else:  # the CLI runs in the clone
                 cwd = clone
+            if "v3_flash" in command:  # the tiny CLIP's head count (not derivable from its 48-wide weights)
+                _write_v3_override(clone / release_folder("v3"), v3_cases("flash")[0])
             result = _run([f". {clone}/.venv/bin/activate", _as_tested(command, source, tiny_config)], cwd, env,
                           timeout=900)
             assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
             if command.startswith("hf "):
                 assert any(path.is_file() for path in folder.rglob("*")), f"{command} fetched nothing"
             match = re.search(r"--out (\S+)", command)
-            if match:
+            if match and "v3_flash" in command:
+                _check_mp4(cwd / match.group(1), frames=13, seconds=0.52)
+            elif match:
                 _check_mp4(cwd / match.group(1), frames=96, seconds=4.0)
+
+
+def release_folder(version: str) -> str:
+    from echomimic.release import DEFAULT_WEIGHTS_FOLDER
+
+    return DEFAULT_WEIGHTS_FOLDER[version]
+
+
+def _write_v3_override(folder: Path, case: Path) -> None:
+    import json
+
+    from echomimic.v3.files import OVERRIDES_FILE
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / OVERRIDES_FILE).write_text(json.dumps({"clip_num_heads": tiny_clip_heads(case)}))
 
 
 def test_readme_names_every_config_override() -> None:

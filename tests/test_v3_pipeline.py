@@ -36,7 +36,8 @@ def _run(models, inputs, frames: int, **changes) -> torch.Tensor:
     settings = flash.with_defaults(steps=2, **changes)
     chunks: list[torch.Tensor] = []
     needed = flash.generated_frames(flash.plan_chunks(frames, settings.chunk_frames, settings.chunk_overlap))
-    delivered = flash.generate_flash(models, reference, prompt, audio[:needed], frames, settings,
+    delivered = flash.generate_flash(models.transformer, models.vae, reference, models.clip_features(reference), prompt,
+                                     audio[:needed], frames, settings,
                                      on_frames=chunks.append)
     video = torch.cat(chunks)
     assert delivered == video.shape[0] == frames
@@ -71,7 +72,8 @@ def test_long_video_is_delivered_chunk_by_chunk(models, inputs) -> None:
     several pieces, before generation finishes, and add up to the length asked for."""
     reference, prompt, audio = inputs
     pieces: list[int] = []
-    flash.generate_flash(models, reference, prompt, audio[:29], 29, flash.with_defaults(steps=1, chunk_frames=13,
+    flash.generate_flash(models.transformer, models.vae, reference, models.clip_features(reference), prompt,
+                         audio[:29], 29, flash.with_defaults(steps=1, chunk_frames=13,
                                                                                    chunk_overlap=5),
                          on_frames=lambda chunk: pieces.append(chunk.shape[0]))
     assert len(pieces) == 3 and sum(pieces) == 29
@@ -85,7 +87,8 @@ def test_per_step_teacache_keeps_the_audio_guidance(models, inputs) -> None:
     for mode in ("official", "per-step"):
         trace = flash.StepTrace([], [], [], [])
         settings = flash.with_defaults(steps=8, teacache_mode=mode, teacache_skip_start=1, teacache_threshold=0.3)
-        flash.generate_flash(models, reference, prompt, audio[:5], 5, settings, trace=trace)
+        flash.generate_flash(models.transformer, models.vae, reference, models.clip_features(reference), prompt,
+                             audio[:5], 5, settings, trace=trace)
         outcomes[mode] = trace
     official = outcomes["official"]
     skipped_unguided = [i for i in range(1, len(official.computed), 2) if not official.computed[i]]

@@ -110,11 +110,10 @@ def run_generate_v3(args: argparse.Namespace) -> Path:
     files = (v3_files.download_weights(folder, args.mode, log=report.info) if args.download
              else v3_files.check_weights(folder, args.mode))
 
-    import numpy as np
     import torch
 
     from ..v3 import pipeline as flash
-    from ..v3.audio import SAMPLE_RATE, cut_samples, load_audio_encoder, load_speech_16k, loudness_normalize
+    from ..v3.audio import SAMPLE_RATE, load_audio_encoder, load_speech_16k
     from ..v3.color import OfficialFrameWriter
     from ..v3.text_encoder import encode_prompt
     from ..video_io import Mp4Writer, read_audio
@@ -140,12 +139,7 @@ def run_generate_v3(args: argparse.Namespace) -> Path:
 
     report.info(f"encoding the speech with {files['wav2vec2:config.json'].parent}")
     encoder = load_audio_encoder(files["wav2vec2:config.json"].parent, device=device)
-    needed = flash.generated_frames(chunks)
-    normalised = loudness_normalize(speech, SAMPLE_RATE)
-    samples = cut_samples(needed, settings.audio_cut_fps)
-    if normalised.shape[0] < samples:  # the last chunk runs past the speech: silence after it
-        normalised = np.concatenate([normalised, np.zeros(samples - normalised.shape[0], normalised.dtype)])
-    audio_features = encoder.frame_features(normalised, needed, cut_fps=settings.audio_cut_fps)
+    audio_features = flash.speech_features(encoder, speech, num_frames, settings)
     del encoder
 
     report.info(f"encoding the prompt {args.prompt!r} (umT5; cached in {folder / PROMPT_CACHE_FOLDER})")
@@ -173,8 +167,9 @@ def run_generate_v3(args: argparse.Namespace) -> Path:
             writer.write(saved_frames(chunk.numpy()))
 
         report.start_sampling()
-        flash.generate_flash(models, reference, prompt_embeds, audio_features, num_frames, settings,
-                             on_frames=on_frames, progress=report.progress)
+        flash.generate_flash(models.transformer, models.vae, reference, models.clip_features(reference),
+                             prompt_embeds, audio_features, num_frames, settings, on_frames=on_frames,
+                             progress=report.progress)
     report.info(f"wrote {writer.path}: {writer.frames_written} frames, {width}x{height}, {settings.fps:g} fps "
                 f"({writer.frames_written / settings.fps:.2f} s) in {time.perf_counter() - started:.1f} s")
     return writer.path

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -38,6 +38,7 @@ from .teacache import DEFAULT_SKIP_START, DEFAULT_THRESHOLD, MODES, make_teacach
 if TYPE_CHECKING:
     import torch
 
+    from .audio import V3AudioEncoder
     from .image_encoder import ClipVisionEncoder
     from .transformer import FlashTransformer
     from .vae import WanVAE
@@ -199,6 +200,22 @@ def generated_frames(chunks: list[Chunk]) -> int:
     return chunks[-1].start + chunks[-1].frames
 
 
+def speech_features(encoder: V3AudioEncoder, speech_16k: np.ndarray, num_frames: int,
+                    settings: FlashSettings) -> torch.Tensor:
+    """(F_gen, L, C) wav2vec2 features for a video of ``num_frames`` frames: loudness-normalised speech cut at
+    the settings' audio timing, silence appended where the last chunk runs past the speech (F_gen =
+    :func:`generated_frames`). One video chunk is exactly the official audio path."""
+    from .audio import SAMPLE_RATE, cut_samples, loudness_normalize
+
+    chunks = plan_chunks(num_frames, settings.chunk_frames, settings.chunk_overlap)
+    needed = generated_frames(chunks)
+    normalised = loudness_normalize(speech_16k, SAMPLE_RATE)
+    samples = cut_samples(needed, settings.audio_cut_fps)
+    if normalised.shape[0] < samples:
+        normalised = np.concatenate([normalised, np.zeros(samples - normalised.shape[0], normalised.dtype)])
+    return encoder.frame_features(normalised, needed, cut_fps=settings.audio_cut_fps)
+
+
 # ------------------------------------------------------------------------------------------------- reference
 
 
@@ -228,20 +245,32 @@ def video_input(reference: np.ndarray) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------------- models
 
 
+class FlashVae(Protocol):
+    """What sampling needs of a Wan VAE (``echomimic.v3.vae.WanVAE``, or an adapter over ComfyUI's)."""
+
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
+        """(1, 3, F, H, W) in [-1, 1] -> (1, 16, F_lat, H/8, W/8) normalised latents (posterior mode)."""
+        ...
+
+    def decode_chunks(self, latents: torch.Tensor) -> Iterator[torch.Tensor]:
+        """Normalised latents -> pieces (1, 3, n, H, W) in [-1, 1] whose concatenation is the video."""
+        ...
+
+
 @dataclass
 class FlashModels:
-    """The networks a flash run needs after its prompt and audio are encoded."""
+    """The networks of a V3 folder (``echomimic.v3.files.load_flash_models``)."""
 
     transformer: FlashTransformer
     vae: WanVAE
     clip: ClipVisionEncoder
 
-    @property
-    def device(self) -> torch.device:
-        return self.transformer.patch_embedding.weight.device
+    def clip_features(self, reference: np.ndarray) -> torch.Tensor:
+        """(1, 257, width) CLIP tokens of the reference as sized for the video (official preprocessing)."""
+        return self.clip.encode(clip_input(reference))
 
 
-def inpainting_condition(vae: WanVAE, known: torch.Tensor, num_frames: int) -> torch.Tensor:
+def inpainting_condition(vae: FlashVae, known: torch.Tensor, num_frames: int) -> torch.Tensor:
     """y (1, 20, F_lat, h, w): mask latents (4 ch, 1 on the known latent frames) + VAE latents of the masked
     video (the ``known`` frames (1, 3, n, H, W) in [-1, 1], then zeros up to ``num_frames``)."""
     import torch
@@ -250,7 +279,7 @@ def inpainting_condition(vae: WanVAE, known: torch.Tensor, num_frames: int) -> t
     masked = torch.zeros((1, 3, num_frames, known.shape[3], known.shape[4]), dtype=torch.float32,
                          device=known.device)
     masked[:, :, :n] = known
-    latents = vae.encode(masked.to(vae.mean.device))
+    latents = vae.encode(masked)
     known_latent_frames = 1 + (n - 1) // VIDEO_FRAMES_PER_LATENT
     mask = torch.zeros((1, 4, *latents.shape[2:]), dtype=latents.dtype, device=latents.device)
     mask[:, :, :known_latent_frames] = 1.0
@@ -339,8 +368,10 @@ def _crossfade_weights(overlap: int) -> np.ndarray:
 
 
 def generate_flash(
-    models: FlashModels,
+    transformer: FlashTransformer,
+    vae: FlashVae,
     reference: np.ndarray,
+    clip_fea: torch.Tensor,
     prompt_embeds: torch.Tensor,
     audio_features: torch.Tensor,
     num_frames: int,
@@ -353,7 +384,8 @@ def generate_flash(
 ) -> int:
     """Make ``num_frames`` frames and hand them to ``on_frames`` in order, as (n, H, W, 3) float32 in [0, 1].
 
-    reference: (H, W, 3) uint8 already at the video size (:func:`resize_reference`). audio_features:
+    reference: (H, W, 3) uint8 already at the video size (:func:`resize_reference`). clip_fea: (1, 257, width)
+    CLIP tokens of it (:meth:`FlashModels.clip_features`, or ComfyUI's CLIP Vision Encode). audio_features:
     (F_gen, L, C) per-frame wav2vec2 features of the whole speech (``V3AudioEncoder.frame_features``),
     F_gen = :func:`generated_frames` of the plan; each chunk takes its ±2 windows from them.
     ``progress`` gets a :class:`FlashProgress` per denoising step and per decoded chunk; ``cancelled()`` is polled at every
@@ -380,7 +412,6 @@ def generate_flash(
         if cancelled is not None and cancelled():
             raise CancelledError("stopped by the user")
 
-    clip_fea = models.clip.encode(clip_input(reference).to(models.clip.mean.device, models.clip.mean.dtype))
     held: torch.Tensor | None = None  # the previous chunk's overlap frames, not yet delivered
     delivered = 0
     for chunk in chunks:
@@ -389,12 +420,12 @@ def generate_flash(
             known = held.permute(3, 0, 1, 2)[None] * 2.0 - 1.0  # (1, 3, n, H, W) in [-1, 1]
         else:
             known = video_input(reference)
-        y = inpainting_condition(models.vae, known.to(models.device), chunk.frames)
+        y = inpainting_condition(vae, known, chunk.frames)
         noise = initial_noise(settings.seed + chunk.index, chunk.frames, height, width)
         audio = windows(audio_features, chunk.start, chunk.frames)
-        latents = denoise(models.transformer, noise, y, clip_fea, prompt_embeds, audio, settings,
+        latents = denoise(transformer, noise, y, clip_fea, prompt_embeds, audio, settings,
                           on_step=functools.partial(tick, chunk), trace=trace)
-        frames = torch.cat([piece.float() for piece in models.vae.decode_chunks(latents)], dim=2)
+        frames = torch.cat([piece.float().cpu() for piece in vae.decode_chunks(latents)], dim=2)
         frames = (frames[0] / 2 + 0.5).clamp(0, 1).permute(1, 2, 3, 0).cpu()  # (n, H, W, 3)
         del latents
         if chunk.known:

@@ -86,7 +86,7 @@ class WanVAE:
         import torch
 
         with torch.no_grad():
-            posterior = self.model.encode(video.to(self.dtype)).latent_dist
+            posterior = self.model.encode(video.to(device=self.mean.device, dtype=self.dtype)).latent_dist
         return posterior.mean, posterior.logvar
 
     def encode(self, video: torch.Tensor) -> torch.Tensor:
@@ -101,7 +101,7 @@ class WanVAE:
         """(B, 16, F_lat, h, w) normalised -> (B, 3, 1 + 4 (F_lat - 1), 8h, 8w) in [-1, 1] (clamped)."""
         import torch
 
-        z = latents.to(self.dtype) / self.inv_std + self.mean
+        z = latents.to(device=self.mean.device, dtype=self.dtype) / self.inv_std + self.mean
         with torch.no_grad():
             return self._decode_frames(z)
 
@@ -121,7 +121,7 @@ class WanVAE:
         if latent_frames_per_chunk < 1:
             raise ValueError("latent_frames_per_chunk must be >= 1")
         decoder = self.model
-        z = latents.to(self.dtype) / self.inv_std + self.mean
+        z = latents.to(device=self.mean.device, dtype=self.dtype) / self.inv_std + self.mean
         with torch.no_grad():
             decoder.clear_cache()
             x = decoder.post_quant_conv(z)
