@@ -13,4 +13,5 @@ NODE_GROUPS: tuple[str, ...] = (
     "pose_nodes",
     "compose_nodes",
     "file_nodes",
+    "v3_nodes",
 )

@@ -33,12 +33,18 @@ MIN_SAMPLES = 400  # one wav2vec2 conv frame (receptive field 400 samples)
 
 def load_speech_16k(path: str | Path) -> np.ndarray:
     """Speech as ``librosa.load(path, sr=16000)`` returns it: (N,) float32 mono (channel mean), soxr 'HQ'."""
-    import soxr
-
     from ..video_io import read_audio
 
     waveform, rate = read_audio(path)
-    mono = waveform.numpy().mean(axis=0).astype(np.float32)
+    return speech_16k(waveform.numpy(), rate)
+
+
+def speech_16k(waveform: np.ndarray, rate: int) -> np.ndarray:
+    """(C, T) float samples at ``rate`` -> (N,) float32 mono 16 kHz as librosa.load: channel mean, soxr 'HQ'."""
+    import soxr
+
+    mono = np.asarray(waveform, dtype=np.float32).reshape(-1, np.shape(waveform)[-1]).mean(axis=0)
+    mono = mono.astype(np.float32)
     if rate != SAMPLE_RATE:
         mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
     return np.ascontiguousarray(mono)
@@ -77,10 +83,14 @@ def center_indices(num_frames: int) -> np.ndarray:
 class V3AudioEncoder:
     """wav2vec2 (transformers Wav2Vec2Model) plus the official feature steps; computes in float32."""
 
-    def __init__(self, model, feature_extractor, device) -> None:
+    def __init__(self, model, feature_extractor) -> None:
         self.model = model
         self.feature_extractor = feature_extractor
-        self.device = device
+
+    @property
+    def device(self):
+        """Where the model is now (ComfyUI's model management may have moved it)."""
+        return next(self.model.parameters()).device
 
     def input_values(self, speech_16k: np.ndarray) -> np.ndarray:
         """(M,) float32 as Wav2Vec2FeatureExtractor gives it (settings from preprocessor_config.json)."""
@@ -254,4 +264,4 @@ def load_audio_encoder(folder: str | Path, device="cpu") -> V3AudioEncoder:
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
     model = model.to(device=device, dtype=torch.float32).eval()  # type: ignore[call-arg]  # transformers wraps .to
     extractor = Wav2Vec2FeatureExtractor.from_pretrained(str(folder))
-    return V3AudioEncoder(model, extractor, torch.device(device))
+    return V3AudioEncoder(model, extractor)

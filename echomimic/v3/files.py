@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from echomimic import release
-from echomimic.errors import WeightsError
+from .. import release
+from ..errors import WeightsError
 
 if TYPE_CHECKING:
     import torch
@@ -31,7 +31,7 @@ OVERRIDES_FILE = "echomimic_v3_overrides.json"
 
 def required_files():
     """Every Hugging Face file a flash run needs, as weights_download.RequiredFile rows."""
-    from echomimic.weights_download import RequiredFile
+    from ..weights_download import RequiredFile
 
     return [RequiredFile(role=f.role, relative_path=f.relative_path, alternatives=(), repo_id=f.repo_id,
                          repo_filename=f.repo_filename) for f in release.V3_FLASH_FILES]
@@ -43,7 +43,7 @@ def download_command(weights_dir: str | os.PathLike, mode: str = "v3_flash") -> 
 
 def refuse_v1_v2_folder(weights_dir: str | os.PathLike) -> None:
     """A V1 or V2 folder given for V3: one line (the releases need folders of their own)."""
-    from echomimic.weights_download import release_of_folder
+    from ..weights_download import release_of_folder
 
     other = release_of_folder(weights_dir)
     if other is not None:
@@ -81,8 +81,8 @@ def check_weights(weights_dir: str | os.PathLike, mode: str = "v3_flash") -> dic
 def download_weights(weights_dir: str | os.PathLike, mode: str = "v3_flash", *,
                      log: Callable[[str], None] = print, endpoint: str | None = None) -> dict[str, Path]:
     """Fetch the V3 files ``weights_dir`` lacks (three repositories); files already there stay."""
-    from echomimic.atomic import check_output_folder
-    from echomimic.weights_download import download_hub_files
+    from ..atomic import check_output_folder
+    from ..weights_download import download_hub_files
 
     folder = Path(weights_dir)
     check_output_folder(folder)
@@ -100,6 +100,12 @@ def _overrides(folder: Path) -> dict:
     except (OSError, ValueError) as error:
         raise WeightsError(f"{path}: not readable JSON ({error}); fix or delete it.") from None
     return data if isinstance(data, dict) else {}
+
+
+def clip_num_heads(weights_dir: str | os.PathLike) -> int | None:
+    """The CLIP head count the folder's override file gives (None: derived from ViT-H's head width)."""
+    value = _overrides(Path(weights_dir)).get("clip_num_heads")
+    return None if value is None else int(value)
 
 
 def load_flash_models(weights_dir: str | os.PathLike, device: str | torch.device = "cpu",
@@ -120,5 +126,5 @@ def load_flash_models(weights_dir: str | os.PathLike, device: str | torch.device
                                          device=device, dtype=dtype)
     vae = load_wan_vae(base / "Wan2.1_VAE.pth", device=device, dtype=side_dtype)
     clip = load_clip_vision(base / "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth", device=device,
-                            dtype=side_dtype, num_heads=_overrides(folder).get("clip_num_heads"))
+                            dtype=side_dtype, num_heads=clip_num_heads(folder))
     return FlashModels(transformer, vae, clip)

@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from echomimic.errors import InputError, WeightsError
+from ..errors import InputError, WeightsError
 
 if TYPE_CHECKING:
     import torch
@@ -190,7 +190,7 @@ def load_clip_vision(
     """
     import torch
 
-    from echomimic.weights import check_state_dict, read_state_dict
+    from ..weights import check_state_dict, read_state_dict
 
     path = Path(path)
     original = read_state_dict(path)

@@ -27,9 +27,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from echomimic import release
-from echomimic.errors import CancelledError, InputError
-
+from .. import release
+from ..errors import CancelledError, InputError
 from .audio import windows
 from .audio_windows import VIDEO_FRAMES_PER_LATENT
 from .scheduler import make_flow_unipc
@@ -315,7 +314,7 @@ def denoise(
     audio_embeds: torch.Tensor,
     settings: FlashSettings,
     *,
-    on_step: Callable[[int], None] | None = None,
+    on_step: Callable[[int, torch.Tensor], None] | None = None,
     trace: StepTrace | None = None,
 ) -> torch.Tensor:
     """The official loop for one chunk: latents (1, 16, F_lat, h, w) after ``settings.steps`` UniPC steps.
@@ -353,7 +352,7 @@ def denoise(
                 trace.step_model_outputs.append(velocity.float().cpu())
                 trace.step_latents.append(latents.float().cpu())
             if on_step is not None:
-                on_step(index)
+                on_step(index, latents)
     if trace is not None and cache is not None:
         trace.computed = list(cache.computed)
     return latents
@@ -380,6 +379,7 @@ def generate_flash(
     on_frames: Callable[[torch.Tensor], None] | None = None,
     progress: ProgressCallback | None = None,
     cancelled: Callable[[], bool] | None = None,
+    on_latents: Callable[[torch.Tensor], None] | None = None,
     trace: StepTrace | None = None,
 ) -> int:
     """Make ``num_frames`` frames and hand them to ``on_frames`` in order, as (n, H, W, 3) float32 in [0, 1].
@@ -389,7 +389,7 @@ def generate_flash(
     (F_gen, L, C) per-frame wav2vec2 features of the whole speech (``V3AudioEncoder.frame_features``),
     F_gen = :func:`generated_frames` of the plan; each chunk takes its ±2 windows from them.
     ``progress`` gets a :class:`FlashProgress` per denoising step and per decoded chunk; ``cancelled()`` is polled at every
-    step. Returns the number of frames delivered.
+    step; ``on_latents`` gets the latents after every step (previews). Returns the number of frames delivered.
     """
     import torch
 
@@ -404,8 +404,10 @@ def generate_flash(
     total = len(chunks) * (settings.steps + 1)
     done = 0
 
-    def tick(chunk: Chunk, step: int) -> None:
+    def tick(chunk: Chunk, step: int, latents: torch.Tensor | None = None) -> None:
         nonlocal done
+        if latents is not None and on_latents is not None:
+            on_latents(latents)
         done += 1
         if progress is not None:
             progress(FlashProgress(done, total, step, settings.steps, chunk.index, len(chunks)))

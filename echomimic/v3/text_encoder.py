@@ -25,7 +25,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from echomimic.errors import InputError, WeightsError
+from ..errors import InputError, WeightsError
 
 if TYPE_CHECKING:
     import torch
@@ -148,7 +148,7 @@ def load_umt5_encoder(
     keeps the file's dtype (the release is bfloat16)."""
     import torch
 
-    from echomimic.weights import check_state_dict, read_state_dict
+    from ..weights import check_state_dict, read_state_dict
 
     path = Path(path)
     original = read_state_dict(path)
@@ -201,7 +201,7 @@ def encode_prompt(
 
     from safetensors.torch import load_file, save_file
 
-    from echomimic.atomic import atomic_path
+    from ..atomic import atomic_path
 
     cache_file = None
     if cache_dir is not None:

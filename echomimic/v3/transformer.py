@@ -22,8 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from echomimic.errors import WeightsError
-
+from ..errors import WeightsError
 from .audio_windows import LATTER_WINDOWS, WINDOW, split_for_latent_frames
 
 IMAGE_TOKENS = 257  # CLIP ViT-H/14 at 224: cls + 16 x 16 patches
@@ -420,7 +419,7 @@ def load_flash_transformer(
 ) -> FlashTransformer:
     """The flash transformer from the release's safetensors (every key, strict) and the base model's
     ``config.json``. ``dtype`` None keeps the file's dtype (the release is 16-bit)."""
-    from echomimic.weights import check_state_dict, read_state_dict
+    from ..weights import check_state_dict, read_state_dict
 
     weights = Path(weights)
     state_dict = read_state_dict(weights)

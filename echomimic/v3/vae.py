@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from echomimic.errors import WeightsError
+from ..errors import WeightsError
 
 if TYPE_CHECKING:
     import torch
@@ -150,7 +150,7 @@ def load_wan_vae(
     """
     import torch
 
-    from echomimic.weights import check_state_dict, read_state_dict
+    from ..weights import check_state_dict, read_state_dict
 
     path = Path(path)
     original = read_state_dict(path)

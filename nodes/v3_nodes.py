@@ -1,0 +1,489 @@
+"""EchoMimic V3 flash nodes: loaders, audio features and the sampler, over ComfyUI's own Wan parts.
+
+The prompt comes as CONDITIONING (core Load CLIP type wan + CLIP Text Encode), the picture's CLIP tokens as
+CLIP_VISION_OUTPUT (core Load CLIP Vision + CLIP Vision Encode) and the VAE from core Load VAE
+(wan_2.1_vae): the files other Wan workflows already use. For the official release layout
+(``models/echomimic/EchoMimicV3/Wan2.1-Fun-V1.1-1.3B-InP/``) the project's own text, CLIP and VAE nodes give
+the same socket types with the official numbers. Every rule of a run lives in ``echomimic.v3``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from ..echomimic import release
+from .common import (
+    CATEGORY,
+    LOADERS_CATEGORY,
+    PRECISIONS,
+    EchoMimicNodeError,
+    finite_inputs,
+    models_base_paths,
+    resolve_weights_folder,
+    tooltip,
+    user_errors,
+)
+from .model_nodes import download_missing_files, load_patched_models, make_patcher
+
+V3_CATEGORY = f"{CATEGORY}/V3 flash"
+V3_MODEL_TYPE = "ECHOMIMIC_V3_MODEL"
+V3_AUDIO_ENCODER_TYPE = "ECHOMIMIC_V3_AUDIO_ENCODER"
+V3_AUDIO_FEATURES_TYPE = "ECHOMIMIC_V3_AUDIO_FEATURES"
+DEFAULT_V3_FOLDER = "EchoMimicV3"
+MAX_SEED = release.SEED_MAX
+_FOLDER_TOOLTIP = ("Folder inside ComfyUI/models/echomimic in the official V3 layout (default EchoMimicV3): "
+                   "transformer/ (BadToBest/EchoMimicV3), Wan2.1-Fun-V1.1-1.3B-InP/, chinese-wav2vec2-base/.")
+_DOWNLOAD_TOOLTIP = ("Download the missing official files into the folder on first use (progress bar and Cancel; "
+                     "HF_ENDPOINT and HF_TOKEN apply). Off: a missing file is an error naming it.")
+
+
+def v3_folder_choices() -> list[str]:
+    names = {DEFAULT_V3_FOLDER}
+    for base in models_base_paths():
+        if os.path.isdir(base):
+            names.update(entry.name for entry in os.scandir(base)
+                         if entry.is_dir() and not entry.name.startswith(".") and entry.name != "mediapipe")
+    return sorted(names, key=lambda name: (name != DEFAULT_V3_FOLDER, name.lower()))
+
+
+def _files(*roles: str) -> list[Any]:
+    from ..echomimic.v3.files import required_files
+
+    return [item for item in required_files() if item.role in roles or item.role.split(":")[0] in roles]
+
+
+def _v3_folder(weights_folder: str, download: bool, *roles: str) -> str:
+    """The V3 folder with the files of ``roles`` present (downloaded when asked), or one line naming them."""
+    from pathlib import Path
+
+    from ..echomimic.v3.files import refuse_v1_v2_folder
+
+    folder = resolve_weights_folder(weights_folder)
+    refuse_v1_v2_folder(folder)
+    wanted = _files(*roles)
+    if download:
+        download_missing_files(folder, [item for item in wanted if item.found_path(Path(folder)) is None])
+    missing = [item for item in wanted if item.found_path(Path(folder)) is None]
+    if missing:
+        names = ", ".join(f"{item.relative_path} ({item.repo_id})" for item in missing[:3])
+        raise EchoMimicNodeError(f"{len(missing)} V3 file(s) are missing from {folder}: {names}. Switch on "
+                                 "download_missing, or download them into that folder.")
+    return folder
+
+
+def _v3_dtype(precision: str, device: Any) -> Any:
+    """auto: bf16 where the GPU has it (the release's precision), else fp16; fp32 on the CPU."""
+    import torch
+
+    from ..echomimic.dtypes import torch_dtype
+
+    if precision != "auto":
+        if precision not in PRECISIONS:
+            raise EchoMimicNodeError(f"Unknown precision {precision!r}; choose one of {list(PRECISIONS)}.")
+        return torch_dtype(precision)
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32 if device.type == "cpu" else torch.float16
+
+
+@dataclass
+class LoadedFlash:
+    """What flows through an ECHOMIMIC_V3_MODEL socket."""
+
+    transformer: Any  # echomimic.v3.transformer.FlashTransformer
+    patcher: Any
+    dtype: Any
+
+
+@dataclass
+class LoadedV3AudioEncoder:
+    encoder: Any  # echomimic.v3.audio.V3AudioEncoder
+    patcher: Any
+
+
+@dataclass
+class V3Speech:
+    """What flows through an ECHOMIMIC_V3_AUDIO_FEATURES socket: the speech, ready for the sampler, which
+    encodes it for exactly the frames its chunk plan makes (wav2vec2's features depend on that count)."""
+
+    speech_16k: Any  # (N,) float32 numpy, mono 16 kHz
+    duration: float  # seconds, as the official code measures it
+    fps: float
+    encoder: LoadedV3AudioEncoder
+    waveform: Any  # the AUDIO as given, for the trimmed output
+    sample_rate: int
+
+
+class EchoMimicV3ModelLoader:
+    DESCRIPTION = ("Loads the EchoMimic V3 flash transformer (Wan2.1-Fun-1.3B-InP with audio cross-attention) "
+                   "from BadToBest/EchoMimicV3, managed by ComfyUI's model management.")
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {
+            "weights_folder": (v3_folder_choices(), tooltip(_FOLDER_TOOLTIP, default=DEFAULT_V3_FOLDER)),
+            "precision": (list(PRECISIONS), tooltip("auto: bf16 on GPUs that have it (as released), else fp16; "
+                                                     "fp32 on CPU.", default="auto")),
+            "download_missing": ("BOOLEAN", tooltip(_DOWNLOAD_TOOLTIP, default=True)),
+        }}
+
+    RETURN_TYPES = (V3_MODEL_TYPE,)
+    RETURN_NAMES = ("model",)
+    FUNCTION = "load"
+    CATEGORY = LOADERS_CATEGORY
+
+    @user_errors
+    def load(self, weights_folder: str, precision: str, download_missing: bool = True) -> tuple[LoadedFlash]:
+        import comfy.model_management as model_management
+
+        from ..echomimic.v3.transformer import load_flash_transformer
+
+        folder = _v3_folder(weights_folder, download_missing, "transformer", "transformer_config")
+        dtype = _v3_dtype(precision, model_management.get_torch_device())
+        transformer = load_flash_transformer(
+            os.path.join(folder, release.V3_FLASH_FILES[0].relative_path),
+            os.path.join(folder, release.V3_BASE_FOLDER, "config.json"),
+            device=model_management.unet_offload_device(), dtype=dtype)
+        return (LoadedFlash(transformer, make_patcher({"transformer": transformer}, dtype), dtype),)
+
+
+class EchoMimicV3AudioEncoderLoader:
+    DESCRIPTION = "Loads chinese-wav2vec2-base, the audio encoder of EchoMimic V3 (float32, as officially)."
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {
+            "weights_folder": (v3_folder_choices(), tooltip(_FOLDER_TOOLTIP, default=DEFAULT_V3_FOLDER)),
+            "download_missing": ("BOOLEAN", tooltip(_DOWNLOAD_TOOLTIP, default=True)),
+        }}
+
+    RETURN_TYPES = (V3_AUDIO_ENCODER_TYPE,)
+    RETURN_NAMES = ("audio_encoder",)
+    FUNCTION = "load"
+    CATEGORY = LOADERS_CATEGORY
+
+    @user_errors
+    def load(self, weights_folder: str, download_missing: bool = True) -> tuple[LoadedV3AudioEncoder]:
+        import comfy.model_management as model_management
+        import torch
+
+        from ..echomimic.v3.audio import load_audio_encoder
+
+        folder = _v3_folder(weights_folder, download_missing, "wav2vec2")
+        encoder = load_audio_encoder(os.path.join(folder, release.V3_WAV2VEC2_FOLDER),
+                                     device=model_management.unet_offload_device())
+        return (LoadedV3AudioEncoder(encoder, make_patcher({"encoder": encoder.model}, torch.float32)),)
+
+
+class EchoMimicV3AudioFeatures:
+    DESCRIPTION = ("Prepares speech from any AUDIO (Load Audio, a text-to-speech node, a video's sound) for the "
+                   "EchoMimic V3 Sampler: mono 16 kHz as the official code reads it. The speech sets the length.")
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {
+            "audio": ("AUDIO", tooltip("Speech, any sample rate, mono or stereo (channels are averaged).")),
+            "audio_encoder": (V3_AUDIO_ENCODER_TYPE, tooltip("From Load EchoMimic V3 Audio Encoder.")),
+            "fps": ("FLOAT", tooltip("Frame rate of the video (V3 was trained at 25).", default=25.0, min=1.0,
+                                     max=120.0, step=1.0)),
+        }}
+
+    RETURN_TYPES = (V3_AUDIO_FEATURES_TYPE,)
+    RETURN_NAMES = ("audio_features",)
+    FUNCTION = "prepare"
+    CATEGORY = V3_CATEGORY
+
+    @user_errors
+    def prepare(self, audio: Any, audio_encoder: LoadedV3AudioEncoder, fps: float) -> tuple[V3Speech]:
+        from ..echomimic.v3.audio import SAMPLE_RATE, speech_16k
+        from ..echomimic.v3.pipeline import speech_duration
+        from .audio_nodes import audio_waveform
+
+        waveform, sample_rate = audio_waveform(audio)
+        speech = speech_16k(waveform[0].cpu().numpy(), sample_rate)
+        # The official duration is the file's (moviepy / ffmpeg, in centiseconds); from the original samples.
+        duration = speech_duration(int(waveform.shape[-1]), sample_rate)
+        if not speech.size or duration * float(fps) < 1 or SAMPLE_RATE <= 0:
+            raise EchoMimicNodeError("The audio is shorter than one video frame; give a clip with speech.")
+        return (V3Speech(speech, duration, float(fps), audio_encoder, waveform, sample_rate),)
+
+
+class EchoMimicV3Sampler:
+    DESCRIPTION = ("Generates an EchoMimic V3 flash video: the portrait animated by the speech, following the "
+                   "prompt; any length, made chunk after chunk. Progress per step and chunk, Cancel, live "
+                   "previews.")
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        from ..echomimic.v3.pipeline import DEFAULT_CHUNK_OVERLAP, OFFICIAL_CHUNK_FRAMES, OFFICIAL_SEED
+        from ..echomimic.v3.teacache import DEFAULT_THRESHOLD, MODES
+
+        return {
+            "required": {
+                "model": (V3_MODEL_TYPE, tooltip("From Load EchoMimic V3 Model.")),
+                "reference_image": ("IMAGE", tooltip("The portrait (the first image of the batch).")),
+                "audio_features": (V3_AUDIO_FEATURES_TYPE, tooltip("From EchoMimic V3 Audio Features.")),
+                "positive": ("CONDITIONING", tooltip("The prompt: CLIP Text Encode with Load CLIP (type wan, "
+                                                     "umt5_xxl), or EchoMimic V3 Text Encode.")),
+                "clip_vision_output": ("CLIP_VISION_OUTPUT", tooltip(
+                    "The portrait's CLIP tokens: CLIP Vision Encode (crop none) with Load CLIP Vision "
+                    "(clip_vision_h), or EchoMimic V3 CLIP Vision Encode.")),
+                "vae": ("VAE", tooltip("The Wan 2.1 VAE: Load VAE with wan_2.1_vae, or Load EchoMimic V3 VAE.")),
+                "width": ("INT", tooltip("Video width, a multiple of 16; 0 = from the picture (at most 768x768 in "
+                                         "area, as officially).", default=0, min=0, max=2048, step=16)),
+                "height": ("INT", tooltip("Video height, a multiple of 16; 0 = from the picture.", default=0,
+                                          min=0, max=2048, step=16)),
+                "length": ("INT", tooltip("Frames to make; 0 = the whole speech.", default=0, min=0,
+                                          max=1_000_000)),
+                "steps": ("INT", tooltip("Flow-matching UniPC steps (flash is distilled for 8).", default=8, min=1,
+                                         max=200)),
+                "audio_cfg": ("FLOAT", tooltip("Audio guidance scale (official 3); 1 = none, half the work.",
+                                               default=3.0, min=0.0, max=20.0, step=0.1)),
+                "seed": ("INT", tooltip("Seed of the noise (official 43); chunk k uses seed + k.",
+                                        default=OFFICIAL_SEED, min=0, max=MAX_SEED, control_after_generate=True)),
+                "teacache": ("BOOLEAN", tooltip("Skip transformer blocks at steps whose timestep embedding barely "
+                                                "changed (official: on).", default=True)),
+                "teacache_threshold": ("FLOAT", tooltip("Higher = faster, rougher (official 0.1).",
+                                                        default=DEFAULT_THRESHOLD, min=0.0, max=1.0, step=0.01)),
+                "chunk_frames": ("INT", tooltip("Frames per model chunk for long speech, 1 + 4k (official 81).",
+                                                default=OFFICIAL_CHUNK_FRAMES, min=5, max=1001, step=4)),
+                "chunk_overlap": ("INT", tooltip("Frames each chunk takes over from the previous one and "
+                                                 "cross-fades, 1 + 4k.", default=DEFAULT_CHUNK_OVERLAP, min=1,
+                                                 max=997, step=4)),
+            },
+            "optional": {
+                "teacache_mode": (list(MODES), tooltip("official: as infer_flash.py (cached steps lose the audio "
+                                                       "guidance); per-step: keeps it.", default=MODES[0])),
+                "color_match": ("BOOLEAN", tooltip("Match every frame's colours to the first (the official "
+                                                   "post-processing, 8-bit).", default=True)),
+            },
+        }
+
+    RETURN_TYPES = ("IMAGE", "FLOAT", "AUDIO")
+    RETURN_NAMES = ("images", "fps", "audio")
+    OUTPUT_TOOLTIPS = ("The video frames.", "Their frame rate.", "The speech trimmed to the frames (for Create "
+                       "Video).")
+    FUNCTION = "sample"
+    CATEGORY = V3_CATEGORY
+
+    @user_errors
+    def sample(self, model: LoadedFlash, reference_image: Any, audio_features: V3Speech, positive: Any,
+               clip_vision_output: Any, vae: Any, width: int, height: int, length: int, steps: int,
+               audio_cfg: float, seed: int, teacache: bool, teacache_threshold: float, chunk_frames: int,
+               chunk_overlap: int, teacache_mode: str = "official", color_match: bool = True) -> tuple[Any, ...]:
+        import comfy.model_management as model_management
+        import comfy.utils
+        import numpy as np
+        import torch
+
+        from ..echomimic.audio import trim_audio_to_frames
+        from ..echomimic.v3 import pipeline as flash
+        from ..echomimic.v3.color import OfficialFrameWriter
+        from .face_nodes import first_image_numpy
+        from .v3_adapters import clip_tokens_from_output, flash_vae, prompt_embeds_from_conditioning
+
+        if not isinstance(audio_features, V3Speech):
+            raise EchoMimicNodeError("Connect audio_features from EchoMimic V3 Audio Features.")
+        finite_inputs(reference_image=reference_image)
+        settings = flash.FlashSettings(
+            steps=int(steps), audio_cfg=float(audio_cfg), seed=int(seed), fps=audio_features.fps,
+            teacache=bool(teacache), teacache_threshold=float(teacache_threshold), teacache_mode=str(teacache_mode),
+            chunk_frames=int(chunk_frames), chunk_overlap=int(chunk_overlap)).validated()
+        image = (first_image_numpy(reference_image) * 255.0).round().astype(np.uint8)
+        if int(width) and int(height):
+            out_h, out_w = int(height), int(width)
+            flash.check_size(out_w, out_h)
+        elif int(width) or int(height):
+            raise EchoMimicNodeError("Set both width and height, or both to 0 (the size then follows the picture).")
+        else:
+            out_h, out_w = flash.official_size(image.shape[1], image.shape[0])
+        reference = flash.resize_reference(image, out_w, out_h)
+        num_frames = flash.frame_count(audio_features.duration, settings.fps, settings.chunk_frames,
+                                       int(length) or None)
+        chunks = flash.plan_chunks(num_frames, settings.chunk_frames, settings.chunk_overlap)
+        prompt = prompt_embeds_from_conditioning(positive)
+        clip_tokens = clip_tokens_from_output(clip_vision_output)
+        wan_vae = flash_vae(vae)
+
+        load_patched_models(audio_features.encoder.patcher)
+        with torch.no_grad():
+            features = flash.speech_features(audio_features.encoder.encoder, audio_features.speech_16k, num_frames,
+                                             settings)
+        bar = comfy.utils.ProgressBar(len(chunks) * (settings.steps + 1))
+        previewer = _wan_previewer(model_management.get_torch_device())
+        load_patched_models(model.patcher)
+        frames: list[Any] = []
+        post = OfficialFrameWriter(color_transfer=bool(color_match))
+
+        def on_frames(chunk: Any) -> None:
+            frames.append(torch.from_numpy(post(chunk.numpy())))
+
+        def progress(info: Any) -> None:
+            bar.update_absolute(int(info.done), int(info.total))
+
+        flash.generate_flash(model.transformer, wan_vae, reference, clip_tokens, prompt, features, num_frames,
+                             settings, on_frames=on_frames, progress=progress,
+                             cancelled=model_management.processing_interrupted,
+                             on_latents=None if previewer is None else
+                             lambda latents: bar.update_absolute(bar.current, bar.total, previewer(latents)))
+        video = torch.cat(frames).float() / 255.0
+        trimmed = trim_audio_to_frames(audio_features.waveform, audio_features.sample_rate, int(video.shape[0]),
+                                       settings.fps)
+        return (video, settings.fps, {"waveform": trimmed, "sample_rate": audio_features.sample_rate})
+
+
+def _wan_previewer(device: Any) -> Any:
+    """latents (1, 16, F_lat, h, w) -> ComfyUI preview of the middle latent frame, or None (previews off)."""
+    from .previews import _preview_settings
+
+    method, _ = _preview_settings()
+    if method in ("none", "off", ""):
+        return None
+    try:
+        import comfy.latent_formats
+        import latent_preview
+
+        previewer = latent_preview.get_previewer(device, comfy.latent_formats.Wan21())
+    except Exception:  # noqa: BLE001 - no previewer in this ComfyUI: no previews
+        return None
+    if previewer is None:
+        return None
+
+    def preview(latents: Any) -> Any:
+        # The normalised latents are what a KSampler's x0 is for ComfyUI's Wan21 format: the middle latent frame.
+        return previewer.decode_latent_to_preview_image("JPEG", latents[:, :, latents.shape[2] // 2].float())
+
+    return preview
+
+
+class EchoMimicV3TextEncode:
+    DESCRIPTION = ("Encodes a prompt with the official umT5 file of the V3 folder (for users without ComfyUI's "
+                   "Wan text encoder). Loaded, used and freed; each prompt's embedding is cached on disk.")
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {
+            "text": ("STRING", tooltip("What the video shows.", default="A person is speaking.", multiline=True)),
+            "weights_folder": (v3_folder_choices(), tooltip(_FOLDER_TOOLTIP, default=DEFAULT_V3_FOLDER)),
+            "download_missing": ("BOOLEAN", tooltip(_DOWNLOAD_TOOLTIP, default=True)),
+        }}
+
+    RETURN_TYPES = ("CONDITIONING",)
+    RETURN_NAMES = ("conditioning",)
+    FUNCTION = "encode"
+    CATEGORY = V3_CATEGORY
+
+    @user_errors
+    def encode(self, text: str, weights_folder: str, download_missing: bool = True) -> tuple[Any]:
+        import comfy.model_management as model_management
+        import torch
+
+        from ..echomimic.v3.text_encoder import encode_prompt
+
+        folder = _v3_folder(weights_folder, download_missing, "text_encoder", "tokenizer")
+        device = model_management.get_torch_device()
+        dtype = torch.float32 if torch.device(device).type == "cpu" else torch.bfloat16
+        embeds = encode_prompt(str(text), os.path.join(folder, release.V3_TOKENIZER_FOLDER),
+                               os.path.join(folder, release.V3_BASE_FOLDER, "models_t5_umt5-xxl-enc-bf16.pth"),
+                               device=device, dtype=dtype, cache_dir=os.path.join(folder, ".prompt-cache"))
+        return ([[embeds.float().cpu(), {"pooled_output": None}]],)
+
+
+class EchoMimicV3ClipVisionEncode:
+    DESCRIPTION = ("The portrait's CLIP tokens with the official CLIP-H file and preprocessing (the reference as "
+                   "the sampler sizes it, bicubic to 224, no crop).")
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {
+            "image": ("IMAGE", tooltip("The portrait given to the sampler.")),
+            "weights_folder": (v3_folder_choices(), tooltip(_FOLDER_TOOLTIP, default=DEFAULT_V3_FOLDER)),
+            "width": ("INT", tooltip("The sampler's width (0 = from the picture).", default=0, min=0, max=2048,
+                                     step=16)),
+            "height": ("INT", tooltip("The sampler's height (0 = from the picture).", default=0, min=0, max=2048,
+                                      step=16)),
+            "download_missing": ("BOOLEAN", tooltip(_DOWNLOAD_TOOLTIP, default=True)),
+        }}
+
+    RETURN_TYPES = ("CLIP_VISION_OUTPUT",)
+    RETURN_NAMES = ("clip_vision_output",)
+    FUNCTION = "encode"
+    CATEGORY = V3_CATEGORY
+
+    @user_errors
+    def encode(self, image: Any, weights_folder: str, width: int, height: int,
+               download_missing: bool = True) -> tuple[Any]:
+        import comfy.model_management as model_management
+        import numpy as np
+
+        from ..echomimic.v3 import pipeline as flash
+        from ..echomimic.v3.files import clip_num_heads
+        from ..echomimic.v3.image_encoder import load_clip_vision
+        from .face_nodes import first_image_numpy
+        from .v3_adapters import ClipVisionTokens
+
+        finite_inputs(image=image)
+        folder = _v3_folder(weights_folder, download_missing, "image_encoder")
+        picture = (first_image_numpy(image) * 255.0).round().astype(np.uint8)
+        out_h, out_w = (int(height), int(width)) if int(width) and int(height) else flash.official_size(
+            picture.shape[1], picture.shape[0])
+        reference = flash.resize_reference(picture, out_w, out_h)
+        clip = load_clip_vision(os.path.join(folder, release.V3_BASE_FOLDER,
+                                             "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth"),
+                                device=model_management.get_torch_device(), num_heads=clip_num_heads(folder))
+        tokens = clip.encode(flash.clip_input(reference)).float().cpu()
+        del clip
+        return (ClipVisionTokens(tokens),)
+
+
+class EchoMimicV3VAELoader:
+    DESCRIPTION = ("The Wan 2.1 VAE from the official Wan2.1_VAE.pth of the V3 folder (for users without "
+                   "ComfyUI's wan_2.1_vae); for the EchoMimic V3 Sampler.")
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {
+            "weights_folder": (v3_folder_choices(), tooltip(_FOLDER_TOOLTIP, default=DEFAULT_V3_FOLDER)),
+            "download_missing": ("BOOLEAN", tooltip(_DOWNLOAD_TOOLTIP, default=True)),
+        }}
+
+    RETURN_TYPES = ("VAE",)
+    RETURN_NAMES = ("vae",)
+    FUNCTION = "load"
+    CATEGORY = LOADERS_CATEGORY
+
+    @user_errors
+    def load(self, weights_folder: str, download_missing: bool = True) -> tuple[Any]:
+        import comfy.model_management as model_management
+        import torch
+
+        from ..echomimic.v3.vae import load_wan_vae
+        from .v3_adapters import OwnWanVae
+
+        folder = _v3_folder(weights_folder, download_missing, "vae")
+        vae = load_wan_vae(os.path.join(folder, release.V3_BASE_FOLDER, "Wan2.1_VAE.pth"),
+                           device=model_management.get_torch_device(), dtype=torch.float32)
+        return (OwnWanVae(vae),)
+
+
+NODE_CLASS_MAPPINGS = {
+    "EchoMimicV3ModelLoader": EchoMimicV3ModelLoader,
+    "EchoMimicV3AudioEncoderLoader": EchoMimicV3AudioEncoderLoader,
+    "EchoMimicV3AudioFeatures": EchoMimicV3AudioFeatures,
+    "EchoMimicV3Sampler": EchoMimicV3Sampler,
+    "EchoMimicV3TextEncode": EchoMimicV3TextEncode,
+    "EchoMimicV3ClipVisionEncode": EchoMimicV3ClipVisionEncode,
+    "EchoMimicV3VAELoader": EchoMimicV3VAELoader,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "EchoMimicV3ModelLoader": "Load EchoMimic V3 Model",
+    "EchoMimicV3AudioEncoderLoader": "Load EchoMimic V3 Audio Encoder (wav2vec2)",
+    "EchoMimicV3AudioFeatures": "EchoMimic V3 Audio Features",
+    "EchoMimicV3Sampler": "EchoMimic V3 Sampler",
+    "EchoMimicV3TextEncode": "EchoMimic V3 Text Encode (umT5)",
+    "EchoMimicV3ClipVisionEncode": "EchoMimic V3 CLIP Vision Encode",
+    "EchoMimicV3VAELoader": "Load EchoMimic V3 VAE",
+}
