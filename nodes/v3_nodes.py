@@ -132,6 +132,7 @@ class EchoMimicV3ModelLoader:
 
     RETURN_TYPES = (V3_MODEL_TYPE,)
     RETURN_NAMES = ("model",)
+    OUTPUT_TOOLTIPS = ("The V3 flash transformer, for the EchoMimic V3 Sampler.",)
     FUNCTION = "load"
     CATEGORY = LOADERS_CATEGORY
 
@@ -162,6 +163,7 @@ class EchoMimicV3AudioEncoderLoader:
 
     RETURN_TYPES = (V3_AUDIO_ENCODER_TYPE,)
     RETURN_NAMES = ("audio_encoder",)
+    OUTPUT_TOOLTIPS = ("wav2vec2, for EchoMimic V3 Audio Features.",)
     FUNCTION = "load"
     CATEGORY = LOADERS_CATEGORY
 
@@ -193,6 +195,7 @@ class EchoMimicV3AudioFeatures:
 
     RETURN_TYPES = (V3_AUDIO_FEATURES_TYPE,)
     RETURN_NAMES = ("audio_features",)
+    OUTPUT_TOOLTIPS = ("The speech, for the EchoMimic V3 Sampler (it encodes it for exactly its frames).",)
     FUNCTION = "prepare"
     CATEGORY = V3_CATEGORY
 
@@ -373,6 +376,7 @@ class EchoMimicV3TextEncode:
 
     RETURN_TYPES = ("CONDITIONING",)
     RETURN_NAMES = ("conditioning",)
+    OUTPUT_TOOLTIPS = ("The prompt's umT5 embedding, for the sampler's positive input.",)
     FUNCTION = "encode"
     CATEGORY = V3_CATEGORY
 
@@ -410,6 +414,7 @@ class EchoMimicV3ClipVisionEncode:
 
     RETURN_TYPES = ("CLIP_VISION_OUTPUT",)
     RETURN_NAMES = ("clip_vision_output",)
+    OUTPUT_TOOLTIPS = ("The portrait's CLIP tokens, for the sampler.",)
     FUNCTION = "encode"
     CATEGORY = V3_CATEGORY
 
@@ -452,6 +457,7 @@ class EchoMimicV3VAELoader:
 
     RETURN_TYPES = ("VAE",)
     RETURN_NAMES = ("vae",)
+    OUTPUT_TOOLTIPS = ("The official Wan 2.1 VAE; connect it to the EchoMimic V3 Sampler only.",)
     FUNCTION = "load"
     CATEGORY = LOADERS_CATEGORY
 

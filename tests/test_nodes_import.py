@@ -19,7 +19,8 @@ EXPECTED_NODE_IDS = {
     "EchoMimicDrawLandmarks", "EchoMimicSampler",
     "EchoMimicExtractHandPoses", "EchoMimicAlignHandPoses", "EchoMimicDrawHandPoses", "EchoMimicImportOfficialPoses",
     "EchoMimicPasteBack", "EchoMimicSaveLandmarks", "EchoMimicLoadLandmarks", "EchoMimicSaveHandPoses",
-    "EchoMimicLoadHandPoses",
+    "EchoMimicLoadHandPoses", "EchoMimicV3ModelLoader", "EchoMimicV3AudioEncoderLoader", "EchoMimicV3AudioFeatures",
+    "EchoMimicV3Sampler", "EchoMimicV3TextEncode", "EchoMimicV3ClipVisionEncode", "EchoMimicV3VAELoader",
 }
 
 
@@ -94,7 +95,8 @@ def test_a_broken_node_group_does_not_hide_the_others(tmp_path: Path) -> None:
 
 
 # The menu a user browses (ids never change with it).
-NODE_CATEGORIES = ("EchoMimic", "EchoMimic/loaders", "EchoMimic/V1 landmarks", "EchoMimic/V2 hands", "EchoMimic/compose")
+NODE_CATEGORIES = ("EchoMimic", "EchoMimic/loaders", "EchoMimic/V1 landmarks", "EchoMimic/V2 hands", "EchoMimic/compose",
+                   "EchoMimic/V3 flash")
 
 
 def test_nodes_sit_in_subcategories_and_errors_have_a_clean_name() -> None:
