@@ -168,7 +168,8 @@ def test_there_is_a_workflow_for_every_mode() -> None:
     assert names >= {
         "echomimic_v1_audio.json", "echomimic_v1_audio_accelerated.json", "echomimic_v1_landmarks_from_video.json",
         "echomimic_v1_audio_selected_landmarks.json", "echomimic_v1_audio_upscaled.json",
-        "echomimic_v1_paste_back.json",
+        "echomimic_v1_paste_back.json", "echomimic_v3_flash.json", "echomimic_v3_flash_video_audio.json",
+        "echomimic_v3_flash_long_speech.json",
     }
 
 
@@ -317,8 +318,13 @@ def test_workflow_saves_an_mp4_with_the_trimmed_sound(path: Path, object_info: d
     video = prompt[saves[0]["inputs"]["video"][0]]
     assert video["class_type"] == "CreateVideo"
     audio_source, audio_slot = video["inputs"]["audio"]
-    assert (types[audio_source], audio_slot) == ("EchoMimicAudioFeatures", 2), "mux the trimmed audio"
     fps_source, fps_slot = video["inputs"]["fps"]
+    if "EchoMimicV3Sampler" in types.values():  # V3: the sampler returns the speech trimmed to its frames
+        assert (types[audio_source], audio_slot) == ("EchoMimicV3Sampler", 2), "mux the trimmed audio"
+        assert (types[fps_source], fps_slot) == ("EchoMimicV3Sampler", 1), "use the sampler's fps"
+        assert [t for t in types.values() if t == "EchoMimicV3ModelLoader"] == ["EchoMimicV3ModelLoader"]
+        return
+    assert (types[audio_source], audio_slot) == ("EchoMimicAudioFeatures", 2), "mux the trimmed audio"
     assert (types[fps_source], fps_slot) == ("EchoMimicSampler", 1), "use the sampler's fps"
     samplers = [node for node in prompt.values() if node["class_type"] == "EchoMimicSampler"]
     loaders = [node for node in prompt.values() if node["class_type"] == "EchoMimicModelLoader"]
