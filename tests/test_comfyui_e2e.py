@@ -42,6 +42,7 @@ from echomimic import release
 from tests.comfy_stubs import REPO_ROOT
 from tests.comfy_stubs.workflow_format import ui_to_api, widget_slots
 from tests.parity_cases import MEDIAPIPE_ROOT, PARITY_ROOT
+from tests.v3_cases import make_v3_weights_folder, v3_cases
 
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -152,6 +153,8 @@ def build_base_directory(base: Path) -> dict[str, str]:
     (base / "custom_nodes" / EXTENSION_NAME).symlink_to(REPO_ROOT, target_is_directory=True)
     models = base / "models"
     folders = build_tiny_weights(models / "echomimic")
+    # V3 flash: the first flash case's tiny models in the official layout, under the loaders' default name.
+    make_v3_weights_folder(v3_cases("flash")[0], models / "scratch_v3").rename(models / "echomimic" / V3_FOLDER)
     (models / "vae").mkdir(parents=True)
     write_random_sd_vae(models / "vae" / "random_sd_vae.safetensors")
     (models / "upscale_models").mkdir(parents=True)
@@ -457,6 +460,11 @@ CORE_WIDGETS: dict[str, dict[str, Any]] = {
     "LoadVideo": {"file": "driving_video.mp4"},
 }
 FACE_NODE_TYPES = {"EchoMimicFaceMaskCrop", "EchoMimicExtractLandmarks"}
+V3_FOLDER = "EchoMimicV3"
+V3_SIZE = (64, 48)  # (width, height): multiples of 16
+# V3: 9 frames; the long-speech workflow in two chunks of 5 frames overlapping by 1.
+V3_SAMPLER_WIDGETS: dict[str, Any] = {"length": 9, "steps": 1}
+V3_CHUNKED = {"chunk_frames": 5, "chunk_overlap": 1}
 HALF_BODY_PHOTO = MEDIAPIPE_ROOT / "test_images" / "echomimic_v2_halfbody_0048.jpg"
 HALF_BODY_VIDEO = "driving_video_half_body.mp4"
 
@@ -486,7 +494,13 @@ def shrink_workflow(workflow: dict[str, Any], server: ComfyServer, object_info: 
         if node["type"] not in object_info:
             continue
         names = widget_names(node, object_info)
-        if node["type"].startswith("EchoMimic"):
+        if node["type"] == "EchoMimicV3Sampler":
+            changes = {"width": V3_SIZE[0], "height": V3_SIZE[1], **V3_SAMPLER_WIDGETS}
+            if names and node["widgets_values"][names.index("chunk_frames")] == 81 and "long" in prefix:
+                changes.update(V3_CHUNKED)
+        elif node["type"].startswith("EchoMimicV3ClipVisionEncode"):
+            changes = {"width": V3_SIZE[0], "height": V3_SIZE[1]}
+        elif node["type"].startswith("EchoMimic"):
             changes = {name: value for name, value in TINY_WIDGETS.items() if name in names}
             if "variant" in names and "weights_folder" in names:
                 label = node["widgets_values"][names.index("variant")]
@@ -512,6 +526,32 @@ def shrink_workflow(workflow: dict[str, Any], server: ComfyServer, object_info: 
     return workflow
 
 
+def swap_wan_loaders(prompt: dict[str, Any]) -> dict[str, Any]:
+    """A V3 API prompt with ComfyUI's Wan loaders (which cannot build tiny models: umT5, CLIP-H and the VAE are
+    fixed full-size configs there) replaced, by node id, with the project's own nodes on the tiny folder:
+    CLIP Text Encode -> EchoMimic V3 Text Encode (same text), CLIP Vision Encode -> EchoMimic V3 CLIP Vision
+    Encode (same image), Load VAE -> Load EchoMimic V3 VAE; the then unused CLIP loaders are dropped."""
+    if not any(node["class_type"] == "EchoMimicV3Sampler" for node in prompt.values()):
+        return prompt
+    swapped = {}
+    for node_id, node in prompt.items():
+        kind, inputs = node["class_type"], node["inputs"]
+        if kind in ("CLIPLoader", "CLIPVisionLoader"):
+            continue
+        if kind == "CLIPTextEncode":
+            node = {"class_type": "EchoMimicV3TextEncode",
+                    "inputs": {"text": inputs["text"], "weights_folder": V3_FOLDER, "download_missing": False}}
+        elif kind == "CLIPVisionEncode":
+            node = {"class_type": "EchoMimicV3ClipVisionEncode",
+                    "inputs": {"image": inputs["image"], "weights_folder": V3_FOLDER, "width": V3_SIZE[0],
+                               "height": V3_SIZE[1], "download_missing": False}}
+        elif kind == "VAELoader":
+            node = {"class_type": "EchoMimicV3VAELoader",
+                    "inputs": {"weights_folder": V3_FOLDER, "download_missing": False}}
+        swapped[node_id] = node
+    return swapped
+
+
 def assert_mp4_with_sound(path: Path, min_frames: int) -> None:
     import av
 
@@ -523,8 +563,18 @@ def assert_mp4_with_sound(path: Path, min_frames: int) -> None:
     assert frames >= min_frames
 
 
+def assert_durations_agree(path: Path) -> None:
+    """The sound lasts as long as the frames, within one frame."""
+    from tests.helpers import probe_mp4
+
+    info = probe_mp4(path)
+    frame = 1.0 / 25.0  # V3 runs at 25 fps
+    assert abs(info["audio"]["seconds"] - info["video_seconds"]) <= frame + 0.03, (info["audio"], info["video_seconds"])
+
+
 def _sampler_ids(prompt: dict[str, Any]) -> set[str]:
-    return {node_id for node_id, node in prompt.items() if node["class_type"].startswith("EchoMimicSampler")}
+    return {node_id for node_id, node in prompt.items()
+            if node["class_type"] in ("EchoMimicSampler", "EchoMimicV3Sampler")}
 
 
 def test_the_skip_reason_says_what_to_set() -> None:
@@ -574,13 +624,15 @@ def test_workflow_runs_and_saves_an_mp4_with_sound(comfy_server: ComfyServer,
     object_info = comfy_server.request("/object_info")
     workflow = shrink_workflow(json.loads(path.read_text(encoding="utf-8")), comfy_server, object_info,
                                f"e2e/{path.stem}")
-    prompt = ui_to_api(workflow, object_info)
+    prompt = swap_wan_loaders(ui_to_api(workflow, object_info))
     prompt_id, entry = comfy_server.run(prompt)
     saved = [item for output in entry["outputs"].values() for items in output.values() if isinstance(items, list)
              for item in items if isinstance(item, dict) and str(item.get("filename", "")).endswith(".mp4")]
     assert saved, f"no mp4 among the outputs: {entry['outputs']}"
     folder = comfy_server.base / "output" / saved[0].get("subfolder", "")
     assert_mp4_with_sound(folder / saved[0]["filename"], min_frames=8)
+    if any(node["class_type"] == "EchoMimicV3Sampler" for node in prompt.values()):
+        assert_durations_agree(folder / saved[0]["filename"])
     listener = comfy_server.listener
     assert listener is not None
     assert _sampler_ids(prompt) & listener.progress_nodes(prompt_id), "the sampler sent no progress"
