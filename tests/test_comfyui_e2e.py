@@ -755,6 +755,61 @@ def test_comfy_vae_adapter_gives_the_official_latent_convention(comfy_server: Co
     assert float(lines["decode"]) <= 1e-3, lines
 
 
+WAN_VAE_CHECK = r"""
+import importlib.util, sys
+import torch
+comfyui_dir, repo, vae_path, tiny_dim = sys.argv[1:5]
+sys.path.insert(0, comfyui_dir)
+import comfy.cli_args
+comfy.cli_args.args.cpu = True
+import comfy.ldm.wan.vae
+import comfy.sd
+import comfy.utils
+
+# ComfyUI builds the Wan 2.1 VAE at its real width (96); the tiny case's file is 8 wide: same class, same keys.
+original_init = comfy.ldm.wan.vae.WanVAE.__init__
+def tiny_init(self, *args, **kwargs):
+    kwargs["dim"] = int(tiny_dim)
+    original_init(self, *args, **kwargs)
+comfy.ldm.wan.vae.WanVAE.__init__ = tiny_init
+
+spec = importlib.util.spec_from_file_location("echomimic_extension", f"{repo}/__init__.py",
+                                              submodule_search_locations=[repo])
+sys.modules["echomimic_extension"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sys.modules["echomimic_extension"])
+adapters = importlib.import_module("echomimic_extension.nodes.v3_adapters")
+library_vae = importlib.import_module("echomimic_extension.echomimic.v3.vae")
+
+comfy_vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(vae_path))
+adapter = adapters.ComfyWanVaeAdapter(comfy_vae)
+ours = library_vae.load_wan_vae(vae_path, dtype=torch.float32)
+torch.manual_seed(0)
+video = torch.rand(1, 3, 5, 48, 64) * 2 - 1
+official = ours.encode(video)
+print("encode", float((adapter.encode(video) - official).abs().max()), float(official.abs().max()))
+decoded = torch.cat(list(ours.decode_chunks(official)), dim=2)
+print("decode", float((torch.cat(list(adapter.decode_chunks(official)), dim=2) - decoded).abs().max()))
+"""
+
+
+def test_comfy_wan_vae_adapter_gives_the_official_latents(comfy_server: ComfyServer) -> None:
+    """ComfyUI's real Wan 2.1 VAE class (built by comfy.sd.VAE from the official key layout, at the tiny
+    case's width) behind the V3 adapter = the library's official VAE path, encode and decode. Catches a wrong
+    assumption about ComfyUI's Wan VAE conventions (raw posterior mean, 0..1 channels-last pixels, (1, F, H,
+    W, 3) output) or about its key layout."""
+    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
+    case = v3_cases("vae")[0]
+    tiny_dim = json.loads((case / "config" / "tiny_dims.json").read_text())["vae"]["dim"]
+    vae_path = case / "models" / "Wan2.1-Fun-V1.1-1.3B-InP" / "Wan2.1_VAE.pth"
+    result = subprocess.run([python, "-c", WAN_VAE_CHECK, str(_require_comfyui()), str(REPO_ROOT), str(vae_path),
+                             str(tiny_dim)], capture_output=True, text=True, cwd=_require_comfyui(), timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    lines = dict(line.split(" ", 1) for line in result.stdout.strip().splitlines() if line[:6] in ("encode", "decode"))
+    encode_error, scale = (float(v) for v in lines["encode"].split())
+    assert scale > 0 and encode_error <= 1e-4 * max(1.0, scale), lines
+    assert float(lines["decode"]) <= 1e-3, lines
+
+
 MODEL_MANAGEMENT_CHECK = r"""
 import importlib, importlib.util, sys
 import torch
