@@ -128,6 +128,7 @@ class EchoMimicSampler:
         def images(value: Any) -> Any:
             return None if value is None else torch.as_tensor(value).float().cpu()
 
+        # One bar over the whole node: the reference encoding, every (step, window), every decoded chunk.
         progress_bar: list[Any] = []
 
         def report(info: Any) -> None:
@@ -149,7 +150,7 @@ class EchoMimicSampler:
             model.models, ComfyVaeAdapter(vae), reference,
             audio_features=audio_features, face_mask=None if face_mask is None else torch.as_tensor(face_mask),
             landmark_images=images(landmark_images), pose_images=images(hand_pose_images), settings=settings,
-            progress=report, should_cancel=model_management.processing_interrupted, on_step=send_preview,
+            run_progress=report, should_cancel=model_management.processing_interrupted, on_step=send_preview,
         )
         assert video.frames is not None  # no on_frames: the whole video, ComfyUI's IMAGE batch
         frames = video.frames.float().cpu().clamp(0.0, 1.0)
