@@ -98,23 +98,28 @@ def release_of_folder(weights_dir: str | os.PathLike) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
-def refuse_other_release(weights_dir: str | os.PathLike, variant: str) -> None:
+def refuse_other_release(weights_dir: str | os.PathLike, variant: str, *, variant_name: str | None = None,
+                         folder_names: dict[str, str] | None = None) -> None:
     """Raise :class:`WeightsError` when ``weights_dir`` holds files of the other EchoMimic release.
 
     V1 and V2 name different weights alike (``reference_unet.pth``, ``denoising_unet.pth``, ...) and their
     UNets have the same shapes, so a V2 run pointed at a V1 folder (or the reverse) would load the wrong
     weights without any shape error, and downloading into it would mix the two. Each needs its own folder.
+    The message names the variant as ``variant_name`` (default its id) and suggests the folder of
+    ``folder_names`` (release -> folder; default the command line's :data:`release.DEFAULT_WEIGHTS_FOLDER`),
+    so an adapter can speak its own words (the node: its combo label and models/echomimic folder).
     """
     spec = check_variant(variant)
     folder = Path(weights_dir)
     other = "v1" if spec.version == "v2" else "v2"
     foreign = sorted(name for name in _release_only_files(other) if (folder / name).is_file())
     if foreign:
+        example = (folder_names or release.DEFAULT_WEIGHTS_FOLDER)[spec.version]
         raise WeightsError(
-            f"{folder.resolve()} holds EchoMimic {other.upper()} files ({', '.join(foreign)}), but '{variant}' is "
-            f"a {spec.version.upper()} variant. The two releases use the same file names for different weights, "
-            f"so each needs a folder of its own: point the weights folder at the {spec.version.upper()} folder "
-            f"(for example {release.DEFAULT_WEIGHTS_FOLDER[spec.version]}) or pick a {other.upper()} variant."
+            f"{folder.resolve()} holds EchoMimic {other.upper()} files ({', '.join(foreign)}), but "
+            f"'{variant_name or variant}' is a {spec.version.upper()} variant. The two releases use the same file "
+            f"names for different weights, so each needs a folder of its own: point the weights folder at the "
+            f"{spec.version.upper()} folder (for example {example}) or pick a {other.upper()} variant."
         )
 
 
