@@ -262,7 +262,7 @@ def download_hub_files(
     todo = [item for item in files if item.found_path(folder) is None]
     if todo:
         try:
-            from huggingface_hub import hf_hub_download
+            from huggingface_hub import constants, hf_hub_download
         except ImportError as error:  # pragma: no cover - huggingface_hub is a dependency of diffusers
             raise WeightsError(
                 "Downloading needs the huggingface_hub package; install it with `pip install huggingface_hub`."
@@ -272,8 +272,17 @@ def download_hub_files(
         options: dict[str, Any] = {}
         if tqdm_class is not None and "tqdm_class" in inspect.signature(hf_hub_download).parameters:
             options["tqdm_class"] = tqdm_class
+        # Offline, huggingface_hub retries each request with backoff (~23 s per file): one quick probe first
+        # (none in its own offline mode, which reaches no server).
+        offline = None if constants.HF_HUB_OFFLINE else hub_unreachable(endpoint or constants.ENDPOINT)
         staging = folder / STAGING_FOLDER
         for item in todo:
+            if offline is not None:
+                raise WeightsError(
+                    f"Could not download {item.repo_filename} from {item.url}: the Hugging Face endpoint cannot be "
+                    f"reached ({offline}), so this computer seems to be offline. Check the network (or HF_ENDPOINT "
+                    f"/ a proxy), or download it by hand into {(folder / item.relative_path).resolve()}."
+                )
             expected = folder / item.relative_path
             if log is not None:
                 log(f"downloading {item.repo_id}/{item.repo_filename} -> {expected}")
@@ -293,6 +302,40 @@ def download_hub_files(
                 ) from None
         shutil.rmtree(staging, ignore_errors=True)
     return {item.role: item.found_path(folder) for item in files}  # type: ignore[misc]
+
+
+HUB_PROBE_SECONDS = 3.0
+
+
+def hub_unreachable(endpoint: str | None, timeout: float = HUB_PROBE_SECONDS) -> str | None:
+    """Why no TCP connection opens to ``endpoint`` (or to the proxy the environment sets for it) within
+    ``timeout`` seconds, name lookup included; None when one opens, or for no endpoint / a non-HTTP one."""
+    import socket
+    import threading
+    import urllib.parse
+    import urllib.request
+
+    target = urllib.parse.urlsplit(endpoint or "")
+    if target.scheme not in ("http", "https") or not target.hostname:
+        return None
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(target.scheme) or proxies.get("all")
+    if proxy and not urllib.request.proxy_bypass(target.hostname):
+        target = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    address = (target.hostname or "", target.port or (443 if target.scheme == "https" else 80))
+    outcome: list[str | None] = []
+
+    def connect() -> None:  # in a thread: a hanging name lookup ignores the socket timeout
+        try:
+            socket.create_connection(address, timeout=timeout).close()
+            outcome.append(None)
+        except OSError as error:
+            outcome.append(f"{address[0]}:{address[1]}: {error.strerror or error}")
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return outcome[0] if outcome else f"{address[0]}:{address[1]}: no answer within {timeout:g} s"
 
 
 def fetch_mediapipe_for_run(
