@@ -98,12 +98,16 @@ def release_of_folder(weights_dir: str | os.PathLike) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
-def refuse_other_release(weights_dir: str | os.PathLike, variant: str) -> None:
+def refuse_other_release(weights_dir: str | os.PathLike, variant: str, *, variant_name: str | None = None,
+                         folder_names: dict[str, str] | None = None) -> None:
     """Raise :class:`WeightsError` when ``weights_dir`` holds files of the other EchoMimic release.
 
     V1 and V2 name different weights alike (``reference_unet.pth``, ``denoising_unet.pth``, ...) and their
     UNets have the same shapes, so a V2 run pointed at a V1 folder (or the reverse) would load the wrong
     weights without any shape error, and downloading into it would mix the two. Each needs its own folder.
+    The message names the variant as ``variant_name`` (default its id) and suggests the folder of
+    ``folder_names`` (release -> folder; default the command line's :data:`release.DEFAULT_WEIGHTS_FOLDER`),
+    so an adapter can speak its own words (the node: its combo label and models/echomimic folder).
     """
     spec = check_variant(variant)
     folder = Path(weights_dir)
@@ -118,11 +122,12 @@ def refuse_other_release(weights_dir: str | os.PathLike, variant: str) -> None:
     other = "v1" if spec.version == "v2" else "v2"
     foreign = sorted(name for name in _release_only_files(other) if (folder / name).is_file())
     if foreign:
+        example = (folder_names or release.DEFAULT_WEIGHTS_FOLDER)[spec.version]
         raise WeightsError(
-            f"{folder.resolve()} holds EchoMimic {other.upper()} files ({', '.join(foreign)}), but '{variant}' is "
-            f"a {spec.version.upper()} variant. The two releases use the same file names for different weights, "
-            f"so each needs a folder of its own: point the weights folder at the {spec.version.upper()} folder "
-            f"(for example {release.DEFAULT_WEIGHTS_FOLDER[spec.version]}) or pick a {other.upper()} variant."
+            f"{folder.resolve()} holds EchoMimic {other.upper()} files ({', '.join(foreign)}), but "
+            f"'{variant_name or variant}' is a {spec.version.upper()} variant. The two releases use the same file "
+            f"names for different weights, so each needs a folder of its own: point the weights folder at the "
+            f"{spec.version.upper()} folder (for example {example}) or pick a {other.upper()} variant."
         )
 
 
@@ -265,7 +270,7 @@ def download_hub_files(
     todo = [item for item in files if item.found_path(folder) is None]
     if todo:
         try:
-            from huggingface_hub import hf_hub_download
+            from huggingface_hub import constants, hf_hub_download
         except ImportError as error:  # pragma: no cover - huggingface_hub is a dependency of diffusers
             raise WeightsError(
                 "Downloading needs the huggingface_hub package; install it with `pip install huggingface_hub`."
@@ -275,8 +280,17 @@ def download_hub_files(
         options: dict[str, Any] = {}
         if tqdm_class is not None and "tqdm_class" in inspect.signature(hf_hub_download).parameters:
             options["tqdm_class"] = tqdm_class
+        # Offline, huggingface_hub retries each request with backoff (~23 s per file): one quick probe first
+        # (none in its own offline mode, which reaches no server).
+        offline = None if constants.HF_HUB_OFFLINE else hub_unreachable(endpoint or constants.ENDPOINT)
         staging = folder / STAGING_FOLDER
         for item in todo:
+            if offline is not None:
+                raise WeightsError(
+                    f"Could not download {item.repo_filename} from {item.url}: the Hugging Face endpoint cannot be "
+                    f"reached ({offline}), so this computer seems to be offline. Check the network (or HF_ENDPOINT "
+                    f"/ a proxy), or download it by hand into {(folder / item.relative_path).resolve()}."
+                )
             expected = folder / item.relative_path
             if log is not None:
                 log(f"downloading {item.repo_id}/{item.repo_filename} -> {expected}")
@@ -296,6 +310,40 @@ def download_hub_files(
                 ) from None
         shutil.rmtree(staging, ignore_errors=True)
     return {item.role: item.found_path(folder) for item in files}  # type: ignore[misc]
+
+
+HUB_PROBE_SECONDS = 3.0
+
+
+def hub_unreachable(endpoint: str | None, timeout: float = HUB_PROBE_SECONDS) -> str | None:
+    """Why no TCP connection opens to ``endpoint`` (or to the proxy the environment sets for it) within
+    ``timeout`` seconds, name lookup included; None when one opens, or for no endpoint / a non-HTTP one."""
+    import socket
+    import threading
+    import urllib.parse
+    import urllib.request
+
+    target = urllib.parse.urlsplit(endpoint or "")
+    if target.scheme not in ("http", "https") or not target.hostname:
+        return None
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(target.scheme) or proxies.get("all")
+    if proxy and not urllib.request.proxy_bypass(target.hostname):
+        target = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    address = (target.hostname or "", target.port or (443 if target.scheme == "https" else 80))
+    outcome: list[str | None] = []
+
+    def connect() -> None:  # in a thread: a hanging name lookup ignores the socket timeout
+        try:
+            socket.create_connection(address, timeout=timeout).close()
+            outcome.append(None)
+        except OSError as error:
+            outcome.append(f"{address[0]}:{address[1]}: {error.strerror or error}")
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return outcome[0] if outcome else f"{address[0]}:{address[1]}: no answer within {timeout:g} s"
 
 
 def fetch_mediapipe_for_run(

@@ -41,10 +41,12 @@ MODELS_FOLDER_NAME = "echomimic"
 DEFAULT_WEIGHTS_FOLDER = "EchoMimic"
 # BadToBest/EchoMimicV2 goes into its own folder: its file names (reference_unet.pth, ...) clash with V1's.
 DEFAULT_V2_WEIGHTS_FOLDER = "EchoMimicV2"
+# Release -> the folder of models/echomimic it goes into (node words for the library's messages).
+WEIGHTS_FOLDER_OF_RELEASE = {"v1": DEFAULT_WEIGHTS_FOLDER, "v2": DEFAULT_V2_WEIGHTS_FOLDER}
 DOWNLOAD_HINT = (
-    "Switch on the loader's download_missing, or download the Hugging Face repository into ComfyUI/models/echomimic "
-    "(V1: hf download BadToBest/EchoMimic --local-dir ComfyUI/models/echomimic/EchoMimic; V2: hf download "
-    "BadToBest/EchoMimicV2 --local-dir ComfyUI/models/echomimic/EchoMimicV2)."
+    "Switch on the loader's download_missing, or download the Hugging Face repository into ComfyUI/models/echomimic: "
+    "V1: https://huggingface.co/BadToBest/EchoMimic into models/echomimic/EchoMimic; V2: "
+    "https://huggingface.co/BadToBest/EchoMimicV2 into models/echomimic/EchoMimicV2."
 )
 
 

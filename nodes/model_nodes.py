@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .common import (
@@ -20,6 +21,7 @@ from .common import (
     MODEL_TYPE,
     PRECISIONS,
     VARIANTS,
+    WEIGHTS_FOLDER_OF_RELEASE,
     EchoMimicNodeError,
     comfy_download_tqdm,
     resolve_weights_folder,
@@ -143,8 +145,10 @@ class EchoMimicModelLoader:
         return {
             "required": {
                 "variant": (list(VARIANTS), tooltip(
-                    "Which EchoMimic V1 weights to load. audio: driven by speech only; landmarks: driven by "
-                    "facial landmark images plus speech; accelerated: distilled weights for 6 steps at cfg 1.",
+                    "Which EchoMimic weights to load. V1 audio: a talking head driven by speech only; V1 "
+                    "landmarks: driven by facial landmark images plus speech (weights folder EchoMimic); V2 "
+                    "semi-body: a half-body driven by hand-pose images plus speech (weights folder EchoMimicV2); accelerated: "
+                    "distilled weights for 6 steps at cfg 1.",
                     default="V1 audio")),
                 "precision": (list(PRECISIONS), tooltip(_PRECISION_TOOLTIP, default="auto")),
                 "weights_folder": (weights_folder_choices(), tooltip(_WEIGHTS_FOLDER_TOOLTIP, default=DEFAULT_WEIGHTS_FOLDER)),
@@ -174,9 +178,16 @@ class EchoMimicModelLoader:
         weights_dir = resolve_weights_folder(weights_folder)
         from ..echomimic.weights_download import model_files, refuse_other_release
 
-        refuse_other_release(weights_dir, VARIANTS[variant])  # before anything is downloaded into it
+        # Before anything is downloaded into it; in node words (the combo label, the models/echomimic folders).
+        refuse_other_release(weights_dir, VARIANTS[variant], variant_name=variant,
+                             folder_names=WEIGHTS_FOLDER_OF_RELEASE)
+        files = model_files(VARIANTS[variant])
         if download_missing:
-            download_missing_files(weights_dir, model_files(VARIANTS[variant]))
+            download_missing_files(weights_dir, files)
+        missing = [item.relative_path for item in files if item.found_path(Path(weights_dir)) is None]
+        if missing:
+            raise EchoMimicNodeError(f"The {variant} weights are missing from {weights_dir}: {', '.join(missing)}. "
+                                     + DOWNLOAD_HINT)
         dtype = torch_dtype_for(precision, model_management.get_torch_device())
         # Load on the offload device; ModelPatcher moves the weights when sampling needs them.
         models = load_echomimic(weights_dir, VARIANTS[variant], device=model_management.unet_offload_device(), dtype=dtype)
@@ -241,8 +252,6 @@ def _whisper_path(weights_dir: str, download_missing: bool) -> str:
     """The Whisper-tiny file of the folder: V1's whisper_tiny.pt or V2's tiny.pt, whichever is there; when
     neither is, the one of the folder's release, told by the files only that release has
     (weights_download.release_of_folder); a folder without any is the default V2 folder's or else V1's."""
-    from pathlib import Path
-
     from ..echomimic.weights_download import release_of_folder, whisper_file
 
     candidates = {"v1": whisper_file("audio"), "v2": whisper_file("v2")}

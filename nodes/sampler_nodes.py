@@ -38,9 +38,10 @@ def _reference_face_mask(reference: Any, height: int, width: int) -> Any:
 
 class EchoMimicSampler:
     DESCRIPTION = (
-        "Generates the talking-head video: denoises all frames in overlapping context windows, conditioned on the "
-        "portrait, the speech and the landmark images (V1 landmark variants) or hand-pose images (V2). Shows progress per step and window "
-        "and stops within one window when you press Cancel."
+        "Generates the video (V1: a talking head; V2 semi-body: a half-body with hand gestures): denoises all frames in "
+        "overlapping context windows, conditioned on the portrait, the speech and the landmark images (V1 landmark "
+        "variants) or hand-pose images (V2). The progress bar covers the whole node (reference encoding, every "
+        "step and window, every decoded chunk); Cancel stops it within one window or decoded chunk."
     )
 
     @classmethod
@@ -50,8 +51,9 @@ class EchoMimicSampler:
                 "model": (MODEL_TYPE, tooltip("From Load EchoMimic Model.")),
                 "vae": ("VAE", tooltip("The SD1.5 VAE from Load VAE, e.g. vae-ft-mse-840000-ema-pruned.safetensors "
                                        "(the official EchoMimic uses sd-vae-ft-mse).")),
-                "reference_image": ("IMAGE", tooltip("The portrait to animate, ideally the output of EchoMimic Face "
-                                                     "Mask and Crop. Resized to width x height if needed.")),
+                "reference_image": ("IMAGE", tooltip("The portrait to animate: V1 a face, ideally the output of "
+                                                     "EchoMimic Face Mask and Crop; V2 a half-body photo. Resized to "
+                                                     "width x height if needed.")),
                 "audio_features": (AUDIO_FEATURES_TYPE, tooltip("From EchoMimic Audio Features; sets the length and fps.")),
                 "width": ("INT", tooltip("Video width in pixels, a multiple of 8 (official: V1 512, V2 768); 0 = "
                                          "the variant's official width.", default=512, min=0, max=2048, step=8)),
@@ -128,6 +130,7 @@ class EchoMimicSampler:
         def images(value: Any) -> Any:
             return None if value is None else torch.as_tensor(value).float().cpu()
 
+        # One bar over the whole node: the reference encoding, every (step, window), every decoded chunk.
         progress_bar: list[Any] = []
 
         def report(info: Any) -> None:
@@ -149,7 +152,7 @@ class EchoMimicSampler:
             model.models, ComfyVaeAdapter(vae), reference,
             audio_features=audio_features, face_mask=None if face_mask is None else torch.as_tensor(face_mask),
             landmark_images=images(landmark_images), pose_images=images(hand_pose_images), settings=settings,
-            progress=report, should_cancel=model_management.processing_interrupted, on_step=send_preview,
+            run_progress=report, should_cancel=model_management.processing_interrupted, on_step=send_preview,
         )
         assert video.frames is not None  # no on_frames: the whole video, ComfyUI's IMAGE batch
         frames = video.frames.float().cpu().clamp(0.0, 1.0)

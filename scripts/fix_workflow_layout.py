@@ -1,6 +1,6 @@
 """Lay out workflow files so they pass the layout checks in tests/test_workflows.py.
 
-    python scripts/fix_workflow_layout.py workflows/NAME.json [...]
+    python scripts/fix_workflow_layout.py "workflows/NAME.json" [...]
 
 Keeps the layout's columns (nodes whose x differs by <= 60 px) and their top-to-bottom order; widens each
 node to fit its title, makes it tall enough for its sockets and widgets (plus one spare widget row), moves

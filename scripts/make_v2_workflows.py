@@ -1,4 +1,4 @@
-"""Write the shipped EchoMimic V2 workflows (workflows/echomimic_v2_*.json, ComfyUI UI format).
+"""Write the shipped EchoMimic V2 workflows ("workflows/EchoMimic V2 *.json", ComfyUI UI format).
 
 Our nodes' sockets and widget order are read from the extension's INPUT_TYPES, so running this again after
 a node gains an input keeps the workflows loadable. Core nodes are written as the V1 workflows have them.
@@ -195,13 +195,16 @@ def main() -> None:
     install_stub_modules(Path(tempfile.mkdtemp(prefix="echomimic-workflows-")))
     extension = load_extension()
     classes, display = extension.NODE_CLASS_MAPPINGS, extension.NODE_DISPLAY_NAME_MAPPINGS
-    flows = {
-        "echomimic_v2_driving_video": ("EchoMimic V2: half-body from a portrait, speech and a driving video's hands",
-                                       "V2 semi-body", "video", (0, 0.0, 3407)),
-        "echomimic_v2_accelerated": ("EchoMimic V2 accelerated: half-body from a driving video's hands",
-                                     "V2 semi-body accelerated", "video", (0, 0.0, 420)),
-        "echomimic_v2_looped_poses": ("EchoMimic V2: speech from any audio, a saved hand pose sequence looped",
-                                      "V2 semi-body accelerated", "poses", (0, 0.0, 420)),
+    flows = {  # file name = the title ComfyUI's template browser shows
+        "EchoMimic V2 hands from a video": (
+            "EchoMimic V2: half-body from a portrait, speech and a driving video's hands",
+            "V2 semi-body", "video", (0, 0.0, 3407)),
+        "EchoMimic V2 hands from a video, accelerated": (
+            "EchoMimic V2 accelerated: half-body from a driving video's hands",
+            "V2 semi-body accelerated", "video", (0, 0.0, 420)),
+        "EchoMimic V2 looped hand poses": (
+            "EchoMimic V2: speech from any audio, a saved hand pose sequence looped",
+            "V2 semi-body accelerated", "poses", (0, 0.0, 420)),
     }
     for name, (title, variant, source, numbers) in flows.items():
         workflow = build(name, title, variant, source, numbers, classes, display)

@@ -87,7 +87,8 @@ def build(name: str, title: str, speech: str, wan: str, classes: dict[str, Any],
     flow.link(sampler, "images", create, "images")
     flow.link(sampler, "audio", create, "audio")
     flow.link(sampler, "fps", create, "fps")
-    save = flow.add("SaveVideo", 4, {"filename_prefix": f"echomimic/{name}", "format": "auto", "codec": "auto"})
+    prefix = "echomimic/" + name.lower().replace("echomimic ", "").replace(", ", "_").replace(" ", "_")
+    save = flow.add("SaveVideo", 4, {"filename_prefix": prefix, "format": "auto", "codec": "auto"})
     flow.link(create, "VIDEO", save, "video")
     return flow.to_json()
 
@@ -97,12 +98,14 @@ def main() -> None:
     extension = load_extension()
     classes, display = extension.NODE_CLASS_MAPPINGS, extension.NODE_DISPLAY_NAME_MAPPINGS
     flows = {
-        "echomimic_v3_flash": ("EchoMimic V3 flash: a portrait, speech and a prompt (ComfyUI's Wan files)",
+        # The file name is the title in ComfyUI's template browser (A-Z order).
+        "EchoMimic V3 flash": ("EchoMimic V3 flash: a portrait, speech and a prompt (ComfyUI's Wan files)",
                                "file", "comfy", {}),
-        "echomimic_v3_flash_video_audio": ("EchoMimic V3 flash: speech from any AUDIO node (a video's sound)",
-                                           "video", "comfy", {}),
-        "echomimic_v3_flash_long_speech": ("EchoMimic V3 flash: long speech in chunks, official file layout",
-                                           "file", "official", {"chunk_frames": 81, "chunk_overlap": 9}),
+        "EchoMimic V3 flash, speech from a video": ("EchoMimic V3 flash: speech from any AUDIO node (a video's sound)",
+                                                    "video", "comfy", {}),
+        "EchoMimic V3 flash, long speech, official files": (
+            "EchoMimic V3 flash: long speech in chunks, official file layout", "file", "official",
+            {"chunk_frames": 81, "chunk_overlap": 9}),
     }
     for name, (title, speech, wan, widgets) in flows.items():
         workflow = build(name, title, speech, wan, classes, display, widgets)

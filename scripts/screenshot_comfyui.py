@@ -1,13 +1,19 @@
-"""Screenshot of a shipped workflow in the real ComfyUI page, for the README (docs/comfyui_workflow.png).
+"""Screenshots of the shipped workflows in the real ComfyUI page: the README's picture, and the template
+browser's thumbnails.
 
     bash scripts/setup_comfyui.sh /tmp/cui      # once: a real ComfyUI with this extension's requirements
     pip install playwright                       # and a Chromium: apt-get install chromium (or playwright install)
-    COMFYUI_DIR=/tmp/cui/ComfyUI COMFYUI_PYTHON=/tmp/cui/venv/bin/python \\
-        python scripts/screenshot_comfyui.py [workflows/echomimic_v1_audio.json] [docs/comfyui_workflow.png]
+    export COMFYUI_DIR=/tmp/cui/ComfyUI COMFYUI_PYTHON=/tmp/cui/venv/bin/python
+    python scripts/screenshot_comfyui.py ["workflows/EchoMimic V1 audio.json"] [docs/comfyui_workflow.png]
+    python scripts/screenshot_comfyui.py --templates [docs/template_browser.png]
 
 It starts that ComfyUI on a free loopback port with only this extension enabled (an empty models folder:
 the loaders show their default choices), opens the page in headless Chromium, loads the workflow with the
 frontend's own loader, fits it to the window and saves the picture through a temporary file.
+
+``--templates`` refreshes every thumbnail of ComfyUI's template browser: ``workflows/<name>.jpg`` beside
+``workflows/<name>.json`` (the frontend shows a custom node's workflows by file name, with that picture;
+square cards), then a picture of the browser itself showing them (docs/template_browser.png).
 """
 
 from __future__ import annotations
@@ -22,10 +28,17 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 EXTENSION_NAME = "ComfyUI-EchoMimic"
 VIEWPORT = {"width": 1920, "height": 1080}
+THUMBNAIL_VIEWPORT = {"width": 1600, "height": 1600}  # square: the template cards crop to a square
+# Screen px the page's own panels may cover: the sidebar on the left; the menu, tabs and banner on top; the
+# canvas toolbar at the bottom.
+CHROME_LEFT, CHROME_TOP, CHROME_BOTTOM, CHROME_MARGIN = 60, 110, 70, 20
+THUMBNAIL_SIZE = 512
+THUMBNAIL_QUALITY = 85
 
 
 def _free_port() -> int:
@@ -46,8 +59,9 @@ def _chromium() -> str | None:
 def start_comfyui(comfyui_dir: Path, python: str, base: Path) -> tuple[subprocess.Popen[bytes], str]:
     (base / "custom_nodes").mkdir(parents=True)
     (base / "input").mkdir()
-    for name in ("portrait.png", "speech.wav"):  # what the workflow's Load Image / Load Audio name
-        shutil.copy(REPO / "example_inputs" / name, base / "input" / name)
+    for example in (REPO / "example_inputs").iterdir():  # what the workflows' Load Image / Load Audio name
+        if example.suffix != ".md":
+            shutil.copy(example, base / "input" / example.name)
     (base / "custom_nodes" / EXTENSION_NAME).symlink_to(REPO, target_is_directory=True)
     port = _free_port()
     command = [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
@@ -70,61 +84,149 @@ def start_comfyui(comfyui_dir: Path, python: str, base: Path) -> tuple[subproces
     raise SystemExit("ComfyUI did not answer within 240 s")
 
 
-def screenshot(url: str, workflow: dict, out: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
-    # A first visit opens the template browser and warns about models this empty folder lacks: what a
-    # returning user sees is the workflow itself.
-    # Text stays drawn when the whole graph is fitted into the window (no low-detail mode), no minimap.
+def _settings(url: str) -> None:
+    """A first visit opens the template browser and warns about models this empty folder lacks: what a
+    returning user sees is the workflow itself. Text stays drawn when the whole graph is fitted into the
+    window (no low-detail mode), no minimap, no frame-rate corner."""
     settings = {"Comfy.TutorialCompleted": True, "Comfy.Workflow.ShowMissingModelsWarning": False,
                 "Comfy.Workflow.ShowMissingNodesWarning": False, "Comfy.Minimap.Visible": False,
-                "LiteGraph.Canvas.LowQualityRenderingZoomThreshold": 0.1, "LiteGraph.Canvas.MinFontSizeForLOD": 1}
+                "LiteGraph.Canvas.LowQualityRenderingZoomThreshold": 0.1, "LiteGraph.Canvas.MinFontSizeForLOD": 1,
+                "Comfy.Graph.CanvasInfo": False}
     request = urllib.request.Request(url + "/settings", data=json.dumps(settings).encode(),
                                      headers={"Content-Type": "application/json"}, method="POST")
     urllib.request.urlopen(request, timeout=30).read()
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
-        page = browser.new_page(viewport=VIEWPORT, device_scale_factor=1)
-        page.goto(url, wait_until="networkidle")
-        page.wait_for_function("() => window.app && window.app.graph", timeout=120_000)
-        page.wait_for_timeout(3000)
-        page.keyboard.press("Escape")
-        page.evaluate("async (workflow) => { await window.app.loadGraphData(workflow, true, true, 'EchoMimic'); }",
-                      workflow)
-        page.wait_for_timeout(1500)
-        page.keyboard.press("Escape")
-        # Fit the graph to the window (the frontend's "." shortcut), then let it draw.
-        page.mouse.click(VIEWPORT["width"] // 2, VIEWPORT["height"] // 2)
+
+def _open_page(browser: Any, url: str, viewport: dict[str, int]) -> Any:
+    page = browser.new_page(viewport=viewport, device_scale_factor=1)
+    page.goto(url, wait_until="networkidle")
+    page.wait_for_function("() => window.app && window.app.graph", timeout=120_000)
+    page.wait_for_timeout(3000)
+    page.keyboard.press("Escape")
+    return page
+
+
+def _show_workflow(page: Any, workflow: dict, viewport: dict[str, int], fit: bool = True) -> None:
+    """Load ``workflow`` with the frontend's own loader and (``fit``) fit it to the window."""
+    page.evaluate("async (workflow) => { await window.app.loadGraphData(workflow, true, true, 'EchoMimic'); }",
+                  workflow)
+    page.wait_for_timeout(1500)
+    page.keyboard.press("Escape")
+    if fit:  # the frontend's "." shortcut, then let it draw
+        page.mouse.click(viewport["width"] // 2, viewport["height"] // 2)
         page.keyboard.press(".")
         page.wait_for_timeout(1500)
-        for button in page.locator("button").all():  # an announcement banner's close button (top right)
-            box = button.bounding_box() if button.is_visible() else None
-            if box and box["y"] < 40 and box["x"] > VIEWPORT["width"] - 100:
-                button.click()
-        page.wait_for_timeout(500)
+    for button in page.locator("button").all():  # an announcement banner's close button (top right)
+        box = button.bounding_box() if button.is_visible() else None
+        if box and box["y"] < 40 and box["x"] > viewport["width"] - 100:
+            button.click()
+    page.wait_for_timeout(500)
+
+
+def _frame_graph(page: Any, viewport: dict[str, int]) -> dict[str, float]:
+    """Centre the whole graph (title bars included) in the largest square of the window that the page's
+    panels leave free, by setting the canvas view; returns that square as a screenshot clip."""
+    x0, y0, x1, y1 = page.evaluate("""() => {
+        let box = [Infinity, Infinity, -Infinity, -Infinity];
+        for (const node of window.app.graph._nodes) {
+            const [x, y] = node.pos, [w, h] = node.size;
+            box = [Math.min(box[0], x), Math.min(box[1], y - 30), Math.max(box[2], x + w), Math.max(box[3], y + h)];
+        }
+        return box;
+    }""")
+    left, top = CHROME_LEFT + CHROME_MARGIN, CHROME_TOP + CHROME_MARGIN
+    side = min(viewport["width"] - left - CHROME_MARGIN, viewport["height"] - top - CHROME_BOTTOM)
+    centre_x, centre_y = left + side / 2, top + side / 2
+    scale = 0.96 * side / max(x1 - x0, y1 - y0)
+    offset = [centre_x / scale - (x0 + x1) / 2, centre_y / scale - (y0 + y1) / 2]  # screen = (pos + offset) * scale
+    page.evaluate("""([scale, offset]) => {
+        const canvas = window.app.canvas;
+        canvas.deselectAll?.();  // no selection toolbox over the graph
+        canvas.ds.scale = scale;
+        canvas.ds.offset = offset;
+        canvas.setDirty(true, true);
+    }""", [scale, offset])
+    page.wait_for_timeout(1000)
+    return {"x": left, "y": top, "width": side, "height": side}
+
+
+def _launch(playwright: Any) -> Any:
+    return playwright.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
+
+
+def screenshot(url: str, workflow: dict, out: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    _settings(url)
+    with sync_playwright() as playwright:
+        browser = _launch(playwright)
+        page = _open_page(browser, url, VIEWPORT)
+        _show_workflow(page, workflow, VIEWPORT)
         temporary = out.with_name(f".{out.name}.part.png")
         page.screenshot(path=str(temporary))
         browser.close()
     os.replace(temporary, out)
 
 
+def template_pictures(url: str, workflows: list[Path], browser_out: Path) -> None:
+    """``<name>.jpg`` beside each workflow (a square view of the fitted graph, THUMBNAIL_SIZE px), then
+    ``browser_out``: the template browser open on this extension's workflows, with those thumbnails."""
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    _settings(url)
+    with sync_playwright() as playwright:
+        browser = _launch(playwright)
+        page = _open_page(browser, url, THUMBNAIL_VIEWPORT)
+        for path in workflows:
+            _show_workflow(page, json.loads(path.read_text(encoding="utf-8")), THUMBNAIL_VIEWPORT, fit=False)
+            shot = path.with_name(f".{path.stem}.part.png")
+            page.screenshot(path=str(shot), clip=_frame_graph(page, THUMBNAIL_VIEWPORT))
+            thumbnail = path.with_suffix(".jpg")
+            temporary = thumbnail.with_name(f".{thumbnail.name}.part.jpg")
+            with Image.open(shot) as picture:
+                picture.convert("RGB").resize((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.LANCZOS).save(
+                    temporary, "JPEG", quality=THUMBNAIL_QUALITY, optimize=True)
+            shot.unlink()
+            os.replace(temporary, thumbnail)
+            print(f"wrote {thumbnail}")
+        page.close()
+        # The browser as a user opens it (Workflow > Browse Templates), on this extension's category.
+        page = _open_page(browser, url, VIEWPORT)
+        page.evaluate("() => window.app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+        page.wait_for_timeout(3000)
+        page.get_by_text(EXTENSION_NAME, exact=True).first.click()
+        page.wait_for_load_state("networkidle")
+        page.wait_for_timeout(3000)
+        temporary = browser_out.with_name(f".{browser_out.name}.part.png")
+        page.screenshot(path=str(temporary))
+        browser.close()
+    os.replace(temporary, browser_out)
+    print(f"wrote {browser_out}")
+
+
 def main(argv: list[str]) -> int:
-    workflow_path = Path(argv[0]) if argv else REPO / "workflows" / "echomimic_v1_audio.json"
-    out = Path(argv[1]) if len(argv) > 1 else REPO / "docs" / "comfyui_workflow.png"
+    templates = bool(argv) and argv[0] == "--templates"
+    if templates:  # --templates [picture of the browser]
+        out = Path(argv[1]) if len(argv) > 1 else REPO / "docs" / "template_browser.png"
+    else:  # [workflow] [picture]
+        workflow_path = Path(argv[0]) if argv else REPO / "workflows" / "EchoMimic V1 audio.json"
+        out = Path(argv[1]) if len(argv) > 1 else REPO / "docs" / "comfyui_workflow.png"
     comfyui_dir = os.environ.get("COMFYUI_DIR")
     if not comfyui_dir or not (Path(comfyui_dir) / "main.py").is_file():
         print("set COMFYUI_DIR (and COMFYUI_PYTHON) to a ComfyUI made by scripts/setup_comfyui.sh", file=sys.stderr)
         return 2
-    workflow = json.loads(workflow_path.read_text())
     with tempfile.TemporaryDirectory(prefix="echomimic-screenshot-") as base:
         process, url = start_comfyui(Path(comfyui_dir), os.environ.get("COMFYUI_PYTHON", sys.executable), Path(base))
         try:
-            screenshot(url, workflow, out)
+            if templates:
+                template_pictures(url, sorted((REPO / "workflows").glob("*.json")), out)
+            else:
+                screenshot(url, json.loads(workflow_path.read_text()), out)
+                print(f"wrote {out}")
         finally:
             process.terminate()
             process.wait(timeout=30)
-    print(f"wrote {out}")
     return 0
 
 

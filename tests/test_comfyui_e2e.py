@@ -667,7 +667,7 @@ def test_cancel_stops_the_sampler_then_the_next_run_succeeds(comfy_server: Comfy
     """Catches a sampler that ignores ComfyUI's Cancel (interrupt) until it finishes, and state left broken
     by a cancelled run or by ComfyUI unloading the models (POST /free) before the next run."""
     # A run long enough to be inside the sampler when Cancel is pressed (all frames, 4 steps).
-    long_run = _api_prompt(comfy_server, "echomimic_v1_audio.json", "e2e/cancelled", length=0, steps=4)
+    long_run = _api_prompt(comfy_server, "EchoMimic V1 audio.json", "e2e/cancelled", length=0, steps=4)
     prompt_id = comfy_server.queue(long_run)
     listener = comfy_server.listener
     assert listener is not None
@@ -686,12 +686,12 @@ def test_cancel_stops_the_sampler_then_the_next_run_succeeds(comfy_server: Comfy
     assert not _messages(entry, "execution_error")
     # ComfyUI's "unload models" (model management drops our ModelPatcher); the next run loads it again.
     comfy_server.request("/free", {"unload_models": True, "free_memory": True})
-    comfy_server.run(_api_prompt(comfy_server, "echomimic_v1_audio.json", "e2e/after_cancel"))
+    comfy_server.run(_api_prompt(comfy_server, "EchoMimic V1 audio.json", "e2e/after_cancel"))
 
 
 def test_missing_weights_reach_the_error_dialog_as_a_clear_message(comfy_server: ComfyServer) -> None:
     """Catches a missing weight file surfacing as a traceback or a message without the folder to fix."""
-    prompt = _api_prompt(comfy_server, "echomimic_v1_audio.json", "e2e/missing")
+    prompt = _api_prompt(comfy_server, "EchoMimic V1 audio.json", "e2e/missing")
     loader = next(node for node in prompt.values() if node["class_type"] == "EchoMimicModelLoader")
     loader["inputs"]["weights_folder"] = "EchoMimic"  # listed, but not present in this base directory
     entry = comfy_server.wait(comfy_server.queue(prompt))

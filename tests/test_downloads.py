@@ -116,6 +116,60 @@ def test_offline_error_names_each_file_url_and_folder(monkeypatch: pytest.Monkey
     assert _leftovers(tmp_path) == []
 
 
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+                   "NO_PROXY")
+
+
+def _refusing_port() -> int:
+    """A loopback port nothing listens on (bound, then closed): connections to it are refused at once."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_offline_missing_hub_file_is_reported_within_seconds(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Catches huggingface_hub's retries reaching the user offline (5 per request with backoff, 23 s for the
+    first file alone): the first refused connection says "offline" at once, naming the file and the folder,
+    and leaves nothing in the weights folder."""
+    import time
+
+    import huggingface_hub.constants
+
+    from echomimic.weights_download import download_hub_files, model_files
+
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    port = _refusing_port()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")  # as the loader node reads it
+    weights = tmp_path / "weights"
+    started = time.monotonic()
+    with pytest.raises(WeightsError) as caught:
+        download_hub_files(weights, model_files("v2_acc"))
+    assert time.monotonic() - started < 5.0
+    message = str(caught.value)
+    assert "offline" in message and f"127.0.0.1:{port}" in message and "\n" not in message
+    assert "reference_unet.pth" in message and str(weights.resolve()) in message
+    assert not weights.exists() or _leftovers(weights) == []
+
+
+def test_hub_probe_goes_through_the_proxy_the_environment_sets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Catches the probe calling a network offline that is online only through its proxy (or the reverse)."""
+    from echomimic.weights_download import hub_unreachable
+
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    with hub_server({}) as server:
+        assert hub_unreachable(server.url) is None
+        proxy_port = _refusing_port()
+        monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy_port}")
+        assert f"127.0.0.1:{proxy_port}" in (hub_unreachable(server.url) or "")
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+        assert hub_unreachable(server.url) is None
+
+
 def test_default_base_url_is_googles_pinned_version(monkeypatch: pytest.MonkeyPatch) -> None:
     """Catches: a `latest` URL (its bytes may change under the checksum) or a wrong pinned path."""
     monkeypatch.delenv(MEDIAPIPE_BASE_URL_ENV)

@@ -85,13 +85,18 @@ def _features(nodes: dict[str, Any], encoder: Any, case: str) -> tuple[Any, int,
 
 
 class ProgressRecorder:
-    """Installed as ComfyUI's progress hook; optionally presses Cancel after `cancel_after` updates."""
+    """Installed as ComfyUI's progress hook; optionally presses Cancel after `cancel_after` updates. With a
+    `vae`, also records how many decode calls it had made at each update (`decodes_at`)."""
 
-    def __init__(self, comfy: Any, cancel_after: int | None = None) -> None:
-        self.comfy, self.cancel_after, self.updates = comfy, cancel_after, []
+    def __init__(self, comfy: Any, cancel_after: int | None = None, vae: StandInComfyVae | None = None) -> None:
+        self.comfy, self.cancel_after, self.vae = comfy, cancel_after, vae
+        self.updates: list[tuple[int, int]] = []
+        self.decodes_at: list[int] = []
 
     def __call__(self, value: int, total: int, preview: Any, node_id: Any = None) -> None:
         self.updates.append((value, total))
+        if self.vae is not None:
+            self.decodes_at.append(self.vae.decode_calls)
         if self.cancel_after is not None and len(self.updates) == self.cancel_after:
             self.comfy.model_management.interrupt_current_processing(True)
 
@@ -307,11 +312,15 @@ def test_sampler_reproduces_the_official_audio_video_then_cancel_and_rerun(
     assert len(progress.updates) == 1
     assert comfy.model_management.processing_interrupted() is False
 
-    # The same models right after: a full run, progress at every (step, window), the official video.
+    # The same models right after: a full run, the official video, and one bar over the whole node: the
+    # reference encoding, 2 steps x 2 windows, 2 decoded chunks of <= 4 frames (the CPU's decode batch).
     loads_before = len(comfy.model_management.load_calls)
-    with ProgressRecorder(comfy) as progress:
+    decodes_before = vae.decode_calls
+    with ProgressRecorder(comfy, vae=vae) as progress:
         frames, fps, _ = sampler.sample(model, vae, **inputs, **AUDIO_CASE_SETTINGS)
-    assert progress.updates == [(1, 4), (2, 4), (3, 4), (4, 4)]  # 2 steps x 2 windows
+    assert progress.updates == [(done, 7) for done in range(1, 8)]
+    assert progress.decodes_at[-1] == vae.decode_calls == decodes_before + 2  # 100 % only after the last decode
+    assert progress.decodes_at[-2] == decodes_before + 1
     assert len(comfy.model_management.load_calls) == loads_before + 1
     patchers, _, full_load = comfy.model_management.load_calls[-1]
     assert patchers == [model.patcher] and full_load
@@ -319,6 +328,22 @@ def test_sampler_reproduces_the_official_audio_video_then_cancel_and_rerun(
     assert frames.shape == (6, 64, 64, 3) and frames.dtype == torch.float32
     np.testing.assert_allclose(frames.numpy(), expected, atol=1e-4)
     assert vae.encode_calls >= 1 and vae.decode_calls >= 1
+
+
+def test_cancel_during_decoding_stops_the_sampler(nodes: dict[str, Any], vae: StandInComfyVae, audio_encoder: Any,
+                                                 comfy: Any) -> None:
+    """Cancel pressed at the last denoising unit stops the node before the VAE decodes anything, as ComfyUI's
+    interrupt. Catches decoding that ignores Cancel (at small sizes most of the node's time)."""
+    (model,) = nodes["EchoMimicModelLoader"].load("V1 audio accelerated", "fp32", "tiny_audio")
+    inputs = _audio_case_inputs(nodes, audio_encoder)
+    settings = {**AUDIO_CASE_SETTINGS, "steps": 1}  # 1 + 1 x 2 windows before decoding
+    decodes_before = vae.decode_calls
+    with ProgressRecorder(comfy, cancel_after=3) as progress:
+        with pytest.raises(comfy.model_management.InterruptProcessingException):
+            nodes["EchoMimicSampler"].sample(model, vae, **inputs, **settings)
+    assert progress.updates == [(1, 5), (2, 5), (3, 5)]
+    assert vae.decode_calls == decodes_before
+    assert comfy.model_management.processing_interrupted() is False
 
 
 def test_sampler_reproduces_the_official_landmark_video(nodes: dict[str, Any], pose_vae: StandInComfyVae,
@@ -335,7 +360,8 @@ def test_sampler_reproduces_the_official_landmark_video(nodes: dict[str, Any], p
             height=64, length=7, steps=3, cfg=0.0, seed=123, context_frames=4, context_overlap=1,
             landmark_images=landmark_images)
     total = progress.updates[-1][1]
-    assert progress.updates == [(step, total) for step in range(1, total + 1)] and total % 3 == 0
+    # The reference, 3 steps x the windows, 2 decoded chunks (7 frames, 4 per chunk on the CPU).
+    assert progress.updates == [(step, total) for step in range(1, total + 1)] and (total - 1 - 2) % 3 == 0
     assert frames.shape == (7, 64, 64, 3) and fps == 24.0
     np.testing.assert_allclose(frames.numpy(), np.load(PARITY / "v1_pose_acc" / "expected" / "video.npy"), atol=1e-4)
 

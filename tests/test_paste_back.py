@@ -207,7 +207,8 @@ def test_paste_back_node_returns_full_size_frames(node_module: Any) -> None:
     finally:
         comfy.utils.set_progress_bar_global_hook(None)
     assert out.shape == (20, 48, 64, 3)
-    assert updates[-1] == (20, 20) and len(updates) >= 2  # progress per chunk
+    assert updates[-1] == (20, 20) and len(updates) >= 2  # progress per chunk, 100 % at the end
+    assert [done for done, _ in updates] == sorted({done for done, _ in updates})  # strictly increasing
     error = extension_submodule_error(node_module)
     with pytest.raises(error, match="face mask"):
         node_class().paste_back(torch.rand(2, 16, 16, 3), info, picture, 8, "face mask", 16, False, 4)

@@ -69,8 +69,11 @@ def test_bad_inputs_are_readable_errors(nodes: dict[str, Any], node_error: type,
     poses, _, _ = nodes["EchoMimicExtractHandPoses"].extract(photos[:1], True)
     with pytest.raises(node_error, match="aspect"):
         nodes["EchoMimicDrawHandPoses"].draw(poses, 256, 128, 800)
-    with pytest.raises(node_error, match="No person was found in the reference image"):
+    with pytest.raises(node_error, match="No person was found in the reference image") as caught:
         nodes["EchoMimicAlignHandPoses"].align(poses, torch.zeros(1, 128, 128, 3), True)
+    # What happened (the run stopped, nothing was skipped) and what to do, in node words.
+    assert "run stopped" in str(caught.value) and "skipped" not in str(caught.value)
+    assert "alignment off" in str(caught.value) and "--" not in str(caught.value)
     folder = tmp_path / "evil"
     write_demo_folder(folder, frames=1)
     pose = official_frame(0)

@@ -86,6 +86,27 @@ def test_progress_reports_every_step_and_window(audio_setup) -> None:
     assert 0.0 <= float(video.frames.min()) and float(video.frames.max()) <= 1.0
 
 
+def test_run_progress_spans_the_reference_every_window_and_every_decoded_chunk(audio_setup) -> None:
+    """Catches a progress total that ends before decoding (the bar at 100 % while the VAE still works), a wrong
+    total, or a non-monotonic count; with on_frames and without."""
+    models, vae, reference, mask = audio_setup
+    windows = len(uniform_windows(7, 4, 1))
+    for streamed in (True, False):
+        events: list[tuple[str, int, int]] = []
+        generate_video(models, vae, reference, audio_features=ZeroAudio(7), face_mask=mask,
+                       settings=small(steps=2, decode_batch=3),
+                       run_progress=lambda p, events=events: events.append((p.stage, p.done, p.total)),
+                       on_frames=(lambda chunk, events=events: events.append(("frames", int(chunk.shape[0]), 0)))
+                       if streamed else None)
+        reported = [event for event in events if event[0] != "frames"]
+        total = 1 + 2 * windows + 3  # 7 frames in chunks of 3
+        assert [done for _, done, _ in reported] == list(range(1, total + 1))
+        assert {count for _, _, count in reported} == {total}
+        assert [stage for stage, _, _ in reported] == ["reference"] + ["denoise"] * 2 * windows + ["decode"] * 3
+        if streamed:
+            assert [event[0] for event in events[-6:]] == ["frames", "decode"] * 3  # each after its chunk
+
+
 def test_length_follows_audio_and_can_be_shorter(audio_setup) -> None:
     models, vae, reference, mask = audio_setup
     video = generate_video(models, vae, reference, audio_features=ZeroAudio(5), face_mask=mask,

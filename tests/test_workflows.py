@@ -166,11 +166,35 @@ def test_there_is_a_workflow_for_every_mode() -> None:
     """Catches a shipped V1 workflow going missing (V2 and other workflows are added beside them)."""
     names = {path.name for path in WORKFLOW_FILES}
     assert names >= {
-        "echomimic_v1_audio.json", "echomimic_v1_audio_accelerated.json", "echomimic_v1_landmarks_from_video.json",
-        "echomimic_v1_audio_selected_landmarks.json", "echomimic_v1_audio_upscaled.json",
-        "echomimic_v1_paste_back.json", "echomimic_v3_flash.json", "echomimic_v3_flash_video_audio.json",
-        "echomimic_v3_flash_long_speech.json",
+        "EchoMimic V1 audio.json", "EchoMimic V1 audio, accelerated.json", "EchoMimic V1 landmarks from a video.json",
+        "EchoMimic V1 landmarks, eyes from a video.json", "EchoMimic V1 audio, upscaled.json",
+        "EchoMimic V1 audio, pasted into the full picture.json",
+        "EchoMimic V3 flash.json", "EchoMimic V3 flash, speech from a video.json",
+        "EchoMimic V3 flash, long speech, official files.json",
     }
+
+
+def test_every_workflow_is_a_template_with_a_title_and_a_thumbnail() -> None:
+    """ComfyUI's template browser (frontend 1.32.9) shows a custom node's workflows by file name, with
+    `<name>.jpg` beside each as the thumbnail on a square card. Catches a workflow without its thumbnail (a
+    placeholder in the browser), a thumbnail that is not a square JPEG, a stray thumbnail of a renamed
+    workflow, and a title (the file name) that does not say which release it runs (EchoMimic V1 / V2 / V3, as its
+    loader) or has a character Windows refuses in file names."""
+    from PIL import Image
+
+    assert len(WORKFLOW_FILES) >= 9
+    for path in WORKFLOW_FILES:
+        thumbnail = path.with_suffix(".jpg")
+        assert thumbnail.is_file(), f"{path.name}: no thumbnail; make it with scripts/screenshot_comfyui.py --templates"
+        with Image.open(thumbnail) as picture:
+            assert picture.format == "JPEG" and picture.width == picture.height >= 256, thumbnail.name
+        workflow = json.loads(path.read_text(encoding="utf-8"))
+        releases = {node["widgets_values"][0].split()[0] for node in workflow["nodes"]
+                    if node["type"] == "EchoMimicModelLoader"}
+        releases |= {"V3" for node in workflow["nodes"] if node["type"] == "EchoMimicV3ModelLoader"}
+        assert len(releases) == 1 and path.stem.startswith(f"EchoMimic {releases.pop()} "), path.name
+        assert not set(path.stem) & set('<>:"/\\|?*'), path.name
+    assert {path.stem for path in WORKFLOWS_DIR.glob("*.jpg")} == {path.stem for path in WORKFLOW_FILES}
 
 
 def test_every_comfyui_snapshot_has_a_record() -> None:
@@ -267,7 +291,7 @@ def test_workflow_layout_reads_well_in_the_page(path: Path, object_info: dict[st
 
 def test_layout_check_catches_bad_layouts(object_info: dict[str, dict[str, Any]]) -> None:
     """The layout check itself fails on each kind of mistake it is meant to catch."""
-    original = json.loads((WORKFLOWS_DIR / "echomimic_v1_audio.json").read_text(encoding="utf-8"))
+    original = json.loads((WORKFLOWS_DIR / "EchoMimic V1 audio.json").read_text(encoding="utf-8"))
 
     def problems_after(change) -> list[str]:
         workflow = json.loads(json.dumps(original))
@@ -338,7 +362,7 @@ def test_workflow_saves_an_mp4_with_the_trimmed_sound(path: Path, object_info: d
 
 def test_validator_catches_broken_workflows(object_info: dict[str, dict[str, Any]]) -> None:
     """The validator itself must fail on each kind of mistake it is meant to catch."""
-    original = json.loads((WORKFLOWS_DIR / "echomimic_v1_audio.json").read_text(encoding="utf-8"))
+    original = json.loads((WORKFLOWS_DIR / "EchoMimic V1 audio.json").read_text(encoding="utf-8"))
 
     def problems_after(change) -> list[str]:
         workflow = json.loads(json.dumps(original))

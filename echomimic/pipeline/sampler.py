@@ -18,7 +18,7 @@ The steps: :func:`~.inputs.prepare_inputs` (every input rule), :func:`~.conditio
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -58,6 +58,16 @@ class ProgressInfo:
     window: int  # 0-based window within the step
     windows: int
     done: int  # (step, window) units finished
+    total: int
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """Progress over the whole of :func:`generate_video`, in units of work: the reference encoding (1),
+    every denoised (step, window), every decoded chunk; ``done == total`` only after the last decode."""
+
+    stage: str  # the unit just finished: "reference", "denoise" or "decode"
+    done: int
     total: int
 
 
@@ -148,7 +158,7 @@ def denoise(
     latents = (latents * scheduler.init_noise_sigma).to(device)
     base_windows = uniform_windows(num_frames, settings.context_frames, settings.context_overlap)
     window_batch = settings.window_batch or auto_window_batch(torch.device(device), settings, use_cfg)
-    total, done = len(timesteps) * len(base_windows), 0
+    total, done = denoise_unit_count(settings, num_frames), 0  # one unit per (step, window)
     for step_index, timestep in enumerate(timesteps):
         windows = windows_at_step(base_windows, step_index, convention.context_shift, num_frames)
         prediction_sum = torch.zeros((2 if use_cfg else 1, *latent_shape[1:]), device=device)
@@ -190,6 +200,7 @@ def generate_video(
     should_cancel: Callable[[], bool] | None = None,
     on_step: Callable[[int, torch.Tensor], None] | None = None,
     on_frames: Callable[[torch.Tensor], None] | None = None,
+    run_progress: Callable[[RunProgress], None] | None = None,
 ) -> GeneratedVideo:
     """Animate ``reference_image``.
 
@@ -205,7 +216,10 @@ def generate_video(
     on_frames: receives the decoded frames chunk by chunk ([n, H, W, 3] float32 0..1 on the CPU, in order)
         instead of one tensor of the whole video, so that memory does not grow with the video's length
         (the command line pipes them into the mp4); ``GeneratedVideo.frames`` is then None.
-    Raises :class:`CancelledError` when ``should_cancel()`` turns true (checked at every window).
+    progress: after every (step, window) of the denoising only (:class:`ProgressInfo`).
+    run_progress: after every unit of the whole call (:class:`RunProgress`), for a bar that ends with it.
+    Raises :class:`CancelledError` when ``should_cancel()`` turns true (checked at every window and
+    before every decoded chunk).
     """
     settings = settings or SamplingSettings.defaults_for(models.variant)
     max_window = models.config.motion.max_frames
@@ -213,16 +227,41 @@ def generate_video(
         raise InputError(f"context_frames can be at most {max_window} (the motion modules' span).")
     prepared = prepare_inputs(models.mode, reference_image, settings=settings, audio_features=audio_features,
                               face_mask=face_mask, landmark_images=landmark_images, pose_images=pose_images)
+    num_frames = prepared.plan.num_frames
+    decode_batch = prepared.settings.decode_batch or auto_decode_batch(models.device)
+    denoise_units = denoise_unit_count(prepared.settings, num_frames)
+    total = 1 + denoise_units + -(-num_frames // decode_batch)  # reference + (step, window)s + decoded chunks
+
+    def report(stage: str, done: int) -> None:
+        if run_progress is not None:
+            run_progress(RunProgress(stage, done, total))
+
+    def report_denoising(info: ProgressInfo) -> None:
+        if progress is not None:
+            progress(info)
+        report("denoise", 1 + info.done)
+
     conditioning = encode_reference(models, vae, prepared)
-    latents = denoise(models, prepared, conditioning, progress=progress, should_cancel=should_cancel,
+    report("reference", 1)
+    latents = denoise(models, prepared, conditioning, progress=report_denoising, should_cancel=should_cancel,
                       on_step=on_step)
     fps = float(prepared.settings.fps)
+
+    def decoded_chunks() -> Iterator[torch.Tensor]:
+        for index, chunk in enumerate(iter_decoded_frames(vae, latents, decode_batch, should_cancel), start=1):
+            yield chunk
+            report("decode", 1 + denoise_units + index)  # after the consumer took the chunk
+
     if on_frames is not None:
-        for chunk in iter_decoded_frames(vae, latents, prepared.settings.decode_batch, should_cancel):
+        for chunk in decoded_chunks():
             on_frames(chunk)
         return GeneratedVideo(frames=None, fps=fps, plan=prepared.plan)
-    frames = decode_latents(vae, latents, prepared.settings.decode_batch, should_cancel)
-    return GeneratedVideo(frames=frames, fps=fps, plan=prepared.plan)
+    return GeneratedVideo(frames=gather_frames(decoded_chunks(), num_frames), fps=fps, plan=prepared.plan)
+
+
+def denoise_unit_count(settings: SamplingSettings, num_frames: int) -> int:
+    """How many (step, window) units :func:`denoise` reports for ``num_frames`` frames."""
+    return settings.steps * len(uniform_windows(num_frames, settings.context_frames, settings.context_overlap))
 
 
 def iter_decoded_frames(vae: VaeAdapter, latents: torch.Tensor, batch: int = 0,
@@ -237,13 +276,11 @@ def iter_decoded_frames(vae: VaeAdapter, latents: torch.Tensor, batch: int = 0,
         yield vae.decode(chunk).float().permute(0, 2, 3, 1).cpu()  # the adapter gives 0..1 pixels
 
 
-def decode_latents(vae: VaeAdapter, latents: torch.Tensor, batch: int = 0,
-                   should_cancel: Callable[[], bool] | None = None) -> torch.Tensor:
-    """[1, 4, F, h, w] scaled latents -> [F, 8h, 8w, 3] float32 0..1 on the CPU, filled chunk by chunk."""
-    num_frames = latents.shape[2]
+def gather_frames(chunks: Iterable[torch.Tensor], num_frames: int) -> torch.Tensor:
+    """Decoded chunks [n, H, W, 3], in order -> one [num_frames, H, W, 3] float32 tensor, filled chunk by chunk."""
     frames: torch.Tensor | None = None
     start = 0
-    for decoded in iter_decoded_frames(vae, latents, batch, should_cancel):
+    for decoded in chunks:
         if frames is None:
             frames = torch.empty((num_frames, *decoded.shape[1:]), dtype=torch.float32)
         frames[start:start + decoded.shape[0]] = decoded
@@ -252,10 +289,17 @@ def decode_latents(vae: VaeAdapter, latents: torch.Tensor, batch: int = 0,
     return frames
 
 
+def decode_latents(vae: VaeAdapter, latents: torch.Tensor, batch: int = 0,
+                   should_cancel: Callable[[], bool] | None = None) -> torch.Tensor:
+    """[1, 4, F, h, w] scaled latents -> [F, 8h, 8w, 3] float32 0..1 on the CPU, filled chunk by chunk."""
+    return gather_frames(iter_decoded_frames(vae, latents, batch, should_cancel), latents.shape[2])
+
+
 __all__ = [
     "MODE_CONVENTIONS",
     "GeneratedVideo",
     "ProgressInfo",
+    "RunProgress",
     "SamplingSettings",
     "decode_latents",
     "denoise",

@@ -92,8 +92,8 @@ def reference_anchor(
     anchor = BodyAnchor.from_shoulders(shoulders, batch.shape[2], batch.shape[1])
     if anchor is None:
         raise InputError("No person was found in the reference image by the pose landmarker, so the hand poses "
-                         "cannot be aligned to it (alignment skipped). Use a half-body photo with both shoulders "
-                         "visible, or switch alignment off.")
+                         "cannot be aligned to it and the run stopped. Use a half-body photo with both shoulders "
+                         "visible, or switch alignment off to use the poses as they are.")
     return anchor
 
 
