@@ -48,7 +48,7 @@ def build(name: str, title: str, speech: str, wan: str, classes: dict[str, Any],
     flow = Workflow(title, classes, display)
     portrait = flow.add("LoadImage", 0, {"image": "portrait.png", "upload": "image"})
     if speech == "video":
-        video = flow.add("LoadVideo", 0, {"file": "speech_video.mp4", "upload": "image"})
+        video = flow.add("LoadVideo", 0, {"file": "driving_video.mp4", "upload": "image"})
         components = flow.add("GetVideoComponents", 0)
         flow.link(video, "VIDEO", components, "video")
         audio_node, audio_output = components, "audio"

@@ -134,6 +134,8 @@ def _frame_graph(page: Any, viewport: dict[str, int]) -> dict[str, float]:
         }
         return box;
     }""")
+    if not all(abs(value) < 1e9 for value in (x0, y0, x1, y1)):
+        raise RuntimeError("the page shows no graph: the workflow did not load")
     left, top = CHROME_LEFT + CHROME_MARGIN, CHROME_TOP + CHROME_MARGIN
     side = min(viewport["width"] - left - CHROME_MARGIN, viewport["height"] - top - CHROME_BOTTOM)
     centre_x, centre_y = left + side / 2, top + side / 2
@@ -177,8 +179,10 @@ def template_pictures(url: str, workflows: list[Path], browser_out: Path) -> Non
     _settings(url)
     with sync_playwright() as playwright:
         browser = _launch(playwright)
-        page = _open_page(browser, url, THUMBNAIL_VIEWPORT)
         for path in workflows:
+            # A fresh page per workflow: loading one graph after another in the same page sometimes leaves it
+            # empty (seen with frontend 1.32.9), and a fresh page is what a user opening a template sees.
+            page = _open_page(browser, url, THUMBNAIL_VIEWPORT)
             _show_workflow(page, json.loads(path.read_text(encoding="utf-8")), THUMBNAIL_VIEWPORT, fit=False)
             shot = path.with_name(f".{path.stem}.part.png")
             page.screenshot(path=str(shot), clip=_frame_graph(page, THUMBNAIL_VIEWPORT))
@@ -190,7 +194,7 @@ def template_pictures(url: str, workflows: list[Path], browser_out: Path) -> Non
             shot.unlink()
             os.replace(temporary, thumbnail)
             print(f"wrote {thumbnail}")
-        page.close()
+            page.close()
         # The browser as a user opens it (Workflow > Browse Templates), on this extension's category.
         page = _open_page(browser, url, VIEWPORT)
         page.evaluate("() => window.app.extensionManager.command.execute('Comfy.BrowseTemplates')")
