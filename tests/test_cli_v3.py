@@ -110,3 +110,40 @@ def test_wrong_wav2vec2_folder_is_one_line(weights: Path, tmp_path: Path, capsys
 def test_parity_root_is_beside_the_repo() -> None:
     """Catches the V1/V2 fixtures moving (the V1-folder test above mirrors their file names)."""
     assert PARITY_ROOT.is_dir()
+
+
+def _wav(path: Path, samples, rate: int = 16000) -> Path:
+    import wave
+
+    import numpy as np
+
+    data = (np.asarray(samples, dtype=np.float32) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(data.tobytes())
+    return path
+
+
+@pytest.mark.parametrize("kind", ["silent", "short", "tiny_picture"])
+def test_unusable_speech_or_picture_is_one_line(weights: Path, tmp_path: Path, capsys, kind: str) -> None:
+    """Catches silent speech, speech shorter than the loudness meter's block, or a picture smaller than one
+    16x16 latent patch failing deep inside the models: one line, exit 2, no mp4."""
+    import numpy as np
+    from PIL import Image
+
+    image, audio = IMAGE, SPEECH
+    if kind == "silent":
+        audio = _wav(tmp_path / "silent.wav", np.zeros(32000))
+    elif kind == "short":
+        audio = _wav(tmp_path / "short.wav", np.sin(np.arange(3200) / 5.0) * 0.5)
+    else:
+        image = tmp_path / "tiny.png"
+        Image.new("RGB", (12, 40), (200, 100, 50)).save(image)
+    out = tmp_path / "x.mp4"
+    status = main(["generate", "--mode", "v3_flash", "--weights", str(weights), "--image", str(image),
+                   "--audio", str(audio), "--out", str(out), "--steps", "1", "--device", "cpu", "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not out.exists()

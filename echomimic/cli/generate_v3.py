@@ -149,8 +149,11 @@ def run_generate_v3(args: argparse.Namespace) -> Path:
                                   files["text_encoder"], device=device, dtype=dtype or torch.float32,
                                   cache_dir=folder / PROMPT_CACHE_FOLDER)
 
+    clip = v3_files.load_clip(folder, device=device, dtype=dtype)
+    clip_tokens = clip.encode(flash.clip_input(reference))
+    del clip  # the text and image encoders are gone before the transformer loads
     report.info(f"loading V3 flash from {folder} on {device} ({str(dtype).replace('torch.', '')})")
-    models = v3_files.load_flash_models(folder, device=device, dtype=dtype)
+    transformer, vae = v3_files.load_transformer_and_vae(folder, device=device, dtype=dtype)
     teacache = f"TeaCache {settings.teacache_mode} {settings.teacache_threshold:g}" if settings.teacache else "no TeaCache"
     report.info(f"generating at {width}x{height}, {count(settings.steps, 'step')}, audio cfg {settings.audio_cfg:g}, "
                 f"seed {settings.seed}, {teacache}")
@@ -167,9 +170,8 @@ def run_generate_v3(args: argparse.Namespace) -> Path:
             writer.write(saved_frames(chunk.numpy()))
 
         report.start_sampling()
-        flash.generate_flash(models.transformer, models.vae, reference, models.clip_features(reference),
-                             prompt_embeds, audio_features, num_frames, settings, on_frames=on_frames,
-                             progress=report.progress)
+        flash.generate_flash(transformer, vae, reference, clip_tokens, prompt_embeds, audio_features, num_frames,
+                             settings, on_frames=on_frames, progress=report.progress)
     report.info(f"wrote {writer.path}: {writer.frames_written} frames, {width}x{height}, {settings.fps:g} fps "
                 f"({writer.frames_written / settings.fps:.2f} s) in {time.perf_counter() - started:.1f} s")
     return writer.path

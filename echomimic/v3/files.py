@@ -23,7 +23,10 @@ from ..errors import WeightsError
 if TYPE_CHECKING:
     import torch
 
+    from .image_encoder import ClipVisionEncoder
     from .pipeline import FlashModels
+    from .transformer import FlashTransformer
+    from .vae import WanVAE
 
 # Optional, not in any release: {"clip_num_heads": n} for test weights whose CLIP head width is not ViT-H's 80.
 OVERRIDES_FILE = "echomimic_v3_overrides.json"
@@ -108,23 +111,39 @@ def clip_num_heads(weights_dir: str | os.PathLike) -> int | None:
     return None if value is None else int(value)
 
 
-def load_flash_models(weights_dir: str | os.PathLike, device: str | torch.device = "cpu",
-                      dtype: torch.dtype | None = None) -> FlashModels:
-    """Transformer, VAE and CLIP of a V3 folder on ``device``. ``dtype`` None keeps each file's dtype for the
-    transformer; the VAE and CLIP run in ``dtype`` (float32 when None)."""
+def load_clip(weights_dir: str | os.PathLike, device: str | torch.device = "cpu",
+              dtype: torch.dtype | None = None) -> ClipVisionEncoder:
+    """The CLIP-H visual tower of a V3 folder (float32 when ``dtype`` is None)."""
     import torch
 
     from .image_encoder import load_clip_vision
-    from .pipeline import FlashModels
+
+    folder = Path(weights_dir)
+    return load_clip_vision(folder / release.V3_BASE_FOLDER / "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth",
+                            device=device, dtype=dtype or torch.float32, num_heads=clip_num_heads(folder))
+
+
+def load_transformer_and_vae(weights_dir: str | os.PathLike, device: str | torch.device = "cpu",
+                             dtype: torch.dtype | None = None) -> tuple[FlashTransformer, WanVAE]:
+    """The flash transformer (the file's dtype when ``dtype`` is None) and the Wan VAE (float32 when None)."""
+    import torch
+
     from .transformer import load_flash_transformer
     from .vae import load_wan_vae
 
     folder = Path(weights_dir)
     base = folder / release.V3_BASE_FOLDER
-    side_dtype = dtype or torch.float32
     transformer = load_flash_transformer(folder / release.V3_FLASH_FILES[0].relative_path, base / "config.json",
                                          device=device, dtype=dtype)
-    vae = load_wan_vae(base / "Wan2.1_VAE.pth", device=device, dtype=side_dtype)
-    clip = load_clip_vision(base / "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth", device=device,
-                            dtype=side_dtype, num_heads=clip_num_heads(folder))
-    return FlashModels(transformer, vae, clip)
+    vae = load_wan_vae(base / "Wan2.1_VAE.pth", device=device, dtype=dtype or torch.float32)
+    return transformer, vae
+
+
+def load_flash_models(weights_dir: str | os.PathLike, device: str | torch.device = "cpu",
+                      dtype: torch.dtype | None = None) -> FlashModels:
+    """Transformer, VAE and CLIP of a V3 folder on ``device`` (all at once: tests and benchmarks; a run loads
+    CLIP first, encodes the reference and frees it)."""
+    from .pipeline import FlashModels
+
+    transformer, vae = load_transformer_and_vae(weights_dir, device, dtype)
+    return FlashModels(transformer, vae, load_clip(weights_dir, device, dtype))
