@@ -210,3 +210,24 @@ def test_unsafe_or_mismatched_weights_are_refused(tmp_path: Path) -> None:
     torch.save(state, folder / "pytorch_model.bin")
     with pytest.raises(WeightsError, match="missing .*q_proj"):
         audio.load_audio_encoder(folder)
+
+
+def test_full_size_wav2vec2_matches_the_manifest() -> None:
+    """Catches a key mapping that would not load the real chinese-wav2vec2-base file: the released keys (a
+    Wav2Vec2ForPreTraining checkpoint), mapped as the loader maps them, are exactly the full-size
+    Wav2Vec2Model's (wav2vec2-base: transformers' default config), with the same shapes."""
+    import json
+
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    from echomimic.v3.audio import body_state_dict, module_key
+    from tests.parity_cases import SHARED_ROOT
+
+    manifest = json.loads((SHARED_ROOT / "parity" / "manifests" / "echomimic_v3_flash.json").read_text())
+    keys = manifest["files"]["chinese-wav2vec2-base/pytorch_model.bin"]["keys"]
+    mapped = {module_key(key): tuple(shape) for key, shape in body_state_dict(keys).items()}
+    with torch.device("meta"):
+        model = Wav2Vec2Model(Wav2Vec2Config())
+    own = {key: tuple(tensor.shape) for key, tensor in model.state_dict().items()}
+    assert mapped == own

@@ -208,6 +208,25 @@ def _read_json(path: Path) -> dict:
         ) from None
 
 
+_PRETRAINING_PREFIX = "wav2vec2."
+
+
+def body_state_dict(state: dict) -> dict:
+    """The release file is a Wav2Vec2ForPreTraining checkpoint: keep the 'wav2vec2.' body (prefix removed),
+    drop the pre-training heads (quantizer.*, project_hid, project_q)."""
+    if any(key.startswith(_PRETRAINING_PREFIX) for key in state):
+        return {key[len(_PRETRAINING_PREFIX):]: value for key, value in state.items()
+                if key.startswith(_PRETRAINING_PREFIX)}
+    return dict(state)
+
+
+def module_key(key: str) -> str:
+    """A file key as Wav2Vec2Model names it: the fairseq-style weight-norm halves (weight_g / weight_v) are
+    torch's parametrization entries."""
+    return key.replace("weight_g", "parametrizations.weight.original0").replace(
+        "weight_v", "parametrizations.weight.original1")
+
+
 def load_audio_encoder(folder: str | Path, device="cpu") -> V3AudioEncoder:
     """A chinese-wav2vec2-base folder (config.json, preprocessor_config.json, pytorch_model.bin or
     model.safetensors) -> V3AudioEncoder in float32, strict load, .bin with weights_only=True."""
@@ -243,17 +262,9 @@ def load_audio_encoder(folder: str | Path, device="cpu") -> V3AudioEncoder:
         raise WeightsError(f"{folder} has no pytorch_model.bin or model.safetensors; re-download the folder.")
     config = Wav2Vec2Config.from_dict(config_dict)
     model = Wav2Vec2Model(config)
-    # The release file is a Wav2Vec2ForPreTraining checkpoint: keep the 'wav2vec2.' body, drop the heads.
-    prefix = "wav2vec2."
-    if any(key.startswith(prefix) for key in state):
-        state = {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
+    state = body_state_dict(state)
     expected = set(model.state_dict())
-    legacy = {
-        k.replace("weight_g", "parametrizations.weight.original0").replace(
-            "weight_v", "parametrizations.weight.original1"
-        )
-        for k in state
-    }
+    legacy = {module_key(k) for k in state}
     missing = sorted(k for k in expected - legacy if k != "masked_spec_embed")
     unexpected = sorted(legacy - expected)
     if missing or unexpected:
