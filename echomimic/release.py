@@ -221,3 +221,10 @@ V3_FLASH_FILES: tuple[HubFile, ...] = (
       for name in ("config.json", "preprocessor_config.json", "pytorch_model.bin")),
 )
 DEFAULT_V3_FPS = 25.0  # run_flash.sh; the model was trained at 25 fps
+# ComfyUI's own Wan 2.1 files (the Comfy-Org repackaged release other Wan workflows use): folder type -> file.
+COMFY_WAN_REPO = "Comfy-Org/Wan_2.1_ComfyUI_repackaged"
+COMFY_WAN_FILES = {
+    "text_encoders": "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+    "clip_vision": "clip_vision_h.safetensors",
+    "vae": "wan_2.1_vae.safetensors",
+}

@@ -475,6 +475,86 @@ class EchoMimicV3VAELoader:
         return (OwnWanVae(vae),)
 
 
+def wan_file_choices(kind: str) -> list[str]:
+    """The files of ComfyUI's ``kind`` folders, the Comfy-Org file always listed first (downloaded on use)."""
+    import folder_paths
+
+    default = release.COMFY_WAN_FILES[kind]
+    names: set[str] = set()
+    for folder in folder_paths.get_folder_paths(kind):
+        if os.path.isdir(folder):
+            names.update(entry.name for entry in os.scandir(folder) if entry.name.endswith((".safetensors", ".pth",
+                                                                                            ".pt", ".bin")))
+    return [default, *sorted(names - {default})]
+
+
+def ensure_wan_file(kind: str, name: str, download: bool) -> str:
+    """The path of ``name`` in ComfyUI's ``kind`` folders; the Comfy-Org file is downloaded into the first one
+    when missing (progress bar and Cancel; a partial file never counts)."""
+    import folder_paths
+
+    from ..echomimic.weights_download import RequiredFile
+
+    if not name or os.path.basename(name) != name:
+        raise EchoMimicNodeError(f"{name!r} is not a file name in models/{kind}.")
+    folders = folder_paths.get_folder_paths(kind)
+    for folder in folders:
+        if os.path.isfile(os.path.join(folder, name)):
+            return os.path.join(folder, name)
+    if name != release.COMFY_WAN_FILES[kind] or not download:
+        raise EchoMimicNodeError(f"{name} is not in models/{kind}. Switch on download_missing to fetch "
+                                 f"{release.COMFY_WAN_FILES[kind]} from {release.COMFY_WAN_REPO}, or put the file "
+                                 f"into {folders[0]}.")
+    item = RequiredFile(role=kind, relative_path=name, alternatives=(), repo_id=release.COMFY_WAN_REPO,
+                        repo_filename=f"split_files/{kind}/{name}")
+    download_missing_files(folders[0], [item])
+    return os.path.join(folders[0], name)
+
+
+class EchoMimicV3WanFiles:
+    DESCRIPTION = ("ComfyUI's own Wan 2.1 files for EchoMimic V3: the umT5 text encoder, CLIP-H and the Wan VAE "
+                   "from models/text_encoders, models/clip_vision and models/vae, downloaded there on first use "
+                   "from Comfy-Org/Wan_2.1_ComfyUI_repackaged (so other Wan workflows reuse them). Loaded by "
+                   "ComfyUI's own loaders, as Load CLIP (type wan), Load CLIP Vision and Load VAE do.")
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {
+            "text_encoder": (wan_file_choices("text_encoders"), tooltip(
+                "umT5-XXL in ComfyUI's format (fp8_scaled or fp16), in models/text_encoders.",
+                default=release.COMFY_WAN_FILES["text_encoders"])),
+            "clip_vision": (wan_file_choices("clip_vision"), tooltip(
+                "CLIP-H (clip_vision_h), in models/clip_vision.", default=release.COMFY_WAN_FILES["clip_vision"])),
+            "vae": (wan_file_choices("vae"), tooltip("The Wan 2.1 VAE, in models/vae.",
+                                                     default=release.COMFY_WAN_FILES["vae"])),
+            "download_missing": ("BOOLEAN", tooltip("Download the Comfy-Org files that are missing (progress bar "
+                                                    "and Cancel).", default=True)),
+        }}
+
+    RETURN_TYPES = ("CLIP", "CLIP_VISION", "VAE")
+    RETURN_NAMES = ("clip", "clip_vision", "vae")
+    OUTPUT_TOOLTIPS = ("For CLIP Text Encode (the prompt).", "For CLIP Vision Encode (crop none).",
+                       "For the EchoMimic V3 Sampler.")
+    FUNCTION = "load"
+    CATEGORY = LOADERS_CATEGORY
+
+    @user_errors
+    def load(self, text_encoder: str, clip_vision: str, vae: str, download_missing: bool = True) -> tuple[Any, ...]:
+        paths = {kind: ensure_wan_file(kind, name, download_missing) for kind, name in
+                 (("text_encoders", text_encoder), ("clip_vision", clip_vision), ("vae", vae))}
+        import comfy.clip_vision
+        import comfy.sd
+        import comfy.utils
+        import folder_paths
+
+        clip = comfy.sd.load_clip(ckpt_paths=[paths["text_encoders"]],
+                                  embedding_directory=folder_paths.get_folder_paths("embeddings"),
+                                  clip_type=comfy.sd.CLIPType.WAN)
+        vision = comfy.clip_vision.load(paths["clip_vision"])
+        wan_vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(paths["vae"]))
+        return (clip, vision, wan_vae)
+
+
 NODE_CLASS_MAPPINGS = {
     "EchoMimicV3ModelLoader": EchoMimicV3ModelLoader,
     "EchoMimicV3AudioEncoderLoader": EchoMimicV3AudioEncoderLoader,
@@ -483,6 +563,7 @@ NODE_CLASS_MAPPINGS = {
     "EchoMimicV3TextEncode": EchoMimicV3TextEncode,
     "EchoMimicV3ClipVisionEncode": EchoMimicV3ClipVisionEncode,
     "EchoMimicV3VAELoader": EchoMimicV3VAELoader,
+    "EchoMimicV3WanFiles": EchoMimicV3WanFiles,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "EchoMimicV3ModelLoader": "Load EchoMimic V3 Model",
@@ -492,4 +573,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "EchoMimicV3TextEncode": "EchoMimic V3 Text Encode (umT5)",
     "EchoMimicV3ClipVisionEncode": "EchoMimic V3 CLIP Vision Encode",
     "EchoMimicV3VAELoader": "Load EchoMimic V3 VAE",
+    "EchoMimicV3WanFiles": "Load Wan 2.1 Files for EchoMimic V3",
 }

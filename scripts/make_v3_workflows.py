@@ -20,12 +20,10 @@ sys.path.insert(0, str(REPO_ROOT / "scripts"))
 
 from make_v2_workflows import CORE, Workflow  # noqa: E402
 
+from echomimic.release import COMFY_WAN_FILES  # noqa: E402
 from tests.comfy_stubs import install_stub_modules, load_extension  # noqa: E402
 
-# ComfyUI's Wan 2.1 files (Comfy-Org/Wan_2.1_ComfyUI_repackaged), as its own Wan templates name them.
-UMT5_FILE = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
-CLIP_VISION_FILE = "clip_vision_h.safetensors"
-WAN_VAE_FILE = "wan_2.1_vae.safetensors"
+UMT5_FILE, CLIP_VISION_FILE, WAN_VAE_FILE = (COMFY_WAN_FILES[kind] for kind in ("text_encoders", "clip_vision", "vae"))
 PROMPT = "A person is speaking."
 
 CORE.update({
@@ -43,8 +41,9 @@ CORE.update({
 
 def build(name: str, title: str, speech: str, wan: str, classes: dict[str, Any], display: dict[str, str],
           sampler_widgets: dict[str, Any]) -> dict[str, Any]:
-    """speech: 'file' (Load Audio) or 'video' (the sound of a video); wan: 'comfy' (core loaders, ComfyUI's
-    files) or 'official' (the project's nodes on the official release layout)."""
+    """speech: 'file' (Load Audio) or 'video' (the sound of a video); wan: 'files' (ComfyUI's Wan files through
+    our one loader that downloads them), 'comfy' (ComfyUI's core loaders) or 'official' (the project's nodes
+    on the official release layout)."""
     flow = Workflow(title, classes, display)
     portrait = flow.add("LoadImage", 0, {"image": "portrait.png", "upload": "image"})
     if speech == "video":
@@ -59,16 +58,21 @@ def build(name: str, title: str, speech: str, wan: str, classes: dict[str, Any],
     features = flow.add("EchoMimicV3AudioFeatures", 1, {"fps": 25.0})
     flow.link(audio_node, audio_output, features, "audio")
     flow.link(encoder, "audio_encoder", features, "audio_encoder")
-    if wan == "comfy":
-        clip = flow.add("CLIPLoader", 1, {"clip_name": UMT5_FILE, "type": "wan", "device": "default"})
+    if wan in ("comfy", "files"):
+        if wan == "files":  # one node: ComfyUI's files, downloaded into its folders on first use
+            files = flow.add("EchoMimicV3WanFiles", 1)
+            clip, clip_socket, vision, vision_socket, vae, vae_socket = files, "clip", files, "clip_vision", files, "vae"
+        else:
+            clip = flow.add("CLIPLoader", 1, {"clip_name": UMT5_FILE, "type": "wan", "device": "default"})
+            vision = flow.add("CLIPVisionLoader", 2, {"clip_name": CLIP_VISION_FILE})
+            vae = flow.add("VAELoader", 2, {"vae_name": WAN_VAE_FILE})
+            clip_socket, vision_socket, vae_socket = "CLIP", "CLIP_VISION", "VAE"
         text = flow.add("CLIPTextEncode", 2, {"text": PROMPT}, title="Prompt")
-        flow.link(clip, "CLIP", text, "clip")
-        vision = flow.add("CLIPVisionLoader", 2, {"clip_name": CLIP_VISION_FILE})
+        flow.link(clip, clip_socket, text, "clip")
         encode = flow.add("CLIPVisionEncode", 2, {"crop": "none"})
-        flow.link(vision, "CLIP_VISION", encode, "clip_vision")
+        flow.link(vision, vision_socket, encode, "clip_vision")
         flow.link(portrait, "IMAGE", encode, "image")
-        vae = flow.add("VAELoader", 2, {"vae_name": WAN_VAE_FILE})
-        positive, clip_output, vae_output = (text, "CONDITIONING"), (encode, "CLIP_VISION_OUTPUT"), (vae, "VAE")
+        positive, clip_output, vae_output = (text, "CONDITIONING"), (encode, "CLIP_VISION_OUTPUT"), (vae, vae_socket)
     else:
         text = flow.add("EchoMimicV3TextEncode", 2, {"text": PROMPT})
         encode = flow.add("EchoMimicV3ClipVisionEncode", 2)
@@ -100,7 +104,7 @@ def main() -> None:
     flows = {
         # The file name is the title in ComfyUI's template browser (A-Z order).
         "EchoMimic V3 flash": ("EchoMimic V3 flash: a portrait, speech and a prompt (ComfyUI's Wan files)",
-                               "file", "comfy", {}),
+                               "file", "files", {}),
         "EchoMimic V3 flash, speech from a video": ("EchoMimic V3 flash: speech from any AUDIO node (a video's sound)",
                                                     "video", "comfy", {}),
         "EchoMimic V3 flash, long speech, official files": (

@@ -530,7 +530,8 @@ def swap_wan_loaders(prompt: dict[str, Any]) -> dict[str, Any]:
     """A V3 API prompt with ComfyUI's Wan loaders (which cannot build tiny models: umT5, CLIP-H and the VAE are
     fixed full-size configs there) replaced, by node id, with the project's own nodes on the tiny folder:
     CLIP Text Encode -> EchoMimic V3 Text Encode (same text), CLIP Vision Encode -> EchoMimic V3 CLIP Vision
-    Encode (same image), Load VAE -> Load EchoMimic V3 VAE; the then unused CLIP loaders are dropped."""
+    Encode (same image), Load VAE (or the VAE of Load Wan 2.1 Files) -> Load EchoMimic V3 VAE; the then unused
+    CLIP loaders are dropped."""
     if not any(node["class_type"] == "EchoMimicV3Sampler" for node in prompt.values()):
         return prompt
     swapped = {}
@@ -538,6 +539,13 @@ def swap_wan_loaders(prompt: dict[str, Any]) -> dict[str, Any]:
         kind, inputs = node["class_type"], node["inputs"]
         if kind in ("CLIPLoader", "CLIPVisionLoader"):
             continue
+        if kind == "EchoMimicV3WanFiles":  # its VAE output (slot 2) becomes our VAE loader under its id
+            node = {"class_type": "EchoMimicV3VAELoader",
+                    "inputs": {"weights_folder": V3_FOLDER, "download_missing": False}}
+            for other in prompt.values():
+                for name, value in other["inputs"].items():
+                    if isinstance(value, list) and value[:1] == [node_id] and value[1] == 2:
+                        other["inputs"][name] = [node_id, 0]
         if kind == "CLIPTextEncode":
             node = {"class_type": "EchoMimicV3TextEncode",
                     "inputs": {"text": inputs["text"], "weights_folder": V3_FOLDER, "download_missing": False}}

@@ -21,6 +21,7 @@ EXPECTED_NODE_IDS = {
     "EchoMimicPasteBack", "EchoMimicSaveLandmarks", "EchoMimicLoadLandmarks", "EchoMimicSaveHandPoses",
     "EchoMimicLoadHandPoses", "EchoMimicV3ModelLoader", "EchoMimicV3AudioEncoderLoader", "EchoMimicV3AudioFeatures",
     "EchoMimicV3Sampler", "EchoMimicV3TextEncode", "EchoMimicV3ClipVisionEncode", "EchoMimicV3VAELoader",
+    "EchoMimicV3WanFiles",
 }
 
 

@@ -129,3 +129,33 @@ def test_vae_adapter_over_comfy_conventions_gives_the_official_latents(nodes: di
     assert torch.allclose(torch.cat(list(adapter.decode_chunks(latents)), dim=2), direct, atol=1e-5)
     with pytest.raises(extension_submodule("nodes.common").EchoMimicNodeError):
         adapters.ComfyWanVaeAdapter(type("Wan22", (), {"encode": 0, "decode": 0, "latent_channels": 48})())
+
+
+def test_wan_files_are_fetched_into_comfyuis_own_folders(nodes: dict[str, Any], models_dir: Path, tmp_path: Path,
+                                                         monkeypatch) -> None:
+    """Catches a first use that cannot work without ComfyUI's Wan files: the Comfy-Org file missing from
+    models/vae is downloaded into ComfyUI's own vae folder (so other Wan workflows find it), one already there
+    is used as is, and another missing name is one line naming the folder, without a request."""
+    import folder_paths
+
+    from tests.loopback_http import hub_server
+
+    v3 = extension_submodule("nodes.v3_nodes")
+    error = extension_submodule("nodes.common").EchoMimicNodeError
+    release = extension_submodule("echomimic.release")
+    for kind in release.COMFY_WAN_FILES:
+        monkeypatch.setitem(folder_paths.folder_names_and_paths, kind, ([str(tmp_path / kind)], set()))
+    vae_file = tmp_path / "served_vae.bin"
+    vae_file.write_bytes(b"\0" * 4096)
+    name = release.COMFY_WAN_FILES["vae"]
+    with hub_server({release.COMFY_WAN_REPO: {f"split_files/vae/{name}": vae_file}}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        path = v3.ensure_wan_file("vae", name, True)
+        assert Path(path) == tmp_path / "vae" / name and Path(path).read_bytes() == vae_file.read_bytes()
+        assert hub.requests
+        hub.requests.clear()
+        assert v3.ensure_wan_file("vae", name, True) == path and hub.requests == []
+        with pytest.raises(error) as failure:
+            v3.ensure_wan_file("clip_vision", "other.safetensors", True)
+        assert str(tmp_path / "clip_vision") in str(failure.value) and hub.requests == []
+    assert v3.wan_file_choices("vae")[0] == name

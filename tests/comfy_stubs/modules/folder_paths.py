@@ -13,7 +13,8 @@ base_path = os.environ.get("ECHOMIMIC_TEST_COMFY_BASE", os.path.join(tempfile.ge
 models_dir = os.environ.get("ECHOMIMIC_TEST_MODELS_DIR", os.path.join(base_path, "models"))
 supported_pt_extensions = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
 folder_names_and_paths: dict[str, tuple[list[str], set[str]]] = {
-    "vae": ([os.path.join(models_dir, "vae")], supported_pt_extensions),
+    kind: ([os.path.join(models_dir, kind)], supported_pt_extensions)
+    for kind in ("vae", "text_encoders", "clip_vision", "embeddings")
 }
 
 
