@@ -31,6 +31,10 @@ from tests.parity_cases import MEDIAPIPE_ROOT, PARITY_ROOT  # noqa: E402
 from tests.test_cli import make_weights_dir  # noqa: E402  # the v1_audio case in the release layout
 from tests.v3_cases import make_v3_weights_folder, v3_cases  # noqa: E402
 
+# glibc: large blocks through mmap, returned when freed, so the peak RSS is live memory rather than the
+# allocator's free lists (without it the same run's peak varies by about 50 MB, more than the slope measured).
+ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_ARENA_MAX": "2"}
+
 # The child: run the CLI in-process, then print its own peak RSS (MB) as the last stderr line.
 _CHILD = """
 import json, resource, sys
@@ -65,7 +69,7 @@ def run(length: int, opts: argparse.Namespace, work: Path, weights: Path, speech
     started = time.perf_counter()
     result = subprocess.run([sys.executable, "-c", _CHILD, *argv], cwd=REPO, capture_output=True, text=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1",  # MediaPipe files from ../shared
-                                 "ECHOMIMIC_MEDIAPIPE_BASE_URL": MEDIAPIPE_ROOT.as_uri()})
+                                 "ECHOMIMIC_MEDIAPIPE_BASE_URL": MEDIAPIPE_ROOT.as_uri(), **ALLOCATOR_ENV})
     seconds = time.perf_counter() - started
     report = json.loads(result.stderr.strip().splitlines()[-1])
     if report["status"] != 0:

@@ -818,6 +818,65 @@ def test_comfy_wan_vae_adapter_gives_the_official_latents(comfy_server: ComfySer
     assert float(lines["decode"]) <= 1e-3, lines
 
 
+CLIP_VISION_CHECK = r"""
+import importlib.util, json, sys, tempfile
+import torch
+comfyui_dir, repo, clip_path, dims = sys.argv[1:5]
+dims = json.loads(dims)
+sys.path.insert(0, comfyui_dir)
+import comfy.cli_args
+comfy.cli_args.args.cpu = True
+import comfy.clip_vision
+
+spec = importlib.util.spec_from_file_location("echomimic_extension", f"{repo}/__init__.py",
+                                              submodule_search_locations=[repo])
+sys.modules["echomimic_extension"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sys.modules["echomimic_extension"])
+adapters = importlib.import_module("echomimic_extension.nodes.v3_adapters")
+encoder = importlib.import_module("echomimic_extension.echomimic.v3.image_encoder")
+weights = importlib.import_module("echomimic_extension.echomimic.weights")
+
+ours = encoder.load_clip_vision(clip_path, dtype=torch.float32, num_heads=dims["vision_heads"])
+# ComfyUI's CLIP vision class, built by its own code from a config file at the tiny widths (clip_vision_h's
+# format: transformers' key names), loaded with the same tensors.
+config = {"hidden_act": "gelu", "hidden_size": dims["vision_dim"], "image_size": 224,
+          "intermediate_size": dims["vision_dim"] * dims["vision_mlp_ratio"], "layer_norm_eps": 1e-05,
+          "model_type": "clip_vision_model", "num_attention_heads": dims["vision_heads"], "num_channels": 3,
+          "num_hidden_layers": dims["vision_layers"], "patch_size": 14, "projection_dim": dims["embed_dim"]}
+with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+    json.dump(config, handle)
+comfy_clip = comfy.clip_vision.ClipVisionModel(handle.name)
+state = {(k if k.startswith("vision_model.") else "vision_model." + k): v
+         for k, v in encoder.convert_clip_state_dict(weights.read_state_dict(clip_path)).items()}
+missing, unexpected = comfy_clip.load_sd(state)
+print("keys", sorted(k for k in missing if not k.startswith("visual_projection")), sorted(unexpected))
+torch.manual_seed(0)
+image = torch.randint(0, 256, (1, 224, 224, 3)).float() / 255.0  # 8-bit, already 224: both preprocessings agree
+tokens = adapters.clip_tokens_from_output(comfy_clip.encode_image(image, crop=False))
+official = ours.encode(image.permute(0, 3, 1, 2) * 2.0 - 1.0)
+print("tokens", float((tokens - official).abs().max()), float(official.abs().max()))
+"""
+
+
+def test_comfy_clip_vision_output_is_the_official_clip_tokens(comfy_server: ComfyServer) -> None:
+    """ComfyUI's CLIP vision class (its own code, the tiny case's widths from a config file, clip_vision_h's key
+    format) behind the V3 adapter: its penultimate_hidden_states equal the official use_31_block features on an
+    8-bit 224x224 picture (where both preprocessings coincide). Catches the adapter reading the wrong field
+    (last_hidden_state, image_embeds) or ComfyUI's penultimate output not being the official tokens."""
+    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
+    case = v3_cases("text_clip")[0]
+    dims = json.loads((case / "config" / "tiny_dims.json").read_text())["clip"]
+    clip_path = case / "models" / "Wan2.1-Fun-V1.1-1.3B-InP" / "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth"
+    result = subprocess.run([python, "-c", CLIP_VISION_CHECK, str(_require_comfyui()), str(REPO_ROOT),
+                             str(clip_path), json.dumps(dims)],
+                            capture_output=True, text=True, cwd=_require_comfyui(), timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    lines = dict(line.split(" ", 1) for line in result.stdout.strip().splitlines() if line[:6] in ("keys [", "tokens"))
+    assert lines.get("keys") == "[] []", result.stdout
+    error, scale = (float(v) for v in lines["tokens"].split())
+    assert scale > 0 and error <= 1e-4 * max(1.0, scale), lines
+
+
 MODEL_MANAGEMENT_CHECK = r"""
 import importlib, importlib.util, sys
 import torch
