@@ -665,22 +665,28 @@ def _api_prompt(server: ComfyServer, name: str, prefix: str, **sampler: Any) -> 
     workflow = shrink_workflow(json.loads((REPO_ROOT / "workflows" / name).read_text(encoding="utf-8")),
                                server, object_info, prefix)
     for node in workflow["nodes"]:
-        if node["type"] == "EchoMimicSampler":
+        if node["type"] in ("EchoMimicSampler", "EchoMimicV3Sampler"):
             for key, value in sampler.items():
                 set_widget(node, object_info, key, value)
-    return ui_to_api(workflow, object_info)
+    return swap_wan_loaders(ui_to_api(workflow, object_info))
 
 
-def test_cancel_stops_the_sampler_then_the_next_run_succeeds(comfy_server: ComfyServer) -> None:
-    """Catches a sampler that ignores ComfyUI's Cancel (interrupt) until it finishes, and state left broken
-    by a cancelled run or by ComfyUI unloading the models (POST /free) before the next run."""
-    # A run long enough to be inside the sampler when Cancel is pressed (all frames, 4 steps).
-    long_run = _api_prompt(comfy_server, "EchoMimic V1 audio.json", "e2e/cancelled", length=0, steps=4)
-    prompt_id = comfy_server.queue(long_run)
+@pytest.mark.parametrize("name, sampler, long_run", [
+    ("EchoMimic V1 audio.json", "EchoMimicSampler", {"length": 0, "steps": 4}),
+    ("EchoMimic V3 flash.json", "EchoMimicV3Sampler", {"length": 0, "steps": 8, "chunk_frames": 5,
+                                                       "chunk_overlap": 1}),
+])
+def test_cancel_stops_the_sampler_then_the_next_run_succeeds(comfy_server: ComfyServer, name: str, sampler: str,
+                                                              long_run: dict[str, Any]) -> None:
+    """Catches a sampler (V1/V2's and V3's) that ignores ComfyUI's Cancel (interrupt) until it finishes, and
+    state left broken by a cancelled run or by ComfyUI unloading the models (POST /free) before the next run."""
+    # A run long enough to be inside the sampler when Cancel is pressed (all frames, several steps).
+    prompt = _api_prompt(comfy_server, name, "e2e/cancelled", **long_run)
+    prompt_id = comfy_server.queue(prompt)
     listener = comfy_server.listener
     assert listener is not None
     deadline = time.monotonic() + 300
-    while not _sampler_ids(long_run) & listener.progress_nodes(prompt_id):  # sampling has begun
+    while not _sampler_ids(prompt) & listener.progress_nodes(prompt_id):  # sampling has begun
         assert time.monotonic() < deadline, f"the sampler never reported progress\n{comfy_server.log_tail()}"
         time.sleep(0.2)
     pressed = time.monotonic()
@@ -689,12 +695,12 @@ def test_cancel_stops_the_sampler_then_the_next_run_succeeds(comfy_server: Comfy
     stopped_after = time.monotonic() - pressed
     interrupted = _messages(entry, "execution_interrupted")
     assert interrupted, f"not interrupted: {entry['status']}"
-    assert interrupted[0]["node_type"] == "EchoMimicSampler"
+    assert interrupted[0]["node_type"] == sampler
     assert stopped_after < 30, f"Cancel took {stopped_after:.0f} s"
     assert not _messages(entry, "execution_error")
     # ComfyUI's "unload models" (model management drops our ModelPatcher); the next run loads it again.
     comfy_server.request("/free", {"unload_models": True, "free_memory": True})
-    comfy_server.run(_api_prompt(comfy_server, "EchoMimic V1 audio.json", "e2e/after_cancel"))
+    comfy_server.run(_api_prompt(comfy_server, name, "e2e/after_cancel"))
 
 
 def test_missing_weights_reach_the_error_dialog_as_a_clear_message(comfy_server: ComfyServer) -> None:
