@@ -258,6 +258,8 @@ class EchoMimicV3Sampler:
                                                  max=997, step=4)),
             },
             "optional": {
+                "negative": ("CONDITIONING", tooltip("Accepted so Wan graphs connect as usual; V3 flash has no text "
+                                                     "guidance, so it changes nothing (as in the official code).")),
                 "teacache_mode": (list(MODES), tooltip("official: as infer_flash.py (cached steps lose the audio "
                                                        "guidance); per-step: keeps it.", default=MODES[0])),
                 "color_match": ("BOOLEAN", tooltip("Match every frame's colours to the first (the official "
@@ -276,7 +278,8 @@ class EchoMimicV3Sampler:
     def sample(self, model: LoadedFlash, reference_image: Any, audio_features: V3Speech, positive: Any,
                clip_vision_output: Any, vae: Any, width: int, height: int, length: int, steps: int,
                audio_cfg: float, seed: int, teacache: bool, teacache_threshold: float, chunk_frames: int,
-               chunk_overlap: int, teacache_mode: str = "official", color_match: bool = True) -> tuple[Any, ...]:
+               chunk_overlap: int, negative: Any = None, teacache_mode: str = "official",
+               color_match: bool = True) -> tuple[Any, ...]:
         import comfy.model_management as model_management
         import comfy.utils
         import numpy as np
@@ -288,6 +291,7 @@ class EchoMimicV3Sampler:
         from .face_nodes import first_image_numpy
         from .v3_adapters import clip_tokens_from_output, flash_vae, prompt_embeds_from_conditioning
 
+        del negative  # flash guides over the audio only (README)
         if not isinstance(audio_features, V3Speech):
             raise EchoMimicNodeError("Connect audio_features from EchoMimic V3 Audio Features.")
         finite_inputs(reference_image=reference_image)
