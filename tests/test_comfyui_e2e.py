@@ -883,6 +883,70 @@ def test_comfy_clip_vision_output_is_the_official_clip_tokens(comfy_server: Comf
     assert scale > 0 and error <= 1e-4 * max(1.0, scale), lines
 
 
+UMT5_CHECK = r"""
+import importlib.util, json, sys
+import torch
+comfyui_dir, repo, t5_path, dims, ids = sys.argv[1:6]
+dims, ids = json.loads(dims), json.loads(ids)
+sys.path.insert(0, comfyui_dir)
+import comfy.cli_args
+comfy.cli_args.args.cpu = True
+import comfy.ops
+import comfy.sd1_clip
+import comfy.text_encoders.t5
+
+spec = importlib.util.spec_from_file_location("echomimic_extension", f"{repo}/__init__.py",
+                                              submodule_search_locations=[repo])
+sys.modules["echomimic_extension"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sys.modules["echomimic_extension"])
+adapters = importlib.import_module("echomimic_extension.nodes.v3_adapters")
+text_encoder = importlib.import_module("echomimic_extension.echomimic.v3.text_encoder")
+weights = importlib.import_module("echomimic_extension.echomimic.weights")
+
+ours = text_encoder.load_umt5_encoder(t5_path, dtype=torch.float32)
+# ComfyUI's umT5 text model exactly as comfy.text_encoders.wan.UMT5XXlModel builds it (T5 class, end 1 / pad 0,
+# attention masks, masked rows zeroed), at the tiny case's widths (its config as a dict).
+config = {"d_ff": dims["dim_ffn"], "d_kv": dims["dim_attn"] // dims["num_heads"], "d_model": dims["dim"],
+          "dense_act_fn": "gelu_pytorch_tanh", "is_gated_act": True, "layer_norm_epsilon": 1e-06,
+          "model_type": "umt5", "num_heads": dims["num_heads"], "num_layers": dims["num_layers"],
+          "relative_attention_num_buckets": dims["num_buckets"], "vocab_size": dims["vocab"]}
+model = comfy.sd1_clip.SDClipModel(textmodel_json_config=config, dtype=torch.float32, special_tokens={"end": 1, "pad": 0},
+                                   model_class=comfy.text_encoders.t5.T5, enable_attention_masks=True,
+                                   zero_out_masked=True)
+state = text_encoder.convert_t5_state_dict(weights.read_state_dict(t5_path))
+state.pop("encoder.embed_tokens.weight", None)  # transformers' tied copy of shared.weight; ComfyUI has only "shared"
+missing, unexpected = model.transformer.load_state_dict(state, strict=False)
+print("keys", sorted(missing), sorted(unexpected))
+tokens = [[(token, 1.0) for token in ids] + [(0, 1.0)] * (512 - len(ids))]  # ComfyUI's tokenizer pads to 512
+cond, _pooled = model.encode_token_weights(tokens)[:2]
+embeds = adapters.prompt_embeds_from_conditioning([[cond, {}]])
+official = ours.encode_ids(ids)
+print("shape", list(embeds.shape) == list(official.shape))
+print("embeds", float((embeds - official).abs().max()), float(official.abs().max()))
+"""
+
+
+def test_comfy_umt5_conditioning_is_the_official_prompt_embedding(comfy_server: ComfyServer) -> None:
+    """ComfyUI's umT5 text model (built as comfy.text_encoders.wan builds it, at the tiny case's widths) on
+    512 padded tokens, through the V3 CONDITIONING adapter: the official trimmed prompt embedding. Catches
+    the adapter keeping ComfyUI's zeroed padding rows or cutting real tokens, and ComfyUI's masking differing
+    from the official masked encode."""
+    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
+    case = v3_cases("text_clip")[0]
+    dims = json.loads((case / "config" / "tiny_dims.json").read_text())["t5"]
+    ids = next(iter(json.loads((case / "inputs" / "prompt_token_ids.json").read_text()).values()))
+    t5_path = case / "models" / "Wan2.1-Fun-V1.1-1.3B-InP" / "models_t5_umt5-xxl-enc-bf16.pth"
+    result = subprocess.run([python, "-c", UMT5_CHECK, str(_require_comfyui()), str(REPO_ROOT), str(t5_path),
+                             json.dumps(dims), json.dumps(ids)],
+                            capture_output=True, text=True, cwd=_require_comfyui(), timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    lines = dict(line.split(" ", 1) for line in result.stdout.strip().splitlines()
+                 if line.split(" ", 1)[0] in ("keys", "shape", "embeds"))
+    assert lines.get("keys") == "[] []" and lines.get("shape") == "True", result.stdout
+    error, scale = (float(v) for v in lines["embeds"].split())
+    assert scale > 0 and error <= 1e-4 * max(1.0, scale), lines
+
+
 MODEL_MANAGEMENT_CHECK = r"""
 import importlib, importlib.util, sys
 import torch
