@@ -1,15 +1,15 @@
 """Peak memory of ``python -m echomimic generate`` against the video's length, output included.
 
     python benchmarks/bench_cli_memory.py [--size 512] [--lengths 24 96 384] [--steps 1] [--save-frames]
-    python benchmarks/bench_cli_memory.py --mode v3_flash [--size 256] [--lengths 13 29 53]  # 1, 3, 6 chunks
+    python benchmarks/bench_cli_memory.py --mode v3_flash [--size 256] [--chunk-frames 41]  # 1, 3, 6 chunks
 
 Each length runs the real command in a fresh process on the tiny models of the ``v1_audio`` parity case
 (``../shared/parity``) with speech long enough for the longest video (the example speech repeated); the
 process reports its own peak resident memory (``ru_maxrss``). Frames stream from the decoder into the mp4
 (and ``--save-frames``), so the slope (MB per extra frame) should be near zero; before, every frame was held
 as float32 until the end (3 MB per frame at 512x512). ``--mode v3_flash`` runs V3 flash on the tiny models of
-the first ``../shared/parity_v3`` flash case with chunks of 13 frames overlapping by 5 (lengths 13, 29, 53 are
-1, 3 and 6 chunks).
+the first ``../shared/parity_v3`` flash case with chunks of 41 frames overlapping by 5 (lengths 41, 113, 221
+are 1, 3 and 6 chunks; chunks longer than the H.264 encoder's lookahead, whose frames it holds anyway).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def run(length: int, opts: argparse.Namespace, work: Path, weights: Path, speech
             "--height", str(opts.size), "--steps", str(opts.steps), "--length", str(length), "--device", "cpu",
             "--quiet"]
     if opts.mode == "v3_flash":
-        argv += ["--chunk-frames", "13", "--chunk-overlap", "5"]
+        argv += ["--chunk-frames", str(opts.chunk_frames), "--chunk-overlap", "5"]
     if opts.save_frames:
         argv += ["--save-frames", str(work / f"frames_{length}.npy")]
     started = time.perf_counter()
@@ -86,12 +86,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="frames per run (default 24 96 384; v3_flash 13 29 53)")
     parser.add_argument("--steps", type=int, default=1)
     parser.add_argument("--save-frames", action="store_true", help="also write --save-frames")
+    parser.add_argument("--chunk-frames", type=int, default=41,
+                        help="v3_flash: frames per chunk (overlap 5); the default lengths are 1, 3 and 6 chunks")
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs per length; the lowest peak is kept (the allocator's noise is ~50 MB)")
     opts = parser.parse_args(argv)
     v3 = opts.mode == "v3_flash"
     opts.size = opts.size or (256 if v3 else 512)
-    opts.lengths = opts.lengths or ([13, 29, 53] if v3 else [24, 96, 384])
+    step = opts.chunk_frames - 5
+    opts.lengths = opts.lengths or ([opts.chunk_frames + step * (n - 1) for n in (1, 3, 6)] if v3 else [24, 96, 384])
     with tempfile.TemporaryDirectory(prefix="echomimic-bench-") as folder:
         work = Path(folder)
         if v3:
