@@ -10,20 +10,26 @@ Without a models folder (a plain library call) ``$ECHOMIMIC_MODELS_DIR`` or the 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from .downloads import ProgressCallback, download_file
+from .downloads import ProgressCallback, check_base_url, download_file, looks_like_html
 from .errors import WeightsError
 from .release import MEDIAPIPE_BASE_URL, MEDIAPIPE_BASE_URL_ENV, MEDIAPIPE_FOLDER, MediaPipeModel
 
 
 def mediapipe_base_url() -> str:
-    """The base URL in use: ``$ECHOMIMIC_MEDIAPIPE_BASE_URL`` or Google's storage, without a final slash."""
-    return (os.environ.get(MEDIAPIPE_BASE_URL_ENV) or MEDIAPIPE_BASE_URL).rstrip("/")
+    """The base URL in use: ``$ECHOMIMIC_MEDIAPIPE_BASE_URL`` or Google's storage, without a final slash.
+
+    Raises:
+        WeightsError: the variable is set to something that is not an http(s):// or file:// URL.
+    """
+    configured = os.environ.get(MEDIAPIPE_BASE_URL_ENV, "").strip()
+    return check_base_url(configured, MEDIAPIPE_BASE_URL_ENV) if configured else MEDIAPIPE_BASE_URL
 
 
 def mediapipe_url(model: MediaPipeModel) -> str:
@@ -65,6 +71,45 @@ def find_mediapipe_model(model: MediaPipeModel, models_dir: str | Path | None) -
     return None
 
 
+# (path, size, mtime) of files already hashed in this process: a node run does not hash 20 MB each time.
+_VERIFIED: set[tuple[str, int, int]] = set()
+
+
+def mediapipe_file_problem(model: MediaPipeModel, path: Path) -> str | None:
+    """Why the file at ``path`` is not ``model``'s (wrong size, wrong sha256, an HTML page), else None."""
+    try:
+        info = path.stat()
+        key = (str(path.resolve()), info.st_size, info.st_mtime_ns)
+        if key in _VERIFIED:
+            return None
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+            if info.st_size != model.size:
+                what = "an HTML page" if looks_like_html(head) else "an interrupted or wrong download"
+                return f"it has {info.st_size:,} bytes, expected {model.size:,} ({what})"
+            digest = hashlib.sha256(head)
+            while block := handle.read(1 << 20):
+                digest.update(block)
+    except OSError as error:
+        return f"it cannot be read ({error.strerror or error})"
+    if digest.hexdigest() != model.sha256:
+        return f"its sha256 is {digest.hexdigest()}, expected {model.sha256} (a wrong file)"
+    _VERIFIED.add(key)
+    return None
+
+
+def check_mediapipe_file(model: MediaPipeModel, path: Path) -> Path:
+    """``path`` when it holds ``model``'s exact bytes, else one :class:`WeightsError` line saying to delete
+    it (a wrong file is never replaced without asking: it may be the user's own)."""
+    problem = mediapipe_file_problem(model, path)
+    if problem is not None:
+        raise WeightsError(
+            f"{path} is not the {model.what} file: {problem}. Delete it and run again (it is downloaded from "
+            f"{mediapipe_url(model)}), or put the right file there."
+        )
+    return path
+
+
 def missing_mediapipe_message(models: Iterable[MediaPipeModel], models_dir: str | Path | None,
                               reason: str = "") -> str:
     """One line per missing file: its name, its URL and the folder to put it in."""
@@ -94,11 +139,12 @@ def ensure_mediapipe_model(
         reason: what needs the file, for the error message.
 
     Raises:
-        WeightsError: the file is missing and cannot be downloaded (names the file, URL and folder).
+        WeightsError: the file is missing and cannot be downloaded (names the file, URL and folder), or the
+            file in place is not the right one (wrong size or sha256: says to delete it).
     """
     found = find_mediapipe_model(model, models_dir)
     if found is not None:
-        return found
+        return check_mediapipe_file(model, found)
     if not download:
         raise WeightsError(missing_mediapipe_message([model], models_dir, reason))
     target = mediapipe_download_dir(models_dir) / model.name

@@ -13,7 +13,7 @@ import stat
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from .errors import WeightsError
 
@@ -87,6 +87,67 @@ def check_weights_file(path: Path) -> int:
         raise WeightsError(f"{path} is not a weights file (it holds text, perhaps an error page); download "
                            "it again.")
     return info.st_size
+
+
+def _is_text(head: bytes) -> bool:
+    """Printable ASCII only: binary weight formats all have bytes outside this in their first 64."""
+    return all(32 <= b < 127 or b in b"\r\n\t" for b in head)
+
+
+def release_file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be the release file its name says, else None.
+
+    Cheap enough for every file of a folder: the first bytes (empty, a Git LFS pointer, an HTML or text page
+    where a binary file belongs, a ``.json`` that is not JSON) and, for torch zip and ``.safetensors`` files,
+    the length their own structure declares (a truncated file). What a download and a found file both pass.
+    """
+    from .downloads import looks_like_html
+
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+            suffix = path.suffix.lower()
+            if size == 0:
+                return "an empty file"
+            if head.startswith(b"version https://git-lfs"):
+                return "a Git LFS pointer (a few bytes of text), not the file"
+            if looks_like_html(head):
+                return f"an HTML page of {size:,} bytes, not the file"
+            if suffix == ".json":
+                return None if head.lstrip()[:1] in (b"{", b"[") else f"not JSON ({size:,} bytes)"
+            if _is_text(head):
+                return f"text of {size:,} bytes (perhaps an error page), not a weights file"
+            if suffix in PICKLE_SUFFIXES:
+                if head.startswith(b"PK"):
+                    return None if zipfile.is_zipfile(path) else f"truncated ({size:,} bytes, no zip directory at its end)"
+                return None if head.startswith(b"\x80") else "neither a PyTorch zip nor a pickle"
+            if suffix == SAFETENSORS_SUFFIX:
+                return _safetensors_size_problem(handle, head, size)
+    except OSError as error:
+        return f"unreadable ({error.strerror or error})"
+    return None
+
+
+def _safetensors_size_problem(handle: BinaryIO, head: bytes, size: int) -> str | None:
+    """A ``.safetensors`` file is 8 bytes of header length, the JSON header, then exactly the tensor bytes
+    its header's offsets cover: anything else is truncated or not safetensors."""
+    import json
+
+    header_bytes = int.from_bytes(head[:8], "little")
+    if len(head) < 8 or header_bytes > min(size - 8, 100 << 20):
+        return f"not a .safetensors file or truncated ({size:,} bytes)"
+    handle.seek(8)
+    try:
+        header = json.loads(handle.read(header_bytes))
+        end = max((int(entry["data_offsets"][1]) for key, entry in header.items() if key != "__metadata__"),
+                  default=0)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return f"not a .safetensors file (its header is not readable; {size:,} bytes)"
+    expected = 8 + header_bytes + end
+    if expected != size:
+        return f"{size:,} bytes where its header says {expected:,} (truncated or damaged)"
+    return None
 
 
 def check_weights_folder(folder: str | Path, *, must_exist: bool = True) -> Path:

@@ -20,6 +20,7 @@ import inspect
 import os
 import shlex
 import shutil
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +28,23 @@ from typing import Any
 
 from . import release
 from .atomic import check_output_folder
+from .downloads import (
+    DEADLINE_SECONDS_ENV,
+    STALL_SECONDS_ENV,
+    check_base_url,
+    deadline_seconds,
+    stall_seconds,
+)
 from .errors import EchoMimicError, WeightsError
-from .mediapipe_files import find_mediapipe_model, mediapipe_download_dir, mediapipe_url
+from .mediapipe_files import (
+    check_mediapipe_file,
+    find_mediapipe_model,
+    mediapipe_download_dir,
+    mediapipe_file_problem,
+    mediapipe_url,
+)
 from .release import VAE_FOLDER, VAE_REPO, WHISPER_ORIGINAL_URL
-from .weights import check_weights_folder
+from .weights import check_weights_folder, release_file_problem
 
 VARIANTS = release.VARIANT_NAMES
 # huggingface_hub downloads here first (inside the weights folder, so the final rename stays on one disk).
@@ -229,6 +243,11 @@ def mediapipe_status_lines(weights_dir: str | os.PathLike, variant: str, *, face
     lines = []
     for model in release.mediapipe_models_for(variant, face_crop=face_crop):
         found = find_mediapipe_model(model, Path(weights_dir))
+        problem = mediapipe_file_problem(model, found) if found is not None else None
+        if problem is not None:
+            lines.append(f"damaged  {model.name} ({model.what}): {found}: {problem}; delete it (it is downloaded "
+                         f"again on first use from {mediapipe_url(model)})")
+            continue
         lines.append(f"ok       {model.name} ({model.what}): {found}" if found is not None else
                      f"missing  {model.name} ({model.what}): downloaded on first use from {mediapipe_url(model)} "
                      f"into {mediapipe_download_dir(Path(weights_dir)).resolve()}")
@@ -267,23 +286,27 @@ def download_hub_files(
     """
     folder = Path(weights_dir)
     files = list(files)
+    for item in files:  # a file in place is used only when it can be what its name says
+        found = item.found_path(folder)
+        if found is not None and (problem := release_file_problem(found)) is not None:
+            raise WeightsError(f"{found} is {problem}. Delete it and download it again (it comes from {item.url}).")
     todo = [item for item in files if item.found_path(folder) is None]
-    if todo:
-        try:
-            from huggingface_hub import constants, hf_hub_download
-        except ImportError as error:  # pragma: no cover - huggingface_hub is a dependency of diffusers
-            raise WeightsError(
-                "Downloading needs the huggingface_hub package; install it with `pip install huggingface_hub`."
-            ) from error
-        # HF_ENDPOINT read now: huggingface_hub reads it once at import, which may predate the setting.
-        endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
-        options: dict[str, Any] = {}
-        if tqdm_class is not None and "tqdm_class" in inspect.signature(hf_hub_download).parameters:
-            options["tqdm_class"] = tqdm_class
-        # Offline, huggingface_hub retries each request with backoff (~23 s per file): one quick probe first
-        # (none in its own offline mode, which reaches no server).
-        offline = None if constants.HF_HUB_OFFLINE else hub_unreachable(endpoint or constants.ENDPOINT)
-        staging = folder / STAGING_FOLDER
+    if not todo:
+        return {item.role: item.found_path(folder) for item in files}  # type: ignore[misc]
+    try:
+        from huggingface_hub import constants, hf_hub_download
+    except ImportError as error:  # pragma: no cover - huggingface_hub is a dependency of diffusers
+        raise WeightsError(
+            "Downloading needs the huggingface_hub package; install it with `pip install huggingface_hub`."
+        ) from error
+    # HF_ENDPOINT read now: huggingface_hub reads it once at import, which may predate the setting.
+    configured = endpoint or os.environ.get("HF_ENDPOINT") or ""
+    endpoint = check_base_url(configured, "HF_ENDPOINT", schemes=("http", "https")) if configured.strip() else None
+    # Offline, huggingface_hub retries each request with backoff (~23 s per file): one quick probe first
+    # (none in its own offline mode, which reaches no server).
+    offline = None if constants.HF_HUB_OFFLINE else hub_unreachable(endpoint or constants.ENDPOINT)
+    staging = folder / STAGING_FOLDER
+    try:
         for item in todo:
             if offline is not None:
                 raise WeightsError(
@@ -296,10 +319,20 @@ def download_hub_files(
                 log(f"downloading {item.repo_id}/{item.repo_filename} -> {expected}")
             try:
                 staging.mkdir(parents=True, exist_ok=True)
-                staged = Path(hf_hub_download(repo_id=item.repo_id, filename=item.repo_filename,
-                                              local_dir=str(staging / item.repo_id), endpoint=endpoint, **options))
+                staged = _bounded_hub_download(
+                    hf_hub_download, tqdm_class,
+                    repo_id=item.repo_id, filename=item.repo_filename, local_dir=str(staging / item.repo_id),
+                    endpoint=endpoint)
+                problem = release_file_problem(staged)
+                if problem is not None:  # a broken mirror's error page, saved under the file's name
+                    raise _HubFailure(f"the server sent {problem}")
                 expected.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(staged, expected)  # same disk: atomic
+            except _HubFailure as failure:
+                raise WeightsError(
+                    f"Could not download {item.repo_filename} from {item.url}: {failure}. Check the network (or "
+                    f"HF_ENDPOINT / a proxy), or download it by hand into {expected.resolve()}."
+                ) from None
             except EchoMimicError:  # a cancel from tqdm_class, or ours: as is
                 raise
             except Exception as error:  # network, auth, disk, hub errors: all reported the same way
@@ -308,6 +341,7 @@ def download_hub_files(
                     f"{str(error).splitlines()[0] if str(error) else ''}). Check the network (or HF_ENDPOINT / a "
                     f"proxy), or download it by hand into {expected.resolve()}."
                 ) from None
+    finally:  # success, failure, cancel or deadline: no scratch folder stays behind
         shutil.rmtree(staging, ignore_errors=True)
     return {item.role: item.found_path(folder) for item in files}  # type: ignore[misc]
 
@@ -344,6 +378,84 @@ def hub_unreachable(endpoint: str | None, timeout: float = HUB_PROBE_SECONDS) ->
     thread.start()
     thread.join(timeout + 0.5)
     return outcome[0] if outcome else f"{address[0]}:{address[1]}: no answer within {timeout:g} s"
+
+
+class _HubFailure(Exception):
+    """A hub download stopped by our bounds (deadline, silence, size) or refused after it arrived."""
+
+
+# A Hub file whose size the Hub does not announce is read up to this (the largest release file is ~11 GB).
+HUB_MAX_BYTES = 32 << 30
+_POLL_SECONDS = 0.05
+
+
+def _bounded_hub_download(hf_hub_download: Callable[..., str], tqdm_class: Any, **arguments: Any) -> Path:
+    """``hf_hub_download(**arguments)`` within the download bounds of :mod:`echomimic.downloads`.
+
+    huggingface_hub has its own read timeout and retries, but no overall deadline, and reads a body without
+    a Content-Length to its end. So it runs in a worker thread: this thread gives up when the Hub has not
+    answered within the stall timeout or the file is not complete by the deadline, and a progress class
+    stops the worker at its next chunk past the announced size (or :data:`HUB_MAX_BYTES`), past the
+    deadline, or once given up. A worker still blocked on a silent socket ends with its read timeout; its
+    files are in the staging folder, which the caller removes.
+    """
+    import threading
+
+    from tqdm.auto import tqdm
+
+    stall, allowed = stall_seconds(), deadline_seconds()
+    started = time.monotonic()
+    ends = started + allowed
+    state = {"answered": False, "given_up": False}
+    base = tqdm_class if tqdm_class is not None else tqdm
+
+    class BoundedProgress(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            state["answered"] = True  # huggingface_hub opens its bar once the body starts
+            if tqdm_class is None:
+                kwargs["disable"] = True  # no bar of our own: the caller logs one line per file
+            # Counted here: a disabled tqdm counts nothing.
+            self.bytes_seen = int(kwargs.get("initial") or 0)
+            self.bytes_limit = int(kwargs["total"]) if kwargs.get("total") else HUB_MAX_BYTES
+            super().__init__(*args, **kwargs)
+
+        def update(self, n: float | None = 1) -> bool | None:
+            shown = super().update(n)
+            self.bytes_seen += int(n or 0)
+            limit = self.bytes_limit
+            if state["given_up"]:
+                raise _HubFailure("given up")
+            if self.bytes_seen > limit:
+                raise _HubFailure(f"the server sent more than the announced {limit:,} bytes (a wrong file)")
+            if time.monotonic() > ends:
+                raise _HubFailure(f"it took longer than {allowed:g} s ({DEADLINE_SECONDS_ENV} sets the limit)")
+            return shown
+
+    options: dict[str, Any] = {"etag_timeout": stall}
+    if "tqdm_class" in inspect.signature(hf_hub_download).parameters:
+        options["tqdm_class"] = BoundedProgress
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["path"] = hf_hub_download(**arguments, **options)
+        except BaseException as error:  # noqa: BLE001 - handed to the waiting thread as is
+            outcome["error"] = error
+
+    worker = threading.Thread(target=work, name="echomimic-hub-download", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(_POLL_SECONDS)
+        now = time.monotonic()
+        if worker.is_alive() and not state["answered"] and now - started > stall:
+            state["given_up"] = True
+            raise _HubFailure(f"the Hub did not answer within {stall:g} s ({STALL_SECONDS_ENV} sets the limit)")
+        if worker.is_alive() and now > ends:
+            state["given_up"] = True
+            raise _HubFailure(f"it took longer than {allowed:g} s ({DEADLINE_SECONDS_ENV} sets the limit)")
+    if "error" in outcome:
+        raise outcome["error"]
+    return Path(outcome["path"])
 
 
 def fetch_mediapipe_for_run(
@@ -404,8 +516,12 @@ def download_weights(
     folder = Path(weights_dir)
     check_output_folder(folder)  # a read-only or file path: one OutputError line, not a traceback
     refuse_other_release(folder, variant)
-    download_hub_files(folder, missing_files(folder, variant), endpoint=endpoint, log=log)
+    # Every file: those in place are checked (an error page saved as a weight is not taken as done).
+    download_hub_files(folder, required_files(variant), endpoint=endpoint, log=log)
     if mediapipe:
+        for model in release.mediapipe_models_for(variant, face_crop=face_crop):
+            if (found := find_mediapipe_model(model, folder)) is not None:
+                check_mediapipe_file(model, found)
         from .downloads import text_progress
 
         def progress_for(model: release.MediaPipeModel) -> Callable[[int, int], None] | None:

@@ -1,7 +1,10 @@
 """A file server on 127.0.0.1 (ephemeral port, own thread) for download tests: no test reaches the internet.
 
-It serves a fixed map of URL paths to files, records every request, and can misbehave on purpose: send a
-wrong file of the right length, or drop the connection half-way through the body. With ``hub=True`` it
+It serves a fixed map of URL paths to files, records every request, and can misbehave on purpose (``mode``):
+send a wrong file of the right length (``wrong``), drop the connection half-way through the body (``drop``),
+send an endless body without a Content-Length (``nolength``; HEAD still announces the real size), drip the
+body one byte per ``drip_seconds`` (``drip``), never answer at all (``silent``), or answer every file with a
+small HTML error page (``html``, like a broken mirror or a captive portal). With ``hub=True`` it
 answers like the Hugging Face Hub's ``/{repo}/resolve/{revision}/{filename}`` (the ``X-Repo-Commit``,
 ``ETag`` and ``Content-Length`` headers huggingface_hub's HEAD request reads).
 """
@@ -16,7 +19,8 @@ import threading
 import urllib.parse
 from pathlib import Path
 
-MODES = ("ok", "wrong", "drop")
+MODES = ("ok", "wrong", "drop", "nolength", "drip", "silent", "html")
+HTML_PAGE = b"<!DOCTYPE html><html><body>Not here</body></html>\n"  # 52 bytes: a broken mirror's page
 FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
@@ -27,6 +31,9 @@ class LoopbackFiles:
         self.files = {path: Path(local) for path, local in files.items()}
         self.hub = hub
         self.mode = "ok"
+        self.drip_seconds = 0.2
+        self.body_bytes_sent = 0  # of the misbehaving bodies (nolength, drip): what a client read at most
+        self._closing = threading.Event()  # ends the handlers that never finish on their own
         self.requests: list[tuple[str, str]] = []  # (method, path)
         self._sha256: dict[str, str] = {}
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -46,6 +53,7 @@ class LoopbackFiles:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._closing.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -70,20 +78,28 @@ class LoopbackFiles:
                 if owner.hub:  # a download pinned to the commit that repo_info reported
                     path = path.replace(f"/resolve/{FAKE_COMMIT}/", "/resolve/main/", 1)
                 local = owner.files.get(path)
+                if owner.mode == "silent":  # read the request, then say nothing until the server closes
+                    owner._closing.wait()
+                    return
                 if local is None:
                     self.send_response(404)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                body = local.read_bytes()
+                body = HTML_PAGE if owner.mode == "html" else local.read_bytes()
                 self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Content-Type", "application/octet-stream")
+                if not (with_body and owner.mode == "nolength"):
+                    self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Type", "text/html" if owner.mode == "html" else "application/octet-stream")
                 if owner.hub:
                     self.send_header("X-Repo-Commit", FAKE_COMMIT)
-                    self.send_header("ETag", f'"{owner._etag(path)}"')
+                    etag = hashlib.sha256(body).hexdigest() if owner.mode == "html" else owner._etag(path)
+                    self.send_header("ETag", f'"{etag}"')
                 self.end_headers()
                 if not with_body:
+                    return
+                if owner.mode in ("nolength", "drip"):
+                    self._misbehave(body)
                     return
                 if owner.mode == "wrong":  # same length, other bytes
                     body = bytes([body[0] ^ 0xFF]) + body[1:]
@@ -94,6 +110,28 @@ class LoopbackFiles:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 self.wfile.write(body)
+
+            def _misbehave(self, body: bytes) -> None:
+                """nolength: the file, then junk without end; drip: the file one byte at a time. Either
+                stops when the client goes away or the server closes."""
+                self.close_connection = True
+                try:
+                    if owner.mode == "drip":
+                        for byte in body:
+                            if owner._closing.wait(owner.drip_seconds):
+                                return
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            owner.body_bytes_sent += 1
+                        return
+                    self.wfile.write(body)
+                    owner.body_bytes_sent += len(body)
+                    junk = b"\0" * (1 << 16)
+                    while not owner._closing.is_set():
+                        self.wfile.write(junk)
+                        owner.body_bytes_sent += len(junk)
+                except (BrokenPipeError, ConnectionResetError):
+                    return
 
             def _api(self, path: str) -> None:
                 """``hf download`` with several files or patterns: repo_info and the recursive tree listing

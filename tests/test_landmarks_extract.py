@@ -13,6 +13,7 @@ from echomimic.errors import InputError, WeightsError
 from echomimic.landmarks import LandmarkSequence, extract_landmarks
 from echomimic.landmarks.backends import FACE_LANDMARKER_FILE, choose_backend
 from echomimic.landmarks.extract import fill_missing_frames
+from tests.parity_cases import MEDIAPIPE_ROOT
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +95,7 @@ def test_backend_choice(tmp_path: Path) -> None:
     assert choose_backend(FACE_LANDMARKER_FILE, None, legacy_available=True).name == "legacy"
     (tmp_path / "mediapipe").mkdir()
     task = tmp_path / "mediapipe" / "face_landmarker.task"
-    task.write_bytes(b"")  # an existing file is used as is, never downloaded again
+    task.symlink_to(MEDIAPIPE_ROOT / "face_landmarker.task")  # an existing (checked) file is used, never fetched
     chosen = choose_backend(FACE_LANDMARKER_FILE, tmp_path, legacy_available=False)
     assert (chosen.name, chosen.model_path) == ("tasks", task)
     chosen = choose_backend(FACE_LANDMARKER_FILE, tmp_path, backend="tasks", legacy_available=True)

@@ -81,13 +81,10 @@ def _v3_hub_files(scratch: Path) -> dict[str, dict[str, Path]]:
         local = tokenizer / name if item.role.startswith("tokenizer:") else case / "models" / item.relative_path
         assert local.is_file(), f"{local} is missing"
         repos.setdefault(item.repo_id, {})[item.repo_filename] = local
-    # ComfyUI's repackaged Wan files (the README's hf command for ComfyUI users): tiny stand-ins by name.
-    base = case / "models" / release.V3_BASE_FOLDER
-    repos["Comfy-Org/Wan_2.1_ComfyUI_repackaged"] = {
-        "split_files/text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors": case / "models" / release.V3_FLASH_FILES[0].relative_path,
-        "split_files/clip_vision/clip_vision_h.safetensors": base / "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth",
-        "split_files/vae/wan_2.1_vae.safetensors": base / "Wan2.1_VAE.pth",
-    }
+    # ComfyUI's repackaged Wan files (the README's hf command for ComfyUI users): a tiny .safetensors each.
+    stand_in = case / "models" / release.V3_FLASH_FILES[0].relative_path
+    repos[release.COMFY_WAN_REPO] = {f"split_files/{kind}/{name}": stand_in
+                                     for kind, name in release.COMFY_WAN_FILES.items()}
     return repos
 
 

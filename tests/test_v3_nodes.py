@@ -145,8 +145,10 @@ def test_wan_files_are_fetched_into_comfyuis_own_folders(nodes: dict[str, Any], 
     release = extension_submodule("echomimic.release")
     for kind in release.COMFY_WAN_FILES:
         monkeypatch.setitem(folder_paths.folder_names_and_paths, kind, ([str(tmp_path / kind)], set()))
-    vae_file = tmp_path / "served_vae.bin"
-    vae_file.write_bytes(b"\0" * 4096)
+    from safetensors.torch import save_file
+
+    vae_file = tmp_path / "served_vae.safetensors"
+    save_file({"decoder.conv1.weight": torch.zeros(64, 64)}, str(vae_file))
     name = release.COMFY_WAN_FILES["vae"]
     with hub_server({release.COMFY_WAN_REPO: {f"split_files/vae/{name}": vae_file}}) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
