@@ -441,7 +441,7 @@ def generate_flash(
         if on_frames is not None and ready.shape[0]:
             on_frames(ready)
         delivered += ready.shape[0]
-        held = None if last else frames[frames.shape[0] - keep:]
+        held = None if last else frames[frames.shape[0] - keep:].clone()  # a copy: the chunk itself is freed
         tick(chunk, settings.steps - 1)  # the decode: shown as the chunk's last step
     return delivered
 
