@@ -145,8 +145,10 @@ def run_generate_v3(args: argparse.Namespace) -> Path:
     report.info(f"encoding the prompt {args.prompt!r} (umT5; cached in {folder / PROMPT_CACHE_FOLDER})")
     if args.negative_prompt:
         report.info("note: V3 flash has no text guidance, so --negative-prompt changes nothing (as officially)")
+    # umT5 overflows in fp16 (T5's large activations): bf16 as released, else fp32.
+    text_dtype = torch.bfloat16 if dtype == torch.bfloat16 else torch.float32
     prompt_embeds = encode_prompt(args.prompt, files["tokenizer:tokenizer_config.json"].parent,
-                                  files["text_encoder"], device=device, dtype=dtype or torch.float32,
+                                  files["text_encoder"], device=device, dtype=text_dtype,
                                   cache_dir=folder / PROMPT_CACHE_FOLDER)
 
     clip = v3_files.load_clip(folder, device=device, dtype=dtype)
