@@ -574,9 +574,9 @@ def _pose_args(tmp_path: Path, *extra: str):
     landmarks = tmp_path / "landmarks.json"
     points = np.full((2, 478, 3), 40.0, np.float32)
     LandmarkSequence(points, 96, 96).save(landmarks)
-    args = cli.build_parser().parse_args(["generate", "--mode", "pose_acc", "--image", str(gray), "--landmarks",
-                                          str(landmarks), "--weights", str(tmp_path / "weights"),
-                                          "--width", "64", "--height", "64", *extra])
+    args = cli.resolve_mode_defaults(cli.build_parser().parse_args(
+        ["generate", "--mode", "pose_acc", "--image", str(gray), "--landmarks", str(landmarks), "--weights",
+         str(tmp_path / "weights"), "--width", "64", "--height", "64", *extra]))
     return args, gray
 
 

@@ -127,7 +127,7 @@ def test_no_warning_with_a_gpu_or_an_explicit_cpu(monkeypatch, tmp_path, capsys)
 def test_help_and_counts_read_right():
     """Catches the top-level help naming V1 only, and '1 steps'."""
     text = cli.build_parser().format_help()
-    assert "V1 and V2" in text and "EchoMimic V1:" not in text
+    assert "V1, V2 and V3 flash" in text and "EchoMimic V1:" not in text
     assert count(1, "step") == "1 step" and count(6, "step") == "6 steps"
 
 
@@ -135,7 +135,7 @@ _EXTRACT = textwrap.dedent("""
     import sys
     from pathlib import Path
     import numpy as np
-    from echomimic.cli import build_parser
+    from echomimic.cli import build_parser, resolve_mode_defaults
     from echomimic.cli.inputs import _hand_pose_images
     from echomimic.cli.report import _Reporter
     from echomimic.video_io import write_mp4
@@ -143,9 +143,9 @@ _EXTRACT = textwrap.dedent("""
     from tests.parity_cases import MEDIAPIPE_ROOT
     tmp = Path(sys.argv[1])
     write_mp4(tmp / "clip.mp4", np.stack([load_photo(name, 256) for name in PHOTOS]), 24.0)
-    args = build_parser().parse_args(["generate", "--mode", "v2", "--image",
+    args = resolve_mode_defaults(build_parser().parse_args(["generate", "--mode", "v2", "--image",
         str(MEDIAPIPE_ROOT / "test_images" / PHOTOS[0]), "--driving-video", str(tmp / "clip.mp4"),
-        "--width", "96", "--height", "96", "--weights", str(tmp / "weights")])
+        "--width", "96", "--height", "96", "--weights", str(tmp / "weights")]))
     print("extracted", _hand_pose_images(args, _Reporter(quiet=False)).shape, file=sys.stderr)
 """)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from echomimic.cli import build_parser, validate_generate_args
+from echomimic.cli import build_parser, resolve_mode_defaults, validate_generate_args
 from echomimic.cli.inputs import _hand_pose_images
 from echomimic.cli.report import _Reporter
 from echomimic.errors import InputError
@@ -20,7 +20,7 @@ PHOTO_PATH = MEDIAPIPE_ROOT / "test_images" / PHOTOS[0]
 
 
 def parse(*options: str):
-    return build_parser().parse_args(["generate", *options])
+    return resolve_mode_defaults(build_parser().parse_args(["generate", *options]))
 
 
 def test_v2_option_checks(tmp_path: Path) -> None:

@@ -30,6 +30,12 @@ NO_GPU_WARNING = ("warning: no GPU found: running on the CPU, which takes hours 
                   "--device cuda.")
 
 
+def _first_unit_text(info: Any, elapsed: float, total: int) -> str:
+    if getattr(info, "unit", "window") == "chunk":  # V3: steps of every chunk, and each chunk's decode
+        return f"the first step took {elapsed:.1f} s; {total} steps and decodes in all"
+    return f"the first window took {elapsed:.1f} s; {total} windows over all steps"
+
+
 class _Reporter:
     """Status lines on stderr; a single rewritten progress line on a terminal.
 
@@ -72,7 +78,7 @@ class _Reporter:
         if self._estimate_whole_run:
             self._estimate_whole_run = False
             self.warn(f"estimate on the CPU: about {duration(elapsed * total / done)} for the whole run "
-                      f"(the first {getattr(info, 'unit', 'window')} took {elapsed:.1f} s; {total} in all)")
+                      f"({_first_unit_text(info, elapsed, total)})")
         if self.quiet:
             return
         line = (f"denoising {100 * info.done / total:5.1f}%  step {info.step + 1}/{info.steps}  "
