@@ -190,6 +190,7 @@ WAV2VEC2_REPO = "TencentGameMate/chinese-wav2vec2-base"
 V3_BASE_FOLDER = "Wan2.1-Fun-V1.1-1.3B-InP"
 V3_WAV2VEC2_FOLDER = "chinese-wav2vec2-base"
 V3_TOKENIZER_FOLDER = f"{V3_BASE_FOLDER}/google/umt5-xxl"
+V3_PROMPT_CACHE_FOLDER = ".prompt-cache"  # inside the V3 folder: umT5 embeddings of prompts already seen
 V3_VARIANT_NAMES = ("v3_flash",)
 V3_LABELS = {"v3_flash": "V3 flash"}
 

@@ -73,22 +73,6 @@ def _v3_folder(weights_folder: str, download: bool, *roles: str) -> str:
     return folder
 
 
-def _v3_dtype(precision: str, device: Any) -> Any:
-    """auto: bf16 where the GPU has it (the release's precision), else fp16; fp32 on the CPU."""
-    import torch
-
-    from ..echomimic.dtypes import torch_dtype
-
-    if precision != "auto":
-        if precision not in PRECISIONS:
-            raise EchoMimicNodeError(f"Unknown precision {precision!r}; choose one of {list(PRECISIONS)}.")
-        return torch_dtype(precision)
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32 if device.type == "cpu" else torch.float16
-
-
 @dataclass
 class LoadedFlash:
     """What flows through an ECHOMIMIC_V3_MODEL socket."""
@@ -140,10 +124,13 @@ class EchoMimicV3ModelLoader:
     def load(self, weights_folder: str, precision: str, download_missing: bool = True) -> tuple[LoadedFlash]:
         import comfy.model_management as model_management
 
+        from ..echomimic.dtypes import v3_dtype
         from ..echomimic.v3.transformer import load_flash_transformer
 
         folder = _v3_folder(weights_folder, download_missing, "transformer", "transformer_config")
-        dtype = _v3_dtype(precision, model_management.get_torch_device())
+        if precision not in PRECISIONS:
+            raise EchoMimicNodeError(f"Unknown precision {precision!r}; choose one of {list(PRECISIONS)}.")
+        dtype = v3_dtype(precision, model_management.get_torch_device())
         transformer = load_flash_transformer(
             os.path.join(folder, release.V3_FLASH_FILES[0].relative_path),
             os.path.join(folder, release.V3_BASE_FOLDER, "config.json"),
@@ -201,7 +188,7 @@ class EchoMimicV3AudioFeatures:
 
     @user_errors
     def prepare(self, audio: Any, audio_encoder: LoadedV3AudioEncoder, fps: float) -> tuple[V3Speech]:
-        from ..echomimic.v3.audio import SAMPLE_RATE, speech_16k
+        from ..echomimic.v3.audio import speech_16k
         from ..echomimic.v3.pipeline import speech_duration
         from .audio_nodes import audio_waveform
 
@@ -209,7 +196,7 @@ class EchoMimicV3AudioFeatures:
         speech = speech_16k(waveform[0].cpu().numpy(), sample_rate)
         # The official duration is the file's (moviepy / ffmpeg, in centiseconds); from the original samples.
         duration = speech_duration(int(waveform.shape[-1]), sample_rate)
-        if not speech.size or duration * float(fps) < 1 or SAMPLE_RATE <= 0:
+        if not speech.size or duration * float(fps) < 1:
             raise EchoMimicNodeError("The audio is shorter than one video frame; give a clip with speech.")
         return (V3Speech(speech, duration, float(fps), audio_encoder, waveform, sample_rate),)
 
@@ -387,16 +374,16 @@ class EchoMimicV3TextEncode:
     @user_errors
     def encode(self, text: str, weights_folder: str, download_missing: bool = True) -> tuple[Any]:
         import comfy.model_management as model_management
-        import torch
 
+        from ..echomimic.dtypes import umt5_dtype, v3_dtype
         from ..echomimic.v3.text_encoder import encode_prompt
 
         folder = _v3_folder(weights_folder, download_missing, "text_encoder", "tokenizer")
         device = model_management.get_torch_device()
-        dtype = torch.float32 if torch.device(device).type == "cpu" else torch.bfloat16
         embeds = encode_prompt(str(text), os.path.join(folder, release.V3_TOKENIZER_FOLDER),
                                os.path.join(folder, release.V3_BASE_FOLDER, "models_t5_umt5-xxl-enc-bf16.pth"),
-                               device=device, dtype=dtype, cache_dir=os.path.join(folder, ".prompt-cache"))
+                               device=device, dtype=umt5_dtype(v3_dtype("auto", device)),
+                               cache_dir=os.path.join(folder, release.V3_PROMPT_CACHE_FOLDER))
         return ([[embeds.float().cpu(), {"pooled_output": None}]],)
 
 

@@ -462,7 +462,7 @@ CORE_WIDGETS: dict[str, dict[str, Any]] = {
 FACE_NODE_TYPES = {"EchoMimicFaceMaskCrop", "EchoMimicExtractLandmarks"}
 V3_FOLDER = "EchoMimicV3"
 V3_SIZE = (64, 48)  # (width, height): multiples of 16
-# V3: 9 frames; the long-speech workflow in two chunks of 5 frames overlapping by 1.
+# V3: 9 frames in two chunks of 5 frames overlapping by 1.
 V3_SAMPLER_WIDGETS: dict[str, Any] = {"length": 9, "steps": 1}
 V3_CHUNKED = {"chunk_frames": 5, "chunk_overlap": 1}
 HALF_BODY_PHOTO = MEDIAPIPE_ROOT / "test_images" / "echomimic_v2_halfbody_0048.jpg"
@@ -494,10 +494,8 @@ def shrink_workflow(workflow: dict[str, Any], server: ComfyServer, object_info: 
         if node["type"] not in object_info:
             continue
         names = widget_names(node, object_info)
-        if node["type"] == "EchoMimicV3Sampler":
-            changes = {"width": V3_SIZE[0], "height": V3_SIZE[1], **V3_SAMPLER_WIDGETS}
-            if names and node["widgets_values"][names.index("chunk_frames")] == 81 and "long" in prefix:
-                changes.update(V3_CHUNKED)
+        if node["type"] == "EchoMimicV3Sampler":  # every V3 workflow in two chunks: joins run too
+            changes = {"width": V3_SIZE[0], "height": V3_SIZE[1], **V3_SAMPLER_WIDGETS, **V3_CHUNKED}
         elif node["type"].startswith("EchoMimicV3ClipVisionEncode"):
             changes = {"width": V3_SIZE[0], "height": V3_SIZE[1]}
         elif node["type"].startswith("EchoMimic"):
@@ -718,6 +716,16 @@ def test_missing_weights_reach_the_error_dialog_as_a_clear_message(comfy_server:
     assert "Traceback" not in error["exception_message"]
 
 
+# The check scripts below load this repository as ComfyUI loads an extension (a package named
+# echomimic_extension; its modules import the bundled library relative to it), given `repo`.
+LOAD_EXTENSION = r"""
+spec = importlib.util.spec_from_file_location("echomimic_extension", f"{repo}/__init__.py",
+                                              submodule_search_locations=[repo])
+sys.modules["echomimic_extension"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sys.modules["echomimic_extension"])
+"""
+
+
 ADAPTER_CHECK = r"""
 import importlib.util, sys
 import torch
@@ -731,10 +739,7 @@ import comfy.utils
 from diffusers import AutoencoderKL
 
 # the extension as a package (the adapter imports the bundled library relative to it)
-spec = importlib.util.spec_from_file_location("echomimic_extension", f"{repo}/__init__.py",
-                                              submodule_search_locations=[repo])
-sys.modules["echomimic_extension"] = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(sys.modules["echomimic_extension"])
+""" + LOAD_EXTENSION + r"""
 adapter_module = importlib.import_module("echomimic_extension.nodes.vae_adapter")
 adapter = adapter_module.ComfyVaeAdapter(comfy.sd.VAE(sd=comfy.utils.load_torch_file(vae_path)))
 
@@ -787,10 +792,7 @@ def tiny_init(self, *args, **kwargs):
     original_init(self, *args, **kwargs)
 comfy.ldm.wan.vae.WanVAE.__init__ = tiny_init
 
-spec = importlib.util.spec_from_file_location("echomimic_extension", f"{repo}/__init__.py",
-                                              submodule_search_locations=[repo])
-sys.modules["echomimic_extension"] = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(sys.modules["echomimic_extension"])
+""" + LOAD_EXTENSION + r"""
 adapters = importlib.import_module("echomimic_extension.nodes.v3_adapters")
 library_vae = importlib.import_module("echomimic_extension.echomimic.v3.vae")
 
@@ -834,10 +836,7 @@ import comfy.cli_args
 comfy.cli_args.args.cpu = True
 import comfy.clip_vision
 
-spec = importlib.util.spec_from_file_location("echomimic_extension", f"{repo}/__init__.py",
-                                              submodule_search_locations=[repo])
-sys.modules["echomimic_extension"] = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(sys.modules["echomimic_extension"])
+""" + LOAD_EXTENSION + r"""
 adapters = importlib.import_module("echomimic_extension.nodes.v3_adapters")
 encoder = importlib.import_module("echomimic_extension.echomimic.v3.image_encoder")
 weights = importlib.import_module("echomimic_extension.echomimic.weights")
@@ -895,10 +894,7 @@ import comfy.ops
 import comfy.sd1_clip
 import comfy.text_encoders.t5
 
-spec = importlib.util.spec_from_file_location("echomimic_extension", f"{repo}/__init__.py",
-                                              submodule_search_locations=[repo])
-sys.modules["echomimic_extension"] = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(sys.modules["echomimic_extension"])
+""" + LOAD_EXTENSION + r"""
 adapters = importlib.import_module("echomimic_extension.nodes.v3_adapters")
 text_encoder = importlib.import_module("echomimic_extension.echomimic.v3.text_encoder")
 weights = importlib.import_module("echomimic_extension.echomimic.weights")
@@ -959,10 +955,7 @@ folder_paths.models_dir = models_dir
 import comfy.model_management as mm
 from comfy.model_patcher import ModelPatcher
 
-spec = importlib.util.spec_from_file_location("echomimic_extension", f"{repo}/__init__.py",
-                                              submodule_search_locations=[repo])
-sys.modules["echomimic_extension"] = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(sys.modules["echomimic_extension"])
+""" + LOAD_EXTENSION + r"""
 folder_paths.add_model_folder_path("echomimic", f"{models_dir}/echomimic")
 model_nodes = importlib.import_module("echomimic_extension.nodes.model_nodes")
 (loaded,) = model_nodes.EchoMimicModelLoader().load("V1 audio", "fp32", "tiny_audio", False)

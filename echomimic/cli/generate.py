@@ -141,16 +141,21 @@ def _paste_back_chunks(args: argparse.Namespace, crop_info, report: _Reporter):
     return paste
 
 
-def run_generate(args: argparse.Namespace) -> Path:
-    """The ``generate`` command; returns the mp4 written."""
-    started = time.perf_counter()
-    report = _Reporter(args.quiet)
+def use_example_inputs(args: argparse.Namespace, report: _Reporter) -> None:
+    """Without --image / --audio, the example portrait and speech of example_inputs/ (said so)."""
     if args.image is None:
         args.image = EXAMPLE_IMAGE
         report.info(f"no --image: using the example portrait {EXAMPLE_IMAGE}")
     if args.audio is None:
         args.audio = EXAMPLE_AUDIO
         report.info(f"no --audio: using the example speech {EXAMPLE_AUDIO}")
+
+
+def run_generate(args: argparse.Namespace) -> Path:
+    """The ``generate`` command; returns the mp4 written."""
+    started = time.perf_counter()
+    report = _Reporter(args.quiet)
+    use_example_inputs(args, report)
     validate_generate_args(args)
     settings = sampling_settings(args, args.length or 0)
     check_outputs(args)

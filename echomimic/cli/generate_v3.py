@@ -8,11 +8,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import release
 from ..errors import InputError
 from ..frames_npy import NpyFramesWriter
+from ..release import V3_PROMPT_CACHE_FOLDER as PROMPT_CACHE_FOLDER
 from .devices import _pick_device
-from .parser import EXAMPLE_AUDIO, EXAMPLE_IMAGE
 from .report import _Reporter, count
 
 if TYPE_CHECKING:
@@ -29,7 +28,6 @@ _V1_V2_ONLY = (
     ("context_overlap", None, "--context-overlap"), ("length_policy", None, "--length-policy"),
     ("preview_every", 0, "--preview-every"), ("compile", False, "--compile"), ("config_dir", None, "--config-dir"),
 )
-PROMPT_CACHE_FOLDER = ".prompt-cache"  # inside the weights folder: umT5 embeddings of prompts already seen
 
 
 def flash_settings(args: argparse.Namespace) -> FlashSettings:
@@ -67,19 +65,6 @@ def validate_v3_args(args: argparse.Namespace) -> None:
         check_size(args.width, args.height)
 
 
-def _pick_v3_dtype(name: str, device: torch.device) -> torch.dtype | None:
-    """auto: bf16 on a GPU that has it (the release's precision), else fp16; fp32 on the CPU."""
-    import torch
-
-    from ..dtypes import torch_dtype
-
-    if name != "auto":
-        return torch_dtype(name)
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float16 if device.type == "mps" else torch.float32
-
-
 def _reference_image(path: Path, report: _Reporter):
     import numpy as np
 
@@ -91,16 +76,11 @@ def _reference_image(path: Path, report: _Reporter):
 def run_generate_v3(args: argparse.Namespace) -> Path:
     """The ``generate`` command for V3 flash; returns the mp4 written."""
     from ..v3 import files as v3_files
-    from .generate import check_outputs
+    from .generate import check_outputs, use_example_inputs
 
     started = time.perf_counter()
     report = _Reporter(args.quiet)
-    if args.image is None:
-        args.image = EXAMPLE_IMAGE
-        report.info(f"no --image: using the example portrait {EXAMPLE_IMAGE}")
-    if args.audio is None:
-        args.audio = EXAMPLE_AUDIO
-        report.info(f"no --audio: using the example speech {EXAMPLE_AUDIO}")
+    use_example_inputs(args, report)
     validate_v3_args(args)
     settings = flash_settings(args)
     check_outputs(args)
@@ -110,8 +90,8 @@ def run_generate_v3(args: argparse.Namespace) -> Path:
     files = (v3_files.download_weights(folder, args.mode, log=report.info) if args.download
              else v3_files.check_weights(folder, args.mode))
 
-    import torch
 
+    from ..dtypes import umt5_dtype, v3_dtype
     from ..v3 import pipeline as flash
     from ..v3.audio import SAMPLE_RATE, load_audio_encoder, load_speech_16k
     from ..v3.color import OfficialFrameWriter
@@ -119,7 +99,7 @@ def run_generate_v3(args: argparse.Namespace) -> Path:
     from ..video_io import Mp4Writer, read_audio
 
     device = _pick_device(args.device)
-    dtype = _pick_v3_dtype(args.dtype, device)
+    dtype = v3_dtype(args.dtype, device)
     if device.type == "cpu" and args.device == "auto":
         report.warn_no_gpu()
 
@@ -145,10 +125,8 @@ def run_generate_v3(args: argparse.Namespace) -> Path:
     report.info(f"encoding the prompt {args.prompt!r} (umT5; cached in {folder / PROMPT_CACHE_FOLDER})")
     if args.negative_prompt:
         report.info("note: V3 flash has no text guidance, so --negative-prompt changes nothing (as officially)")
-    # umT5 overflows in fp16 (T5's large activations): bf16 as released, else fp32.
-    text_dtype = torch.bfloat16 if dtype == torch.bfloat16 else torch.float32
     prompt_embeds = encode_prompt(args.prompt, files["tokenizer:tokenizer_config.json"].parent,
-                                  files["text_encoder"], device=device, dtype=text_dtype,
+                                  files["text_encoder"], device=device, dtype=umt5_dtype(dtype),
                                   cache_dir=folder / PROMPT_CACHE_FOLDER)
 
     clip = v3_files.load_clip(folder, device=device, dtype=dtype)
@@ -209,6 +187,3 @@ def add_v3_options(parser: argparse.ArgumentParser) -> None:
                        help="fps: cut the speech at the video's fps; official: at 25 fps whatever --fps "
                             "(identical at 25 fps)")
 
-
-def default_fps(mode: str) -> float:
-    return release.DEFAULT_V3_FPS if mode in release.V3_VARIANT_NAMES else release.DEFAULT_FPS
