@@ -75,8 +75,10 @@ def test_missing_hand_draws_nothing_and_non_square_canvas() -> None:
     assert frames.shape == (1, 180, 320, 3)
     assert frames[0, 160:].max() == 0 and frames[0, :, :80].max() == 0  # nothing outside the one hand
     assert frames[0, :, :, 0].max() == 255  # the points are red (BGR -> RGB quirk)
-    empty = draw_hand_poses(HandPoseSequence(np.full((2, 2, 21, 2), np.nan), 16, 9), 64, 36)
-    assert empty.max() == 0
+    two = np.concatenate([points, np.full((1, 2, 21, 2), np.nan)])  # frame 1: no hand at all
+    assert draw_hand_poses(HandPoseSequence(two, 160, 90), 320, 180)[1].max() == 0
+    with pytest.raises(InputError, match="draw nothing"):  # no frame draws anything: refused, not black
+        draw_hand_poses(HandPoseSequence(np.full((2, 2, 21, 2), np.nan), 16, 9), 64, 36)
 
 
 def test_other_aspect_ratio_is_refused() -> None:

@@ -194,11 +194,16 @@ def run_generate(args: argparse.Namespace) -> Path:
     report.info(f"speech: {waveform.shape[-1] / sample_rate:.2f} s at {sample_rate} Hz from {args.audio}")
 
     side_outputs: list[Callable[[], None]] = []  # --save-landmarks / --save-poses: written after the video
+    # Only the driving frames the video can show are drawn (a long motion file with --length 4 draws 4).
+    from ..pipeline.length import driving_frames_needed
+
+    draw_frames = driving_frames_needed(audio_seconds=waveform.shape[-1] / sample_rate, fps=settings.fps,
+                                        requested=settings.length)
     landmark_images = None
     if args.mode.startswith("pose"):
-        landmark_images = _landmark_images(args, landmark_reference, report, side_outputs)
+        landmark_images = _landmark_images(args, landmark_reference, report, side_outputs, draw_frames)
 
-    pose_images = _hand_pose_images(args, report, side_outputs) if args.mode.startswith("v2") else None
+    pose_images = _hand_pose_images(args, report, side_outputs, draw_frames) if args.mode.startswith("v2") else None
 
     report.info(f"loading the {args.mode} models from {args.weights} on {device} ({str(dtype).replace('torch.', '')})")
     models = load_echomimic(args.weights, args.mode, config_dir=args.config_dir, device=device, dtype=dtype)

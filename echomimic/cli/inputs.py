@@ -100,12 +100,14 @@ def _prepare_reference(args: argparse.Namespace, image_path: Path, report: _Repo
 
 
 def _landmark_images(args: argparse.Namespace, landmark_reference: np.ndarray, report: _Reporter,
-                     pending: list[Callable[[], None]] | None = None) -> np.ndarray:
+                     pending: list[Callable[[], None]] | None = None, draw_frames: int | None = None) -> np.ndarray:
     """Drawn landmark frames ``[F, H, W, 3]`` 0..1 for the pose modes.
 
     landmark_reference: the reference picture ``[H', W', 3]`` (same aspect as the output) whose face
     the driving video's motion is transferred onto. pending: where the --save-landmarks write is queued to
     run after the video is written (a failed run then leaves an existing file as it was); None: now.
+    draw_frames: draw only the first this many (pipeline.length.driving_frames_needed); --save-landmarks
+    still gets every frame.
     """
     from ..landmarks import LandmarkSequence, align_landmarks, draw_landmarks, extract_landmarks
     from ..landmarks.sequence import frame_list
@@ -123,11 +125,12 @@ def _landmark_images(args: argparse.Namespace, landmark_reference: np.ndarray, r
         sequence = align_landmarks(driver, reference_landmarks)
     if args.save_landmarks is not None:
         _save_now_or_later(pending, sequence.save, args.save_landmarks, "landmarks", report)
-    blank = sequence.check_drawable(f"The landmarks of {args.landmarks or args.driving_video}")
+    used = sequence if draw_frames is None else sequence.first(draw_frames)
+    blank = used.check_drawable(f"The landmarks of {args.landmarks or args.driving_video}")
     if blank:
-        report.info(f"note: {len(blank)} of {sequence.num_frames} landmark frames have no point on the canvas "
+        report.info(f"note: {len(blank)} of {used.num_frames} landmark frames have no point on the canvas "
                     f"(frames {frame_list(blank)}); those frames get no pose guidance")
-    return draw_landmarks(sequence, args.width, args.height)
+    return draw_landmarks(used, args.width, args.height)
 
 
 def _driving_frames(args: argparse.Namespace, report: _Reporter) -> torch.Tensor:
@@ -142,9 +145,10 @@ def _driving_frames(args: argparse.Namespace, report: _Reporter) -> torch.Tensor
 
 
 def _hand_pose_images(args: argparse.Namespace, report: _Reporter,
-                      pending: list[Callable[[], None]] | None = None) -> np.ndarray:
+                      pending: list[Callable[[], None]] | None = None, draw_frames: int | None = None) -> np.ndarray:
     """Drawn hand-pose frames ``[F, H, W, 3]`` 0..1 for the v2 modes, from --driving-video or --poses,
-    aligned to the person in --image unless --no-align-poses. pending: as for :func:`_landmark_images`."""
+    aligned to the person in --image unless --no-align-poses. pending, draw_frames: as for
+    :func:`_landmark_images`."""
     from ..poses import HandPoseSequence, hand_pose_images
 
     portrait = load_rgb_image(args.image)
@@ -157,7 +161,7 @@ def _hand_pose_images(args: argparse.Namespace, report: _Reporter,
         report.info(f"extracting hand poses from {driving_frames.shape[0]} frames of {args.driving_video} ...")
     frames, poses = hand_pose_images(portrait, args.width, args.height, driving_frames=driving_frames, poses=poses,
                                      align=not args.no_align_poses, models_dir=args.weights, note=report.info,
-                                     ref_w=args.pose_ref_w)
+                                     ref_w=args.pose_ref_w, draw_frames=draw_frames)
     if args.save_poses is not None:
         _save_now_or_later(pending, poses.save, args.save_poses, "hand poses", report)
     return frames

@@ -16,6 +16,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,56 @@ from .topology import NUM_POINTS
 JSON_FORMAT = "echomimic-landmarks"
 JSON_VERSION = 1
 _DECIMALS = 4
+# What a landmark or hand-pose file may hold: frames up to this many pixels a side, and points at most this
+# many frame sizes outside the frame (far enough for any real motion; beyond, drawing arithmetic overflows).
+MAX_FRAME_SIDE = 65536
+COORDINATE_LIMIT = 1e4
+
+
+def parse_json(text: str, what: str, hint: str) -> Any:
+    """``json.loads(text)`` for a user's motion file, every failure one :class:`InputError` line.
+
+    Refuses what JSON allows but no coordinate may be: ``NaN``/``Infinity`` and numbers too large for a
+    float (``1e400``), and nesting too deep for the parser. ``what`` names the file ("hand pose file"),
+    ``hint`` says what to give instead.
+    """
+    def finite(literal: str) -> float:
+        value = float(literal)
+        if not math.isfinite(value):
+            raise ValueError(f"the number {literal[:24]} is too large")
+        return value
+
+    def refuse_constant(name: str) -> float:
+        raise ValueError(f"{name} is not a number a {what} may hold (use null for a missing point)")
+
+    try:
+        return json.loads(text, parse_float=finite, parse_constant=refuse_constant)
+    except RecursionError:
+        raise InputError(f"The {what} is nested too deeply to be one. {hint}") from None
+    except ValueError as error:  # json.JSONDecodeError included
+        raise InputError(f"The {what} is not valid JSON ({str(error).splitlines()[0]}). {hint}") from None
+
+
+def frame_side(value: Any, name: str) -> int:
+    """A frame width or height (a whole number of pixels, 1..MAX_FRAME_SIDE) or one :class:`InputError` line."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        number = math.nan
+    side = int(number) if math.isfinite(number) and not isinstance(value, bool) else 0
+    if not 1 <= side <= MAX_FRAME_SIDE or side != number:
+        raise InputError(f"The frame {name} {value!r} must be a positive whole number of pixels, at most {MAX_FRAME_SIDE}.")
+    return side
+
+
+def check_coordinates(values: np.ndarray, limit: float, what: str) -> None:
+    """Raise :class:`InputError` unless every non-NaN value is finite and within +-``limit``."""
+    with np.errstate(invalid="ignore"):
+        bad = np.abs(values) > limit  # NaN compares False (absent); +-inf and huge values True
+    if bad.any():
+        first = np.argwhere(bad)[0]
+        raise InputError(f"{what} at {tuple(int(i) for i in first)} is {values[tuple(first)]!r}: not finite or "
+                         f"beyond +-{limit:g}; the file is damaged or not made by EchoMimic.")
 
 
 @dataclass(eq=False, repr=False)  # arrays: no element-wise ==, no huge repr
@@ -44,7 +95,8 @@ class LandmarkSequence:
     detected: np.ndarray = field(default=None)  # type: ignore[arg-type]  # filled in by __post_init__
 
     def __post_init__(self) -> None:
-        points = np.asarray(self.points, dtype=np.float32)
+        with np.errstate(over="ignore"):  # beyond float32: inf, refused below with the other bounds
+            points = np.asarray(self.points, dtype=np.float32)
         if points.ndim == 2:
             points = points[None]
         if points.ndim != 3 or points.shape[1] != NUM_POINTS or points.shape[2] not in (2, 3):
@@ -57,10 +109,11 @@ class LandmarkSequence:
         if points.shape[2] == 2:  # 2-D landmarks: depth unknown, use 0
             points = np.concatenate([points, np.zeros_like(points[..., :1])], axis=2)
         self.points = np.ascontiguousarray(points)
-        self.width = int(self.width)
-        self.height = int(self.height)
-        if self.width <= 0 or self.height <= 0:
-            raise InputError(f"Frame size must be positive, got {self.width}x{self.height}.")
+        self.width = frame_side(self.width, "width")
+        self.height = frame_side(self.height, "height")
+        # Pixels of the source frame (x, y) and depth in width units (z): bounded, so drawing cannot overflow.
+        sides = np.array([self.width, self.height, self.width], dtype=np.float64)
+        check_coordinates(self.points / sides, COORDINATE_LIMIT, "A landmark coordinate (frame, point, axis)")
         if self.detected is None:
             self.detected = np.ones(points.shape[0], dtype=bool)
         detected = np.asarray(self.detected, dtype=bool).reshape(-1)
@@ -119,6 +172,13 @@ class LandmarkSequence:
         return LandmarkSequence(self.points[index:index + 1].copy(), self.width, self.height,
                                 self.detected[index:index + 1].copy())
 
+    def first(self, count: int) -> LandmarkSequence:
+        """The first ``count`` frames (itself when it has no more), e.g. the frames a short video uses."""
+        if count >= self.num_frames:
+            return self
+        count = max(1, int(count))
+        return LandmarkSequence(self.points[:count], self.width, self.height, self.detected[:count])
+
     def to_json(self) -> str:
         rounded = np.round(self.points.astype(np.float64), _DECIMALS)
         points = [[[None if math.isnan(v) else v for v in point] for point in frame]
@@ -134,11 +194,7 @@ class LandmarkSequence:
 
     @classmethod
     def from_json(cls, text: str) -> LandmarkSequence:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise InputError(f"The landmark file is not valid JSON ({error}). Give a file saved by "
-                             "LandmarkSequence.save or to_json.") from error
+        data = parse_json(text, "landmark file", "Give a file saved by LandmarkSequence.save or to_json.")
         if not isinstance(data, dict) or data.get("format") != JSON_FORMAT:
             raise InputError(f"This JSON is not an EchoMimic landmark sequence (expected "
                              f"\"format\": \"{JSON_FORMAT}\"). Give a file saved by LandmarkSequence.save.")
@@ -147,13 +203,13 @@ class LandmarkSequence:
                              f"(this version reads {JSON_VERSION}); re-extract the landmarks.")
         try:
             points = np.array(data["points"], dtype=np.float64)  # null -> nan
-            return cls(points.astype(np.float32), data["width"], data["height"],
+            return cls(points, data["width"], data["height"],
                        np.array(data.get("detected", [True] * len(points)), dtype=bool))
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, OverflowError) as error:
             if isinstance(error, InputError):
                 raise
-            raise InputError(f"The landmark file is malformed ({error}); it needs 'width', 'height' and "
-                             "'points' as [frames][478][3] numbers.") from error
+            raise InputError(f"The landmark file is malformed ({str(error).splitlines()[0][:200]}); it needs "
+                             "'width', 'height' and 'points' as [frames][478][3] numbers.") from None
 
     def save(self, path: str | Path) -> Path:
         """Write the sequence as JSON to `path` (atomically; its folder must exist). Returns the path."""

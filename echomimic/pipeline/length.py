@@ -14,13 +14,15 @@ Driving sequences shorter than the video follow a length policy:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import InputError
 from ..release import DEFAULT_LENGTH_POLICY, LENGTH_POLICIES
 
-__all__ = ["DEFAULT_LENGTH_POLICY", "LENGTH_POLICIES", "FramePlan", "driving_index", "plan_frame_count"]
+__all__ = ["DEFAULT_LENGTH_POLICY", "LENGTH_POLICIES", "FramePlan", "driving_frames_needed", "driving_index",
+           "plan_frame_count"]
 
 
 def check_length_policy(policy: str) -> str:
@@ -116,3 +118,18 @@ def plan_frame_count(*, audio_frames: int | None, driving_frames: int | None = N
             how = {"loop": "looped", "ping-pong": "played back and forth", "hold": "holding its last frame"}
             reason += f"; the {driving_frames}-frame driving sequence is {how[policy]} to fill it"
     return FramePlan(num_frames=int(length), reason=reason + ".", driving_frames=driving_frames, policy=policy)
+
+
+def driving_frames_needed(*, audio_seconds: float | None, fps: float, requested: int = 0) -> int | None:
+    """How many leading frames of a driving sequence a run can show at most, before its length is planned
+    (to draw only those: a 10^6-frame pose file with ``--length 4`` draws 4). None: no bound.
+
+    Video frame i shows driving frame i while the sequence lasts (:func:`driving_index`), and a video
+    longer than the sequence shows all of it; so the first ``min(F, bound)`` frames give the same video,
+    the same plan and the same reasons as all F. The bound is the requested length, or above the frames the
+    audio can cover (its features end one frame past the audio; a second of margin).
+    """
+    bounds = [int(requested)] if requested and requested > 0 else []
+    if audio_seconds is not None:
+        bounds.append(math.ceil((float(audio_seconds) + 1.0) * float(fps)) + 2)
+    return min(bounds) if bounds else None

@@ -89,6 +89,7 @@ def draw_hand_poses(
     ref_w: the official drawing resolution (800 in the official scripts at 768x768); lines and points
         are drawn on a canvas whose short side is ref_w and then resized to width x height.
     check_aspect: refuse poses taken at another aspect ratio than width x height (they would be stretched).
+    A sequence where no frame draws anything (HandPoseSequence.check_drawable) is refused.
     progress: called with (frames done, total) after each frame.
     Returns [F, height, width, 3] uint8 RGB.
     """
@@ -101,6 +102,7 @@ def draw_hand_poses(
         raise InputError(f"ref_w {ref_w} is out of range; use 1..{_MAX_SIDE} (the official scripts use 800).")
     if check_aspect:
         sequence.check_aspect(width, height)
+    sequence.check_drawable()  # all frames blank: the video would silently get no hand motion
     frames = np.empty((sequence.num_frames, height, width, 3), dtype=np.uint8)
     for index in range(sequence.num_frames):
         frames[index] = draw_hand_frame(sequence.points[index], sequence.scores[index], width, height, ref_w)

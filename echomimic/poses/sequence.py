@@ -28,13 +28,15 @@ import numpy as np
 
 from ..atomic import write_text_atomic
 from ..errors import InputError
-from ..landmarks.sequence import read_json_text
+from ..landmarks.sequence import COORDINATE_LIMIT, check_coordinates, frame_side, parse_json, read_json_text
 
 JSON_FORMAT = "echomimic-hand-poses"
 JSON_VERSION = 1
 NUM_HANDS = 2
 NUM_HAND_POINTS = 21
 HAND_ORDER = ("left", "right")  # the person's own left / right (DWPose order)
+# Scores set brightness (255 * score, saturated); the official demo poses go slightly above 1.
+SCORE_LIMIT = 100.0
 
 
 def _nan_array(shape: tuple[int, ...]) -> np.ndarray:
@@ -79,6 +81,14 @@ class HandPoseSequence:
             if scores is None:
                 raise InputError(f"Hand pose scores must have shape [{num_frames}, {NUM_HANDS}, "
                                  f"{NUM_HAND_POINTS}] (one per point), got {tuple(np.shape(self.scores))}.")
+        # Finite and bounded (NaN = absent): an Infinity or 1e30 would make drawing and alignment overflow.
+        check_coordinates(points, COORDINATE_LIMIT, "A hand point coordinate (frame, hand, point, axis)")
+        with np.errstate(invalid="ignore"):
+            bad_score = ~np.isnan(scores) & ~((scores >= 0) & (scores <= SCORE_LIMIT))
+        if bad_score.any():
+            first = tuple(int(i) for i in np.argwhere(bad_score)[0])
+            raise InputError(f"The hand point score at {first} (frame, hand, point) is {scores[first]!r}; scores "
+                             f"are confidences in 0..{SCORE_LIMIT:g}. The file is damaged or not made by EchoMimic.")
         missing = np.isnan(points).any(axis=-1) | np.isnan(scores)
         points[missing] = np.nan
         scores[missing] = np.nan
@@ -88,11 +98,10 @@ class HandPoseSequence:
             if shoulders.shape != (num_frames, 2, 2):
                 raise InputError(f"Shoulders must have shape [{num_frames}, 2, 2] (left, right x/y per frame), "
                                  f"got {tuple(shoulders.shape)}.")
+            check_coordinates(shoulders, COORDINATE_LIMIT, "A shoulder coordinate (frame, shoulder, axis)")
             shoulders[np.isnan(shoulders).any(axis=(1, 2))] = np.nan  # a body has both shoulders or none
             self.shoulders = shoulders
-        self.width, self.height = int(self.width), int(self.height)
-        if self.width <= 0 or self.height <= 0:
-            raise InputError(f"Frame size must be positive, got {self.width}x{self.height}.")
+        self.width, self.height = frame_side(self.width, "width"), frame_side(self.height, "height")
 
     def __repr__(self) -> str:
         return (f"HandPoseSequence(frames={self.num_frames}, size={self.width}x{self.height}, "
@@ -122,6 +131,26 @@ class HandPoseSequence:
         if not self.hands_found.any():
             raise InputError(f"The hand pose sequence ({self.num_frames} frames) has no hand in any frame. "
                              "Use a driving video where the hands are visible, or import an official pose folder.")
+
+    def blank_frames(self) -> list[int]:
+        """Frames that draw nothing: no point both present and inside the frame (the official drawing skips
+        points at or left of / above the edge; cv2 clips those past it) with a visible score."""
+        x, y = self.points[..., 0], self.points[..., 1]
+        with np.errstate(invalid="ignore"):  # NaN compares False: absent
+            visible = (x > 0) & (x < 1) & (y > 0) & (y < 1) & (self.scores * 255 >= 1)
+        return np.flatnonzero(~visible.any(axis=(1, 2))).tolist()
+
+    def check_drawable(self, source: str = "The hand poses") -> list[int]:
+        """Raise :class:`InputError` when no frame draws anything (the video would get no hand motion at all);
+        otherwise return the blank frames (:meth:`blank_frames`) for a report."""
+        blank = self.blank_frames()
+        if len(blank) == self.num_frames:
+            raise InputError(
+                f"{source} draw nothing: in all {self.num_frames} frames every hand point is missing, has a zero "
+                "score, or lies outside the frame. Use poses extracted from a video where the hands are visible "
+                "(or, for aligned poses, a portrait whose shoulders are in the picture)."
+            )
+        return blank
 
     def check_aspect(self, width: int, height: int, *, tolerance: float = 0.01) -> None:
         """Raise InputError when the poses were taken at another aspect ratio than width x height."""
@@ -160,11 +189,7 @@ class HandPoseSequence:
 
     @classmethod
     def from_json(cls, text: str) -> HandPoseSequence:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise InputError(f"The hand pose file is not valid JSON ({error}). Give a file saved by "
-                             "HandPoseSequence.save.") from error
+        data = parse_json(text, "hand pose file", "Give a file saved by HandPoseSequence.save.")
         if not isinstance(data, dict) or data.get("format") != JSON_FORMAT:
             raise InputError(f"This JSON is not an EchoMimic hand pose sequence (expected \"format\": "
                              f"\"{JSON_FORMAT}\"). Give a file saved by HandPoseSequence.save, or import an "
@@ -198,14 +223,13 @@ class HandPoseSequence:
                     raise ValueError("'shoulders' needs one entry per frame")
                 shoulders = np.array([[[math.nan] * 2] * 2 if entry is None else entry for entry in raw],
                                      dtype=np.float64)
-            if not np.isfinite(points[~np.isnan(points)]).all() or not np.isfinite(scores[~np.isnan(scores)]).all():
-                raise ValueError("a number is not finite")
-            return cls(points, data["width"], data["height"], scores, shoulders)
+            return cls(points, data["width"], data["height"], scores, shoulders)  # checks every number
         except InputError:
             raise
-        except (KeyError, TypeError, ValueError) as error:
-            raise InputError(f"The hand pose file is malformed ({error}); it needs 'width', 'height' and 'hands' "
-                             f"as [frames][{NUM_HANDS}][{NUM_HAND_POINTS}] of [x, y, score] or null.") from error
+        except (KeyError, TypeError, ValueError, OverflowError) as error:
+            raise InputError(f"The hand pose file is malformed ({str(error).splitlines()[0][:200]}); it needs "
+                             f"'width', 'height' and 'hands' as [frames][{NUM_HANDS}][{NUM_HAND_POINTS}] of "
+                             "[x, y, score] or null.") from None
 
     def save(self, path: str | Path) -> Path:
         """Write the sequence as JSON to `path` (atomically; its folder must exist). Returns the path."""
