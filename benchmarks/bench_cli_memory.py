@@ -58,18 +58,47 @@ def long_speech(seconds: float, target: Path) -> Path:
 
 def run(length: int, opts: argparse.Namespace, work: Path, weights: Path, speech: Path) -> dict:
     out = work / f"out_{length}.mp4"
-    argv = ["generate", "--mode", opts.mode, "--image", str(REPO / "example_inputs" / "portrait.png"),
-            "--audio", str(speech), "--weights", str(weights), "--out", str(out), "--width", str(opts.size),
-            "--height", str(opts.size), "--steps", str(opts.steps), "--length", str(length), "--device", "cpu",
-            "--quiet"]
+    argv = [
+        "generate",
+        "--mode",
+        opts.mode,
+        "--image",
+        str(REPO / "example_inputs" / "portrait.png"),
+        "--audio",
+        str(speech),
+        "--weights",
+        str(weights),
+        "--out",
+        str(out),
+        "--width",
+        str(opts.size),
+        "--height",
+        str(opts.size),
+        "--steps",
+        str(opts.steps),
+        "--length",
+        str(length),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     if opts.mode == "v3_flash":
         argv += ["--chunk-frames", str(opts.chunk_frames), "--chunk-overlap", "5"]
     if opts.save_frames:
         argv += ["--save-frames", str(work / f"frames_{length}.npy")]
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", _CHILD, *argv], cwd=REPO, capture_output=True, text=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1",  # MediaPipe files from ../shared
-                                 "ECHOMIMIC_MEDIAPIPE_BASE_URL": MEDIAPIPE_ROOT.as_uri(), **ALLOCATOR_ENV})
+    result = subprocess.run(
+        [sys.executable, "-c", _CHILD, *argv],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",  # MediaPipe files from ../shared
+            "ECHOMIMIC_MEDIAPIPE_BASE_URL": MEDIAPIPE_ROOT.as_uri(),
+            **ALLOCATOR_ENV,
+        },
+    )
     seconds = time.perf_counter() - started
     report = json.loads(result.stderr.strip().splitlines()[-1])
     if report["status"] != 0:
@@ -82,14 +111,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", default="audio", choices=("audio", "v3_flash"))
     parser.add_argument("--size", type=int, default=None, help="square side (default 512; v3_flash 256)")
-    parser.add_argument("--lengths", type=int, nargs="+", default=None,
-                        help="frames per run (default 24 96 384; v3_flash 13 29 53)")
+    parser.add_argument(
+        "--lengths", type=int, nargs="+", default=None, help="frames per run (default 24 96 384; v3_flash 13 29 53)"
+    )
     parser.add_argument("--steps", type=int, default=1)
     parser.add_argument("--save-frames", action="store_true", help="also write --save-frames")
-    parser.add_argument("--chunk-frames", type=int, default=41,
-                        help="v3_flash: frames per chunk (overlap 5); the default lengths are 1, 3 and 6 chunks")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="runs per length; the lowest peak is kept (the allocator's noise is ~50 MB)")
+    parser.add_argument(
+        "--chunk-frames",
+        type=int,
+        default=41,
+        help="v3_flash: frames per chunk (overlap 5); the default lengths are 1, 3 and 6 chunks",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs per length; the lowest peak is kept (the allocator's noise is ~50 MB)",
+    )
     opts = parser.parse_args(argv)
     v3 = opts.mode == "v3_flash"
     opts.size = opts.size or (256 if v3 else 512)
@@ -102,11 +140,18 @@ def main(argv: list[str] | None = None) -> int:
         else:
             weights = make_weights_dir(PARITY_ROOT / "v1_audio", work / "weights")
         speech = long_speech(max(opts.lengths) / (25 if v3 else 24) + 1, work / "speech.wav")
-        rows = [min((run(length, opts, work, weights, speech) for _ in range(max(1, opts.repeat))),
-                    key=lambda row: row["peak_mb"]) for length in sorted(opts.lengths)]
+        rows = [
+            min(
+                (run(length, opts, work, weights, speech) for _ in range(max(1, opts.repeat))),
+                key=lambda row: row["peak_mb"],
+            )
+            for length in sorted(opts.lengths)
+        ]
     frame_mb = opts.size * opts.size * 3 * 4 / 2**20
-    print(f"CLI peak memory ({opts.mode}), tiny models, {opts.size}x{opts.size}, {opts.steps} step(s), CPU "
-          f"(a float32 frame is {frame_mb:.1f} MB)")
+    print(
+        f"CLI peak memory ({opts.mode}), tiny models, {opts.size}x{opts.size}, {opts.steps} step(s), CPU "
+        f"(a float32 frame is {frame_mb:.1f} MB)"
+    )
     print("| frames | peak MB | s |")
     print("|---:|---:|---:|")
     for row in rows:

@@ -91,8 +91,11 @@ def _case_variant(case: dict[str, Any]) -> str:
     mode = str(case["mode"])
     base, accelerated = mode.removesuffix("_acc"), mode.endswith("_acc")
     for name, spec in release.VARIANTS.items():
-        if (getattr(spec, "mode", name.removesuffix("_acc")) == base and spec.accelerated == accelerated
-                and getattr(spec, "version", "v1") == case.get("echomimic_version", "v1")):
+        if (
+            getattr(spec, "mode", name.removesuffix("_acc")) == base
+            and spec.accelerated == accelerated
+            and getattr(spec, "version", "v1") == case.get("echomimic_version", "v1")
+        ):
             return name
     raise SystemExit(f"benchmark: parity case mode {mode!r} is no release variant")
 
@@ -102,40 +105,66 @@ def _is_v2(mode: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", choices=("tiny", "full", "real"), default="tiny",
-                        help="tiny parity-case models (default), full-size random weights, or real weights")
-    parser.add_argument("--case", default=None,
-                        help="parity case for --config tiny (default v1_audio; v2_hands for --mode v2*) and the "
-                             "hand poses of V2 runs")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--config",
+        choices=("tiny", "full", "real"),
+        default="tiny",
+        help="tiny parity-case models (default), full-size random weights, or real weights",
+    )
+    parser.add_argument(
+        "--case",
+        default=None,
+        help="parity case for --config tiny (default v1_audio; v2_hands for --mode v2*) and the hand poses of V2 runs",
+    )
     parser.add_argument("--weights", type=Path, default=None, help="weights folder for --config real")
-    parser.add_argument("--mode", default="audio", choices=_variant_names(),
-                        help="variant (default audio); tiny supports the case's own mode only")
-    parser.add_argument("--size", type=int, default=None,
-                        help="width = height in pixels (default: 64 tiny, 256 full, 512 real)")
+    parser.add_argument(
+        "--mode",
+        default="audio",
+        choices=_variant_names(),
+        help="variant (default audio); tiny supports the case's own mode only",
+    )
+    parser.add_argument(
+        "--size", type=int, default=None, help="width = height in pixels (default: 64 tiny, 256 full, 512 real)"
+    )
     parser.add_argument("--steps", type=int, default=2, help="denoising steps (default 2)")
     parser.add_argument("--cfg", type=float, default=2.5, help="guidance scale (default 2.5: CFG on)")
     parser.add_argument("--frames", type=int, default=24, help="video length of the timing run (default 24)")
-    parser.add_argument("--lengths", type=int, nargs="*", default=[24, 96, 384],
-                        help="video lengths of the memory runs (default 24 96 384; none: skip)")
+    parser.add_argument(
+        "--lengths",
+        type=int,
+        nargs="*",
+        default=[24, 96, 384],
+        help="video lengths of the memory runs (default 24 96 384; none: skip)",
+    )
     parser.add_argument("--fps", type=float, default=24.0)
     parser.add_argument("--context-frames", type=int, default=12)
     parser.add_argument("--context-overlap", type=int, default=3)
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda when present)")
-    parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
-                        help="auto: fp16 on a GPU, fp32 on CPU")
+    parser.add_argument(
+        "--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"), help="auto: fp16 on a GPU, fp32 on CPU"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--window-batch", type=int, default=0, help="context windows per UNet call (0: auto)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the denoising UNet's blocks")
     parser.add_argument("--save-frames", type=Path, default=None, help="also save the frames (.npy) of the run")
     parser.add_argument("--json", type=Path, default=None, help="also write all results to this json file")
-    parser.add_argument("--compare", default=None, metavar="REF",
-                        help="compare with REF: a git ref of this repository or the path of another checkout")
+    parser.add_argument(
+        "--compare",
+        default=None,
+        metavar="REF",
+        help="compare with REF: a git ref of this repository or the path of another checkout",
+    )
     parser.add_argument("--runs", type=int, default=3, help="compare mode: runs per checkout (default 3)")
-    parser.add_argument("--busy-threshold", type=float, default=0.10,
-                        help="compare mode: flag a run when other processes used more than this share of all "
-                             "cores during it (default 0.10)")
+    parser.add_argument(
+        "--busy-threshold",
+        type=float,
+        default=0.10,
+        help="compare mode: flag a run when other processes used more than this share of all "
+        "cores during it (default 0.10)",
+    )
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)  # internal: one run
     return parser
 
@@ -143,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------------------------------
 # One measured run (inside a child process)
 # ----------------------------------------------------------------------------------------------
+
 
 def _peak_rss_bytes() -> tuple[int, str]:
     try:
@@ -209,10 +239,17 @@ def _build_models(opts: argparse.Namespace, device, dtype):
         info = json.loads((case / "case.json").read_text())
         mode = _case_variant(info)
         weights = case / "weights"
-        release = {"pose_acc": {"reference_unet": "reference_unet_pose", "denoising_unet": "denoising_unet_pose_acc",
-                                "motion_module": "motion_module_pose_acc", "face_locator": "face_locator_pose"}}
-        names = {Path(old).stem: Path(new).stem
-                 for old, new in info.get("model", {}).get("release_names", {}).items()} or release.get(mode, {})
+        release = {
+            "pose_acc": {
+                "reference_unet": "reference_unet_pose",
+                "denoising_unet": "denoising_unet_pose_acc",
+                "motion_module": "motion_module_pose_acc",
+                "face_locator": "face_locator_pose",
+            }
+        }
+        names = {
+            Path(old).stem: Path(new).stem for old, new in info.get("model", {}).get("release_names", {}).items()
+        } or release.get(mode, {})
         if any(old != new for old, new in names.items()):
             # the case stores its files under other names (e.g. the audio ones): link them under the release names
             linked = Path(tempfile.mkdtemp(prefix="bench_weights_"))
@@ -254,7 +291,7 @@ def _build_models(opts: argparse.Namespace, device, dtype):
                 if parameter.ndim > 1:
                     flat = parameter.view(-1)
                     for offset in range(0, flat.numel(), noise_block.numel()):
-                        chunk = flat[offset:offset + noise_block.numel()]
+                        chunk = flat[offset : offset + noise_block.numel()]
                         chunk.copy_(noise_block[: chunk.numel()])
                 else:
                     parameter.fill_(1.0 if name.endswith("weight") else 0.0)
@@ -265,12 +302,22 @@ def _build_models(opts: argparse.Namespace, device, dtype):
                     raise SystemExit(f"benchmark: do not know how to fill the buffer {name}")
         module.to(dtype=dtype).eval().requires_grad_(False)
     models = EchoMimicModels(reference_unet, denoising_unet, face_locator, opts.mode, config)
-    vae_model = AutoencoderKL(  # the sd-vae-ft-mse architecture
-        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2,
-        block_out_channels=(128, 256, 512, 512),
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        sample_size=512, norm_num_groups=32,
-    ).to(device=device, dtype=dtype).eval().requires_grad_(False)
+    vae_model = (
+        AutoencoderKL(  # the sd-vae-ft-mse architecture
+            in_channels=3,
+            out_channels=3,
+            latent_channels=4,
+            layers_per_block=2,
+            block_out_channels=(128, 256, 512, 512),
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            sample_size=512,
+            norm_num_groups=32,
+        )
+        .to(device=device, dtype=dtype)
+        .eval()
+        .requires_grad_(False)
+    )
     vae = DiffusersVae(vae_model)
     common = parity_cases_dir() / "common" / "whisper_tiny_random.pt"  # real Whisper-tiny dimensions
     encoder = load_whisper_encoder(common, device=device)
@@ -285,12 +332,7 @@ def _pose_images(opts: argparse.Namespace, size: int):
     import numpy as np
     import torch
 
-    from echomimic.poses import (
-        DEFAULT_REF_W,
-        HandPoseSequence,
-        draw_hand_poses,
-        hand_poses_from_keypoint_records,
-    )
+    from echomimic.poses import DEFAULT_REF_W, HandPoseSequence, draw_hand_poses, hand_poses_from_keypoint_records
 
     case = parity_cases_dir() / opts.case
     info = json.loads((case / "case.json").read_text())
@@ -315,7 +357,7 @@ def _inputs(opts: argparse.Namespace, length: int, size: int):
     image = Image.open(EXAMPLE_IMAGE).convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
     reference = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)
     mask = torch.zeros(size, size)
-    mask[size // 8: size - size // 8, size // 5: size - size // 5] = 1.0  # the face region of the example
+    mask[size // 8 : size - size // 8, size // 5 : size - size // 5] = 1.0  # the face region of the example
     speech, sample_rate = read_audio(EXAMPLE_AUDIO)
     needed = int((length / opts.fps + 1.0) * sample_rate)
     repeats = -(-needed // speech.shape[1])
@@ -355,9 +397,18 @@ def run_child(opts: argparse.Namespace, length: int) -> dict[str, Any]:
     v2 = _is_v2(models.variant)
     # V2: the drawn poses are shorter than the video; the library's default length policy (loop) extends them.
     extra = {"length_policy": "loop"} if v2 else {}
-    settings = SamplingSettings(width=size, height=size, length=length, steps=opts.steps, cfg=opts.cfg, seed=420,
-                                fps=opts.fps, context_frames=opts.context_frames,
-                                context_overlap=opts.context_overlap, **extra)
+    settings = SamplingSettings(
+        width=size,
+        height=size,
+        length=length,
+        steps=opts.steps,
+        cfg=opts.cfg,
+        seed=420,
+        fps=opts.fps,
+        context_frames=opts.context_frames,
+        context_overlap=opts.context_overlap,
+        **extra,
+    )
     if getattr(opts, "window_batch", 0):
         settings = dataclasses.replace(settings, window_batch=opts.window_batch)
     if getattr(opts, "compile", False):
@@ -389,9 +440,16 @@ def run_child(opts: argparse.Namespace, length: int) -> dict[str, Any]:
     busy_before, own_before = _busy_cpu_seconds(), _own_cpu_seconds()
     t0 = time.perf_counter()
     driving = {"pose_images": landmarks} if v2 else {"landmark_images": landmarks}
-    video = generate_video(models, vae, reference, audio_features=features,
-                           face_mask=None if landmarks is not None else mask, **driving,
-                           settings=settings, progress=progress)
+    video = generate_video(
+        models,
+        vae,
+        reference,
+        audio_features=features,
+        face_mask=None if landmarks is not None else mask,
+        **driving,
+        settings=settings,
+        progress=progress,
+    )
     if is_cuda:
         torch.cuda.synchronize()
     total = time.perf_counter() - t0
@@ -407,22 +465,36 @@ def run_child(opts: argparse.Namespace, length: int) -> dict[str, Any]:
         np.save(opts.save_frames, frames.numpy())
     denoise_end = max(step_done_at.values()) if step_done_at else t0 + total
     result = {
-        "config": opts.config, "mode": models.variant, "device": str(device), "dtype": str(dtype).replace("torch.", ""),
-        "size": size, "length": int(frames.shape[0]),
-        "driving_frames": None if landmarks is None else int(landmarks.shape[0]), "steps": opts.steps, "cfg": opts.cfg,
-        "context_frames": opts.context_frames, "context_overlap": opts.context_overlap,
-        "threads": torch.get_num_threads(), "load_seconds": load_seconds, "total_seconds": total,
+        "config": opts.config,
+        "mode": models.variant,
+        "device": str(device),
+        "dtype": str(dtype).replace("torch.", ""),
+        "size": size,
+        "length": int(frames.shape[0]),
+        "driving_frames": None if landmarks is None else int(landmarks.shape[0]),
+        "steps": opts.steps,
+        "cfg": opts.cfg,
+        "context_frames": opts.context_frames,
+        "context_overlap": opts.context_overlap,
+        "threads": torch.get_num_threads(),
+        "load_seconds": load_seconds,
+        "total_seconds": total,
         # Denoising time per step (the reference-UNet pass, the windows and the scheduler; not the
         # VAE decode that follows the last step).
         "seconds_per_step": (denoise_end - t0) / opts.steps,
         "seconds_per_video_second": total / (frames.shape[0] / opts.fps),
         "output_frames_bytes": frames.numel() * frames.element_size(),
-        "peak_rss_bytes": peak_rss, "baseline_rss_bytes": baseline_rss,
+        "peak_rss_bytes": peak_rss,
+        "baseline_rss_bytes": baseline_rss,
         "rss_source": rss_source if reset_ok else "ru_maxrss (includes loading)",
-        "unet_seconds": unet_timer.seconds, "unet_calls": unet_timer.calls,
-        "decode_seconds": decode_timer.seconds, "decode_calls": decode_timer.calls,
-        "others_cpu_share": others_share, "code_root": str(CODE_ROOT),
-        "finite": bool(torch.isfinite(frames).all()), "window_batch": settings.window_batch,
+        "unet_seconds": unet_timer.seconds,
+        "unet_calls": unet_timer.calls,
+        "decode_seconds": decode_timer.seconds,
+        "decode_calls": decode_timer.calls,
+        "others_cpu_share": others_share,
+        "code_root": str(CODE_ROOT),
+        "finite": bool(torch.isfinite(frames).all()),
+        "window_batch": settings.window_batch,
         "compiled": bool(getattr(opts, "compile", False)),
     }
     if is_cuda:
@@ -434,6 +506,7 @@ def run_child(opts: argparse.Namespace, length: int) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------
 # Orchestration (parent process)
 # ----------------------------------------------------------------------------------------------
+
 
 def _spawn(opts: argparse.Namespace, argv: list[str], length: int, code_root: Path | None = None) -> dict[str, Any]:
     command = [sys.executable, str(Path(__file__).resolve()), *argv, "--child", str(length)]
@@ -447,8 +520,11 @@ def _spawn(opts: argparse.Namespace, argv: list[str], length: int, code_root: Pa
     result = json.loads(done.stdout.strip().splitlines()[-1])
     # 1-minute load average before the run: above the core count, the timings include contention.
     result["load_average_before"] = load_before
-    print(f"  {length} frames: {result['total_seconds']:.1f} s, peak {_peak(result) / MB:.1f} MB", file=sys.stderr,
-          flush=True)
+    print(
+        f"  {length} frames: {result['total_seconds']:.1f} s, peak {_peak(result) / MB:.1f} MB",
+        file=sys.stderr,
+        flush=True,
+    )
     return result
 
 
@@ -462,16 +538,18 @@ def _checkout_of(ref: str) -> Path:
     path = Path(ref).expanduser()
     if (path / "echomimic" / "__init__.py").is_file():
         return path.resolve()
-    found = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--verify", f"{ref}^{{commit}}"],
-                           capture_output=True, text=True)
+    found = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "rev-parse", "--verify", f"{ref}^{{commit}}"], capture_output=True, text=True
+    )
     if found.returncode != 0:
         raise SystemExit(f"--compare {ref!r} is neither a checkout folder nor a git ref of {REPO_ROOT}")
     commit = found.stdout.strip()
     target = Path(tempfile.gettempdir()) / f"echomimic-bench-{commit[:12]}"
     if not (target / "echomimic" / "__init__.py").is_file():
         partial = Path(tempfile.mkdtemp(prefix="echomimic-bench-partial-"))
-        archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", "--format=tar", commit],
-                                 capture_output=True, check=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "archive", "--format=tar", commit], capture_output=True, check=True
+        ).stdout
         subprocess.run(["tar", "-x", "-C", str(partial)], input=archive, check=True)
         partial.rename(target)
     return target
@@ -508,9 +586,13 @@ def run_compare(opts: argparse.Namespace, argv: list[str]) -> int:
             result = _spawn(opts, child_argv, opts.frames, sides[side])
             result["busy"] = result["others_cpu_share"] > opts.busy_threshold
             runs[side].append(result)
-            print(f"    [{side}] run {index + 1}: unet {result['unet_seconds']:.1f} s, decode "
-                  f"{result['decode_seconds']:.1f} s, others' CPU {100 * result['others_cpu_share']:.0f}%"
-                  f"{' BUSY' if result['busy'] else ''}", file=sys.stderr, flush=True)
+            print(
+                f"    [{side}] run {index + 1}: unet {result['unet_seconds']:.1f} s, decode "
+                f"{result['decode_seconds']:.1f} s, others' CPU {100 * result['others_cpu_share']:.0f}%"
+                f"{' BUSY' if result['busy'] else ''}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def medians(side: str) -> tuple[dict[str, float], str]:
         clean = [r for r in runs[side] if not r["busy"]]
@@ -525,11 +607,15 @@ def run_compare(opts: argparse.Namespace, argv: list[str]) -> int:
     mine, mine_note = medians("this")
     theirs, their_note = medians("ref")
     first = runs["this"][0]
-    print(f"\nconfig {opts.config}, mode {first['mode']}, {opts.size}x{opts.size}, {first['length']} frames, "
-          f"{opts.steps} steps, cfg {opts.cfg}, context {opts.context_frames}/{opts.context_overlap}, "
-          f"{first['device']} {first['dtype']}, {first['threads']} threads")
-    print(f"CPU: {_cpu_model()} ({os.cpu_count()} cores); {opts.runs} runs per side, alternating (ABBA); "
-          f"a run is busy when other processes used > {100 * opts.busy_threshold:.0f}% of all cores during it")
+    print(
+        f"\nconfig {opts.config}, mode {first['mode']}, {opts.size}x{opts.size}, {first['length']} frames, "
+        f"{opts.steps} steps, cfg {opts.cfg}, context {opts.context_frames}/{opts.context_overlap}, "
+        f"{first['device']} {first['dtype']}, {first['threads']} threads"
+    )
+    print(
+        f"CPU: {_cpu_model()} ({os.cpu_count()} cores); {opts.runs} runs per side, alternating (ABBA); "
+        f"a run is busy when other processes used > {100 * opts.busy_threshold:.0f}% of all cores during it"
+    )
     print(f"medians over: this {mine_note}, {opts.compare} {their_note}\n")
     targets = {"total": 0.85, "unet": 0.92, "decode": 0.85, "peak": 1.0}
     names = {"total": "total (s)", "unet": "UNet calls (s)", "decode": "VAE decode (s)", "peak": "peak memory (MB)"}
@@ -542,9 +628,11 @@ def run_compare(opts: argparse.Namespace, argv: list[str]) -> int:
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     for side in ("this", "ref"):
         for index, r in enumerate(runs[side]):
-            print(f"| {side if side == 'this' else opts.compare} | {index + 1} | {r['total_seconds']:.2f} | "
-                  f"{r['unet_seconds']:.2f} | {r['decode_seconds']:.2f} | {_peak(r) / MB:.0f} | "
-                  f"{100 * r['others_cpu_share']:.0f}% | {'yes' if r['busy'] else ''} |")
+            print(
+                f"| {side if side == 'this' else opts.compare} | {index + 1} | {r['total_seconds']:.2f} | "
+                f"{r['unet_seconds']:.2f} | {r['decode_seconds']:.2f} | {_peak(r) / MB:.0f} | "
+                f"{100 * r['others_cpu_share']:.0f}% | {'yes' if r['busy'] else ''} |"
+            )
     print(f"\nrerun: python benchmarks/bench_sampler.py {' '.join(argv)}")
     if opts.json is not None:
         opts.json.write_text(json.dumps({"this": runs["this"], "ref": runs["ref"]}, indent=1))
@@ -563,8 +651,10 @@ def main(argv: list[str] | None = None) -> int:
     if opts.config == "tiny" and opts.child is None:
         case_variant = _case_variant(json.loads((parity_cases_dir() / opts.case / "case.json").read_text()))
         if case_variant != opts.mode:
-            raise SystemExit(f"--config tiny runs the case's own variant: case {opts.case} is {case_variant!r}, "
-                             f"not --mode {opts.mode!r} (pass --mode {case_variant})")
+            raise SystemExit(
+                f"--config tiny runs the case's own variant: case {opts.case} is {case_variant!r}, "
+                f"not --mode {opts.mode!r} (pass --mode {case_variant})"
+            )
     if opts.config == "real" and opts.weights is None:
         raise SystemExit("--config real needs --weights <folder with the BadToBest/EchoMimic files>")
     if opts.child is not None:
@@ -577,31 +667,45 @@ def main(argv: list[str] | None = None) -> int:
     memory = [timing if length == opts.frames else _spawn(opts, argv, length) for length in opts.lengths]
     on_gpu = "peak_cuda_bytes" in timing
     kind = "GPU max_memory_allocated" if on_gpu else f"peak RSS ({timing['rss_source']})"
-    print(f"\nconfig {opts.config}, mode {timing['mode']}, {opts.size}x{opts.size}, {opts.steps} steps, cfg {opts.cfg}, "
-          f"context {opts.context_frames}/{opts.context_overlap}, {timing['device']} {timing['dtype']}, "
-          f"{timing['threads']} threads; memory = {kind} during generate_video\n")
-    print(f"CPU cores: {os.cpu_count()}; 'load avg' = 1-minute load average before the run (timings above "
-          "the core count include other processes' contention)\n")
+    print(
+        f"\nconfig {opts.config}, mode {timing['mode']}, {opts.size}x{opts.size}, {opts.steps} steps, cfg {opts.cfg}, "
+        f"context {opts.context_frames}/{opts.context_overlap}, {timing['device']} {timing['dtype']}, "
+        f"{timing['threads']} threads; memory = {kind} during generate_video\n"
+    )
+    print(
+        f"CPU cores: {os.cpu_count()}; 'load avg' = 1-minute load average before the run (timings above "
+        "the core count include other processes' contention)\n"
+    )
     print("| frames | s / denoising step | s / video-second | peak memory (MB) | model load (s) | load avg |")
     print("|---:|---:|---:|---:|---:|---:|")
-    print(f"| {timing['length']} | {timing['seconds_per_step']:.3f} | {timing['seconds_per_video_second']:.3f} | "
-          f"{_peak(timing) / MB:.0f} | {timing['load_seconds']:.1f} | {timing['load_average_before']:.1f} |")
+    print(
+        f"| {timing['length']} | {timing['seconds_per_step']:.3f} | {timing['seconds_per_video_second']:.3f} | "
+        f"{_peak(timing) / MB:.0f} | {timing['load_seconds']:.1f} | {timing['load_average_before']:.1f} |"
+    )
     if memory:
-        print("\n| frames | peak memory (MB) | of which before the call (MB) | output frames (MB) | "
-              "peak - frames (MB) | s / video-second | load avg |")
+        print(
+            "\n| frames | peak memory (MB) | of which before the call (MB) | output frames (MB) | "
+            "peak - frames (MB) | s / video-second | load avg |"
+        )
         print("|---:|---:|---:|---:|---:|---:|---:|")
         for result in memory:
             before = result.get("baseline_cuda_bytes", result["baseline_rss_bytes"])
-            print(f"| {result['length']} | {_peak(result) / MB:.1f} | {before / MB:.1f} | "
-                  f"{result['output_frames_bytes'] / MB:.1f} | {(_peak(result) - result['output_frames_bytes']) / MB:.1f} | "
-                  f"{result['seconds_per_video_second']:.3f} | {result['load_average_before']:.1f} |")
+            print(
+                f"| {result['length']} | {_peak(result) / MB:.1f} | {before / MB:.1f} | "
+                f"{result['output_frames_bytes'] / MB:.1f} | "
+                f"{(_peak(result) - result['output_frames_bytes']) / MB:.1f} | "
+                f"{result['seconds_per_video_second']:.3f} | {result['load_average_before']:.1f} |"
+            )
         if len(memory) >= 2:
             first, last = memory[0], memory[-1]
             growth = ((_peak(last) - last["output_frames_bytes"]) - (_peak(first) - first["output_frames_bytes"])) / (
-                last["length"] - first["length"])
-            print(f"\npeak - output frames grows by {growth / MB:.3f} MB per extra frame "
-                  f"({first['length']} -> {last['length']} frames; target < 1 MB/frame at "
-                  f"{'768x768' if _is_v2(timing['mode']) else '512x512'})")
+                last["length"] - first["length"]
+            )
+            print(
+                f"\npeak - output frames grows by {growth / MB:.3f} MB per extra frame "
+                f"({first['length']} -> {last['length']} frames; target < 1 MB/frame at "
+                f"{'768x768' if _is_v2(timing['mode']) else '512x512'})"
+            )
     if opts.json is not None:
         opts.json.write_text(json.dumps({"timing": timing, "memory": memory}, indent=1))
     return 0

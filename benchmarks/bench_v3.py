@@ -41,9 +41,18 @@ def full_models(device, dtype):
         for parameter in model.parameters():  # small random values: finite activations at any depth
             torch.nn.init.normal_(parameter, std=0.02)
         wan_vae = vae.build_wan_vae({"base_dim": 96, "z_dim": 16}).to(dtype)
-        clip = image_encoder.build_clip_vision(CLIPVisionConfig(
-            hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=16,
-            image_size=224, patch_size=14, hidden_act="gelu", layer_norm_eps=1e-5)).to(dtype)
+        clip = image_encoder.build_clip_vision(
+            CLIPVisionConfig(
+                hidden_size=1280,
+                intermediate_size=5120,
+                num_hidden_layers=32,
+                num_attention_heads=16,
+                image_size=224,
+                patch_size=14,
+                hidden_act="gelu",
+                layer_norm_eps=1e-5,
+            )
+        ).to(dtype)
     return FlashModels(model.eval(), vae.WanVAE(wan_vae), image_encoder.ClipVisionEncoder(clip)), 4096, (12, 768)
 
 
@@ -80,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
 
     device, dtype = torch.device(opts.device), torch_dtype(opts.dtype)
     models, text_dim, (layers, width) = (full_models if opts.config == "full" else tiny_models)(device, dtype)
-    settings = flash.with_defaults(steps=opts.steps, teacache=opts.teacache, chunk_frames=opts.chunk_frames,
-                                   chunk_overlap=opts.chunk_overlap)
+    settings = flash.with_defaults(
+        steps=opts.steps, teacache=opts.teacache, chunk_frames=opts.chunk_frames, chunk_overlap=opts.chunk_overlap
+    )
     chunks = flash.plan_chunks(opts.frames, settings.chunk_frames, settings.chunk_overlap)
     generator = torch.Generator().manual_seed(0)
     reference = (torch.rand((opts.size, opts.size, 3), generator=generator) * 255).to(torch.uint8).numpy()
@@ -100,16 +110,28 @@ def main(argv: list[str] | None = None) -> int:
         torch.cuda.reset_peak_memory_stats(device)
         torch.cuda.synchronize(device)
     started = time.perf_counter()
-    delivered = flash.generate_flash(models.transformer, models.vae, reference, models.clip_features(reference),
-                                     prompt, audio, opts.frames, settings, on_frames=on_frames)
+    delivered = flash.generate_flash(
+        models.transformer,
+        models.vae,
+        reference,
+        models.clip_features(reference),
+        prompt,
+        audio,
+        opts.frames,
+        settings,
+        on_frames=on_frames,
+    )
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started
     if opts.save_frames is not None:
         np.save(opts.save_frames, np.concatenate(kept))
     result = {
-        "frames": delivered, "chunks": len(chunks), "seconds": seconds,
-        "seconds_per_video_second": seconds / (delivered / settings.fps), "finite": finite,
+        "frames": delivered,
+        "chunks": len(chunks),
+        "seconds": seconds,
+        "seconds_per_video_second": seconds / (delivered / settings.fps),
+        "finite": finite,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
     if device.type == "cuda":

@@ -47,8 +47,12 @@ class Row:
 
 def full_rows() -> list[Row]:
     rows: list[Row] = []
-    for mode, label, size, steps in (("audio", "V1 audio", 512, 30), ("audio_acc", "V1 audio accelerated", 512, 6),
-                                     ("v2", "V2", 768, 30), ("v2_acc", "V2 accelerated", 768, 6)):
+    for mode, label, size, steps in (
+        ("audio", "V1 audio", 512, 30),
+        ("audio_acc", "V1 audio accelerated", 512, 6),
+        ("v2", "V2", 768, 30),
+        ("v2_acc", "V2 accelerated", 768, 6),
+    ):
         for dtype in ("fp16", "bf16"):
             rows.append(Row(f"{label}, {dtype}", mode, size, steps, 24, dtype))
     rows.append(Row("V1 audio, fp16, window_batch 1", "audio", 512, 30, 24, "fp16", ("--window-batch", "1")))
@@ -60,37 +64,101 @@ def full_rows() -> list[Row]:
             rows.append(Row(f"{label}, {dtype} (2 steps, 12 frames)", mode, size, 2, 12, dtype, deviation_of=reference))
     # V3 flash: the official claim is 12 GB at 768x768 with 81 frames (bf16, TeaCache on).
     rows.append(Row("V3 flash 768x768, 81 frames, bf16, TeaCache", "v3_flash", 768, 8, 81, "bf16"))
-    rows.append(Row("V3 flash 768x768, 81 frames, bf16, no TeaCache", "v3_flash", 768, 8, 81, "bf16",
-                    ("--no-teacache",)))
+    rows.append(
+        Row("V3 flash 768x768, 81 frames, bf16, no TeaCache", "v3_flash", 768, 8, 81, "bf16", ("--no-teacache",))
+    )
     rows.append(Row("V3 flash 512x512, 161 frames (2 chunks), bf16", "v3_flash", 512, 8, 161, "bf16"))
     rows.append(Row("V3 flash 512x512, fp32 (2 steps, 21 frames)", "v3_flash", 512, 2, 21, "fp32"))
-    rows.append(Row("V3 flash 512x512, bf16 (2 steps, 21 frames)", "v3_flash", 512, 2, 21, "bf16",
-                    deviation_of="V3 flash 512x512, fp32 (2 steps, 21 frames)"))
+    rows.append(
+        Row(
+            "V3 flash 512x512, bf16 (2 steps, 21 frames)",
+            "v3_flash",
+            512,
+            2,
+            21,
+            "bf16",
+            deviation_of="V3 flash 512x512, fp32 (2 steps, 21 frames)",
+        )
+    )
     return rows
 
 
 def quick_rows() -> list[Row]:
-    rows = [Row("V1 audio (tiny), fp32", "audio", 64, 2, 8, "fp32", ("--config", "tiny", "--case", "v1_audio")),
-            Row("V1 audio (tiny), fp32, window_batch 1", "audio", 64, 2, 8, "fp32",
-                ("--config", "tiny", "--case", "v1_audio", "--window-batch", "1")),
-            Row("V2 (tiny), fp32", "v2", 64, 2, 8, "fp32", ("--config", "tiny", "--case", "v2_hands")),
-            Row("V1 audio (tiny), bf16", "audio", 64, 2, 8, "bf16", ("--config", "tiny", "--case", "v1_audio"),
-                deviation_of="V1 audio (tiny), fp32"),
-            Row("V3 flash (tiny), fp32, 3 chunks", "v3_flash", 64, 2, 29, "fp32",
-                ("--config", "tiny", "--chunk-frames", "13", "--chunk-overlap", "5"))]
+    rows = [
+        Row("V1 audio (tiny), fp32", "audio", 64, 2, 8, "fp32", ("--config", "tiny", "--case", "v1_audio")),
+        Row(
+            "V1 audio (tiny), fp32, window_batch 1",
+            "audio",
+            64,
+            2,
+            8,
+            "fp32",
+            ("--config", "tiny", "--case", "v1_audio", "--window-batch", "1"),
+        ),
+        Row("V2 (tiny), fp32", "v2", 64, 2, 8, "fp32", ("--config", "tiny", "--case", "v2_hands")),
+        Row(
+            "V1 audio (tiny), bf16",
+            "audio",
+            64,
+            2,
+            8,
+            "bf16",
+            ("--config", "tiny", "--case", "v1_audio"),
+            deviation_of="V1 audio (tiny), fp32",
+        ),
+        Row(
+            "V3 flash (tiny), fp32, 3 chunks",
+            "v3_flash",
+            64,
+            2,
+            29,
+            "fp32",
+            ("--config", "tiny", "--chunk-frames", "13", "--chunk-overlap", "5"),
+        ),
+    ]
     return rows
 
 
 def run_row(index: int, row: Row, device: str, work: Path) -> dict:
     frames_file = work / f"run{index}.npy"
     if row.mode == "v3_flash":
-        argv = [sys.executable, str(BENCH_V3), "--size", str(row.size), "--steps", str(row.steps), "--frames",
-                str(row.frames), "--dtype", row.dtype, "--device", device, "--save-frames", str(frames_file)]
+        argv = [
+            sys.executable,
+            str(BENCH_V3),
+            "--size",
+            str(row.size),
+            "--steps",
+            str(row.steps),
+            "--frames",
+            str(row.frames),
+            "--dtype",
+            row.dtype,
+            "--device",
+            device,
+            "--save-frames",
+            str(frames_file),
+        ]
         argv += row.extra if "--config" in row.extra else ("--config", "full", *row.extra)
         return _finish(row, argv, frames_file)
-    argv = [sys.executable, str(BENCH), "--mode", row.mode, "--size", str(row.size), "--steps", str(row.steps),
-            "--frames", str(row.frames), "--lengths", "--dtype", row.dtype, "--device", device,
-            "--save-frames", str(frames_file)]
+    argv = [
+        sys.executable,
+        str(BENCH),
+        "--mode",
+        row.mode,
+        "--size",
+        str(row.size),
+        "--steps",
+        str(row.steps),
+        "--frames",
+        str(row.frames),
+        "--lengths",
+        "--dtype",
+        row.dtype,
+        "--device",
+        device,
+        "--save-frames",
+        str(frames_file),
+    ]
     if "--config" not in row.extra:
         argv += ["--config", "full"]
     argv += [*row.extra, "--child", str(row.frames)]
@@ -101,8 +169,11 @@ def _finish(row: Row, argv: list[str], frames_file: Path) -> dict:
     started = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode != 0:
-        return {"label": row.label, "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed",
-                "wall": time.perf_counter() - started}
+        return {
+            "label": row.label,
+            "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed",
+            "wall": time.perf_counter() - started,
+        }
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result.update(label=row.label, frames_file=str(frames_file), wall=time.perf_counter() - started)
     return result
@@ -138,18 +209,23 @@ def main(argv: list[str] | None = None) -> int:
             if row.deviation_of and "error" not in results.get(row.deviation_of, {"error": 1}):
                 result["deviation"] = deviation(result, results[row.deviation_of])
             print(f"{row.label}: {result['wall']:.0f} s", file=sys.stderr, flush=True)
-    lines = [f"GPU suite ({'quick, tiny models' if opts.quick else 'full-size random weights'}), device {device}, "
-             f"{os.cpu_count()} CPU cores", "",
-             "| run | s / video-second | peak memory (MB) | max deviation from fp32 | finite |",
-             "|---|---:|---:|---:|---|"]
+    lines = [
+        f"GPU suite ({'quick, tiny models' if opts.quick else 'full-size random weights'}), device {device}, "
+        f"{os.cpu_count()} CPU cores",
+        "",
+        "| run | s / video-second | peak memory (MB) | max deviation from fp32 | finite |",
+        "|---|---:|---:|---:|---|",
+    ]
     for label, result in results.items():
         if "error" in result:
             lines.append(f"| {label} | failed: {result['error'][:80]} | | | |")
             continue
         peak = result.get("peak_cuda_bytes", result["peak_rss_bytes"]) / MB
         dev = f"{result['deviation']:.2e}" if "deviation" in result else ""
-        lines.append(f"| {label} | {result['seconds_per_video_second']:.2f} | {peak:.0f} | {dev} | "
-                     f"{'yes' if result['finite'] else 'NO'} |")
+        lines.append(
+            f"| {label} | {result['seconds_per_video_second']:.2f} | {peak:.0f} | {dev} | "
+            f"{'yes' if result['finite'] else 'NO'} |"
+        )
     lines.append("| deep-feature cache on / off | not built yet | | | |")
     table = "\n".join(lines)
     print(table)

@@ -34,7 +34,9 @@ def check_output_file(path: str | os.PathLike) -> Path:
     and it is not a folder itself. Returns the absolute path; raises :class:`OutputError` otherwise."""
     target = Path(path).expanduser().absolute()
     if target.is_dir():
-        raise OutputError(f"Cannot write {target}: it is a folder; give a file name (for example {target / 'out.mp4'}).")
+        raise OutputError(
+            f"Cannot write {target}: it is a folder; give a file name (for example {target / 'out.mp4'})."
+        )
     folder = target.parent
     if not folder.is_dir():
         raise OutputError(f"Cannot write {target}: the folder {folder} does not exist; create it first.")
@@ -56,8 +58,15 @@ def refuse_special_file(target: Path) -> None:
     except OSError as error:
         raise OutputError(f"Cannot write {describe_os_error(error, target)}.") from None
     if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
-        kind = ("a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a FIFO" if stat.S_ISFIFO(mode)
-                else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+        kind = (
+            "a device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a FIFO"
+            if stat.S_ISFIFO(mode)
+            else "a socket"
+            if stat.S_ISSOCK(mode)
+            else "not a regular file"
+        )
         raise OutputError(f"Cannot write {target}: it is {kind}, not a file; give the name of a file to write.")
 
 

@@ -50,8 +50,10 @@ class CropInfo:
         if min(self.original_size) <= 0 or min(self.crop_size) <= 0:
             raise InputError(f"Crop sizes must be positive, got original {self.original_size}, crop {self.crop_size}.")
         if x1 <= 0 or y1 <= 0 or x0 >= self.original_size[0] or y0 >= self.original_size[1]:
-            raise InputError(f"The crop box {self.box} lies outside the {self.original_size[0]}x"
-                             f"{self.original_size[1]} picture; crop the picture again.")
+            raise InputError(
+                f"The crop box {self.box} lies outside the {self.original_size[0]}x"
+                f"{self.original_size[1]} picture; crop the picture again."
+            )
 
     @property
     def box_size(self) -> tuple[int, int]:
@@ -85,9 +87,11 @@ class CropInfo:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CropInfo:
         try:
-            return cls(tuple(int(v) for v in data["box"]),  # type: ignore[arg-type]
-                       tuple(int(v) for v in data["original_size"]),  # type: ignore[arg-type]
-                       tuple(int(v) for v in data["crop_size"]))  # type: ignore[arg-type]
+            return cls(
+                tuple(int(v) for v in data["box"]),  # type: ignore[arg-type]
+                tuple(int(v) for v in data["original_size"]),  # type: ignore[arg-type]
+                tuple(int(v) for v in data["crop_size"]),  # type: ignore[arg-type]
+            )
         except (KeyError, TypeError, ValueError) as error:
             raise InputError(f"Not a crop info ({error}); it needs box, original_size and crop_size.") from None
 
@@ -238,11 +242,14 @@ def iter_paste_back(
     originals = _as_frames(original, "original image")
     width, height = info.original_size
     if tuple(originals.shape[1:3]) != (height, width):
-        raise InputError(f"The original image is {originals.shape[2]}x{originals.shape[1]} but the crop was cut from "
-                         f"a {width}x{height} picture; connect the picture that went into the face crop.")
+        raise InputError(
+            f"The original image is {originals.shape[2]}x{originals.shape[1]} but the crop was cut from "
+            f"a {width}x{height} picture; connect the picture that went into the face crop."
+        )
     if originals.shape[0] not in (1, frames.shape[0]):
-        raise InputError(f"Give one original image (or one per frame), not {originals.shape[0]} for "
-                         f"{frames.shape[0]} frames.")
+        raise InputError(
+            f"Give one original image (or one per frame), not {originals.shape[0]} for {frames.shape[0]} frames."
+        )
     if region not in BLEND_REGIONS:
         raise InputError(f"Unknown blend region {region!r}; choose one of {list(BLEND_REGIONS)}.")
     if feather < 0 or mask_margin < 0 or color_band < 1 or chunk < 1:
@@ -255,8 +262,9 @@ def iter_paste_back(
     inner = (slice(vy0 - y0, vy1 - y0), slice(vx0 - x0, vx1 - x0))
     if region == "face mask":
         if face_mask is None:
-            raise InputError("Blending only the face needs the face mask: connect the crop's face mask, "
-                             "or blend the whole crop.")
+            raise InputError(
+                "Blending only the face needs the face mask: connect the crop's face mask, or blend the whole crop."
+            )
         weights = face_blend_mask(info, face_mask, mask_margin, feather)
     else:
         weights = box_blend_mask(info, feather)
@@ -264,9 +272,9 @@ def iter_paste_back(
     band = _border_band(info, int(color_band)) if color_match else None
 
     for start in range(0, frames.shape[0], chunk):
-        part = frames[start:start + chunk]
+        part = frames[start : start + chunk]
         n = part.shape[0]
-        base = originals if originals.shape[0] == 1 else originals[start:start + n]
+        base = originals if originals.shape[0] == 1 else originals[start : start + n]
         out = base.expand(n, -1, -1, -1).clone()
         region_original = base[:, vy0:vy1, vx0:vx1].permute(0, 3, 1, 2)  # [1 or n, 3, vh, vw]
         pasted = _resize_hw(part.permute(0, 3, 1, 2), bh, bw)[:, :, inner[0], inner[1]].clamp(0, 1)
@@ -292,10 +300,10 @@ def paste_back(frames: Any, info: CropInfo, original: Any, **options: Any) -> to
     first = next(parts)
     total = int(_as_frames(frames, "generated frames").shape[0])
     out = torch.empty((total, *first.shape[1:]), dtype=torch.float32)
-    out[:first.shape[0]] = first
+    out[: first.shape[0]] = first
     position = first.shape[0]
     for part in parts:
-        out[position:position + part.shape[0]] = part
+        out[position : position + part.shape[0]] = part
         position += part.shape[0]
     return out
 

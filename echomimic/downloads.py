@@ -53,8 +53,9 @@ def _seconds_setting(name: str, default: float) -> float:
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
-        raise WeightsError(f"{name}={text!r} is not a positive number of seconds; set it to one (e.g. "
-                           f"{default:g}) or unset it.")
+        raise WeightsError(
+            f"{name}={text!r} is not a positive number of seconds; set it to one (e.g. {default:g}) or unset it."
+        )
     return value
 
 
@@ -164,8 +165,9 @@ def download_file(
                 if size is not None and announced_size is not None and announced_size != size:
                     head = response.read(min(announced_size, 64))  # only to name an error page as such
                     what = "an HTML page, not the file" if looks_like_html(head) else "a wrong file"
-                    raise _fail(url, target, f"the server announces {announced_size:,} bytes, expected {size:,} "
-                                             f"({what})")
+                    raise _fail(
+                        url, target, f"the server announces {announced_size:,} bytes, expected {size:,} ({what})"
+                    )
                 total = size if size is not None else announced_size or 0
                 limit = size if size is not None else announced_size if announced_size is not None else max_bytes
                 # read1: at most one read of the socket, so a server dripping bytes still meets the deadline.
@@ -176,8 +178,12 @@ def download_file(
                     progress(0, total)
                 while True:
                     if time.monotonic() > ends:
-                        raise _fail(url, target, f"it took longer than {allowed:g} s ({done:,} bytes so far; "
-                                                 f"{DEADLINE_SECONDS_ENV} sets the limit)")
+                        raise _fail(
+                            url,
+                            target,
+                            f"it took longer than {allowed:g} s ({done:,} bytes so far; "
+                            f"{DEADLINE_SECONDS_ENV} sets the limit)",
+                        )
                     block = read(min(CHUNK_BYTES, limit + 1 - done))
                     if not block:
                         break
@@ -185,8 +191,12 @@ def download_file(
                     if len(head) < 64:
                         head += block[: 64 - len(head)]
                     if done > limit:
-                        raise _fail(url, target, f"the server sent more than the expected {limit:,} bytes "
-                                                 f"({'an HTML page, ' if looks_like_html(head) else ''}a wrong file)")
+                        raise _fail(
+                            url,
+                            target,
+                            f"the server sent more than the expected {limit:,} bytes "
+                            f"({'an HTML page, ' if looks_like_html(head) else ''}a wrong file)",
+                        )
                     out.write(block)
                     digest.update(block)
                     if progress is not None:
@@ -201,8 +211,9 @@ def download_file(
                 reason = f"no answer within {stall:g} s; {STALL_SECONDS_ENV} sets the limit"
             raise _fail(url, target, f"cannot reach the server ({reason})") from None
         except TimeoutError:
-            raise _fail(url, target, f"the server sent nothing for {stall:g} s ({STALL_SECONDS_ENV} sets the "
-                                     "limit)") from None
+            raise _fail(
+                url, target, f"the server sent nothing for {stall:g} s ({STALL_SECONDS_ENV} sets the limit)"
+            ) from None
         except (http.client.HTTPException, ConnectionError) as error:
             raise _fail(url, target, f"the connection broke ({type(error).__name__}: {error})") from None
         except ValueError as error:  # a malformed URL urllib only notices when connecting (a bad port)

@@ -36,8 +36,11 @@ class NpyFramesWriter:
         try:
             temporary = self._stack.enter_context(atomic_path(self.path, suffix=".npy"))
             self._file = self._stack.enter_context(open(temporary, "wb"))  # noqa: SIM115 - closed by the stack
-            header = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")), "fortran_order": False,
-                      "shape": self.shape}
+            header = {
+                "descr": np.lib.format.dtype_to_descr(np.dtype("<f4")),
+                "fortran_order": False,
+                "shape": self.shape,
+            }
             np.lib.format.write_array_header_1_0(self._file, header)
         except BaseException:
             self._stack.close()
@@ -50,14 +53,16 @@ class NpyFramesWriter:
 
         chunk = np.ascontiguousarray(frames.detach().cpu().float().numpy(), dtype="<f4")
         if chunk.shape[1:] != self.shape[1:] or self.frames_written + chunk.shape[0] > self.shape[0]:
-            raise ValueError(f"frames {chunk.shape} do not fit the .npy of shape {self.shape} "
-                             f"({self.frames_written} written)")
+            raise ValueError(
+                f"frames {chunk.shape} do not fit the .npy of shape {self.shape} ({self.frames_written} written)"
+            )
         assert self._file is not None
         self._file.write(chunk.tobytes())
         self.frames_written += chunk.shape[0]
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         if kind is None and self.frames_written != self.shape[0]:
             short = ValueError(f"{self.frames_written} of {self.shape[0]} frames were written to {self.path}")
             self._stack.__exit__(ValueError, short, None)  # the temporary file is removed, never renamed

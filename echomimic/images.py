@@ -95,8 +95,10 @@ def _conversion_notes(image: Image.Image, name: str) -> list[str]:
     if image.mode in SIXTEEN_BIT_MODES or image.mode == "I":
         notes.append(f"note: {name} is a {image.mode} (16/32-bit) image; scaled it to 8-bit RGB")
     elif "A" in image.getbands() or (image.mode == "P" and "transparency" in image.info):
-        notes.append(f"note: {name} has transparency; its colours are used as stored, without the alpha "
-                     "(as ComfyUI's Load Image does)")
+        notes.append(
+            f"note: {name} has transparency; its colours are used as stored, without the alpha "
+            "(as ComfyUI's Load Image does)"
+        )
     elif image.mode != "RGB":
         notes.append(f"note: {name} is a {image.mode} image; converted it to RGB")
     return notes

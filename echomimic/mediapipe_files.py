@@ -5,7 +5,8 @@ The files and their checksums are :data:`echomimic.release.MEDIAPIPE_MODELS`. Th
 ``$ECHOMIMIC_MEDIAPIPE_BASE_URL`` (default: Google's storage) + the pinned ``float16/1`` path. A
 ``file://`` base may also be a flat folder of the files (an offline mirror such as ../shared/mediapipe).
 Without a models folder (a plain library call) ``$ECHOMIMIC_MODELS_DIR`` or the user cache folder
-(``~/.cache/echomimic``) is used. Torch-free and mediapipe-free: ``check`` and ``download`` use it before anything heavy loads.
+(``~/.cache/echomimic``) is used. Torch-free and mediapipe-free: ``check`` and ``download`` use it before
+anything heavy loads.
 """
 
 from __future__ import annotations
@@ -110,8 +111,7 @@ def check_mediapipe_file(model: MediaPipeModel, path: Path) -> Path:
     return path
 
 
-def missing_mediapipe_message(models: Iterable[MediaPipeModel], models_dir: str | Path | None,
-                              reason: str = "") -> str:
+def missing_mediapipe_message(models: Iterable[MediaPipeModel], models_dir: str | Path | None, reason: str = "") -> str:
     """One line per missing file: its name, its URL and the folder to put it in."""
     models = list(models)
     where = mediapipe_download_dir(models_dir).absolute()
@@ -170,7 +170,8 @@ def ensure_mediapipe_models(
     for model in models:
         try:
             paths[model.name] = ensure_mediapipe_model(
-                model, models_dir, progress=progress_for(model) if progress_for else None, reason=reason)
+                model, models_dir, progress=progress_for(model) if progress_for else None, reason=reason
+            )
         except WeightsError as error:
             failed.append(model)
             first_error = first_error or str(error)

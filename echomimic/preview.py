@@ -79,8 +79,15 @@ class PreviewWriter:
     """An ``on_step(step, latents)`` callback writing ``<folder>/<prefix>_step_NNN.png`` every ``every`` steps
     (and after the last step when ``steps`` is given)."""
 
-    def __init__(self, folder: str | os.PathLike, every: int = 1, *, prefix: str = "preview", frames: int = 1,
-                 steps: int | None = None) -> None:
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        every: int = 1,
+        *,
+        prefix: str = "preview",
+        frames: int = 1,
+        steps: int | None = None,
+    ) -> None:
         if int(every) < 1:
             raise InputError(f"Preview every N steps needs N >= 1, got {every}.")
         self.folder = check_output_folder(folder)

@@ -78,25 +78,66 @@ _V2_WHISPER = "audio_processor/tiny.pt"
 VARIANTS: dict[str, Variant] = {
     variant.name: variant
     for variant in (
-        Variant("audio", "v1", "audio", False, ECHOMIMIC_V1_REPO,
-                _stems("reference_unet", "denoising_unet", "motion_module", "face_locator"),
-                _V1_WHISPER, "V1 audio"),
-        Variant("audio_acc", "v1", "audio", True, ECHOMIMIC_V1_REPO,
-                _stems("reference_unet", "denoising_unet_acc", "motion_module_acc", "face_locator"),
-                _V1_WHISPER, "V1 audio accelerated"),
-        Variant("pose", "v1", "pose", False, ECHOMIMIC_V1_REPO,
-                _stems("reference_unet_pose", "denoising_unet_pose", "motion_module_pose", "face_locator_pose"),
-                _V1_WHISPER, "V1 landmarks"),
-        Variant("pose_acc", "v1", "pose", True, ECHOMIMIC_V1_REPO,
-                _stems("reference_unet_pose", "denoising_unet_pose_acc", "motion_module_pose_acc",
-                       "face_locator_pose"),
-                _V1_WHISPER, "V1 landmarks accelerated"),
-        Variant("v2", "v2", "v2_pose", False, ECHOMIMIC_V2_REPO,
-                _stems("reference_unet", "denoising_unet", "motion_module", "pose_encoder"),
-                _V2_WHISPER, "V2 semi-body"),
-        Variant("v2_acc", "v2", "v2_pose", True, ECHOMIMIC_V2_REPO,
-                _stems("reference_unet", "denoising_unet_acc", "motion_module_acc", "pose_encoder"),
-                _V2_WHISPER, "V2 semi-body accelerated"),
+        Variant(
+            "audio",
+            "v1",
+            "audio",
+            False,
+            ECHOMIMIC_V1_REPO,
+            _stems("reference_unet", "denoising_unet", "motion_module", "face_locator"),
+            _V1_WHISPER,
+            "V1 audio",
+        ),
+        Variant(
+            "audio_acc",
+            "v1",
+            "audio",
+            True,
+            ECHOMIMIC_V1_REPO,
+            _stems("reference_unet", "denoising_unet_acc", "motion_module_acc", "face_locator"),
+            _V1_WHISPER,
+            "V1 audio accelerated",
+        ),
+        Variant(
+            "pose",
+            "v1",
+            "pose",
+            False,
+            ECHOMIMIC_V1_REPO,
+            _stems("reference_unet_pose", "denoising_unet_pose", "motion_module_pose", "face_locator_pose"),
+            _V1_WHISPER,
+            "V1 landmarks",
+        ),
+        Variant(
+            "pose_acc",
+            "v1",
+            "pose",
+            True,
+            ECHOMIMIC_V1_REPO,
+            _stems("reference_unet_pose", "denoising_unet_pose_acc", "motion_module_pose_acc", "face_locator_pose"),
+            _V1_WHISPER,
+            "V1 landmarks accelerated",
+        ),
+        Variant(
+            "v2",
+            "v2",
+            "v2_pose",
+            False,
+            ECHOMIMIC_V2_REPO,
+            _stems("reference_unet", "denoising_unet", "motion_module", "pose_encoder"),
+            _V2_WHISPER,
+            "V2 semi-body",
+        ),
+        Variant(
+            "v2_acc",
+            "v2",
+            "v2_pose",
+            True,
+            ECHOMIMIC_V2_REPO,
+            _stems("reference_unet", "denoising_unet_acc", "motion_module_acc", "pose_encoder"),
+            _V2_WHISPER,
+            "V2 semi-body accelerated",
+        ),
     )
 }
 VARIANT_NAMES = tuple(VARIANTS)
@@ -153,22 +194,39 @@ MEDIAPIPE_BASE_URL_ENV = "ECHOMIMIC_MEDIAPIPE_BASE_URL"
 MEDIAPIPE_FOLDER = "mediapipe"
 
 FACE_LANDMARKER = MediaPipeModel(
-    "face_landmarker.task", "face_landmarker/face_landmarker",
-    "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff", 3_758_596, "MediaPipe face landmarker")
+    "face_landmarker.task",
+    "face_landmarker/face_landmarker",
+    "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff",
+    3_758_596,
+    "MediaPipe face landmarker",
+)
 FACE_DETECTOR = MediaPipeModel(
-    "blaze_face_short_range.tflite", "face_detector/blaze_face_short_range",
-    "b4578f35940bf5a1a655214a1cce5cab13eba73c1297cd78e1a04c2380b0152f", 229_746, "MediaPipe face detector")
+    "blaze_face_short_range.tflite",
+    "face_detector/blaze_face_short_range",
+    "b4578f35940bf5a1a655214a1cce5cab13eba73c1297cd78e1a04c2380b0152f",
+    229_746,
+    "MediaPipe face detector",
+)
 HAND_LANDMARKER = MediaPipeModel(
-    "hand_landmarker.task", "hand_landmarker/hand_landmarker",
-    "fbc2a30080c3c557093b5ddfc334698132eb341044ccee322ccf8bcf3607cde1", 7_819_105, "MediaPipe hand landmarker")
+    "hand_landmarker.task",
+    "hand_landmarker/hand_landmarker",
+    "fbc2a30080c3c557093b5ddfc334698132eb341044ccee322ccf8bcf3607cde1",
+    7_819_105,
+    "MediaPipe hand landmarker",
+)
 POSE_LANDMARKER = MediaPipeModel(
-    "pose_landmarker_full.task", "pose_landmarker/pose_landmarker_full",
-    "5134a3aad27a58b93da0088d431f366da362b44e3ccfbe3462b3827a839011b1", 9_398_198, "MediaPipe pose landmarker")
+    "pose_landmarker_full.task",
+    "pose_landmarker/pose_landmarker_full",
+    "5134a3aad27a58b93da0088d431f366da362b44e3ccfbe3462b3827a839011b1",
+    9_398_198,
+    "MediaPipe pose landmarker",
+)
 MEDIAPIPE_MODELS = {model.name: model for model in (FACE_LANDMARKER, FACE_DETECTOR, HAND_LANDMARKER, POSE_LANDMARKER)}
 
 
-def mediapipe_models_for(variant_name: str, *, face_crop: bool = True, extract: bool = True,
-                         align: bool = True) -> tuple[MediaPipeModel, ...]:
+def mediapipe_models_for(
+    variant_name: str, *, face_crop: bool = True, extract: bool = True, align: bool = True
+) -> tuple[MediaPipeModel, ...]:
     """The MediaPipe files a run of ``variant_name`` needs (Tasks API), from what it will detect.
 
     face_crop: the V1 face is found (to crop, or to make the mask); extract: landmarks (V1) or hands (V2) come
@@ -210,16 +268,24 @@ def _base(name: str, role: str) -> HubFile:
 
 
 V3_FLASH_FILES: tuple[HubFile, ...] = (
-    HubFile("transformer", "transformer/diffusion_pytorch_model.safetensors", ECHOMIMIC_V3_REPO,
-            "echomimicv3-flash-pro/transformer/diffusion_pytorch_model.safetensors"),
+    HubFile(
+        "transformer",
+        "transformer/diffusion_pytorch_model.safetensors",
+        ECHOMIMIC_V3_REPO,
+        "echomimicv3-flash-pro/transformer/diffusion_pytorch_model.safetensors",
+    ),
     _base("config.json", "transformer_config"),
     _base("Wan2.1_VAE.pth", "vae"),
     _base("models_t5_umt5-xxl-enc-bf16.pth", "text_encoder"),
     _base("models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth", "image_encoder"),
-    *(HubFile(f"tokenizer:{name}", f"{V3_TOKENIZER_FOLDER}/{name}", WAN21_FUN_INP_REPO, f"google/umt5-xxl/{name}")
-      for name in ("tokenizer.json", "tokenizer_config.json")),  # the fast tokenizer
-    *(HubFile(f"wav2vec2:{name}", f"{V3_WAV2VEC2_FOLDER}/{name}", WAV2VEC2_REPO, name)
-      for name in ("config.json", "preprocessor_config.json", "pytorch_model.bin")),
+    *(
+        HubFile(f"tokenizer:{name}", f"{V3_TOKENIZER_FOLDER}/{name}", WAN21_FUN_INP_REPO, f"google/umt5-xxl/{name}")
+        for name in ("tokenizer.json", "tokenizer_config.json")
+    ),  # the fast tokenizer
+    *(
+        HubFile(f"wav2vec2:{name}", f"{V3_WAV2VEC2_FOLDER}/{name}", WAV2VEC2_REPO, name)
+        for name in ("config.json", "preprocessor_config.json", "pytorch_model.bin")
+    ),
 )
 DEFAULT_V3_FPS = 25.0  # run_flash.sh; the model was trained at 25 fps
 # ComfyUI's own Wan 2.1 files (the Comfy-Org repackaged release other Wan workflows use): folder type -> file.

@@ -105,9 +105,7 @@ def _audio_as_planar_float(audio: torch.Tensor | np.ndarray) -> np.ndarray:
     if samples.ndim == 1:
         samples = samples[None, :]
     if samples.ndim != 2:
-        raise InputError(
-            f"audio must have shape [C, T] or [T], got {samples.shape}; pass one clip (no batch axis)."
-        )
+        raise InputError(f"audio must have shape [C, T] or [T], got {samples.shape}; pass one clip (no batch axis).")
     if samples.shape[0] > 2:
         samples = samples.mean(axis=0, keepdims=True)
     return np.ascontiguousarray(np.clip(samples, -1.0, 1.0))
@@ -183,8 +181,9 @@ class Mp4Writer:
     def __enter__(self) -> Mp4Writer:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         if self._stack is None:
             if kind is None:
                 raise InputError("there are no frames to write; generate at least one frame.")
@@ -214,7 +213,8 @@ class Mp4Writer:
         try:
             temporary = stack.enter_context(atomic_path(self.path))
             self._container = stack.enter_context(
-                av.open(str(temporary), mode="w", format="mp4", options={"movflags": "+faststart"}))
+                av.open(str(temporary), mode="w", format="mp4", options={"movflags": "+faststart"})
+            )
             self._video = _add_video_stream(self._container, self.rate, width + pad_w, height + pad_h, self.crf)
             self._audio = self._resampler = None
             self._audio_pts = 0
@@ -242,8 +242,10 @@ class Mp4Writer:
                 return
             self._open(height, width)
         elif (height, width) != self._size:
-            raise InputError(f"frames of {width}x{height} after frames of {self._size[1]}x{self._size[0]}: "
-                             "every frame of a video has one size.")
+            raise InputError(
+                f"frames of {width}x{height} after frames of {self._size[1]}x{self._size[0]}: "
+                "every frame of a video has one size."
+            )
         pad_h, pad_w = self._pad
         for index in range(count):
             image = get_frame(index)
@@ -270,8 +272,9 @@ class Mp4Writer:
         end_sample = min(end_sample, self.audio_samples.shape[1])
         while self._audio_pts < end_sample:
             chunk = self.audio_samples[:, self._audio_pts : min(end_sample, self._audio_pts + AUDIO_FRAME_SAMPLES)]
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp",
-                                               layout=self._audio.layout.name)
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(chunk), format="fltp", layout=self._audio.layout.name
+            )
             frame.sample_rate = self.sample_rate
             frame.pts = self._audio_pts
             frame.time_base = Fraction(1, self.sample_rate)
@@ -364,9 +367,7 @@ def read_audio(path: str | os.PathLike) -> tuple[torch.Tensor, int]:
     return torch.from_numpy(np.ascontiguousarray(waveform)), sample_rate
 
 
-def read_video_frames(
-    path: str | os.PathLike, *, max_frames: int | None = None
-) -> tuple[torch.Tensor, float]:
+def read_video_frames(path: str | os.PathLike, *, max_frames: int | None = None) -> tuple[torch.Tensor, float]:
     """Decodes the frames of a video file (any format PyAV reads).
 
     Args:

@@ -37,9 +37,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if suffix in PICKLE_SUFFIXES:
         loaded = load_pickle_weights(path)
     else:
-        raise WeightsError(
-            f"{path}: unknown weight format {suffix!r}. Use the official .pth files or .safetensors."
-        )
+        raise WeightsError(f"{path}: unknown weight format {suffix!r}. Use the official .pth files or .safetensors.")
     if isinstance(loaded, Mapping) and "state_dict" in loaded and isinstance(loaded["state_dict"], Mapping):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
@@ -65,11 +63,14 @@ def check_weights_file(path: Path) -> int:
         info = path.stat()
     except OSError as error:
         if error.errno == errno.ELOOP:
-            raise WeightsError(f"{path}: the path is a symlink loop; point it at the real weights file or "
-                               "folder.") from None
+            raise WeightsError(
+                f"{path}: the path is a symlink loop; point it at the real weights file or folder."
+            ) from None
         if isinstance(error, FileNotFoundError):
-            raise WeightsError(f"Weight file {path} does not exist; download it (python -m echomimic "
-                               "download) or check the weights folder.") from None
+            raise WeightsError(
+                f"Weight file {path} does not exist; download it (python -m echomimic "
+                "download) or check the weights folder."
+            ) from None
         raise WeightsError(f"{path} cannot be read ({error.strerror or error}); check its permissions.") from None
     if not stat.S_ISREG(info.st_mode):
         raise WeightsError(f"{path} is not a file (a folder?); point at the weights file itself.")
@@ -81,11 +82,12 @@ def check_weights_file(path: Path) -> int:
     except OSError as error:
         raise WeightsError(f"{path} cannot be read ({error.strerror or error}); check its permissions.") from None
     if head.startswith(b"version https://git-lfs"):
-        raise WeightsError(f"{path} is not a weights file but a Git LFS pointer (a few bytes of text): "
-                           "download the real file again (git lfs pull, or python -m echomimic download).")
+        raise WeightsError(
+            f"{path} is not a weights file but a Git LFS pointer (a few bytes of text): "
+            "download the real file again (git lfs pull, or python -m echomimic download)."
+        )
     if all(32 <= b < 127 or b in b"\r\n\t" for b in head):  # binary formats all have bytes outside this
-        raise WeightsError(f"{path} is not a weights file (it holds text, perhaps an error page); download "
-                           "it again.")
+        raise WeightsError(f"{path} is not a weights file (it holds text, perhaps an error page); download it again.")
     return info.st_size
 
 
@@ -120,7 +122,9 @@ def release_file_problem(path: Path) -> str | None:
                 return f"text of {size:,} bytes (perhaps an error page), not a weights file"
             if suffix in PICKLE_SUFFIXES:
                 if head.startswith(b"PK"):
-                    return None if zipfile.is_zipfile(path) else f"truncated ({size:,} bytes, no zip directory at its end)"
+                    return (
+                        None if zipfile.is_zipfile(path) else f"truncated ({size:,} bytes, no zip directory at its end)"
+                    )
                 return None if head.startswith(b"\x80") else "neither a PyTorch zip nor a pickle"
             if suffix == SAFETENSORS_SUFFIX:
                 return _safetensors_size_problem(handle, head, size)
@@ -140,8 +144,7 @@ def _safetensors_size_problem(handle: BinaryIO, head: bytes, size: int) -> str |
     handle.seek(8)
     try:
         header = json.loads(handle.read(header_bytes))
-        end = max((int(entry["data_offsets"][1]) for key, entry in header.items() if key != "__metadata__"),
-                  default=0)
+        end = max((int(entry["data_offsets"][1]) for key, entry in header.items() if key != "__metadata__"), default=0)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError):
         return f"not a .safetensors file (its header is not readable; {size:,} bytes)"
     expected = 8 + header_bytes + end
@@ -162,8 +165,10 @@ def check_weights_folder(folder: str | Path, *, must_exist: bool = True) -> Path
         if isinstance(error, FileNotFoundError):
             if not must_exist:
                 return folder
-            raise WeightsError(f"The weights folder {folder} does not exist; download the weights (python -m "
-                               "echomimic download) or pass the folder that holds them.") from None
+            raise WeightsError(
+                f"The weights folder {folder} does not exist; download the weights (python -m "
+                "echomimic download) or pass the folder that holds them."
+            ) from None
         raise WeightsError(f"The weights folder {folder} cannot be read ({error.strerror or error}).") from None
     if not stat.S_ISDIR(info.st_mode):
         raise WeightsError(f"{folder} is a file, not a weights folder; pass the folder that holds the weights.")
@@ -200,19 +205,23 @@ def load_pickle_weights(path: str | Path) -> object:
         head = handle.read(4)
     is_zip = head.startswith(b"PK")
     if is_zip and not zipfile.is_zipfile(path):
-        raise WeightsError(f"{path} is truncated or damaged ({size} bytes, no zip directory at its end): "
-                           "download it again.")
+        raise WeightsError(
+            f"{path} is truncated or damaged ({size} bytes, no zip directory at its end): download it again."
+        )
     if not is_zip and not head.startswith(b"\x80"):  # neither torch's zip format nor a legacy pickle
-        raise WeightsError(f"{path} is not a weights file (it is neither a PyTorch zip nor a pickle); use the "
-                           "official release file or a .safetensors copy.")
+        raise WeightsError(
+            f"{path} is not a weights file (it is neither a PyTorch zip nor a pickle); use the "
+            "official release file or a .safetensors copy."
+        )
     try:
         # Legacy (non-zip) torch files cannot be memory-mapped; still weights-only.
         return torch.load(str(path), map_location="cpu", weights_only=True, mmap=is_zip)
     except pickle.UnpicklingError as exc:
         blocked = _blocked_import(exc, path)
         if blocked is None:  # torch refused something that is not an import: a damaged pickle
-            raise WeightsError(f"{path} is not a readable weights file ({_first_line(exc)}); download it "
-                               "again.") from None
+            raise WeightsError(
+                f"{path} is not a readable weights file ({_first_line(exc)}); download it again."
+            ) from None
         raise WeightsError(
             f"{path} refused: it would import {blocked}; nothing was run. Use the official release file or "
             "a .safetensors copy."
@@ -273,8 +282,14 @@ def _describe(keys: Iterable[str]) -> str:
     return shown + more
 
 
-def check_state_dict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str,
-                     *, expected_keys: Iterable[str] | None = None, hint: str = "") -> None:
+def check_state_dict(
+    module: nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    source: str,
+    *,
+    expected_keys: Iterable[str] | None = None,
+    hint: str = "",
+) -> None:
     """Raise a :class:`WeightsError` naming ``source`` unless ``state_dict`` fits ``module`` exactly.
 
     ``expected_keys`` restricts the check to part of the module (a file that holds only some keys).
@@ -300,4 +315,3 @@ def check_state_dict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], 
     if problems:
         advice = hint or "Check that the file belongs to this model variant and that the config matches it."
         raise WeightsError(f"{source} does not fit the model: " + "; ".join(problems) + f". {advice}")
-

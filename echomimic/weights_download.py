@@ -28,13 +28,7 @@ from typing import Any
 
 from . import release
 from .atomic import check_output_folder
-from .downloads import (
-    DEADLINE_SECONDS_ENV,
-    STALL_SECONDS_ENV,
-    check_base_url,
-    deadline_seconds,
-    stall_seconds,
-)
+from .downloads import DEADLINE_SECONDS_ENV, STALL_SECONDS_ENV, check_base_url, deadline_seconds, stall_seconds
 from .errors import EchoMimicError, WeightsError
 from .mediapipe_files import (
     check_mediapipe_file,
@@ -89,16 +83,24 @@ def check_variant(name: str) -> release.Variant:
     try:
         return release.variant(name)
     except KeyError:
-        raise WeightsError(f"Unknown EchoMimic variant {name!r}; choose one of {', '.join(release.VARIANT_NAMES)}.") from None
+        raise WeightsError(
+            f"Unknown EchoMimic variant {name!r}; choose one of {', '.join(release.VARIANT_NAMES)}."
+        ) from None
 
 
 def _release_only_files(version: str) -> set[str]:
     """Relative paths that only ``version``'s release has (its network files whose names the other
     release does not use, and its Whisper file)."""
+
     def names(v: str) -> set[str]:
-        return {f"{stem}{suffix}" for spec in release.VARIANTS.values() if spec.version == v
-                for stem in spec.stems.values() for suffix in (".pth", ".safetensors")} | {
-                    spec.whisper_file for spec in release.VARIANTS.values() if spec.version == v}
+        return {
+            f"{stem}{suffix}"
+            for spec in release.VARIANTS.values()
+            if spec.version == v
+            for stem in spec.stems.values()
+            for suffix in (".pth", ".safetensors")
+        } | {spec.whisper_file for spec in release.VARIANTS.values() if spec.version == v}
+
     other = "v1" if version == "v2" else "v2"
     return names(version) - names(other)
 
@@ -107,13 +109,19 @@ def release_of_folder(weights_dir: str | os.PathLike) -> str | None:
     """``"v1"`` or ``"v2"`` when ``weights_dir`` holds files that only that release has, else None (empty,
     missing, or only names both releases use)."""
     folder = Path(weights_dir)
-    found = [version for version in ("v1", "v2")
-             if any((folder / name).is_file() for name in _release_only_files(version))]
+    found = [
+        version for version in ("v1", "v2") if any((folder / name).is_file() for name in _release_only_files(version))
+    ]
     return found[0] if len(found) == 1 else None
 
 
-def refuse_other_release(weights_dir: str | os.PathLike, variant: str, *, variant_name: str | None = None,
-                         folder_names: dict[str, str] | None = None) -> None:
+def refuse_other_release(
+    weights_dir: str | os.PathLike,
+    variant: str,
+    *,
+    variant_name: str | None = None,
+    folder_names: dict[str, str] | None = None,
+) -> None:
     """Raise :class:`WeightsError` when ``weights_dir`` holds files of the other EchoMimic release.
 
     V1 and V2 name different weights alike (``reference_unet.pth``, ``denoising_unet.pth``, ...) and their
@@ -149,8 +157,13 @@ def model_files(variant: str) -> list[RequiredFile]:
     """The 4 network files of ``variant`` (what the model loader node reads)."""
     spec = check_variant(variant)
     return [
-        RequiredFile(role=role, relative_path=f"{stem}.pth", alternatives=(f"{stem}.safetensors",),
-                     repo_id=spec.repo_id, repo_filename=f"{stem}.pth")
+        RequiredFile(
+            role=role,
+            relative_path=f"{stem}.pth",
+            alternatives=(f"{stem}.safetensors",),
+            repo_id=spec.repo_id,
+            repo_filename=f"{stem}.pth",
+        )
         for role, stem in spec.stems.items()
     ]
 
@@ -159,20 +172,34 @@ def whisper_file(variant: str) -> RequiredFile:
     """The Whisper-tiny file of ``variant``'s repository (V1 ``whisper_tiny.pt``, V2 ``tiny.pt``)."""
     spec = check_variant(variant)
     stem = spec.whisper_file.rsplit(".", 1)[0]
-    return RequiredFile(role="whisper", relative_path=spec.whisper_file, alternatives=(f"{stem}.safetensors",),
-                        repo_id=spec.repo_id, repo_filename=spec.whisper_file,
-                        note=f"Whisper tiny; the same file is OpenAI's {WHISPER_ORIGINAL_URL}")
+    return RequiredFile(
+        role="whisper",
+        relative_path=spec.whisper_file,
+        alternatives=(f"{stem}.safetensors",),
+        repo_id=spec.repo_id,
+        repo_filename=spec.whisper_file,
+        note=f"Whisper tiny; the same file is OpenAI's {WHISPER_ORIGINAL_URL}",
+    )
 
 
 def vae_files() -> list[RequiredFile]:
     """The SD1.5 VAE (``stabilityai/sd-vae-ft-mse``) in ``sd-vae-ft-mse/``."""
     config, weights = release.VAE_FILES
     return [
-        RequiredFile(role="vae_config", relative_path=f"{VAE_FOLDER}/{config}", alternatives=(),
-                     repo_id=VAE_REPO, repo_filename=config),
-        RequiredFile(role="vae_weights", relative_path=f"{VAE_FOLDER}/{weights}",
-                     alternatives=tuple(f"{VAE_FOLDER}/{name}" for name in release.VAE_WEIGHT_ALTERNATIVES),
-                     repo_id=VAE_REPO, repo_filename=weights),
+        RequiredFile(
+            role="vae_config",
+            relative_path=f"{VAE_FOLDER}/{config}",
+            alternatives=(),
+            repo_id=VAE_REPO,
+            repo_filename=config,
+        ),
+        RequiredFile(
+            role="vae_weights",
+            relative_path=f"{VAE_FOLDER}/{weights}",
+            alternatives=tuple(f"{VAE_FOLDER}/{name}" for name in release.VAE_WEIGHT_ALTERNATIVES),
+            repo_id=VAE_REPO,
+            repo_filename=weights,
+        ),
     ]
 
 
@@ -187,8 +214,14 @@ def missing_files(weights_dir: str | os.PathLike, variant: str = "audio") -> lis
     return [item for item in required_files(variant) if item.found_path(folder) is None]
 
 
-def missing_mediapipe(weights_dir: str | os.PathLike, variant: str = "audio", *, face_crop: bool = True,
-                      extract: bool = True, align: bool = True) -> list[release.MediaPipeModel]:
+def missing_mediapipe(
+    weights_dir: str | os.PathLike,
+    variant: str = "audio",
+    *,
+    face_crop: bool = True,
+    extract: bool = True,
+    align: bool = True,
+) -> list[release.MediaPipeModel]:
     """The MediaPipe Tasks files a run of ``variant`` needs (release.mediapipe_models_for) that ``weights_dir``
     lacks."""
     needed = release.mediapipe_models_for(variant, face_crop=face_crop, extract=extract, align=align)
@@ -245,12 +278,17 @@ def mediapipe_status_lines(weights_dir: str | os.PathLike, variant: str, *, face
         found = find_mediapipe_model(model, Path(weights_dir))
         problem = mediapipe_file_problem(model, found) if found is not None else None
         if problem is not None:
-            lines.append(f"damaged  {model.name} ({model.what}): {found}: {problem}; delete it (it is downloaded "
-                         f"again on first use from {mediapipe_url(model)})")
+            lines.append(
+                f"damaged  {model.name} ({model.what}): {found}: {problem}; delete it (it is downloaded "
+                f"again on first use from {mediapipe_url(model)})"
+            )
             continue
-        lines.append(f"ok       {model.name} ({model.what}): {found}" if found is not None else
-                     f"missing  {model.name} ({model.what}): downloaded on first use from {mediapipe_url(model)} "
-                     f"into {mediapipe_download_dir(Path(weights_dir)).resolve()}")
+        lines.append(
+            f"ok       {model.name} ({model.what}): {found}"
+            if found is not None
+            else f"missing  {model.name} ({model.what}): downloaded on first use from {mediapipe_url(model)} "
+            f"into {mediapipe_download_dir(Path(weights_dir)).resolve()}"
+        )
     return lines
 
 
@@ -320,9 +358,13 @@ def download_hub_files(
             try:
                 staging.mkdir(parents=True, exist_ok=True)
                 staged = _bounded_hub_download(
-                    hf_hub_download, tqdm_class,
-                    repo_id=item.repo_id, filename=item.repo_filename, local_dir=str(staging / item.repo_id),
-                    endpoint=endpoint)
+                    hf_hub_download,
+                    tqdm_class,
+                    repo_id=item.repo_id,
+                    filename=item.repo_filename,
+                    local_dir=str(staging / item.repo_id),
+                    endpoint=endpoint,
+                )
                 problem = release_file_problem(staged)
                 if problem is not None:  # a broken mirror's error page, saved under the file's name
                     raise _HubFailure(f"the server sent {problem}")
@@ -476,8 +518,12 @@ def fetch_mediapipe_for_run(
     missing = missing_mediapipe(weights_dir, variant, face_crop=face_crop, extract=extract, align=align)
     if not missing or legacy_solutions_available():
         return
-    ensure_mediapipe_models(missing, Path(weights_dir), progress_for=lambda model: text_progress(model.name, log),
-                            reason="This mediapipe has no legacy API, so the Tasks API")
+    ensure_mediapipe_models(
+        missing,
+        Path(weights_dir),
+        progress_for=lambda model: text_progress(model.name, log),
+        reason="This mediapipe has no legacy API, so the Tasks API",
+    )
 
 
 def download_weights(
@@ -528,6 +574,7 @@ def download_weights(
             log(f"downloading {mediapipe_url(model)} -> {mediapipe_download_dir(folder) / model.name}")
             return mediapipe_progress(model) if mediapipe_progress else text_progress(model.name, log)
 
-        ensure_mediapipe_models(missing_mediapipe(folder, variant, face_crop=face_crop), folder,
-                                progress_for=progress_for)
+        ensure_mediapipe_models(
+            missing_mediapipe(folder, variant, face_crop=face_crop), folder, progress_for=progress_for
+        )
     return check_weights(folder, variant)

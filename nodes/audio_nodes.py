@@ -5,14 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..echomimic.release import DEFAULT_LENGTH_POLICY, LENGTH_POLICIES
-from .common import (
-    AUDIO_ENCODER_TYPE,
-    AUDIO_FEATURES_TYPE,
-    CATEGORY,
-    EchoMimicNodeError,
-    tooltip,
-    user_errors,
-)
+from .common import AUDIO_ENCODER_TYPE, AUDIO_FEATURES_TYPE, CATEGORY, EchoMimicNodeError, tooltip, user_errors
 from .model_nodes import LoadedAudioEncoder, load_patched_models
 
 
@@ -43,22 +36,51 @@ class EchoMimicAudioFeatures:
     def INPUT_TYPES(cls) -> dict[str, Any]:
         return {
             "required": {
-                "audio": ("AUDIO", tooltip("Speech: from Load Audio, a text-to-speech node, or Get Video Components. "
-                                           "Any sample rate, mono or stereo (the first channel is used).")),
+                "audio": (
+                    "AUDIO",
+                    tooltip(
+                        "Speech: from Load Audio, a text-to-speech node, or Get Video Components. "
+                        "Any sample rate, mono or stereo (the first channel is used)."
+                    ),
+                ),
                 "audio_encoder": (AUDIO_ENCODER_TYPE, tooltip("From Load EchoMimic Audio Encoder.")),
-                "fps": ("FLOAT", tooltip("Frame rate of the video to generate (official: 24). Connect Get Video "
-                                         "Components' fps to follow a driving video.",
-                                         default=24.0, min=1.0, max=120.0, step=1.0)),
+                "fps": (
+                    "FLOAT",
+                    tooltip(
+                        "Frame rate of the video to generate (official: 24). Connect Get Video "
+                        "Components' fps to follow a driving video.",
+                        default=24.0,
+                        min=1.0,
+                        max=120.0,
+                        step=1.0,
+                    ),
+                ),
             },
             "optional": {
-                "driving_images": ("IMAGE", tooltip(
-                    "The landmark or hand-pose images the sampler gets, so frame_count and the trimmed audio match "
-                    "the video exactly when they are shorter than the speech (with the 'stop' policy).")),
-                "length": ("INT", tooltip("The sampler's length (0 = follow the audio): the same value gives the same "
-                                          "frame_count as the video.", default=0, min=0, max=100000)),
-                "length_policy": (list(LENGTH_POLICIES), tooltip(
-                    "The sampler's length policy, for the same frame count (loop, ping-pong, hold or stop).",
-                    default=DEFAULT_LENGTH_POLICY)),
+                "driving_images": (
+                    "IMAGE",
+                    tooltip(
+                        "The landmark or hand-pose images the sampler gets, so frame_count and the trimmed audio match "
+                        "the video exactly when they are shorter than the speech (with the 'stop' policy)."
+                    ),
+                ),
+                "length": (
+                    "INT",
+                    tooltip(
+                        "The sampler's length (0 = follow the audio): the same value gives the same "
+                        "frame_count as the video.",
+                        default=0,
+                        min=0,
+                        max=100000,
+                    ),
+                ),
+                "length_policy": (
+                    list(LENGTH_POLICIES),
+                    tooltip(
+                        "The sampler's length policy, for the same frame count (loop, ping-pong, hold or stop).",
+                        default=DEFAULT_LENGTH_POLICY,
+                    ),
+                ),
             },
         }
 
@@ -74,8 +96,15 @@ class EchoMimicAudioFeatures:
     CATEGORY = CATEGORY
 
     @user_errors
-    def compute(self, audio: Any, audio_encoder: LoadedAudioEncoder, fps: float, driving_images: Any = None,
-                length: int = 0, length_policy: str = DEFAULT_LENGTH_POLICY) -> tuple[Any, int, dict[str, Any]]:
+    def compute(
+        self,
+        audio: Any,
+        audio_encoder: LoadedAudioEncoder,
+        fps: float,
+        driving_images: Any = None,
+        length: int = 0,
+        length_policy: str = DEFAULT_LENGTH_POLICY,
+    ) -> tuple[Any, int, dict[str, Any]]:
         from ..echomimic.audio import compute_audio_features, trim_audio_to_frames
         from ..echomimic.pipeline.length import plan_frame_count
 
@@ -88,8 +117,12 @@ class EchoMimicAudioFeatures:
         # The sampler's own length rule, so the sound ends with the picture (never 2 frames past it).
         driving = None if driving_images is None else torch.as_tensor(driving_images)
         driving_frames = None if driving is None else (int(driving.shape[0]) if driving.ndim == 4 else 1)
-        plan = plan_frame_count(audio_frames=int(features.num_frames), driving_frames=driving_frames,
-                                requested=int(length), policy=str(length_policy))
+        plan = plan_frame_count(
+            audio_frames=int(features.num_frames),
+            driving_frames=driving_frames,
+            requested=int(length),
+            policy=str(length_policy),
+        )
         frame_count = plan.num_frames
         trimmed = trim_audio_to_frames(waveform, sample_rate, frame_count, float(fps))
         return (features, frame_count, {"waveform": trimmed, "sample_rate": sample_rate})

@@ -69,8 +69,10 @@ def finite_inputs(**inputs: Any) -> None:
             continue
         tensor = torch.as_tensor(value)
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise EchoMimicNodeError(f"The {name} input holds NaN or infinite values; check the node that makes it "
-                                     "(ComfyUI images are 0..1).")
+            raise EchoMimicNodeError(
+                f"The {name} input holds NaN or infinite values; check the node that makes it "
+                "(ComfyUI images are 0..1)."
+            )
 
 
 def register_models_folder() -> None:
@@ -103,8 +105,11 @@ def weights_folder_choices() -> list[str]:
     names = {DEFAULT_WEIGHTS_FOLDER, DEFAULT_V2_WEIGHTS_FOLDER}
     for base in models_base_paths():
         if os.path.isdir(base):
-            names.update(entry.name for entry in os.scandir(base) if entry.is_dir() and not entry.name.startswith(".")
-                         and entry.name != MEDIAPIPE_FOLDER)  # MediaPipe's files, not a weights folder
+            names.update(
+                entry.name
+                for entry in os.scandir(base)
+                if entry.is_dir() and not entry.name.startswith(".") and entry.name != MEDIAPIPE_FOLDER
+            )  # MediaPipe's files, not a weights folder
     defaults = (DEFAULT_WEIGHTS_FOLDER, DEFAULT_V2_WEIGHTS_FOLDER)
     return sorted(names, key=lambda name: (defaults.index(name) if name in defaults else 2, name.lower()))
 

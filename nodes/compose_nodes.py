@@ -31,22 +31,61 @@ class EchoMimicPasteBack:
                 "images": ("IMAGE", tooltip("The generated frames (the EchoMimic Sampler's images).")),
                 "crop_info": (CROP_INFO_TYPE, tooltip("From EchoMimic Face Mask and Crop: where the crop came from.")),
                 "original_image": ("IMAGE", tooltip("The full picture that went into EchoMimic Face Mask and Crop.")),
-                "feather": ("INT", tooltip("Width in picture pixels of the soft edge where the crop meets the "
-                                           "untouched picture; 0 = hard edge.", default=DEFAULT_FEATHER, min=0, max=512)),
-                "blend_region": (list(BLEND_REGIONS), tooltip(
-                    "whole crop: replace the whole cropped square. face mask: replace only the face mask grown by "
-                    "mask_margin (the rest of the picture stays still); connect face_mask.", default="whole crop")),
-                "mask_margin": ("INT", tooltip("face mask region only: how many picture pixels the face mask grows by "
-                                               "(hair, chin and neck move too).", default=DEFAULT_MASK_MARGIN, min=0, max=1024)),
-                "color_match": ("BOOLEAN", tooltip("Match each frame's colour (mean and spread per channel) to the "
-                                                   "picture in a band along the crop border, so lighting does not "
-                                                   "jump at the edge.", default=False)),
-                "color_band": ("INT", tooltip("color_match only: width in picture pixels of the border band.",
-                                              default=DEFAULT_COLOR_BAND, min=1, max=256)),
+                "feather": (
+                    "INT",
+                    tooltip(
+                        "Width in picture pixels of the soft edge where the crop meets the "
+                        "untouched picture; 0 = hard edge.",
+                        default=DEFAULT_FEATHER,
+                        min=0,
+                        max=512,
+                    ),
+                ),
+                "blend_region": (
+                    list(BLEND_REGIONS),
+                    tooltip(
+                        "whole crop: replace the whole cropped square. face mask: replace only the face mask grown by "
+                        "mask_margin (the rest of the picture stays still); connect face_mask.",
+                        default="whole crop",
+                    ),
+                ),
+                "mask_margin": (
+                    "INT",
+                    tooltip(
+                        "face mask region only: how many picture pixels the face mask grows by "
+                        "(hair, chin and neck move too).",
+                        default=DEFAULT_MASK_MARGIN,
+                        min=0,
+                        max=1024,
+                    ),
+                ),
+                "color_match": (
+                    "BOOLEAN",
+                    tooltip(
+                        "Match each frame's colour (mean and spread per channel) to the "
+                        "picture in a band along the crop border, so lighting does not "
+                        "jump at the edge.",
+                        default=False,
+                    ),
+                ),
+                "color_band": (
+                    "INT",
+                    tooltip(
+                        "color_match only: width in picture pixels of the border band.",
+                        default=DEFAULT_COLOR_BAND,
+                        min=1,
+                        max=256,
+                    ),
+                ),
             },
             "optional": {
-                "face_mask": ("MASK", tooltip("For blend_region 'face mask': the face_mask of EchoMimic Face Mask "
-                                              "and Crop (or any mask of the crop).")),
+                "face_mask": (
+                    "MASK",
+                    tooltip(
+                        "For blend_region 'face mask': the face_mask of EchoMimic Face Mask "
+                        "and Crop (or any mask of the crop)."
+                    ),
+                )
             },
         }
 
@@ -57,8 +96,18 @@ class EchoMimicPasteBack:
     CATEGORY = COMPOSE_CATEGORY
 
     @user_errors
-    def paste_back(self, images: Any, crop_info: Any, original_image: Any, feather: int, blend_region: str,
-                   mask_margin: int, color_match: bool, color_band: int, face_mask: Any = None) -> tuple[Any]:
+    def paste_back(
+        self,
+        images: Any,
+        crop_info: Any,
+        original_image: Any,
+        feather: int,
+        blend_region: str,
+        mask_margin: int,
+        color_match: bool,
+        color_band: int,
+        face_mask: Any = None,
+    ) -> tuple[Any]:
         import comfy.model_management as model_management
         import comfy.utils
         import torch
@@ -78,12 +127,20 @@ class EchoMimicPasteBack:
         out = torch.empty((total, height, width, 3), dtype=torch.float32)
         progress = comfy.utils.ProgressBar(total)
         done = 0
-        for part in iter_paste_back(frames, crop_info, original_image, feather=int(feather), region=blend_region,
-                                    face_mask=face_mask, mask_margin=int(mask_margin), color_match=bool(color_match),
-                                    color_band=int(color_band)):
+        for part in iter_paste_back(
+            frames,
+            crop_info,
+            original_image,
+            feather=int(feather),
+            region=blend_region,
+            face_mask=face_mask,
+            mask_margin=int(mask_margin),
+            color_match=bool(color_match),
+            color_band=int(color_band),
+        ):
             if model_management.processing_interrupted():
                 raise_interrupted()
-            out[done:done + part.shape[0]] = part
+            out[done : done + part.shape[0]] = part
             done += int(part.shape[0])
             progress.update_absolute(done, total)
         return (out,)

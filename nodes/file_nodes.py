@@ -35,8 +35,10 @@ def _output_folder_and_name(filename_prefix: str) -> tuple[str, str]:
     folder = os.path.abspath(os.path.join(output_dir, os.path.dirname(prefix)))
     name = os.path.basename(prefix)
     if os.path.isabs(prefix) or os.path.commonpath((output_dir, folder)) != output_dir or name in ("", ".", ".."):
-        raise EchoMimicNodeError(f"filename_prefix {filename_prefix!r} must be a name inside ComfyUI's output folder, "
-                                 "for example echomimic/landmarks.")
+        raise EchoMimicNodeError(
+            f"filename_prefix {filename_prefix!r} must be a name inside ComfyUI's output folder, "
+            "for example echomimic/landmarks."
+        )
     return folder, name
 
 
@@ -48,8 +50,11 @@ def next_output_path(filename_prefix: str) -> tuple[str, str]:
 
     folder, name = _output_folder_and_name(filename_prefix)
     check_output_folder(folder)
-    taken = [int(match.group(1)) for entry in os.listdir(folder)
-             if entry.startswith(name + "_") and (match := _COUNTER.search(entry)) and entry[:match.start()] == name]
+    taken = [
+        int(match.group(1))
+        for entry in os.listdir(folder)
+        if entry.startswith(name + "_") and (match := _COUNTER.search(entry)) and entry[: match.start()] == name
+    ]
     path = os.path.join(folder, f"{name}_{max(taken, default=0) + 1:05d}{JSON_SUFFIX}")
     return path, os.path.relpath(path, os.path.abspath(folder_paths.get_output_directory()))
 
@@ -102,8 +107,10 @@ def input_file_path(name: str) -> str:
     if not name or os.path.commonpath((input_dir, path)) != input_dir:
         raise EchoMimicNodeError(f"{name!r} is not a file in ComfyUI's input folder.")
     if not os.path.isfile(path):
-        raise EchoMimicNodeError(f"{name} is not in ComfyUI's input folder ({input_dir}); put the JSON file there "
-                                 "(or save it with an EchoMimic Save node and copy it from the output folder).")
+        raise EchoMimicNodeError(
+            f"{name} is not in ComfyUI's input folder ({input_dir}); put the JSON file there "
+            "(or save it with an EchoMimic Save node and copy it from the output folder)."
+        )
     return path
 
 
@@ -125,9 +132,14 @@ class _SaveSequence:
         return {
             "required": {
                 "sequence": (cls.SOCKET, tooltip(f"The {cls.WHAT} to save.")),
-                "filename_prefix": ("STRING", tooltip(
-                    "File name inside ComfyUI's output folder (subfolders allowed); _00001.json, _00002.json, ... "
-                    "is appended, nothing is overwritten.", default=cls.DEFAULT_PREFIX)),
+                "filename_prefix": (
+                    "STRING",
+                    tooltip(
+                        "File name inside ComfyUI's output folder (subfolders allowed); _00001.json, _00002.json, ... "
+                        "is appended, nothing is overwritten.",
+                        default=cls.DEFAULT_PREFIX,
+                    ),
+                ),
             }
         }
 
@@ -158,9 +170,13 @@ class _LoadSequence:
         left_out = f" {others} other JSON file(s) of the input folder are not {cls.WHAT}s." if others else ""
         return {
             "required": {
-                "file": (files, tooltip(
-                    f"A {cls.WHAT} JSON file in ComfyUI's input folder (saved by the EchoMimic Save node; copy it "
-                    f"from the output folder, or share it). Refresh the page after adding files.{left_out}")),
+                "file": (
+                    files,
+                    tooltip(
+                        f"A {cls.WHAT} JSON file in ComfyUI's input folder (saved by the EchoMimic Save node; copy it "
+                        f"from the output folder, or share it). Refresh the page after adding files.{left_out}"
+                    ),
+                )
             }
         }
 
@@ -197,8 +213,10 @@ class _LoadSequence:
 
 
 class EchoMimicSaveLandmarks(_SaveSequence):
-    DESCRIPTION = ("Saves a face landmark sequence (EchoMimic Extract Landmarks) as JSON in ComfyUI's output folder, "
-                   "so it can be edited, shared and loaded again without re-running MediaPipe.")
+    DESCRIPTION = (
+        "Saves a face landmark sequence (EchoMimic Extract Landmarks) as JSON in ComfyUI's output folder, "
+        "so it can be edited, shared and loaded again without re-running MediaPipe."
+    )
     SOCKET = LANDMARKS_TYPE
     WHAT = "landmark sequence"
     FORMAT = "echomimic-landmarks"  # echomimic.landmarks.sequence.JSON_FORMAT
@@ -222,8 +240,10 @@ class EchoMimicLoadLandmarks(_LoadSequence):
 
 
 class EchoMimicSaveHandPoses(_SaveSequence):
-    DESCRIPTION = ("Saves a hand pose sequence (EchoMimic V2) as JSON in ComfyUI's output folder, so it can be "
-                   "edited, shared and loaded again without re-running MediaPipe.")
+    DESCRIPTION = (
+        "Saves a hand pose sequence (EchoMimic V2) as JSON in ComfyUI's output folder, so it can be "
+        "edited, shared and loaded again without re-running MediaPipe."
+    )
     SOCKET = HAND_POSES_TYPE
     WHAT = "hand pose sequence"
     FORMAT = "echomimic-hand-poses"  # echomimic.poses.sequence.JSON_FORMAT

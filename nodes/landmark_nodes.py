@@ -27,13 +27,16 @@ _PART_TOOLTIPS = {
 
 
 class EchoMimicExtractLandmarks:
-    DESCRIPTION = "Detects MediaPipe face-mesh landmarks (478 points) in every frame; frames without a face are filled from their neighbours."
+    DESCRIPTION = (
+        "Detects MediaPipe face-mesh landmarks (478 points) in every frame; frames without a face are filled from "
+        "their neighbours."
+    )
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
         return {
             "required": {
-                "images": ("IMAGE", tooltip("Frames of a driving video (Get Video Components) or the portrait.")),
+                "images": ("IMAGE", tooltip("Frames of a driving video (Get Video Components) or the portrait."))
             }
         }
 
@@ -56,8 +59,9 @@ class EchoMimicExtractLandmarks:
             frames = frames.unsqueeze(0)
         frames = frames[..., :3].float().clamp(0, 1).cpu()
         count, height, width = int(frames.shape[0]), int(frames.shape[1]), int(frames.shape[2])
-        sequence = extract_landmarks(frames.numpy(), models_dir=ensure_mediapipe_files(FACE_LANDMARKER),
-                                     progress=frames_progress(count))
+        sequence = extract_landmarks(
+            frames.numpy(), models_dir=ensure_mediapipe_files(FACE_LANDMARKER), progress=frames_progress(count)
+        )
         if sequence.filled_count:  # shown in ComfyUI's console: nothing is filled in silently
             print(f"EchoMimic Extract Landmarks: {sequence.missing_face_report()}")
         drawn = torch.from_numpy(draw_landmarks(sequence, width, height, parts=LIBRARY_PARTS))
@@ -77,13 +81,35 @@ class EchoMimicAlignLandmarks:
         return {
             "required": {
                 "driving_landmarks": (LANDMARKS_TYPE, tooltip("Landmarks of the driving video.")),
-                "reference_landmarks": (LANDMARKS_TYPE, tooltip("Landmarks of the (cropped) portrait; its first frame is used.")),
-                "neutral_frame": ("INT", tooltip("Driving frame with a neutral expression; motion is measured from it.",
-                                                 default=0, min=0, max=100000)),
-                "head_pose": ("BOOLEAN", tooltip("Follow the driver's head rotation and position (off: keep the portrait's pose).",
-                                                 default=True)),
-                "smoothing": ("FLOAT", tooltip("Temporal smoothing of the motion against jitter (0 = none).",
-                                               default=0.0, min=0.0, max=1.0, step=0.05)),
+                "reference_landmarks": (
+                    LANDMARKS_TYPE,
+                    tooltip("Landmarks of the (cropped) portrait; its first frame is used."),
+                ),
+                "neutral_frame": (
+                    "INT",
+                    tooltip(
+                        "Driving frame with a neutral expression; motion is measured from it.",
+                        default=0,
+                        min=0,
+                        max=100000,
+                    ),
+                ),
+                "head_pose": (
+                    "BOOLEAN",
+                    tooltip(
+                        "Follow the driver's head rotation and position (off: keep the portrait's pose).", default=True
+                    ),
+                ),
+                "smoothing": (
+                    "FLOAT",
+                    tooltip(
+                        "Temporal smoothing of the motion against jitter (0 = none).",
+                        default=0.0,
+                        min=0.0,
+                        max=1.0,
+                        step=0.05,
+                    ),
+                ),
             }
         }
 
@@ -94,12 +120,18 @@ class EchoMimicAlignLandmarks:
     CATEGORY = LANDMARKS_CATEGORY
 
     @user_errors
-    def align(self, driving_landmarks: Any, reference_landmarks: Any, neutral_frame: int, head_pose: bool,
-              smoothing: float) -> tuple[Any]:
+    def align(
+        self, driving_landmarks: Any, reference_landmarks: Any, neutral_frame: int, head_pose: bool, smoothing: float
+    ) -> tuple[Any]:
         from ..echomimic.landmarks import align_landmarks
 
-        aligned = align_landmarks(driving_landmarks, reference_landmarks, neutral_frame=int(neutral_frame),
-                                  head_pose=bool(head_pose), smoothing=float(smoothing))
+        aligned = align_landmarks(
+            driving_landmarks,
+            reference_landmarks,
+            neutral_frame=int(neutral_frame),
+            head_pose=bool(head_pose),
+            smoothing=float(smoothing),
+        )
         return (aligned,)
 
 
@@ -113,11 +145,19 @@ class EchoMimicSelectLandmarkParts:
     def INPUT_TYPES(cls) -> dict[str, Any]:
         parts = {name: ("BOOLEAN", tooltip(_PART_TOOLTIPS[name], default=name != "mouth")) for name in PART_NAMES}
         return {
-            "required": {"landmarks": (LANDMARKS_TYPE, tooltip("The landmarks to take the chosen parts from.")), **parts},
+            "required": {
+                "landmarks": (LANDMARKS_TYPE, tooltip("The landmarks to take the chosen parts from.")),
+                **parts,
+            },
             "optional": {
-                "base_landmarks": (LANDMARKS_TYPE, tooltip(
-                    "Optional: landmarks for every part not chosen (one frame is repeated), e.g. the portrait's own. "
-                    "Align the driving landmarks to the portrait first.")),
+                "base_landmarks": (
+                    LANDMARKS_TYPE,
+                    tooltip(
+                        "Optional: landmarks for every part not chosen (one frame is repeated), e.g. the "
+                        "portrait's own. "
+                        "Align the driving landmarks to the portrait first."
+                    ),
+                )
             },
         }
 
@@ -128,8 +168,16 @@ class EchoMimicSelectLandmarkParts:
     CATEGORY = LANDMARKS_CATEGORY
 
     @user_errors
-    def select(self, landmarks: Any, eyebrows: bool, eyes: bool, pupils: bool, nose: bool, mouth: bool,
-               base_landmarks: Any = None) -> tuple[Any]:
+    def select(
+        self,
+        landmarks: Any,
+        eyebrows: bool,
+        eyes: bool,
+        pupils: bool,
+        nose: bool,
+        mouth: bool,
+        base_landmarks: Any = None,
+    ) -> tuple[Any]:
         from ..echomimic.landmarks import merge_parts, select_parts
 
         flags = {"eyebrows": eyebrows, "eyes": eyes, "pupils": pupils, "nose": nose, "mouth": mouth}
@@ -142,18 +190,34 @@ class EchoMimicSelectLandmarkParts:
 
 
 class EchoMimicDrawLandmarks:
-    DESCRIPTION = "Draws landmarks the way the official EchoMimic landmark weights were trained (the sampler's landmark images)."
+    DESCRIPTION = (
+        "Draws landmarks the way the official EchoMimic landmark weights were trained (the sampler's landmark images)."
+    )
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
         return {
             "required": {
-                "landmarks": (LANDMARKS_TYPE, tooltip("Landmarks to draw; parts removed by Select Landmark Parts stay undrawn.")),
-                "width": ("INT", tooltip("Image width; use the sampler's width.", default=512, min=64, max=2048, step=8)),
-                "height": ("INT", tooltip("Image height; use the sampler's height.", default=512, min=64, max=2048, step=8)),
-                "draw_mouth": ("BOOLEAN", tooltip(
-                    "Also draw the lips. The official landmark weights were trained without them (the audio drives "
-                    "the mouth); switch on only to let the landmarks drive the mouth.", default=False)),
+                "landmarks": (
+                    LANDMARKS_TYPE,
+                    tooltip("Landmarks to draw; parts removed by Select Landmark Parts stay undrawn."),
+                ),
+                "width": (
+                    "INT",
+                    tooltip("Image width; use the sampler's width.", default=512, min=64, max=2048, step=8),
+                ),
+                "height": (
+                    "INT",
+                    tooltip("Image height; use the sampler's height.", default=512, min=64, max=2048, step=8),
+                ),
+                "draw_mouth": (
+                    "BOOLEAN",
+                    tooltip(
+                        "Also draw the lips. The official landmark weights were trained without them (the audio drives "
+                        "the mouth); switch on only to let the landmarks drive the mouth.",
+                        default=False,
+                    ),
+                ),
             }
         }
 

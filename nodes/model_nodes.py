@@ -33,7 +33,8 @@ from .common import (
 
 _WEIGHTS_FOLDER_TOOLTIP = (
     "Folder inside ComfyUI/models/echomimic holding the Hugging Face repository as downloaded: "
-    "BadToBest/EchoMimic for V1 (EchoMimic), BadToBest/EchoMimicV2 for V2 (EchoMimicV2). extra_model_paths.yaml can add more locations under the key 'echomimic'. "
+    "BadToBest/EchoMimic for V1 (EchoMimic), BadToBest/EchoMimicV2 for V2 (EchoMimicV2). "
+    "extra_model_paths.yaml can add more locations under the key 'echomimic'. "
     "JSON configs (unet_config.json, inference.json, face_locator.json) in that folder override the shipped "
     "SD1.5 architecture."
 )
@@ -47,9 +48,7 @@ _COMPILE_TOOLTIP = (
     "sampling on a GPU after a slow first run (compilation, and again for a new size); needs a working "
     "Triton/C++ compiler. Off: plain PyTorch."
 )
-_PRECISION_TOOLTIP = (
-    "Weights and compute precision. auto: fp16 (or bf16) where the GPU runs it well, fp32 on CPU."
-)
+_PRECISION_TOOLTIP = "Weights and compute precision. auto: fp16 (or bf16) where the GPU runs it well, fp32 on CPU."
 
 
 @dataclass
@@ -137,21 +136,31 @@ def load_patched_models(patcher: Any, memory_required: int = 0) -> Any:
 
 
 class EchoMimicModelLoader:
-    DESCRIPTION = ("Loads an EchoMimic model: the reference UNet, the denoising UNet (+ motion module) and its "
-                   "conditioning net (V1: face locator; V2 semi-body: pose encoder).")
+    DESCRIPTION = (
+        "Loads an EchoMimic model: the reference UNet, the denoising UNet (+ motion module) and its "
+        "conditioning net (V1: face locator; V2 semi-body: pose encoder)."
+    )
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
         return {
             "required": {
-                "variant": (list(VARIANTS), tooltip(
-                    "Which EchoMimic weights to load. V1 audio: a talking head driven by speech only; V1 "
-                    "landmarks: driven by facial landmark images plus speech (weights folder EchoMimic); V2 "
-                    "semi-body: a half-body driven by hand-pose images plus speech (weights folder EchoMimicV2); accelerated: "
-                    "distilled weights for 6 steps at cfg 1.",
-                    default="V1 audio")),
+                "variant": (
+                    list(VARIANTS),
+                    tooltip(
+                        "Which EchoMimic weights to load. V1 audio: a talking head driven by speech only; V1 "
+                        "landmarks: driven by facial landmark images plus speech (weights folder EchoMimic); V2 "
+                        "semi-body: a half-body driven by hand-pose images plus speech (weights folder EchoMimicV2); "
+                        "accelerated: "
+                        "distilled weights for 6 steps at cfg 1.",
+                        default="V1 audio",
+                    ),
+                ),
                 "precision": (list(PRECISIONS), tooltip(_PRECISION_TOOLTIP, default="auto")),
-                "weights_folder": (weights_folder_choices(), tooltip(_WEIGHTS_FOLDER_TOOLTIP, default=DEFAULT_WEIGHTS_FOLDER)),
+                "weights_folder": (
+                    weights_folder_choices(),
+                    tooltip(_WEIGHTS_FOLDER_TOOLTIP, default=DEFAULT_WEIGHTS_FOLDER),
+                ),
             },
             # Optional and at the end: workflows saved before it existed keep loading (default on).
             "optional": {
@@ -167,8 +176,9 @@ class EchoMimicModelLoader:
     CATEGORY = LOADERS_CATEGORY
 
     @user_errors
-    def load(self, variant: str, precision: str, weights_folder: str,
-             download_missing: bool = True, compile: bool = False) -> tuple[LoadedEchoMimic]:
+    def load(
+        self, variant: str, precision: str, weights_folder: str, download_missing: bool = True, compile: bool = False
+    ) -> tuple[LoadedEchoMimic]:
         if variant not in VARIANTS:
             raise EchoMimicNodeError(f"Unknown variant {variant!r}; choose one of {list(VARIANTS)}.")
         import comfy.model_management as model_management
@@ -179,50 +189,71 @@ class EchoMimicModelLoader:
         from ..echomimic.weights_download import model_files, refuse_other_release
 
         # Before anything is downloaded into it; in node words (the combo label, the models/echomimic folders).
-        refuse_other_release(weights_dir, VARIANTS[variant], variant_name=variant,
-                             folder_names=WEIGHTS_FOLDER_OF_RELEASE)
+        refuse_other_release(
+            weights_dir, VARIANTS[variant], variant_name=variant, folder_names=WEIGHTS_FOLDER_OF_RELEASE
+        )
         files = model_files(VARIANTS[variant])
         if download_missing:
             download_missing_files(weights_dir, files)
         missing = [item.relative_path for item in files if item.found_path(Path(weights_dir)) is None]
         if missing:
-            raise EchoMimicNodeError(f"The {variant} weights are missing from {weights_dir}: {', '.join(missing)}. "
-                                     + DOWNLOAD_HINT)
+            raise EchoMimicNodeError(
+                f"The {variant} weights are missing from {weights_dir}: {', '.join(missing)}. " + DOWNLOAD_HINT
+            )
         dtype = torch_dtype_for(precision, model_management.get_torch_device())
         # Load on the offload device; ModelPatcher moves the weights when sampling needs them.
-        models = load_echomimic(weights_dir, VARIANTS[variant], device=model_management.unet_offload_device(), dtype=dtype)
+        models = load_echomimic(
+            weights_dir, VARIANTS[variant], device=model_management.unet_offload_device(), dtype=dtype
+        )
         if compile:
             from ..echomimic.models.compile import compile_unet_blocks
 
             compile_unet_blocks(models.denoising_unet)
         patcher = make_patcher({name: module for name, module in _named_modules(models)}, dtype)
-        return (LoadedEchoMimic(models=models, patcher=patcher, variant=VARIANTS[variant],
-                                variant_label=variant, dtype=dtype),)
+        return (
+            LoadedEchoMimic(
+                models=models, patcher=patcher, variant=VARIANTS[variant], variant_label=variant, dtype=dtype
+            ),
+        )
 
 
 def _named_modules(models: Any) -> list[tuple[str, Any]]:
-    return [("reference_unet", models.reference_unet), ("denoising_unet", models.denoising_unet),
-            ("face_locator", models.face_locator)]
+    return [
+        ("reference_unet", models.reference_unet),
+        ("denoising_unet", models.denoising_unet),
+        ("face_locator", models.face_locator),
+    ]
 
 
 class EchoMimicAudioEncoderLoader:
-    DESCRIPTION = ("Loads the Whisper-tiny audio encoder EchoMimic uses (audio_processor/whisper_tiny.pt in V1's "
-                   "folder, audio_processor/tiny.pt in V2's).")
+    DESCRIPTION = (
+        "Loads the Whisper-tiny audio encoder EchoMimic uses (audio_processor/whisper_tiny.pt in V1's "
+        "folder, audio_processor/tiny.pt in V2's)."
+    )
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
         return {
             "required": {
-                "weights_folder": (weights_folder_choices(), tooltip(
-                    "Folder inside ComfyUI/models/echomimic with Whisper-tiny: audio_processor/whisper_tiny.pt "
-                    "(BadToBest/EchoMimic, default EchoMimic) or audio_processor/tiny.pt (BadToBest/EchoMimicV2, "
-                    "EchoMimicV2).", default=DEFAULT_WEIGHTS_FOLDER)),
-                "precision": (list(PRECISIONS), tooltip(
-                    "Encoder precision. fp32 matches the official features exactly; auto picks fp16/bf16 on GPUs.",
-                    default="fp32")),
+                "weights_folder": (
+                    weights_folder_choices(),
+                    tooltip(
+                        "Folder inside ComfyUI/models/echomimic with Whisper-tiny: audio_processor/whisper_tiny.pt "
+                        "(BadToBest/EchoMimic, default EchoMimic) or audio_processor/tiny.pt (BadToBest/EchoMimicV2, "
+                        "EchoMimicV2).",
+                        default=DEFAULT_WEIGHTS_FOLDER,
+                    ),
+                ),
+                "precision": (
+                    list(PRECISIONS),
+                    tooltip(
+                        "Encoder precision. fp32 matches the official features exactly; auto picks fp16/bf16 on GPUs.",
+                        default="fp32",
+                    ),
+                ),
             },
             "optional": {  # at the end: saved workflows keep loading
-                "download_missing": ("BOOLEAN", tooltip(_DOWNLOAD_TOOLTIP, default=True)),
+                "download_missing": ("BOOLEAN", tooltip(_DOWNLOAD_TOOLTIP, default=True))
             },
         }
 
@@ -241,7 +272,9 @@ class EchoMimicAudioEncoderLoader:
         weights_dir = resolve_weights_folder(weights_folder)
         path = _whisper_path(weights_dir, download_missing)
         if not os.path.isfile(path):
-            raise EchoMimicNodeError(f"The Whisper-tiny audio encoder is missing: {path} does not exist. {DOWNLOAD_HINT}")
+            raise EchoMimicNodeError(
+                f"The Whisper-tiny audio encoder is missing: {path} does not exist. {DOWNLOAD_HINT}"
+            )
         dtype = torch_dtype_for(precision, model_management.get_torch_device())
         encoder = load_whisper_encoder(path, device=model_management.unet_offload_device(), dtype=dtype)
         patcher = make_patcher({"encoder": encoder}, dtype)
@@ -260,7 +293,8 @@ def _whisper_path(weights_dir: str, download_missing: bool) -> str:
         if found is not None:
             return str(found)
     release_name = release_of_folder(weights_dir) or (
-        "v2" if os.path.basename(os.path.normpath(weights_dir)) == DEFAULT_V2_WEIGHTS_FOLDER else "v1")
+        "v2" if os.path.basename(os.path.normpath(weights_dir)) == DEFAULT_V2_WEIGHTS_FOLDER else "v1"
+    )
     wanted = candidates[release_name]
     if download_missing:
         download_missing_files(weights_dir, [wanted])

@@ -49,8 +49,13 @@ class EchoMimicExtractHandPoses:
         return {
             "required": {
                 "images": ("IMAGE", tooltip("Frames of a half-body driving video (Get Video Components).")),
-                "find_body": ("BOOLEAN", tooltip(
-                    "Also find the shoulders (MediaPipe pose landmarker); Align Hand Poses needs them.", default=True)),
+                "find_body": (
+                    "BOOLEAN",
+                    tooltip(
+                        "Also find the shoulders (MediaPipe pose landmarker); Align Hand Poses needs them.",
+                        default=True,
+                    ),
+                ),
             }
         }
 
@@ -73,8 +78,12 @@ class EchoMimicExtractHandPoses:
         frames = _as_frames(images)
         count, height, width = (int(size) for size in frames.shape[:3])
         steps = count * (2 if find_body else 1)
-        poses = extract_hand_poses(frames.numpy(), models_dir=_pose_models_dir(bool(find_body)), with_body=bool(find_body),
-                                   progress=frames_progress(steps))
+        poses = extract_hand_poses(
+            frames.numpy(),
+            models_dir=_pose_models_dir(bool(find_body)),
+            with_body=bool(find_body),
+            progress=frames_progress(steps),
+        )
         drawn = torch.from_numpy(draw_hand_poses(poses, width, height, ref_w=min(width, height))).float() / 255.0
         lit = drawn.amax(dim=-1, keepdim=True) > 0
         preview = torch.where(lit, drawn, frames * 0.6)  # dim the frame so the hands stand out
@@ -102,11 +111,18 @@ class EchoMimicAlignHandPoses:
     def INPUT_TYPES(cls) -> dict[str, Any]:
         return {
             "required": {
-                "hand_poses": (HAND_POSES_TYPE, tooltip("Hand poses with shoulders (Extract Hand Poses with find_body "
-                                                        "on, or an imported official pose folder).")),
+                "hand_poses": (
+                    HAND_POSES_TYPE,
+                    tooltip(
+                        "Hand poses with shoulders (Extract Hand Poses with find_body "
+                        "on, or an imported official pose folder)."
+                    ),
+                ),
                 "reference_image": ("IMAGE", tooltip("The half-body portrait to animate (its first image is used).")),
-                "align": ("BOOLEAN", tooltip("Align to the portrait's body (off: pass the poses through unchanged).",
-                                             default=True)),
+                "align": (
+                    "BOOLEAN",
+                    tooltip("Align to the portrait's body (off: pass the poses through unchanged).", default=True),
+                ),
             }
         }
 
@@ -121,8 +137,9 @@ class EchoMimicAlignHandPoses:
         from ..echomimic.poses import HandPoseSequence, align_to_reference
 
         if not isinstance(hand_poses, HandPoseSequence):
-            raise EchoMimicNodeError("hand_poses must come from Extract Hand Poses, Load Hand Poses or Import "
-                                     "Official Poses.")
+            raise EchoMimicNodeError(
+                "hand_poses must come from Extract Hand Poses, Load Hand Poses or Import Official Poses."
+            )
         hand_poses.check_has_hands()
         if not align:
             return (hand_poses,)
@@ -141,13 +158,26 @@ class EchoMimicDrawHandPoses:
         return {
             "required": {
                 "hand_poses": (HAND_POSES_TYPE, tooltip("Hand poses to draw (aligned to the portrait).")),
-                "width": ("INT", tooltip("Image width; use the sampler's width.", default=DEFAULT_V2_SIZE, min=64,
-                                         max=2048, step=8)),
-                "height": ("INT", tooltip("Image height; use the sampler's height.", default=DEFAULT_V2_SIZE, min=64,
-                                          max=2048, step=8)),
-                "ref_w": ("INT", tooltip(
-                    "Resolution the lines are drawn at before resizing (the official scripts: 800). Keep 800: the "
-                    "V2 weights were trained on that line thickness.", default=DEFAULT_REF_W, min=64, max=4096)),
+                "width": (
+                    "INT",
+                    tooltip("Image width; use the sampler's width.", default=DEFAULT_V2_SIZE, min=64, max=2048, step=8),
+                ),
+                "height": (
+                    "INT",
+                    tooltip(
+                        "Image height; use the sampler's height.", default=DEFAULT_V2_SIZE, min=64, max=2048, step=8
+                    ),
+                ),
+                "ref_w": (
+                    "INT",
+                    tooltip(
+                        "Resolution the lines are drawn at before resizing (the official scripts: 800). Keep 800: the "
+                        "V2 weights were trained on that line thickness.",
+                        default=DEFAULT_REF_W,
+                        min=64,
+                        max=4096,
+                    ),
+                ),
             }
         }
 
@@ -164,11 +194,13 @@ class EchoMimicDrawHandPoses:
         from ..echomimic.poses import HandPoseSequence, draw_hand_poses
 
         if not isinstance(hand_poses, HandPoseSequence):
-            raise EchoMimicNodeError("hand_poses must come from Extract Hand Poses, Load Hand Poses or Import "
-                                     "Official Poses.")
+            raise EchoMimicNodeError(
+                "hand_poses must come from Extract Hand Poses, Load Hand Poses or Import Official Poses."
+            )
         hand_poses.check_has_hands()
-        frames = draw_hand_poses(hand_poses, int(width), int(height), ref_w=int(ref_w),
-                                 progress=frames_progress(hand_poses.num_frames))
+        frames = draw_hand_poses(
+            hand_poses, int(width), int(height), ref_w=int(ref_w), progress=frames_progress(hand_poses.num_frames)
+        )
         return (torch.from_numpy(frames).float() / 255.0,)
 
 
@@ -182,15 +214,23 @@ class EchoMimicImportOfficialPoses:
     def INPUT_TYPES(cls) -> dict[str, Any]:
         return {
             "required": {
-                "folder": ("STRING", tooltip("Path of the pose folder on the ComfyUI machine, e.g. "
-                                             ".../echomimic_v2/assets/halfbody_demo/pose/01.", default="")),
+                "folder": (
+                    "STRING",
+                    tooltip(
+                        "Path of the pose folder on the ComfyUI machine, e.g. "
+                        ".../echomimic_v2/assets/halfbody_demo/pose/01.",
+                        default="",
+                    ),
+                )
             }
         }
 
     RETURN_TYPES = (HAND_POSES_TYPE, "STRING")
     RETURN_NAMES = ("hand_poses", "report")
-    OUTPUT_TOOLTIPS = ("The demo gesture as a hand pose sequence (768x768, with shoulders for alignment).",
-                       "How many frames, and which have no hand.")
+    OUTPUT_TOOLTIPS = (
+        "The demo gesture as a hand pose sequence (768x768, with shoulders for alignment).",
+        "How many frames, and which have no hand.",
+    )
     FUNCTION = "import_folder"
     CATEGORY = HANDS_CATEGORY
 

@@ -9,15 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..echomimic.release import DEFAULT_LENGTH_POLICY, LENGTH_POLICIES
-from .common import (
-    AUDIO_FEATURES_TYPE,
-    CATEGORY,
-    MODEL_TYPE,
-    EchoMimicNodeError,
-    finite_inputs,
-    tooltip,
-    user_errors,
-)
+from .common import AUDIO_FEATURES_TYPE, CATEGORY, MODEL_TYPE, EchoMimicNodeError, finite_inputs, tooltip, user_errors
 from .model_nodes import LoadedEchoMimic, load_patched_models
 from .previews import step_previewer
 from .vae_adapter import ComfyVaeAdapter
@@ -32,13 +24,15 @@ def _reference_face_mask(reference: Any, height: int, width: int) -> Any:
     from .common import ensure_mediapipe_files
 
     # As the Face Mask and Crop node: the detector's Tasks file is downloaded on first use.
-    return face_mask_and_crop(reference.numpy(), crop=False, size=(width, height),
-                              models_dir=ensure_mediapipe_files(FACE_DETECTOR)).mask
+    return face_mask_and_crop(
+        reference.numpy(), crop=False, size=(width, height), models_dir=ensure_mediapipe_files(FACE_DETECTOR)
+    ).mask
 
 
 class EchoMimicSampler:
     DESCRIPTION = (
-        "Generates the video (V1: a talking head; V2 semi-body: a half-body with hand gestures): denoises all frames in "
+        "Generates the video (V1: a talking head; V2 semi-body: a half-body with hand gestures): denoises all frames "
+        "in "
         "overlapping context windows, conditioned on the portrait, the speech and the landmark images (V1 landmark "
         "variants) or hand-pose images (V2). The progress bar covers the whole node (reference encoding, every "
         "step and window, every decoded chunk); Cancel stops it within one window or decoded chunk."
@@ -49,59 +43,169 @@ class EchoMimicSampler:
         return {
             "required": {
                 "model": (MODEL_TYPE, tooltip("From Load EchoMimic Model.")),
-                "vae": ("VAE", tooltip("The SD1.5 VAE from Load VAE, e.g. vae-ft-mse-840000-ema-pruned.safetensors "
-                                       "(the official EchoMimic uses sd-vae-ft-mse).")),
-                "reference_image": ("IMAGE", tooltip("The portrait to animate: V1 a face, ideally the output of "
-                                                     "EchoMimic Face Mask and Crop; V2 a half-body photo. Resized to "
-                                                     "width x height if needed.")),
-                "audio_features": (AUDIO_FEATURES_TYPE, tooltip("From EchoMimic Audio Features; sets the length and fps.")),
-                "width": ("INT", tooltip("Video width in pixels, a multiple of 8 (official: V1 512, V2 768); 0 = "
-                                         "the variant's official width.", default=512, min=0, max=2048, step=8)),
-                "height": ("INT", tooltip("Video height in pixels, a multiple of 8 (official: V1 512, V2 768); 0 = "
-                                          "the variant's official height.", default=512, min=0, max=2048, step=8)),
-                "length": ("INT", tooltip("Frames to generate; 0 = as many as the audio covers (never more than it).",
-                                          default=0, min=0, max=100000)),
-                "steps": ("INT", tooltip("Denoising steps; 0 = the variant's official default (30, accelerated 6).",
-                                         default=0, min=0, max=200)),
-                "cfg": ("FLOAT", tooltip("Audio/face guidance scale; 0 = the variant's official default (2.5, accelerated "
-                                         "1.0). 1 or less runs without guidance (faster).",
-                                         default=0.0, min=0.0, max=20.0, step=0.1, round=0.01)),
-                "seed": ("INT", tooltip("Seed of the initial noise.", default=420, min=0, max=MAX_SEED,
-                                        control_after_generate=True)),
-                "context_frames": ("INT", tooltip("Frames denoised together in one window (official 12). Memory "
-                                                  "grows with it, not with the video length.", default=12, min=1, max=64)),
-                "context_overlap": ("INT", tooltip("Frames shared by neighbouring windows (official 3); smaller than "
-                                                   "context_frames.", default=3, min=0, max=63)),
+                "vae": (
+                    "VAE",
+                    tooltip(
+                        "The SD1.5 VAE from Load VAE, e.g. vae-ft-mse-840000-ema-pruned.safetensors "
+                        "(the official EchoMimic uses sd-vae-ft-mse)."
+                    ),
+                ),
+                "reference_image": (
+                    "IMAGE",
+                    tooltip(
+                        "The portrait to animate: V1 a face, ideally the output of "
+                        "EchoMimic Face Mask and Crop; V2 a half-body photo. Resized to "
+                        "width x height if needed."
+                    ),
+                ),
+                "audio_features": (
+                    AUDIO_FEATURES_TYPE,
+                    tooltip("From EchoMimic Audio Features; sets the length and fps."),
+                ),
+                "width": (
+                    "INT",
+                    tooltip(
+                        "Video width in pixels, a multiple of 8 (official: V1 512, V2 768); 0 = "
+                        "the variant's official width.",
+                        default=512,
+                        min=0,
+                        max=2048,
+                        step=8,
+                    ),
+                ),
+                "height": (
+                    "INT",
+                    tooltip(
+                        "Video height in pixels, a multiple of 8 (official: V1 512, V2 768); 0 = "
+                        "the variant's official height.",
+                        default=512,
+                        min=0,
+                        max=2048,
+                        step=8,
+                    ),
+                ),
+                "length": (
+                    "INT",
+                    tooltip(
+                        "Frames to generate; 0 = as many as the audio covers (never more than it).",
+                        default=0,
+                        min=0,
+                        max=100000,
+                    ),
+                ),
+                "steps": (
+                    "INT",
+                    tooltip(
+                        "Denoising steps; 0 = the variant's official default (30, accelerated 6).",
+                        default=0,
+                        min=0,
+                        max=200,
+                    ),
+                ),
+                "cfg": (
+                    "FLOAT",
+                    tooltip(
+                        "Audio/face guidance scale; 0 = the variant's official default (2.5, accelerated "
+                        "1.0). 1 or less runs without guidance (faster).",
+                        default=0.0,
+                        min=0.0,
+                        max=20.0,
+                        step=0.1,
+                        round=0.01,
+                    ),
+                ),
+                "seed": (
+                    "INT",
+                    tooltip(
+                        "Seed of the initial noise.", default=420, min=0, max=MAX_SEED, control_after_generate=True
+                    ),
+                ),
+                "context_frames": (
+                    "INT",
+                    tooltip(
+                        "Frames denoised together in one window (official 12). Memory "
+                        "grows with it, not with the video length.",
+                        default=12,
+                        min=1,
+                        max=64,
+                    ),
+                ),
+                "context_overlap": (
+                    "INT",
+                    tooltip(
+                        "Frames shared by neighbouring windows (official 3); smaller than context_frames.",
+                        default=3,
+                        min=0,
+                        max=63,
+                    ),
+                ),
             },
             "optional": {
-                "face_mask": ("MASK", tooltip("Audio variants: where the face may move (1) in the reference. Not "
-                                              "connected: detected from the reference image.")),
-                "landmark_images": ("IMAGE", tooltip("Landmark variants (required there): one drawn landmark image per "
-                                                     "frame, from EchoMimic Draw Landmarks.")),
-                "hand_pose_images": ("IMAGE", tooltip("V2 variants (required there): one drawn hand-pose image per "
-                                                      "frame, at the video's aspect ratio (from the hand-pose drawing "
-                                                      "node).")),
-                "length_policy": (list(LENGTH_POLICIES), tooltip(
-                    "Landmark / hand-pose images shorter than the audio: loop them, play them back and forth "
-                    "(ping-pong), hold the last one, or stop the video with them. The frame_count output says "
-                    "what was made.", default=DEFAULT_LENGTH_POLICY)),
+                "face_mask": (
+                    "MASK",
+                    tooltip(
+                        "Audio variants: where the face may move (1) in the reference. Not "
+                        "connected: detected from the reference image."
+                    ),
+                ),
+                "landmark_images": (
+                    "IMAGE",
+                    tooltip(
+                        "Landmark variants (required there): one drawn landmark image per "
+                        "frame, from EchoMimic Draw Landmarks."
+                    ),
+                ),
+                "hand_pose_images": (
+                    "IMAGE",
+                    tooltip(
+                        "V2 variants (required there): one drawn hand-pose image per "
+                        "frame, at the video's aspect ratio (from the hand-pose drawing "
+                        "node)."
+                    ),
+                ),
+                "length_policy": (
+                    list(LENGTH_POLICIES),
+                    tooltip(
+                        "Landmark / hand-pose images shorter than the audio: loop them, play them back and forth "
+                        "(ping-pong), hold the last one, or stop the video with them. The frame_count output says "
+                        "what was made.",
+                        default=DEFAULT_LENGTH_POLICY,
+                    ),
+                ),
             },
         }
 
     RETURN_TYPES = ("IMAGE", "FLOAT", "INT")
     RETURN_NAMES = ("images", "fps", "frame_count")
-    OUTPUT_TOOLTIPS = ("The video frames; send them to Create Video, an upscaler or any IMAGE node.",
-                       "Frame rate of the video (from the audio features).",
-                       "How many frames were made (give the same length and length policy to EchoMimic Audio "
-                       "Features to trim the sound to them).")
+    OUTPUT_TOOLTIPS = (
+        "The video frames; send them to Create Video, an upscaler or any IMAGE node.",
+        "Frame rate of the video (from the audio features).",
+        "How many frames were made (give the same length and length policy to EchoMimic Audio "
+        "Features to trim the sound to them).",
+    )
     FUNCTION = "sample"
     CATEGORY = CATEGORY
 
     @user_errors
-    def sample(self, model: LoadedEchoMimic, vae: Any, reference_image: Any, audio_features: Any, width: int,
-               height: int, length: int, steps: int, cfg: float, seed: int, context_frames: int,
-               context_overlap: int, face_mask: Any = None, landmark_images: Any = None,
-               hand_pose_images: Any = None, length_policy: str = DEFAULT_LENGTH_POLICY) -> tuple[Any, float, int]:
+    def sample(
+        self,
+        model: LoadedEchoMimic,
+        vae: Any,
+        reference_image: Any,
+        audio_features: Any,
+        width: int,
+        height: int,
+        length: int,
+        steps: int,
+        cfg: float,
+        seed: int,
+        context_frames: int,
+        context_overlap: int,
+        face_mask: Any = None,
+        landmark_images: Any = None,
+        hand_pose_images: Any = None,
+        length_policy: str = DEFAULT_LENGTH_POLICY,
+    ) -> tuple[Any, float, int]:
         import comfy.model_management as model_management
         import comfy.utils
         import torch
@@ -111,15 +215,25 @@ class EchoMimicSampler:
 
         if audio_features is None:
             raise EchoMimicNodeError("Connect audio_features (EchoMimic Audio Features).")
-        finite_inputs(reference_image=reference_image, face_mask=face_mask, landmark_images=landmark_images,
-                      hand_pose_images=hand_pose_images)
+        finite_inputs(
+            reference_image=reference_image,
+            face_mask=face_mask,
+            landmark_images=landmark_images,
+            hand_pose_images=hand_pose_images,
+        )
         # 0 means the variant's official value (the library's defaults). Checked here, before any face
         # detection, by the library's own rules (sizes, context, steps).
         settings = SamplingSettings.for_variant(
-            model.variant, width=int(width) or None, height=int(height) or None, length=int(length),
+            model.variant,
+            width=int(width) or None,
+            height=int(height) or None,
+            length=int(length),
             steps=int(steps) if int(steps) > 0 else None,
             cfg=None if float(cfg) <= 0 else float(cfg),  # nan stays nan, refused by validated()
-            seed=int(seed), fps=0.0, context_frames=int(context_frames), context_overlap=int(context_overlap),
+            seed=int(seed),
+            fps=0.0,
+            context_frames=int(context_frames),
+            context_overlap=int(context_overlap),
             length_policy=str(length_policy),  # window_batch stays 0: automatic per device
         ).validated()
 
@@ -149,14 +263,22 @@ class EchoMimicSampler:
         # ComfyUI's model management moves the weights onto its device (offloading others if needed).
         load_patched_models(model.patcher)
         video = generate_video(
-            model.models, ComfyVaeAdapter(vae), reference,
-            audio_features=audio_features, face_mask=None if face_mask is None else torch.as_tensor(face_mask),
-            landmark_images=images(landmark_images), pose_images=images(hand_pose_images), settings=settings,
-            run_progress=report, should_cancel=model_management.processing_interrupted, on_step=send_preview,
+            model.models,
+            ComfyVaeAdapter(vae),
+            reference,
+            audio_features=audio_features,
+            face_mask=None if face_mask is None else torch.as_tensor(face_mask),
+            landmark_images=images(landmark_images),
+            pose_images=images(hand_pose_images),
+            settings=settings,
+            run_progress=report,
+            should_cancel=model_management.processing_interrupted,
+            on_step=send_preview,
         )
         assert video.frames is not None  # no on_frames: the whole video, ComfyUI's IMAGE batch
         frames = video.frames.float().cpu().clamp(0.0, 1.0)
         return (frames, float(video.fps), int(frames.shape[0]))
+
 
 NODE_CLASS_MAPPINGS = {"EchoMimicSampler": EchoMimicSampler}
 NODE_DISPLAY_NAME_MAPPINGS = {"EchoMimicSampler": "EchoMimic Sampler"}

@@ -28,14 +28,19 @@ def prompt_embeds_from_conditioning(conditioning: Any) -> Any:
     try:
         cond = torch.as_tensor(conditioning[0][0]).float()
     except (TypeError, IndexError, KeyError):
-        raise EchoMimicNodeError("Connect a CONDITIONING from CLIP Text Encode (with Load CLIP, type wan) or from "
-                                 "EchoMimic V3 Text Encode.") from None
+        raise EchoMimicNodeError(
+            "Connect a CONDITIONING from CLIP Text Encode (with Load CLIP, type wan) or from EchoMimic V3 Text Encode."
+        ) from None
     if cond.ndim != 3 or cond.shape[0] != 1:
-        raise EchoMimicNodeError(f"The positive conditioning has shape {tuple(cond.shape)}; V3 needs one umT5 "
-                                 "prompt (Load CLIP with type wan and umt5_xxl).")
+        raise EchoMimicNodeError(
+            f"The positive conditioning has shape {tuple(cond.shape)}; V3 needs one umT5 "
+            "prompt (Load CLIP with type wan and umt5_xxl)."
+        )
     if not bool(torch.isfinite(cond).all()):
-        raise EchoMimicNodeError("The positive conditioning holds NaN or infinite values; re-encode the prompt "
-                                 "(an fp16 umT5 can overflow: use the fp8_scaled or bf16 file).")
+        raise EchoMimicNodeError(
+            "The positive conditioning holds NaN or infinite values; re-encode the prompt "
+            "(an fp16 umT5 can overflow: use the fp8_scaled or bf16 file)."
+        )
     rows = cond[0].abs().amax(dim=-1) > 0
     if not bool(rows.any()):
         raise EchoMimicNodeError("The positive conditioning is all zeros; connect CLIP Text Encode with a prompt.")
@@ -51,12 +56,15 @@ def clip_tokens_from_output(clip_vision_output: Any) -> Any:
     if tokens is None and isinstance(clip_vision_output, dict):
         tokens = clip_vision_output.get("penultimate_hidden_states")
     if tokens is None:
-        raise EchoMimicNodeError("Connect a CLIP_VISION_OUTPUT from CLIP Vision Encode (Load CLIP Vision with "
-                                 "clip_vision_h) or from EchoMimic V3 CLIP Vision Encode.")
+        raise EchoMimicNodeError(
+            "Connect a CLIP_VISION_OUTPUT from CLIP Vision Encode (Load CLIP Vision with "
+            "clip_vision_h) or from EchoMimic V3 CLIP Vision Encode."
+        )
     tokens = torch.as_tensor(tokens).float()
     if tokens.ndim != 3 or tokens.shape[1] != 257:
-        raise EchoMimicNodeError(f"The CLIP vision output has shape {tuple(tokens.shape)}; V3 needs clip_vision_h "
-                                 "(ViT-H/14: 257 tokens).")
+        raise EchoMimicNodeError(
+            f"The CLIP vision output has shape {tuple(tokens.shape)}; V3 needs clip_vision_h (ViT-H/14: 257 tokens)."
+        )
     return tokens[:1]
 
 
@@ -78,8 +86,10 @@ class ComfyWanVaeAdapter:
             raise EchoMimicNodeError("Connect a VAE: Load VAE with wan_2.1_vae.safetensors, or Load EchoMimic V3 VAE.")
         channels = getattr(comfy_vae, "latent_channels", 16)
         if channels != 16:
-            raise EchoMimicNodeError(f"The VAE makes {channels}-channel latents; V3 flash needs the Wan 2.1 VAE "
-                                     "(wan_2.1_vae.safetensors, 16 channels), not Wan 2.2's.")
+            raise EchoMimicNodeError(
+                f"The VAE makes {channels}-channel latents; V3 flash needs the Wan 2.1 VAE "
+                "(wan_2.1_vae.safetensors, 16 channels), not Wan 2.2's."
+            )
         self.comfy_vae = comfy_vae
         import torch
 

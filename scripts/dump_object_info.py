@@ -32,10 +32,22 @@ RECORDS_DIR = REPO_ROOT / "tests" / "comfyui_object_info"
 FILE_COMBO = "__files__"  # the same marker as tests/comfy_stubs/workflow_format.py
 MARKER = "zz_object_info_marker"
 # Options of an input that the validator or the editor's widget layout depend on.
-KEPT_OPTIONS = ("default", "min", "max", "step", "round", "multiline", "image_upload", "video_upload",
-                "audio_upload", "control_after_generate", "forceInput", "defaultInput", "dynamicPrompts")
-KEPT_NODE_FIELDS = ("display_name", "output", "output_name", "output_is_list", "output_node", "category",
-                    "input_order")
+KEPT_OPTIONS = (
+    "default",
+    "min",
+    "max",
+    "step",
+    "round",
+    "multiline",
+    "image_upload",
+    "video_upload",
+    "audio_upload",
+    "control_after_generate",
+    "forceInput",
+    "defaultInput",
+    "dynamicPrompts",
+)
+KEPT_NODE_FIELDS = ("display_name", "output", "output_name", "output_is_list", "output_node", "category", "input_order")
 START_TIMEOUT_S = 240
 
 MODEL_FOLDERS_SCRIPT = r"""
@@ -47,8 +59,10 @@ print(json.dumps({name: [[os.path.relpath(p, folder_paths.models_dir) for p in p
 
 def comfyui_version(comfyui_dir: Path) -> str:
     """The version string of a ComfyUI tree (comfyui_version.py, else pyproject.toml)."""
-    for name, pattern in (("comfyui_version.py", r'__version__\s*=\s*"([^"]+)"'),
-                          ("pyproject.toml", r'^version\s*=\s*"([^"]+)"')):
+    for name, pattern in (
+        ("comfyui_version.py", r'__version__\s*=\s*"([^"]+)"'),
+        ("pyproject.toml", r'^version\s*=\s*"([^"]+)"'),
+    ):
         path = comfyui_dir / name
         if path.is_file():
             found = re.search(pattern, path.read_text(encoding="utf-8"), re.MULTILINE)
@@ -59,8 +73,9 @@ def comfyui_version(comfyui_dir: Path) -> str:
 
 def prepare_base_directory(base: Path, comfyui_dir: Path, python: str) -> None:
     """A marker file in every model folder (with an extension that folder lists) and in input/."""
-    listing = subprocess.run([python, "-c", MODEL_FOLDERS_SCRIPT], cwd=comfyui_dir, capture_output=True,
-                             text=True, check=True, timeout=300)
+    listing = subprocess.run(
+        [python, "-c", MODEL_FOLDERS_SCRIPT], cwd=comfyui_dir, capture_output=True, text=True, check=True, timeout=300
+    )
     folders = json.loads(listing.stdout.strip().splitlines()[-1])
     for name, (relative_paths, extensions) in folders.items():
         if name == "custom_nodes":
@@ -82,8 +97,19 @@ def fetch_object_info(comfyui_dir: Path, python: str, base: Path) -> dict[str, A
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    command = [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
-               "--base-directory", str(base), "--disable-all-custom-nodes"]
+    command = [
+        python,
+        "main.py",
+        "--cpu",
+        "--listen",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--disable-auto-launch",
+        "--base-directory",
+        str(base),
+        "--disable-all-custom-nodes",
+    ]
     with open(base / "server.log", "w") as log:
         process = subprocess.Popen(command, cwd=comfyui_dir, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -125,8 +151,11 @@ def trim(object_info: dict[str, Any]) -> dict[str, Any]:
     for name in sorted(object_info):
         info = object_info[name]
         entry = {field: info[field] for field in KEPT_NODE_FIELDS if field in info}
-        entry["input"] = {section: {key: _trim_input(value) for key, value in inputs.items()}
-                          for section, inputs in info.get("input", {}).items() if section in ("required", "optional")}
+        entry["input"] = {
+            section: {key: _trim_input(value) for key, value in inputs.items()}
+            for section, inputs in info.get("input", {}).items()
+            if section in ("required", "optional")
+        }
         nodes[name] = entry
     return nodes
 

@@ -35,8 +35,10 @@ def node_definitions() -> dict[str, dict[str, Any]]:
     extension = load_extension()
     info = dict(checks.core_nodes(checks.VERSIONS[-1]))
     for node_id, node_class in extension.NODE_CLASS_MAPPINGS.items():
-        info[node_id] = {**object_info_of(node_class),
-                         "display_name": extension.NODE_DISPLAY_NAME_MAPPINGS.get(node_id, node_id)}
+        info[node_id] = {
+            **object_info_of(node_class),
+            "display_name": extension.NODE_DISPLAY_NAME_MAPPINGS.get(node_id, node_id),
+        }
     return info
 
 
@@ -75,7 +77,7 @@ def main(paths: list[str]) -> int:
         text = path.read_text(encoding="utf-8")
         workflow = json.loads(text)
         relayout(workflow, info)
-        indent = 1 if text.startswith("{\n \"") else 2  # keep the file's own indentation
+        indent = 1 if text.startswith('{\n "') else 2  # keep the file's own indentation
         path.write_text(json.dumps(workflow, indent=indent, ensure_ascii=False) + "\n", encoding="utf-8")
         problems = checks.layout_problems(workflow, info)
         failed |= bool(problems)

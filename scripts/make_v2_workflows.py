@@ -24,20 +24,39 @@ SOCKET_HEIGHT, WIDGET_HEIGHT, TITLE_HEIGHT, GAP = 20, 24, 30, 40
 
 # Core nodes: sockets (name, type, optional), outputs (name, type), widgets, as in the V1 workflows.
 CORE: dict[str, dict[str, Any]] = {
-    "LoadImage": {"inputs": [], "outputs": [("IMAGE", "IMAGE"), ("MASK", "MASK")], "widgets": ["image", "upload"],
-                  "size": (320, 360)},
+    "LoadImage": {
+        "inputs": [],
+        "outputs": [("IMAGE", "IMAGE"), ("MASK", "MASK")],
+        "widgets": ["image", "upload"],
+        "size": (320, 360),
+    },
     "LoadVideo": {"inputs": [], "outputs": [("VIDEO", "VIDEO")], "widgets": ["file", "upload"], "size": (320, 360)},
-    "LoadAudio": {"inputs": [], "outputs": [("AUDIO", "AUDIO")], "widgets": ["audio", "audioUI", "upload"],
-                  "size": (320, 140)},
-    "GetVideoComponents": {"inputs": [("video", "VIDEO", False)],
-                           "outputs": [("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT")], "widgets": [],
-                           "size": (260, 90)},
+    "LoadAudio": {
+        "inputs": [],
+        "outputs": [("AUDIO", "AUDIO")],
+        "widgets": ["audio", "audioUI", "upload"],
+        "size": (320, 140),
+    },
+    "GetVideoComponents": {
+        "inputs": [("video", "VIDEO", False)],
+        "outputs": [("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT")],
+        "widgets": [],
+        "size": (260, 90),
+    },
     "VAELoader": {"inputs": [], "outputs": [("VAE", "VAE")], "widgets": ["vae_name"], "size": (340, 60)},
     "PreviewImage": {"inputs": [("images", "IMAGE", False)], "outputs": [], "widgets": [], "size": (300, 300)},
-    "CreateVideo": {"inputs": [("images", "IMAGE", False), ("audio", "AUDIO", True)], "outputs": [("VIDEO", "VIDEO")],
-                    "widgets": ["fps"], "size": (270, 80)},
-    "SaveVideo": {"inputs": [("video", "VIDEO", False)], "outputs": [], "widgets": ["filename_prefix", "format", "codec"],
-                  "size": (400, 420)},
+    "CreateVideo": {
+        "inputs": [("images", "IMAGE", False), ("audio", "AUDIO", True)],
+        "outputs": [("VIDEO", "VIDEO")],
+        "widgets": ["fps"],
+        "size": (270, 80),
+    },
+    "SaveVideo": {
+        "inputs": [("video", "VIDEO", False)],
+        "outputs": [],
+        "widgets": ["filename_prefix", "format", "codec"],
+        "size": (400, 420),
+    },
 }
 
 
@@ -67,18 +86,28 @@ class Workflow:
         self.links: list[list[Any]] = []
         self.column_bottom: dict[int, float] = {}
 
-    def add(self, node_type: str, column: int, widgets: dict[str, Any] | None = None, *, title: str | None = None,
-            widget_inputs: tuple[str, ...] = (), x_step: int = 460) -> int:
+    def add(
+        self,
+        node_type: str,
+        column: int,
+        widgets: dict[str, Any] | None = None,
+        *,
+        title: str | None = None,
+        widget_inputs: tuple[str, ...] = (),
+        x_step: int = 460,
+    ) -> int:
         """Add a node below the previous one in `column`; widget values by name (others: their defaults)."""
         widgets = widgets or {}
         ours = node_type.startswith("EchoMimic")
         spec = our_node_spec(self.classes[node_type]) if ours else CORE[node_type]
         node_id = len(self.nodes) + 1
-        inputs = [{"name": name, "type": kind, "link": None, **({"shape": 7} if optional else {})}
-                  for name, kind, optional in spec["inputs"]]
+        inputs = [
+            {"name": name, "type": kind, "link": None, **({"shape": 7} if optional else {})}
+            for name, kind, optional in spec["inputs"]
+        ]
         values: list[Any] = []
         for slot in spec["widgets"]:
-            name, options = (slot if isinstance(slot, tuple) else (slot, {}))
+            name, options = slot if isinstance(slot, tuple) else (slot, {})
             if name == "control_after_generate":
                 values.append("fixed")
             elif name in widgets:
@@ -101,10 +130,18 @@ class Workflow:
         y = self.column_bottom.get(column, 0.0)
         self.column_bottom[column] = y + size[1] + TITLE_HEIGHT + GAP
         node = {
-            "id": node_id, "type": node_type, "pos": [column * x_step, y], "size": size, "flags": {},
-            "order": node_id - 1, "mode": 0, "inputs": inputs,
-            "outputs": [{"name": name, "type": kind, "links": None, "slot_index": index}
-                        for index, (name, kind) in enumerate(spec["outputs"])],
+            "id": node_id,
+            "type": node_type,
+            "pos": [column * x_step, y],
+            "size": size,
+            "flags": {},
+            "order": node_id - 1,
+            "mode": 0,
+            "inputs": inputs,
+            "outputs": [
+                {"name": name, "type": kind, "links": None, "slot_index": index}
+                for index, (name, kind) in enumerate(spec["outputs"])
+            ],
             "properties": {"cnr_id": "comfyui-echomimic" if ours else "comfy-core", "Node name for S&R": node_type},
             "widgets_values": values,
         }
@@ -125,15 +162,28 @@ class Workflow:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"echomimic/{self.title}")), "revision": 0,
-            "last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": self.nodes,
-            "links": self.links, "groups": [], "config": {},
-            "extra": {"ds": {"scale": 0.8, "offset": [100, 110]}, "title": self.title}, "version": 0.4,
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"echomimic/{self.title}")),
+            "revision": 0,
+            "last_node_id": len(self.nodes),
+            "last_link_id": len(self.links),
+            "nodes": self.nodes,
+            "links": self.links,
+            "groups": [],
+            "config": {},
+            "extra": {"ds": {"scale": 0.8, "offset": [100, 110]}, "title": self.title},
+            "version": 0.4,
         }
 
 
-def build(name: str, title: str, variant: str, source: str, steps_cfg_seed: tuple[int, float, int],
-          classes: dict[str, Any], display: dict[str, str]) -> dict[str, Any]:
+def build(
+    name: str,
+    title: str,
+    variant: str,
+    source: str,
+    steps_cfg_seed: tuple[int, float, int],
+    classes: dict[str, Any],
+    display: dict[str, str],
+) -> dict[str, Any]:
     """source: 'video' (driving video's hands, speech from a file) or 'poses' (a saved pose JSON, looped)."""
     flow = Workflow(title, classes, display)
     portrait = flow.add("LoadImage", 0, {"image": "half_body.png", "upload": "image"})
@@ -151,8 +201,7 @@ def build(name: str, title: str, variant: str, source: str, steps_cfg_seed: tupl
     else:
         poses = flow.add("EchoMimicLoadHandPoses", 1, {"file": "hand_poses.json"})
         poses_output = "hand_poses"
-    features = flow.add("EchoMimicAudioFeatures", 1, {"fps": 24.0},
-                        widget_inputs=("fps",) if source == "video" else ())
+    features = flow.add("EchoMimicAudioFeatures", 1, {"fps": 24.0}, widget_inputs=("fps",) if source == "video" else ())
     if source == "video":  # the hands play at the driving clip's own speed
         flow.link(components, "fps", features, "fps")
     flow.link(speech, "AUDIO", features, "audio")
@@ -169,8 +218,16 @@ def build(name: str, title: str, variant: str, source: str, steps_cfg_seed: tupl
     model = flow.add("EchoMimicModelLoader", 3, {"variant": variant, "weights_folder": "EchoMimicV2"})
     vae = flow.add("VAELoader", 3, {"vae_name": "vae-ft-mse-840000-ema-pruned.safetensors"})
     steps, cfg, seed = steps_cfg_seed
-    sampler_widgets = {"width": 768, "height": 768, "length": 0, "steps": steps, "cfg": cfg, "seed": seed,
-                       "context_frames": 12, "context_overlap": 3}
+    sampler_widgets = {
+        "width": 768,
+        "height": 768,
+        "length": 0,
+        "steps": steps,
+        "cfg": cfg,
+        "seed": seed,
+        "context_frames": 12,
+        "context_overlap": 3,
+    }
     sampler_class = classes["EchoMimicSampler"]
     optional = sampler_class.INPUT_TYPES().get("optional", {})
     for input_name, spec in {**sampler_class.INPUT_TYPES()["required"], **optional}.items():
@@ -198,13 +255,22 @@ def main() -> None:
     flows = {  # file name = the title ComfyUI's template browser shows
         "EchoMimic V2 hands from a video": (
             "EchoMimic V2: half-body from a portrait, speech and a driving video's hands",
-            "V2 semi-body", "video", (0, 0.0, 3407)),
+            "V2 semi-body",
+            "video",
+            (0, 0.0, 3407),
+        ),
         "EchoMimic V2 hands from a video, accelerated": (
             "EchoMimic V2 accelerated: half-body from a driving video's hands",
-            "V2 semi-body accelerated", "video", (0, 0.0, 420)),
+            "V2 semi-body accelerated",
+            "video",
+            (0, 0.0, 420),
+        ),
         "EchoMimic V2 looped hand poses": (
             "EchoMimic V2: speech from any audio, a saved hand pose sequence looped",
-            "V2 semi-body accelerated", "poses", (0, 0.0, 420)),
+            "V2 semi-body accelerated",
+            "poses",
+            (0, 0.0, 420),
+        ),
     }
     for name, (title, variant, source, numbers) in flows.items():
         workflow = build(name, title, variant, source, numbers, classes, display)

@@ -26,21 +26,45 @@ from tests.comfy_stubs import install_stub_modules, load_extension  # noqa: E402
 UMT5_FILE, CLIP_VISION_FILE, WAN_VAE_FILE = (COMFY_WAN_FILES[kind] for kind in ("text_encoders", "clip_vision", "vae"))
 PROMPT = "A person is speaking."
 
-CORE.update({
-    "CLIPLoader": {"inputs": [], "outputs": [("CLIP", "CLIP")], "widgets": ["clip_name", "type", "device"],
-                   "size": (380, 110)},
-    "CLIPTextEncode": {"inputs": [("clip", "CLIP", False)], "outputs": [("CONDITIONING", "CONDITIONING")],
-                       "widgets": ["text"], "size": (380, 140)},
-    "CLIPVisionLoader": {"inputs": [], "outputs": [("CLIP_VISION", "CLIP_VISION")], "widgets": ["clip_name"],
-                         "size": (380, 60)},
-    "CLIPVisionEncode": {"inputs": [("clip_vision", "CLIP_VISION", False), ("image", "IMAGE", False)],
-                         "outputs": [("CLIP_VISION_OUTPUT", "CLIP_VISION_OUTPUT")], "widgets": ["crop"],
-                         "size": (300, 80)},
-})
+CORE.update(
+    {
+        "CLIPLoader": {
+            "inputs": [],
+            "outputs": [("CLIP", "CLIP")],
+            "widgets": ["clip_name", "type", "device"],
+            "size": (380, 110),
+        },
+        "CLIPTextEncode": {
+            "inputs": [("clip", "CLIP", False)],
+            "outputs": [("CONDITIONING", "CONDITIONING")],
+            "widgets": ["text"],
+            "size": (380, 140),
+        },
+        "CLIPVisionLoader": {
+            "inputs": [],
+            "outputs": [("CLIP_VISION", "CLIP_VISION")],
+            "widgets": ["clip_name"],
+            "size": (380, 60),
+        },
+        "CLIPVisionEncode": {
+            "inputs": [("clip_vision", "CLIP_VISION", False), ("image", "IMAGE", False)],
+            "outputs": [("CLIP_VISION_OUTPUT", "CLIP_VISION_OUTPUT")],
+            "widgets": ["crop"],
+            "size": (300, 80),
+        },
+    }
+)
 
 
-def build(name: str, title: str, speech: str, wan: str, classes: dict[str, Any], display: dict[str, str],
-          sampler_widgets: dict[str, Any]) -> dict[str, Any]:
+def build(
+    name: str,
+    title: str,
+    speech: str,
+    wan: str,
+    classes: dict[str, Any],
+    display: dict[str, str],
+    sampler_widgets: dict[str, Any],
+) -> dict[str, Any]:
     """speech: 'file' (Load Audio) or 'video' (the sound of a video); wan: 'files' (ComfyUI's Wan files through
     our one loader that downloads them), 'comfy' (ComfyUI's core loaders) or 'official' (the project's nodes
     on the official release layout)."""
@@ -61,7 +85,14 @@ def build(name: str, title: str, speech: str, wan: str, classes: dict[str, Any],
     if wan in ("comfy", "files"):
         if wan == "files":  # one node: ComfyUI's files, downloaded into its folders on first use
             files = flow.add("EchoMimicV3WanFiles", 1)
-            clip, clip_socket, vision, vision_socket, vae, vae_socket = files, "clip", files, "clip_vision", files, "vae"
+            clip, clip_socket, vision, vision_socket, vae, vae_socket = (
+                files,
+                "clip",
+                files,
+                "clip_vision",
+                files,
+                "vae",
+            )
         else:
             clip = flow.add("CLIPLoader", 1, {"clip_name": UMT5_FILE, "type": "wan", "device": "default"})
             vision = flow.add("CLIPVisionLoader", 2, {"clip_name": CLIP_VISION_FILE})
@@ -103,13 +134,24 @@ def main() -> None:
     classes, display = extension.NODE_CLASS_MAPPINGS, extension.NODE_DISPLAY_NAME_MAPPINGS
     flows = {
         # The file name is the title in ComfyUI's template browser (A-Z order).
-        "EchoMimic V3 flash": ("EchoMimic V3 flash: a portrait, speech and a prompt (ComfyUI's Wan files)",
-                               "file", "files", {}),
-        "EchoMimic V3 flash, speech from a video": ("EchoMimic V3 flash: speech from any AUDIO node (a video's sound)",
-                                                    "video", "comfy", {}),
+        "EchoMimic V3 flash": (
+            "EchoMimic V3 flash: a portrait, speech and a prompt (ComfyUI's Wan files)",
+            "file",
+            "files",
+            {},
+        ),
+        "EchoMimic V3 flash, speech from a video": (
+            "EchoMimic V3 flash: speech from any AUDIO node (a video's sound)",
+            "video",
+            "comfy",
+            {},
+        ),
         "EchoMimic V3 flash, long speech, official files": (
-            "EchoMimic V3 flash: long speech in chunks, official file layout", "file", "official",
-            {"chunk_frames": 81, "chunk_overlap": 9}),
+            "EchoMimic V3 flash: long speech in chunks, official file layout",
+            "file",
+            "official",
+            {"chunk_frames": 81, "chunk_overlap": 9},
+        ),
     }
     for name, (title, speech, wan, widgets) in flows.items():
         workflow = build(name, title, speech, wan, classes, display, widgets)

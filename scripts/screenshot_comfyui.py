@@ -64,12 +64,25 @@ def start_comfyui(comfyui_dir: Path, python: str, base: Path) -> tuple[subproces
             shutil.copy(example, base / "input" / example.name)
     (base / "custom_nodes" / EXTENSION_NAME).symlink_to(REPO, target_is_directory=True)
     port = _free_port()
-    command = [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
-               "--base-directory", str(base), "--disable-all-custom-nodes", "--whitelist-custom-nodes",
-               EXTENSION_NAME]
+    command = [
+        python,
+        "main.py",
+        "--cpu",
+        "--listen",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--disable-auto-launch",
+        "--base-directory",
+        str(base),
+        "--disable-all-custom-nodes",
+        "--whitelist-custom-nodes",
+        EXTENSION_NAME,
+    ]
     log = open(base / "comfyui.log", "wb")  # noqa: SIM115 - lives as long as the server
-    process = subprocess.Popen(command, cwd=comfyui_dir, stdout=log, stderr=subprocess.STDOUT,
-                               env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    process = subprocess.Popen(
+        command, cwd=comfyui_dir, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
@@ -88,12 +101,21 @@ def _settings(url: str) -> None:
     """A first visit opens the template browser and warns about models this empty folder lacks: what a
     returning user sees is the workflow itself. Text stays drawn when the whole graph is fitted into the
     window (no low-detail mode), no minimap, no frame-rate corner."""
-    settings = {"Comfy.TutorialCompleted": True, "Comfy.Workflow.ShowMissingModelsWarning": False,
-                "Comfy.Workflow.ShowMissingNodesWarning": False, "Comfy.Minimap.Visible": False,
-                "LiteGraph.Canvas.LowQualityRenderingZoomThreshold": 0.1, "LiteGraph.Canvas.MinFontSizeForLOD": 1,
-                "Comfy.Graph.CanvasInfo": False}
-    request = urllib.request.Request(url + "/settings", data=json.dumps(settings).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
+    settings = {
+        "Comfy.TutorialCompleted": True,
+        "Comfy.Workflow.ShowMissingModelsWarning": False,
+        "Comfy.Workflow.ShowMissingNodesWarning": False,
+        "Comfy.Minimap.Visible": False,
+        "LiteGraph.Canvas.LowQualityRenderingZoomThreshold": 0.1,
+        "LiteGraph.Canvas.MinFontSizeForLOD": 1,
+        "Comfy.Graph.CanvasInfo": False,
+    }
+    request = urllib.request.Request(
+        url + "/settings",
+        data=json.dumps(settings).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
     urllib.request.urlopen(request, timeout=30).read()
 
 
@@ -108,8 +130,9 @@ def _open_page(browser: Any, url: str, viewport: dict[str, int]) -> Any:
 
 def _show_workflow(page: Any, workflow: dict, viewport: dict[str, int], fit: bool = True) -> None:
     """Load ``workflow`` with the frontend's own loader and (``fit``) fit it to the window."""
-    page.evaluate("async (workflow) => { await window.app.loadGraphData(workflow, true, true, 'EchoMimic'); }",
-                  workflow)
+    page.evaluate(
+        "async (workflow) => { await window.app.loadGraphData(workflow, true, true, 'EchoMimic'); }", workflow
+    )
     page.wait_for_timeout(1500)
     page.keyboard.press("Escape")
     if fit:  # the frontend's "." shortcut, then let it draw
@@ -141,13 +164,16 @@ def _frame_graph(page: Any, viewport: dict[str, int]) -> dict[str, float]:
     centre_x, centre_y = left + side / 2, top + side / 2
     scale = 0.96 * side / max(x1 - x0, y1 - y0)
     offset = [centre_x / scale - (x0 + x1) / 2, centre_y / scale - (y0 + y1) / 2]  # screen = (pos + offset) * scale
-    page.evaluate("""([scale, offset]) => {
+    page.evaluate(
+        """([scale, offset]) => {
         const canvas = window.app.canvas;
         canvas.deselectAll?.();  // no selection toolbox over the graph
         canvas.ds.scale = scale;
         canvas.ds.offset = offset;
         canvas.setDirty(true, true);
-    }""", [scale, offset])
+    }""",
+        [scale, offset],
+    )
     page.wait_for_timeout(1000)
     return {"x": left, "y": top, "width": side, "height": side}
 
@@ -190,7 +216,8 @@ def template_pictures(url: str, workflows: list[Path], browser_out: Path) -> Non
             temporary = thumbnail.with_name(f".{thumbnail.name}.part.jpg")
             with Image.open(shot) as picture:
                 picture.convert("RGB").resize((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.LANCZOS).save(
-                    temporary, "JPEG", quality=THUMBNAIL_QUALITY, optimize=True)
+                    temporary, "JPEG", quality=THUMBNAIL_QUALITY, optimize=True
+                )
             shot.unlink()
             os.replace(temporary, thumbnail)
             print(f"wrote {thumbnail}")

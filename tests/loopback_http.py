@@ -139,18 +139,28 @@ class LoopbackFiles:
                 parts = path.split("/")  # ['', 'api', 'models', owner, name, 'revision' | 'tree', rev, ...]
                 repo, kind = "/".join(parts[3:5]), parts[5] if len(parts) > 5 else ""
                 prefix = f"/{repo}/resolve/main/"
-                names = {key[len(prefix):]: local for key, local in owner.files.items() if key.startswith(prefix)}
+                names = {key[len(prefix) :]: local for key, local in owner.files.items() if key.startswith(prefix)}
                 if not names or kind not in ("revision", "tree"):
                     self.send_response(404)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
                 if kind == "revision":
-                    answer: object = {"id": repo, "sha": FAKE_COMMIT,
-                                      "siblings": [{"rfilename": name} for name in sorted(names)]}
+                    answer: object = {
+                        "id": repo,
+                        "sha": FAKE_COMMIT,
+                        "siblings": [{"rfilename": name} for name in sorted(names)],
+                    }
                 else:
-                    answer = [{"type": "file", "path": name, "size": local.stat().st_size,
-                               "oid": owner._etag(prefix + name)[:40]} for name, local in sorted(names.items())]
+                    answer = [
+                        {
+                            "type": "file",
+                            "path": name,
+                            "size": local.stat().st_size,
+                            "oid": owner._etag(prefix + name)[:40],
+                        }
+                        for name, local in sorted(names.items())
+                    ]
                 body = json.dumps(answer).encode()
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
@@ -177,5 +187,11 @@ def mediapipe_server(mediapipe_root: Path) -> LoopbackFiles:
 
 def hub_server(repo_files: dict[str, dict[str, Path]], revision: str = "main") -> LoopbackFiles:
     """The Hub's layout for ``{repo_id: {filename: local file}}``."""
-    return LoopbackFiles({f"/{repo}/resolve/{revision}/{name}": local
-                          for repo, files in repo_files.items() for name, local in files.items()}, hub=True)
+    return LoopbackFiles(
+        {
+            f"/{repo}/resolve/{revision}/{name}": local
+            for repo, files in repo_files.items()
+            for name, local in files.items()
+        },
+        hub=True,
+    )

@@ -56,7 +56,9 @@ def _swr(samples: torch.Tensor, rate_in: int, rate_out: int) -> torch.Tensor:
     resampler = av.AudioResampler(format="flt", layout="mono", rate=rate_out)
     frame = av.AudioFrame.from_ndarray(samples.numpy()[None].astype(np.float32), format="flt", layout="mono")
     frame.sample_rate = rate_in
-    chunks = [out.to_ndarray() for out in resampler.resample(frame)] + [out.to_ndarray() for out in resampler.resample(None)]
+    chunks = [out.to_ndarray() for out in resampler.resample(frame)] + [
+        out.to_ndarray() for out in resampler.resample(None)
+    ]
     return torch.from_numpy(np.concatenate(chunks, axis=1)[0])
 
 
@@ -119,8 +121,10 @@ def test_long_clip_features_live_on_disk_and_equal_in_memory(monkeypatch, encode
     on_disk = compute_audio_features(samples, 16000, encoder, 25)
     assert on_disk.whisper_features.shape == (2000, 5, 384)
     assert torch.equal(on_disk.whisper_features, in_memory.whisper_features)
-    assert torch.equal(on_disk.tokens_for_frames([0, 500, on_disk.num_frames - 1]),
-                       in_memory.tokens_for_frames([0, 500, in_memory.num_frames - 1]))
+    assert torch.equal(
+        on_disk.tokens_for_frames([0, 500, on_disk.num_frames - 1]),
+        in_memory.tokens_for_frames([0, 500, in_memory.num_frames - 1]),
+    )
     maps = Path("/proc/self/maps").read_text()
     assert "echomimic-audio-" in maps  # the features are a file mapping, not anonymous memory
 
@@ -290,16 +294,23 @@ def test_trim_audio_to_frames() -> None:
 
 # ---------------------------------------------------------------- weight formats
 
-_HF_LAYER = {"attn.query": "self_attn.q_proj", "attn.key": "self_attn.k_proj", "attn.value": "self_attn.v_proj",
-             "attn.out": "self_attn.out_proj", "attn_ln": "self_attn_layer_norm", "mlp.0": "fc1", "mlp.2": "fc2",
-             "mlp_ln": "final_layer_norm"}
+_HF_LAYER = {
+    "attn.query": "self_attn.q_proj",
+    "attn.key": "self_attn.k_proj",
+    "attn.value": "self_attn.v_proj",
+    "attn.out": "self_attn.out_proj",
+    "attn_ln": "self_attn_layer_norm",
+    "mlp.0": "fc1",
+    "mlp.2": "fc2",
+    "mlp_ln": "final_layer_norm",
+}
 
 
 def _openai_to_hf_key(key: str) -> str | None:
     """encoder.* key of an OpenAI checkpoint -> the WhisperForConditionalGeneration name."""
     if not key.startswith("encoder."):
         return None
-    name = key[len("encoder."):]
+    name = key[len("encoder.") :]
     if name == "positional_embedding":
         return "model.encoder.embed_positions.weight"
     if name.startswith("ln_post."):
@@ -312,12 +323,21 @@ def _openai_to_hf_key(key: str) -> str | None:
 
 
 def _hf_config(dims: dict) -> dict:
-    return {"model_type": "whisper", "architectures": ["WhisperForConditionalGeneration"],
-            "num_mel_bins": dims["n_mels"], "max_source_positions": dims["n_audio_ctx"], "d_model": dims["n_audio_state"],
-            "encoder_attention_heads": dims["n_audio_head"], "encoder_layers": dims["n_audio_layer"],
-            "encoder_ffn_dim": 4 * dims["n_audio_state"], "decoder_attention_heads": dims["n_text_head"],
-            "decoder_layers": dims["n_text_layer"], "decoder_ffn_dim": 4 * dims["n_text_state"],
-            "vocab_size": dims["n_vocab"], "max_target_positions": dims["n_text_ctx"]}
+    return {
+        "model_type": "whisper",
+        "architectures": ["WhisperForConditionalGeneration"],
+        "num_mel_bins": dims["n_mels"],
+        "max_source_positions": dims["n_audio_ctx"],
+        "d_model": dims["n_audio_state"],
+        "encoder_attention_heads": dims["n_audio_head"],
+        "encoder_layers": dims["n_audio_layer"],
+        "encoder_ffn_dim": 4 * dims["n_audio_state"],
+        "decoder_attention_heads": dims["n_text_head"],
+        "decoder_layers": dims["n_text_layer"],
+        "decoder_ffn_dim": 4 * dims["n_text_state"],
+        "vocab_size": dims["n_vocab"],
+        "max_target_positions": dims["n_text_ctx"],
+    }
 
 
 def test_openai_and_hf_formats_give_same_features(tmp_path, speech, speech_features) -> None:
@@ -349,10 +369,24 @@ def test_openai_and_hf_formats_give_same_features(tmp_path, speech, speech_featu
 def test_transformers_whisper_folder_loads_and_agrees(tmp_path) -> None:
     """A folder written by transformers itself gives transformers' own hidden states."""
     import transformers  # a requirement: missing, the test fails (never skips)
+
     config = transformers.WhisperConfig(
-        num_mel_bins=80, max_source_positions=1500, d_model=384, encoder_attention_heads=6, encoder_layers=4,
-        encoder_ffn_dim=1536, decoder_layers=1, decoder_attention_heads=6, decoder_ffn_dim=64, vocab_size=64,
-        max_target_positions=8, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
+        num_mel_bins=80,
+        max_source_positions=1500,
+        d_model=384,
+        encoder_attention_heads=6,
+        encoder_layers=4,
+        encoder_ffn_dim=1536,
+        decoder_layers=1,
+        decoder_attention_heads=6,
+        decoder_ffn_dim=64,
+        vocab_size=64,
+        max_target_positions=8,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
+    )
     torch.manual_seed(3)
     model = transformers.WhisperModel(config).eval()
     model.save_pretrained(tmp_path)
@@ -373,7 +407,9 @@ def test_fp16_weights_upcast_exactly(encoder) -> None:
     stored = checkpoint["model_state_dict"]["encoder.blocks.0.attn.query.weight"]
     assert stored.dtype == torch.float16
     assert torch.equal(encoder.blocks[0].attn.query.weight, stored.float())
-    assert torch.equal(encoder.positional_embedding, checkpoint["model_state_dict"]["encoder.positional_embedding"].float())
+    assert torch.equal(
+        encoder.positional_embedding, checkpoint["model_state_dict"]["encoder.positional_embedding"].float()
+    )
 
 
 # ---------------------------------------------------------------- errors
@@ -445,6 +481,9 @@ def test_non_tiny_whisper_is_rejected(tmp_path) -> None:
     torch.manual_seed(0)
     base = WhisperEncoder(EncoderDims(n_mels=80, n_ctx=1500, width=512, n_heads=8, n_layers=6))
     path = tmp_path / "base.pt"
-    torch.save({"dims": {"n_audio_head": 8}, "model_state_dict": {f"encoder.{k}": v for k, v in base.state_dict().items()}}, path)
+    torch.save(
+        {"dims": {"n_audio_head": 8}, "model_state_dict": {f"encoder.{k}": v for k, v in base.state_dict().items()}},
+        path,
+    )
     with pytest.raises(WeightsError, match="whisper-tiny"):
         load_whisper_encoder(path)

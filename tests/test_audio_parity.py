@@ -71,8 +71,9 @@ def test_pipeline_case_audio_features(case_name: str, encoder) -> None:
     np.testing.assert_array_equal(features.chunk_indices, expected_rows)
     expected_tokens = np.load(folder / "expected" / "audio_features.npy")
     tokens = features.tokens_for_frames(range(expected_tokens.shape[0]))
-    np.testing.assert_allclose(tokens.numpy(), expected_tokens, rtol=0,
-                               atol=case["suggested_tolerance"]["audio_features_atol"])
+    np.testing.assert_allclose(
+        tokens.numpy(), expected_tokens, rtol=0, atol=case["suggested_tolerance"]["audio_features_atol"]
+    )
 
 
 @pytest.mark.parametrize("clip", sorted(CLIPS))
@@ -112,6 +113,12 @@ def test_log_mel_matches_official_with_portable_fft(audio_case) -> None:
     arguments = []
     for clip in CLIPS:
         arguments += [str(folder / "inputs" / f"{clip}.wav"), str(folder / "expected" / clip / "mel.npy")]
-    result = subprocess.run([sys.executable, "-c", _MEL_SCRIPT, str(REPO_ROOT), *arguments], capture_output=True,
-                            text=True, env={"MKL_CBWR": "COMPATIBLE", "PATH": "/usr/bin:/bin"}, timeout=120, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", _MEL_SCRIPT, str(REPO_ROOT), *arguments],
+        capture_output=True,
+        text=True,
+        env={"MKL_CBWR": "COMPATIBLE", "PATH": "/usr/bin:/bin"},
+        timeout=120,
+        check=True,
+    )
     assert float(result.stdout.strip()) <= case["suggested_tolerance"]["mel_atol"]

@@ -33,8 +33,24 @@ from tests.test_cli import make_weights_dir
 
 AUDIO_CASE = PARITY_ROOT / "v1_audio"
 # A fast run on the case's tiny weights: its own mask, no face detector.
-FAST = ["--width", "64", "--height", "64", "--steps", "1", "--length", "6", "--context-frames", "4",
-        "--context-overlap", "1", "--device", "cpu", "--no-crop", "--quiet"]
+FAST = [
+    "--width",
+    "64",
+    "--height",
+    "64",
+    "--steps",
+    "1",
+    "--length",
+    "6",
+    "--context-frames",
+    "4",
+    "--context-overlap",
+    "1",
+    "--device",
+    "cpu",
+    "--no-crop",
+    "--quiet",
+]
 PREVIOUS = b"the previous video: must survive every failure byte for byte\n" * 50
 
 
@@ -55,8 +71,14 @@ def inputs(case: Path, tmp_path_factory) -> list[str]:
     folder = tmp_path_factory.mktemp("inputs")
     mask = np.rint(np.load(case / "inputs" / "face_mask.npy") * 255).astype(np.uint8)
     Image.fromarray(mask).save(folder / "mask.png")
-    return ["--image", str(case / "inputs" / "reference.png"), "--audio", str(case / "inputs" / "audio.wav"),
-            "--mask", str(folder / "mask.png")]
+    return [
+        "--image",
+        str(case / "inputs" / "reference.png"),
+        "--audio",
+        str(case / "inputs" / "audio.wav"),
+        "--mask",
+        str(folder / "mask.png"),
+    ]
 
 
 @pytest.fixture
@@ -67,8 +89,9 @@ def private_temp(tmp_path: Path, monkeypatch) -> Iterator[Path]:
     monkeypatch.setattr(tempfile, "tempdir", str(folder))
     yield folder
     # torch keeps its own kernel cache folder there (torchinductor_<user>); anything else is ours.
-    assert [name for name in os.listdir(folder) if not name.startswith("torchinductor_")] == [], \
+    assert [name for name in os.listdir(folder) if not name.startswith("torchinductor_")] == [], (
         "files left in the temp dir"
+    )
 
 
 def run(capsys, *args: object) -> tuple[int, str]:
@@ -78,7 +101,7 @@ def run(capsys, *args: object) -> tuple[int, str]:
 
 def assert_one_line_error(status: int, err: str, *fragments: str) -> str:
     assert status == 2, err
-    assert "Traceback" not in err and "File \"" not in err, err
+    assert "Traceback" not in err and 'File "' not in err, err
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, err
     for fragment in fragments:
@@ -94,8 +117,9 @@ def leftovers(folder: Path) -> list[str]:
 def mounted_tmpfs(folder: Path, size: str = "1m") -> Iterator[Path]:
     """A small tmpfs at ``folder``: a real file system that can be filled or made read-only."""
     folder.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, text=True
+    )
     assert result.returncode == 0, f"this test needs to mount a small tmpfs (root): {result.stderr.strip()}"
     try:
         yield folder
@@ -139,8 +163,9 @@ def test_read_only_output_folder_fails_before_loading_and_keeps_the_previous_fil
     with mounted_tmpfs(folder):
         (folder / "out.mp4").write_bytes(PREVIOUS)
         remount(folder, "ro")
-        status, err = run(capsys, "generate", *inputs, "--weights", tmp_path / "no-weights",
-                          "--out", folder / "out.mp4", *FAST)
+        status, err = run(
+            capsys, "generate", *inputs, "--weights", tmp_path / "no-weights", "--out", folder / "out.mp4", *FAST
+        )
         assert_one_line_error(status, err, str(folder), "not writable")
         assert (folder / "out.mp4").read_bytes() == PREVIOUS
         assert leftovers(folder) == []
@@ -212,9 +237,11 @@ def test_ctrl_c_while_writing_keeps_the_previous_file(tmp_path, weights, inputs)
     child_temp = tmp_path / "child-temp"
     child_temp.mkdir()
     child = subprocess.Popen(
-        [sys.executable, "-c", _SLOW_WRITER, "generate", *inputs, "--weights", str(weights), "--out", str(out),
-         *FAST],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-c", _SLOW_WRITER, "generate", *inputs, "--weights", str(weights), "--out", str(out), *FAST],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "TMPDIR": str(child_temp)},
         # A shell's Ctrl-C reaches a foreground program with SIGINT's default action, even when this suite
         # runs with SIGINT ignored (nohup, some CI runners), which the child would otherwise inherit.
@@ -248,8 +275,13 @@ class _RunsCode:
         return (os.system, (f"touch {self.marker}",))
 
 
-SLOTS = ("reference_unet.pth", "denoising_unet.pth", "motion_module.pth", "face_locator.pth",
-         "audio_processor/whisper_tiny.pt")
+SLOTS = (
+    "reference_unet.pth",
+    "denoising_unet.pth",
+    "motion_module.pth",
+    "face_locator.pth",
+    "audio_processor/whisper_tiny.pt",
+)
 
 
 def _damage(target: Path, kind: str, marker: Path) -> str:
@@ -311,9 +343,12 @@ def test_weights_folder_that_is_a_symlink_loop(tmp_path, capsys, inputs, command
     """Catches pathlib's RuntimeError('Symlink loop') traceback for a weights folder linking to itself."""
     loop = tmp_path / "weights"
     loop.symlink_to(loop)
-    args = {"generate": ["generate", *inputs, "--weights", loop, "--out", tmp_path / "out.mp4", *FAST],
-            "check": ["check", "--weights", loop], "download": ["download", "--weights", loop],
-            "convert": ["convert", loop]}[command]
+    args = {
+        "generate": ["generate", *inputs, "--weights", loop, "--out", tmp_path / "out.mp4", *FAST],
+        "check": ["check", "--weights", loop],
+        "download": ["download", "--weights", loop],
+        "convert": ["convert", loop],
+    }[command]
     status, err = run(capsys, *args)
     assert_one_line_error(status, err, str(loop), "symlink loop")
 
@@ -369,7 +404,9 @@ def test_other_modes_give_the_pixels_comfyui_load_image_gives(tmp_path, mode):
 
     rgb = _portrait()
     if mode == "RGBA":
-        image = Image.fromarray(np.dstack([rgb, np.where(np.arange(16) < 8, 0, 255)[None].repeat(24, 0)]).astype(np.uint8))
+        image = Image.fromarray(
+            np.dstack([rgb, np.where(np.arange(16) < 8, 0, 255)[None].repeat(24, 0)]).astype(np.uint8)
+        )
         expected = rgb
     elif mode == "LA":
         image = Image.fromarray(rgb).convert("LA")
@@ -462,12 +499,7 @@ def test_vae_loads_without_accelerate_advice(case, capfd, caplog):
 @pytest.fixture(scope="module")
 def comfy_nodes(tmp_path_factory) -> tuple[Path, dict, type]:
     """(models/echomimic folder, node instances, EchoMimicNodeError) with ComfyUI's modules stood in."""
-    from tests.comfy_stubs import (
-        build_tiny_weights,
-        extension_submodule,
-        install_stub_modules,
-        load_extension,
-    )
+    from tests.comfy_stubs import build_tiny_weights, extension_submodule, install_stub_modules, load_extension
 
     models_dir = tmp_path_factory.mktemp("comfy_models")
     echomimic_dir = build_tiny_weights(models_dir)
@@ -503,9 +535,10 @@ def test_nodes_show_the_same_one_line_message_for_damaged_weights(comfy_nodes, t
     assert not marker.exists(), "the pickle ran code"
 
 
-@pytest.mark.parametrize(("setting", "value", "expected"), [
-    ("cfg", math.nan, "nan or inf"), ("seed", 2**64, "between 0 and"), ("context_frames", 33, "between 1 and 32"),
-])
+@pytest.mark.parametrize(
+    ("setting", "value", "expected"),
+    [("cfg", math.nan, "nan or inf"), ("seed", 2**64, "between 0 and"), ("context_frames", 33, "between 1 and 32")],
+)
 def test_sampler_node_refuses_the_settings_the_command_line_refuses(comfy_nodes, setting, value, expected):
     """Catches the node mapping cfg nan to the default (a silent change) or accepting what the CLI refuses:
     both front-ends go through SamplingSettings.validated before any work."""
@@ -558,8 +591,9 @@ def test_partly_blank_landmarks_are_reported_by_frame():
     sequence = LandmarkSequence(points, 512, 512, detected=[True, False, False, True, True, False])
     assert sequence.check_drawable() == [1, 2, 5]
     assert frame_list([1, 2, 5]) == "1-2, 5" and frame_list(list(range(0, 40, 2)), shown=2) == "0, 2, ..."
-    assert sequence.missing_face_report() == ("no face in 3 of 6 frames (frames 1-2, 5); their landmarks are "
-                                              "filled in from the nearest frames")
+    assert sequence.missing_face_report() == (
+        "no face in 3 of 6 frames (frames 1-2, 5); their landmarks are filled in from the nearest frames"
+    )
     assert LandmarkSequence(points, 512, 512).missing_face_report() == ""
 
 
@@ -574,9 +608,26 @@ def _pose_args(tmp_path: Path, *extra: str):
     landmarks = tmp_path / "landmarks.json"
     points = np.full((2, 478, 3), 40.0, np.float32)
     LandmarkSequence(points, 96, 96).save(landmarks)
-    args = cli.resolve_mode_defaults(cli.build_parser().parse_args(
-        ["generate", "--mode", "pose_acc", "--image", str(gray), "--landmarks", str(landmarks), "--weights",
-         str(tmp_path / "weights"), "--width", "64", "--height", "64", *extra]))
+    args = cli.resolve_mode_defaults(
+        cli.build_parser().parse_args(
+            [
+                "generate",
+                "--mode",
+                "pose_acc",
+                "--image",
+                str(gray),
+                "--landmarks",
+                str(landmarks),
+                "--weights",
+                str(tmp_path / "weights"),
+                "--width",
+                "64",
+                "--height",
+                "64",
+                *extra,
+            ]
+        )
+    )
     return args, gray
 
 
@@ -672,8 +723,11 @@ def test_convert_refuses_a_hostile_file_and_leaves_nothing_behind(tmp_path, caps
     status, err = run(capsys, "convert", folder)
     assert_one_line_error(status, err, str(hostile), "refused: it would import os.system")
     assert not marker.exists()
-    assert sorted(path.name for path in folder.iterdir()) == ["face_locator.pth", "face_locator.safetensors",
-                                                              "reference_unet.pth"]
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "face_locator.pth",
+        "face_locator.safetensors",
+        "reference_unet.pth",
+    ]
 
 
 def test_convert_into_a_read_only_folder_is_one_line(tmp_path, capsys):
@@ -713,9 +767,15 @@ def _comfyui_load_image():
 
     helpers: dict = {"ImageFile": ImageFile, "UnidentifiedImageError": UnidentifiedImageError}
     exec(definition(sources["node_helpers.py"], "pillow"), helpers)  # noqa: S102 - ComfyUI's own code
-    namespace = {"Image": Image, "ImageOps": ImageOps, "ImageSequence": ImageSequence, "np": np, "torch": torch,
-                 "node_helpers": types.SimpleNamespace(pillow=helpers["pillow"]),
-                 "folder_paths": types.SimpleNamespace(get_annotated_filepath=lambda name: name)}
+    namespace = {
+        "Image": Image,
+        "ImageOps": ImageOps,
+        "ImageSequence": ImageSequence,
+        "np": np,
+        "torch": torch,
+        "node_helpers": types.SimpleNamespace(pillow=helpers["pillow"]),
+        "folder_paths": types.SimpleNamespace(get_annotated_filepath=lambda name: name),
+    }
     exec(definition(sources["nodes.py"], "LoadImage"), namespace)  # noqa: S102 - ComfyUI's own code
     return lambda path: namespace["LoadImage"]().load_image(str(path))[0][0].numpy()
 
@@ -785,13 +845,16 @@ def test_node_weights_folder_that_is_a_symlink_loop(comfy_nodes):
 # --- unreadable inputs --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("option", "content", "expected"), [
-    ("--audio", "text", "cannot open"),
-    ("--audio", "empty", "is empty (0 bytes)"),
-    ("--audio", "folder", "a folder, not a file"),
-    ("--image", "empty", "cannot read the image"),
-    ("--mask", "text", "cannot read the mask"),
-])
+@pytest.mark.parametrize(
+    ("option", "content", "expected"),
+    [
+        ("--audio", "text", "cannot open"),
+        ("--audio", "empty", "is empty (0 bytes)"),
+        ("--audio", "folder", "a folder, not a file"),
+        ("--image", "empty", "cannot read the image"),
+        ("--mask", "text", "cannot read the mask"),
+    ],
+)
 def test_unreadable_input_files_are_one_line(tmp_path, capsys, weights, inputs, option, content, expected):
     """Catches PyAV / PIL exceptions (or their errno tuples) reaching the user for a damaged input file.
     With --no-crop and a mask nothing needs the face detector, so this also runs offline."""

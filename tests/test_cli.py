@@ -61,14 +61,45 @@ def test_generate_audio_mode_end_to_end(audio_case_weights, tmp_path):
     out = tmp_path / "video" / "out.mp4"
     raw_frames = tmp_path / "frames.npy"
 
-    status = cli.main([
-        "generate", "--image", str(case / "inputs" / "reference.png"), "--audio", str(case / "inputs" / "audio.wav"),
-        "--mask", str(mask_png), "--no-crop", "--weights", str(weights), "--out", str(out),
-        "--width", "64", "--height", "64", "--steps", str(settings["steps"]), "--cfg", str(settings["guidance_scale"]),
-        "--seed", str(settings["seed"]), "--fps", str(settings["fps"]), "--length", str(settings["video_length"]),
-        "--context-frames", str(settings["context_frames"]), "--context-overlap", str(settings["context_overlap"]),
-        "--device", "cpu", "--quiet", "--save-frames", str(raw_frames),
-    ])
+    status = cli.main(
+        [
+            "generate",
+            "--image",
+            str(case / "inputs" / "reference.png"),
+            "--audio",
+            str(case / "inputs" / "audio.wav"),
+            "--mask",
+            str(mask_png),
+            "--no-crop",
+            "--weights",
+            str(weights),
+            "--out",
+            str(out),
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--steps",
+            str(settings["steps"]),
+            "--cfg",
+            str(settings["guidance_scale"]),
+            "--seed",
+            str(settings["seed"]),
+            "--fps",
+            str(settings["fps"]),
+            "--length",
+            str(settings["video_length"]),
+            "--context-frames",
+            str(settings["context_frames"]),
+            "--context-overlap",
+            str(settings["context_overlap"]),
+            "--device",
+            "cpu",
+            "--quiet",
+            "--save-frames",
+            str(raw_frames),
+        ]
+    )
 
     assert status == 0
     info = probe_mp4(out)
@@ -92,8 +123,12 @@ def test_generate_pose_acc_mode_from_a_driving_video(tmp_path):
     from echomimic.video_io import write_mp4
 
     case = parity_case("v1_pose_acc")
-    release = {"reference_unet": "reference_unet_pose", "denoising_unet": "denoising_unet_pose_acc",
-               "motion_module": "motion_module_pose_acc", "face_locator": "face_locator_pose"}
+    release = {
+        "reference_unet": "reference_unet_pose",
+        "denoising_unet": "denoising_unet_pose_acc",
+        "motion_module": "motion_module_pose_acc",
+        "face_locator": "face_locator_pose",
+    }
     weights = make_weights_dir(case, tmp_path / "weights", release)
     # A driving video: the example portrait, moving a little to the right and down.
     portrait = cli.load_rgb_image(cli.EXAMPLE_IMAGE)
@@ -103,12 +138,40 @@ def test_generate_pose_acc_mode_from_a_driving_video(tmp_path):
     landmarks_json = tmp_path / "landmarks.json"
     out = tmp_path / "pose.mp4"
 
-    status = cli.main([
-        "generate", "--mode", "pose_acc", "--image", str(cli.EXAMPLE_IMAGE), "--audio", str(case / "inputs" / "audio.wav"),
-        "--driving-video", str(driving_video), "--save-landmarks", str(landmarks_json), "--out", str(out),
-        "--weights", str(weights), "--width", "64", "--height", "64", "--steps", "1",
-        "--context-frames", "4", "--context-overlap", "1", "--device", "cpu", "--quiet", "--length-policy", "stop",
-    ])
+    status = cli.main(
+        [
+            "generate",
+            "--mode",
+            "pose_acc",
+            "--image",
+            str(cli.EXAMPLE_IMAGE),
+            "--audio",
+            str(case / "inputs" / "audio.wav"),
+            "--driving-video",
+            str(driving_video),
+            "--save-landmarks",
+            str(landmarks_json),
+            "--out",
+            str(out),
+            "--weights",
+            str(weights),
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--steps",
+            "1",
+            "--context-frames",
+            "4",
+            "--context-overlap",
+            "1",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--length-policy",
+            "stop",
+        ]
+    )
 
     assert status == 0  # no --length, policy stop: as many frames as the driving video (the speech is longer)
     info = probe_mp4(out)
@@ -130,17 +193,51 @@ def test_landmarks_shorter_than_length_follow_the_length_policy(tmp_path, capsys
     points = np.load(case / "inputs" / "pose_landmarks.npy")
     landmarks_json = tmp_path / "landmarks.json"
     LandmarkSequence(points, 64, 64).save(landmarks_json)
-    weights = make_weights_dir(case, tmp_path / "weights", {
-        "reference_unet": "reference_unet_pose", "denoising_unet": "denoising_unet_pose_acc",
-        "motion_module": "motion_module_pose_acc", "face_locator": "face_locator_pose"})
+    weights = make_weights_dir(
+        case,
+        tmp_path / "weights",
+        {
+            "reference_unet": "reference_unet_pose",
+            "denoising_unet": "denoising_unet_pose_acc",
+            "motion_module": "motion_module_pose_acc",
+            "face_locator": "face_locator_pose",
+        },
+    )
     out = tmp_path / "stopped.mp4"
-    status = cli.main([
-        "generate", "--mode", "pose_acc", "--image", str(case / "inputs" / "reference.png"),
-        "--audio", str(case / "inputs" / "audio.wav"), "--landmarks", str(landmarks_json), "--no-crop",
-        "--weights", str(weights), "--width", "64", "--height", "64", "--length", str(points.shape[0] + 2),
-        "--length-policy", "stop", "--steps", "1", "--context-frames", "4", "--context-overlap", "1",
-        "--device", "cpu", "--out", str(out),
-    ])
+    status = cli.main(
+        [
+            "generate",
+            "--mode",
+            "pose_acc",
+            "--image",
+            str(case / "inputs" / "reference.png"),
+            "--audio",
+            str(case / "inputs" / "audio.wav"),
+            "--landmarks",
+            str(landmarks_json),
+            "--no-crop",
+            "--weights",
+            str(weights),
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--length",
+            str(points.shape[0] + 2),
+            "--length-policy",
+            "stop",
+            "--steps",
+            "1",
+            "--context-frames",
+            "4",
+            "--context-overlap",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ]
+    )
     message = capsys.readouterr().err
     assert status == 0, message
     assert f"generating {points.shape[0]} frames" in message and "'stop'" in message
@@ -173,15 +270,33 @@ def test_missing_weights_message_names_each_file_folder_and_source(tmp_path):
     weights.mkdir()
     (weights / "reference_unet.pth").write_bytes(b"present")
     result = subprocess.run(
-        [sys.executable, "-m", "echomimic", "generate", "--weights", str(weights), "--mode", "audio_acc",
-         "--out", str(tmp_path / "out.mp4")],
-        capture_output=True, text=True, cwd=REPO_ROOT, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "echomimic",
+            "generate",
+            "--weights",
+            str(weights),
+            "--mode",
+            "audio_acc",
+            "--out",
+            str(tmp_path / "out.mp4"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=120,
     )
     assert result.returncode == 2, result.stderr
     message = result.stderr
-    for missing in ("denoising_unet_acc.pth", "motion_module_acc.pth", "face_locator.pth",
-                    "audio_processor/whisper_tiny.pt", "sd-vae-ft-mse/config.json",
-                    "sd-vae-ft-mse/diffusion_pytorch_model.safetensors"):
+    for missing in (
+        "denoising_unet_acc.pth",
+        "motion_module_acc.pth",
+        "face_locator.pth",
+        "audio_processor/whisper_tiny.pt",
+        "sd-vae-ft-mse/config.json",
+        "sd-vae-ft-mse/diffusion_pytorch_model.safetensors",
+    ):
         assert missing in message
     assert "- reference_unet.pth" not in message  # present, so not listed
     assert str(weights.resolve()) in message
@@ -194,7 +309,11 @@ def test_download_reports_unreachable_hub_clearly(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}  # no network use: huggingface_hub refuses at once
     result = subprocess.run(
         [sys.executable, "-m", "echomimic", "download", "--weights", str(tmp_path / "w")],
-        capture_output=True, text=True, cwd=REPO_ROOT, timeout=120, env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=120,
+        env=env,
     )
     assert result.returncode == 2
     assert "could not download reference_unet.pth" in result.stderr.lower()
@@ -209,8 +328,9 @@ def test_check_lists_found_files(audio_case_weights, capsys):
 
 
 @pytest.mark.parametrize("command", ["check", "download", "generate"])
-def test_a_v1_folder_is_refused_for_v2_before_anything_is_fetched_or_loaded(audio_case_weights, tmp_path, capsys,
-                                                                             command):
+def test_a_v1_folder_is_refused_for_v2_before_anything_is_fetched_or_loaded(
+    audio_case_weights, tmp_path, capsys, command
+):
     """Catches V2 silently loading V1's same-named, same-shaped UNet weights (or downloading V2 files into a
     V1 folder): the two releases share file names, so a folder of the other release is refused by name."""
     _, weights = audio_case_weights
@@ -221,8 +341,16 @@ def test_a_v1_folder_is_refused_for_v2_before_anything_is_fetched_or_loaded(audi
 
         poses = tmp_path / "poses.json"
         HandPoseSequence(np.full((2, 2, 21, 2), 0.5), width=64, height=64).save(poses)
-        argv += ["--out", str(tmp_path / "out.mp4"), "--poses", str(poses), "--image",
-                 str(REPO_ROOT / "example_inputs" / "portrait.png"), "--audio", str(REPO_ROOT / "example_inputs" / "speech.wav")]
+        argv += [
+            "--out",
+            str(tmp_path / "out.mp4"),
+            "--poses",
+            str(poses),
+            "--image",
+            str(REPO_ROOT / "example_inputs" / "portrait.png"),
+            "--audio",
+            str(REPO_ROOT / "example_inputs" / "speech.wav"),
+        ]
     assert cli.main(argv) == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "Traceback" not in error
@@ -279,9 +407,29 @@ def test_non_rgb_reference_images_are_converted(tmp_path):
 def test_generate_without_image_and_audio_uses_the_examples(audio_case_weights, tmp_path, capsys):
     _, weights = audio_case_weights
     out = tmp_path / "example.mp4"
-    status = cli.main(["generate", "--weights", str(weights), "--out", str(out), "--width", "64", "--height", "64",
-                       "--steps", "1", "--length", "8", "--context-frames", "4", "--context-overlap", "1",
-                       "--device", "cpu"])
+    status = cli.main(
+        [
+            "generate",
+            "--weights",
+            str(weights),
+            "--out",
+            str(out),
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--steps",
+            "1",
+            "--length",
+            "8",
+            "--context-frames",
+            "4",
+            "--context-overlap",
+            "1",
+            "--device",
+            "cpu",
+        ]
+    )
     assert status == 0
     messages = capsys.readouterr().err
     assert "example portrait" in messages and "example speech" in messages
@@ -300,4 +448,5 @@ def test_download_table_matches_the_loader():
     for variant in VARIANTS:
         assert dict(RELEASE[variant].stems) == release_file_stems(variant)
         assert {item.relative_path for item in model_files(variant)} >= {
-            f"{stem}.pth" for stem in release_file_stems(variant).values()}
+            f"{stem}.pth" for stem in release_file_stems(variant).values()
+        }

@@ -29,8 +29,11 @@ def test_a_missing_weights_folder_is_one_line_with_the_command_for_that_mode(tmp
     release (download without --mode v2 fills a V1 folder), in both generate and check."""
     missing = tmp_path / "pretrained"
     for command in (["generate", "--image", str(REPO_ROOT / "example_inputs" / "portrait.png")], ["check"]):
-        extra = ["--driving-video", str(REPO_ROOT / "example_inputs" / "portrait.png")] if (
-            command[0] == "generate" and mode != "audio") else []
+        extra = (
+            ["--driving-video", str(REPO_ROOT / "example_inputs" / "portrait.png")]
+            if (command[0] == "generate" and mode != "audio")
+            else []
+        )
         if command[0] == "generate":
             extra += ["--out", str(tmp_path / "out.mp4")]
         status, err = run_cli(*command, *extra, "--mode", mode, "--weights", str(missing), capsys=capsys)
@@ -64,8 +67,18 @@ def test_generate_download_accepts_a_folder_that_does_not_exist_yet(tmp_path, mo
 
     monkeypatch.setattr(generate, "download_weights", fake_download)
     with pytest.raises(SystemExit):
-        cli.main(["generate", "--download", "--mode", "v2_acc", "--weights", str(tmp_path / "new"),
-                  "--driving-video", str(REPO_ROOT / "example_inputs" / "portrait.png")])
+        cli.main(
+            [
+                "generate",
+                "--download",
+                "--mode",
+                "v2_acc",
+                "--weights",
+                str(tmp_path / "new"),
+                "--driving-video",
+                str(REPO_ROOT / "example_inputs" / "portrait.png"),
+            ]
+        )
     assert seen == {"folder": tmp_path / "new", "mode": "v2_acc"}
 
 
@@ -96,8 +109,9 @@ def test_no_gpu_warning_and_an_estimate_from_the_first_window(capsys):
     report.progress(_info(12, 330, 1, 30, 0, 11))
     lines = capsys.readouterr().err.splitlines()
     assert lines[0].startswith("warning: no GPU found") and "--device cuda" in lines[0] and "CUDA build" in lines[0]
-    assert lines[1] == ("estimate on the CPU: about 8h 29m for the whole run (the first window took 92.7 s; "
-                        "330 windows over all steps)")
+    assert lines[1] == (
+        "estimate on the CPU: about 8h 29m for the whole run (the first window took 92.7 s; 330 windows over all steps)"
+    )
     assert "elapsed 1m 33s" in lines[2] and "remaining ~8h 28m" in lines[2]
     assert "elapsed 3m 05s" in lines[3] and "remaining ~1h 21m" in lines[3]
     assert sum("estimate" in line for line in lines) == 1
@@ -159,8 +173,14 @@ def test_v2_extraction_prints_no_mediapipe_log_lines(tmp_path, verbose):
     env["ECHOMIMIC_MODELS_DIR"] = str(tmp_path / "models")
     if verbose:
         env[VERBOSE_ENV] = "1"
-    result = subprocess.run([sys.executable, "-c", _EXTRACT, str(tmp_path)], cwd=REPO_ROOT, env=env, text=True,
-                            capture_output=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", _EXTRACT, str(tmp_path)],
+        cwd=REPO_ROOT,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     native = [line for line in result.stderr.splitlines() if NATIVE_LOG_LINE.match(line)]
     assert "extracting hand poses from 2 frames" in result.stderr and "extracted (2, 96, 96, 3)" in result.stderr

@@ -19,18 +19,21 @@ import torch
 from PIL import Image
 
 from echomimic import cli
-from tests.comfy_stubs import (
-    StandInComfyVae,
-    extension_submodule,
-    node_instances,
-    read_wav_as_comfy_audio,
-)
+from tests.comfy_stubs import StandInComfyVae, extension_submodule, node_instances, read_wav_as_comfy_audio
 from tests.helpers import require
 from tests.parity_cases import PARITY_ROOT
 
 # Small but real: two context windows with overlap, classifier-free guidance on, two steps.
-SETTINGS = {"width": 64, "height": 64, "length": 6, "steps": 2, "cfg": 2.5, "seed": 420,
-            "context_frames": 4, "context_overlap": 1}
+SETTINGS = {
+    "width": 64,
+    "height": 64,
+    "length": 6,
+    "steps": 2,
+    "cfg": 2.5,
+    "seed": 420,
+    "context_frames": 4,
+    "context_overlap": 1,
+}
 FPS = 24.0
 
 
@@ -50,8 +53,24 @@ def _cli_weights(case: Path, target: Path, release_names: dict[str, str]) -> Pat
 def _cli_frames(tmp_path: Path, weights: Path, mode: str, settings: dict[str, Any], extra: list[str]) -> np.ndarray:
     """Run ``generate`` and return its raw frames [F, H, W, 3] float32 (before mp4 encoding)."""
     frames_file = tmp_path / f"{mode}_frames.npy"
-    argv = ["generate", "--mode", mode, "--weights", str(weights), "--out", str(tmp_path / f"{mode}.mp4"),
-            "--save-frames", str(frames_file), "--fps", str(FPS), "--device", "cpu", "--dtype", "fp32", "--quiet"]
+    argv = [
+        "generate",
+        "--mode",
+        mode,
+        "--weights",
+        str(weights),
+        "--out",
+        str(tmp_path / f"{mode}.mp4"),
+        "--save-frames",
+        str(frames_file),
+        "--fps",
+        str(FPS),
+        "--device",
+        "cpu",
+        "--dtype",
+        "fp32",
+        "--quiet",
+    ]
     for name, value in settings.items():
         argv += [f"--{name.replace('_', '-')}", str(value)]
     assert cli.main(argv + extra) == 0
@@ -78,13 +97,25 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return node_instances(tmp_path_factory.mktemp("comfy_models"))
 
 
-def _assert_node_gives(from_cli: np.ndarray, nodes: dict[str, Any], model: Any, case: Path, features: Any,
-                       settings: dict[str, Any], **conditioning: Any) -> None:
+def _assert_node_gives(
+    from_cli: np.ndarray,
+    nodes: dict[str, Any],
+    model: Any,
+    case: Path,
+    features: Any,
+    settings: dict[str, Any],
+    **conditioning: Any,
+) -> None:
     """Run the sampler node on the case's reference with ``conditioning`` (face_mask, landmark_images or
     hand_pose_images) and require exactly the CLI's frames."""
     outputs = nodes["EchoMimicSampler"].sample(
-        model, StandInComfyVae(case / "vae"), _comfy_image(case / "inputs" / "reference.png"), features,
-        **conditioning, **settings)
+        model,
+        StandInComfyVae(case / "vae"),
+        _comfy_image(case / "inputs" / "reference.png"),
+        features,
+        **conditioning,
+        **settings,
+    )
     from_node = outputs[0].numpy()
     assert from_node.shape == from_cli.shape == (settings["length"], settings["height"], settings["width"], 3)
     np.testing.assert_array_equal(from_node, from_cli)
@@ -100,13 +131,32 @@ def test_audio_mode_cli_and_node_frames_are_identical(nodes: dict[str, Any], tmp
     reference differently, another cfg/steps default, other audio decoding or features, another VAE path."""
     case = PARITY_ROOT / "v1_audio"
     mask_png, comfy_mask = _mask_png(case, tmp_path / "mask.png")
-    from_cli = _cli_frames(tmp_path, _cli_weights(case, tmp_path / "weights", {}), "audio", SETTINGS, [
-        "--image", str(case / "inputs" / "reference.png"), "--audio", str(case / "inputs" / "audio.wav"),
-        "--mask", str(mask_png), "--no-crop"])
+    from_cli = _cli_frames(
+        tmp_path,
+        _cli_weights(case, tmp_path / "weights", {}),
+        "audio",
+        SETTINGS,
+        [
+            "--image",
+            str(case / "inputs" / "reference.png"),
+            "--audio",
+            str(case / "inputs" / "audio.wav"),
+            "--mask",
+            str(mask_png),
+            "--no-crop",
+        ],
+    )
 
     (model,) = nodes["EchoMimicModelLoader"].load("V1 audio", "fp32", "tiny_audio")
-    _assert_node_gives(from_cli, nodes, model, case, _node_features(nodes, case / "inputs" / "audio.wav"), SETTINGS,
-                       face_mask=comfy_mask)
+    _assert_node_gives(
+        from_cli,
+        nodes,
+        model,
+        case,
+        _node_features(nodes, case / "inputs" / "audio.wav"),
+        SETTINGS,
+        face_mask=comfy_mask,
+    )
 
 
 def test_inputs_of_another_size_are_resized_by_the_library_alone(nodes: dict[str, Any], tmp_path: Path) -> None:
@@ -120,14 +170,31 @@ def test_inputs_of_another_size_are_resized_by_the_library_alone(nodes: dict[str
     big_mask = tmp_path / "mask_96.png"
     Image.fromarray(values).resize((96, 96), Image.NEAREST).save(big_mask)
     comfy_mask = torch.from_numpy(np.asarray(Image.open(big_mask), dtype=np.float32) / 255.0)[None]
-    from_cli = _cli_frames(tmp_path, _cli_weights(case, tmp_path / "weights", {}), "audio", SETTINGS, [
-        "--image", str(big_reference), "--audio", str(case / "inputs" / "audio.wav"), "--mask", str(big_mask),
-        "--no-crop"])
+    from_cli = _cli_frames(
+        tmp_path,
+        _cli_weights(case, tmp_path / "weights", {}),
+        "audio",
+        SETTINGS,
+        [
+            "--image",
+            str(big_reference),
+            "--audio",
+            str(case / "inputs" / "audio.wav"),
+            "--mask",
+            str(big_mask),
+            "--no-crop",
+        ],
+    )
 
     (model,) = nodes["EchoMimicModelLoader"].load("V1 audio", "fp32", "tiny_audio")
     outputs = nodes["EchoMimicSampler"].sample(
-        model, StandInComfyVae(case / "vae"), _comfy_image(big_reference),
-        _node_features(nodes, case / "inputs" / "audio.wav"), face_mask=comfy_mask, **SETTINGS)
+        model,
+        StandInComfyVae(case / "vae"),
+        _comfy_image(big_reference),
+        _node_features(nodes, case / "inputs" / "audio.wav"),
+        face_mask=comfy_mask,
+        **SETTINGS,
+    )
     np.testing.assert_array_equal(outputs[0].numpy(), from_cli)
 
 
@@ -139,19 +206,42 @@ def test_landmark_mode_cli_and_node_frames_are_identical(nodes: dict[str, Any], 
     case = PARITY_ROOT / "v1_pose_acc"
     landmarks_json = tmp_path / "landmarks.json"
     LandmarkSequence(np.load(case / "inputs" / "pose_landmarks.npy"), 64, 64).save(landmarks_json)
-    release_names = {"reference_unet": "reference_unet_pose", "denoising_unet": "denoising_unet_pose_acc",
-                     "motion_module": "motion_module_pose_acc", "face_locator": "face_locator_pose"}
+    release_names = {
+        "reference_unet": "reference_unet_pose",
+        "denoising_unet": "denoising_unet_pose_acc",
+        "motion_module": "motion_module_pose_acc",
+        "face_locator": "face_locator_pose",
+    }
     settings = {**SETTINGS, "cfg": 1.0}  # the accelerated weights' own guidance
-    from_cli = _cli_frames(tmp_path, _cli_weights(case, tmp_path / "weights", release_names), "pose_acc", settings, [
-        "--image", str(case / "inputs" / "reference.png"), "--audio", str(case / "inputs" / "audio.wav"),
-        "--landmarks", str(landmarks_json), "--no-crop"])
+    from_cli = _cli_frames(
+        tmp_path,
+        _cli_weights(case, tmp_path / "weights", release_names),
+        "pose_acc",
+        settings,
+        [
+            "--image",
+            str(case / "inputs" / "reference.png"),
+            "--audio",
+            str(case / "inputs" / "audio.wav"),
+            "--landmarks",
+            str(landmarks_json),
+            "--no-crop",
+        ],
+    )
 
     (model,) = nodes["EchoMimicModelLoader"].load("V1 landmarks accelerated", "fp32", "tiny_pose")
     # what the Load Landmarks node hands on (the extension's own copy of the library class)
     landmarks = extension_submodule("echomimic.landmarks").LandmarkSequence.load(landmarks_json)
     (landmark_images,) = nodes["EchoMimicDrawLandmarks"].draw(landmarks, 64, 64, False)
-    _assert_node_gives(from_cli, nodes, model, case, _node_features(nodes, case / "inputs" / "audio.wav"), settings,
-                       landmark_images=landmark_images)
+    _assert_node_gives(
+        from_cli,
+        nodes,
+        model,
+        case,
+        _node_features(nodes, case / "inputs" / "audio.wav"),
+        settings,
+        landmark_images=landmark_images,
+    )
 
 
 def test_v2_cli_and_node_frames_are_identical(nodes: dict[str, Any], tmp_path: Path) -> None:
@@ -172,18 +262,40 @@ def test_v2_cli_and_node_frames_are_identical(nodes: dict[str, Any], tmp_path: P
     records = json.loads((case / "inputs" / "pose_keypoints.json").read_text())
     poses_json = tmp_path / "poses.json"
     hand_poses_from_keypoint_records(records, width, height).save(poses_json)
-    settings = {"width": width, "height": height, "length": info["video_length"], "steps": 2,
-                "cfg": info["guidance_scale"], "seed": info["seed"], "context_frames": info["context_frames"],
-                "context_overlap": info["context_overlap"]}
-    from_cli = _cli_frames(tmp_path, weights, "v2", settings, [
-        "--image", str(case / "inputs" / "reference.png"), "--audio", str(case / "inputs" / "audio.wav"),
-        "--poses", str(poses_json), "--no-align-poses", "--pose-ref-w", str(ref_w)])
+    settings = {
+        "width": width,
+        "height": height,
+        "length": info["video_length"],
+        "steps": 2,
+        "cfg": info["guidance_scale"],
+        "seed": info["seed"],
+        "context_frames": info["context_frames"],
+        "context_overlap": info["context_overlap"],
+    }
+    from_cli = _cli_frames(
+        tmp_path,
+        weights,
+        "v2",
+        settings,
+        [
+            "--image",
+            str(case / "inputs" / "reference.png"),
+            "--audio",
+            str(case / "inputs" / "audio.wav"),
+            "--poses",
+            str(poses_json),
+            "--no-align-poses",
+            "--pose-ref-w",
+            str(ref_w),
+        ],
+    )
 
     (Path(folder_paths.models_dir) / "echomimic" / "equality_v2").symlink_to(weights)
     (model,) = nodes["EchoMimicModelLoader"].load("V2 semi-body", "fp32", "equality_v2", False)
     (encoder,) = nodes["EchoMimicAudioEncoderLoader"].load("equality_v2", "fp32", False)
     features = nodes["EchoMimicAudioFeatures"].compute(
-        read_wav_as_comfy_audio(case / "inputs" / "audio.wav"), encoder, FPS)[0]
+        read_wav_as_comfy_audio(case / "inputs" / "audio.wav"), encoder, FPS
+    )[0]
     poses = extension_submodule("echomimic.poses").HandPoseSequence.load(poses_json)  # Load Hand Poses' output
     (pose_images,) = nodes["EchoMimicDrawHandPoses"].draw(poses, width, height, ref_w)
     _assert_node_gives(from_cli, nodes, model, case, features, settings, hand_pose_images=pose_images)

@@ -25,8 +25,27 @@ def weights(tmp_path_factory) -> Path:
 
 
 def _generate(weights: Path, out: Path, *extra: str) -> int:
-    return main(["generate", "--mode", "v3_flash", "--weights", str(weights), "--image", str(IMAGE),
-                 "--audio", str(SPEECH), "--out", str(out), "--steps", "2", "--device", "cpu", "--quiet", *extra])
+    return main(
+        [
+            "generate",
+            "--mode",
+            "v3_flash",
+            "--weights",
+            str(weights),
+            "--image",
+            str(IMAGE),
+            "--audio",
+            str(SPEECH),
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--device",
+            "cpu",
+            "--quiet",
+            *extra,
+        ]
+    )
 
 
 def _streams(path: Path) -> tuple[int, float, bool]:
@@ -36,10 +55,10 @@ def _streams(path: Path) -> tuple[int, float, bool]:
         return frames, float(video.average_rate), bool(container.streams.audio)
 
 
-@pytest.mark.parametrize("extra, frames", [
-    (("--length", "13"), 13),
-    (("--length", "29", "--chunk-frames", "13", "--chunk-overlap", "5"), 29),
-])
+@pytest.mark.parametrize(
+    "extra, frames",
+    [(("--length", "13"), 13), (("--length", "29", "--chunk-frames", "13", "--chunk-overlap", "5"), 29)],
+)
 def test_writes_a_v3_mp4_with_sound(weights: Path, tmp_path: Path, extra, frames) -> None:
     """Catches a broken V3 command line (one chunk and three chunks): the mp4 exists, has the frames asked for
     at 25 fps, and the speech muxed in; the prompt embedding is cached for the next run."""
@@ -71,19 +90,23 @@ def test_missing_file_names_it_and_its_repository(weights: Path, tmp_path: Path,
     partial.mkdir()
     (partial / "transformer").mkdir()
     (partial / "transformer" / "diffusion_pytorch_model.safetensors").symlink_to(
-        weights / "transformer" / "diffusion_pytorch_model.safetensors")
+        weights / "transformer" / "diffusion_pytorch_model.safetensors"
+    )
     assert main(["check", "--mode", "v3_flash", "--weights", str(partial)]) == 2
     err = capsys.readouterr().err
     assert "Wan2.1_VAE.pth" in err and "alibaba-pai/Wan2.1-Fun-V1.1-1.3B-InP" in err
     assert "python -m echomimic download --mode v3_flash" in err
 
 
-@pytest.mark.parametrize("extra, words", [
-    (("--mask", str(IMAGE)), "V1/V2 options"),
-    (("--chunk-frames", "12"), "1 + 4k"),
-    (("--width", "100", "--height", "64"), "multiples of 16"),
-    (("--width", "64"), "both --width and --height"),
-])
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (("--mask", str(IMAGE)), "V1/V2 options"),
+        (("--chunk-frames", "12"), "1 + 4k"),
+        (("--width", "100", "--height", "64"), "multiples of 16"),
+        (("--width", "64"), "both --width and --height"),
+    ],
+)
 def test_bad_v3_options_are_one_line(weights: Path, tmp_path: Path, capsys, extra, words) -> None:
     """Catches V3 options that fail late or with a traceback instead of one line (exit 2)."""
     assert _generate(weights, tmp_path / "x.mp4", *extra) == 2
@@ -142,8 +165,26 @@ def test_unusable_speech_or_picture_is_one_line(weights: Path, tmp_path: Path, c
         image = tmp_path / "tiny.png"
         Image.new("RGB", (12, 40), (200, 100, 50)).save(image)
     out = tmp_path / "x.mp4"
-    status = main(["generate", "--mode", "v3_flash", "--weights", str(weights), "--image", str(image),
-                   "--audio", str(audio), "--out", str(out), "--steps", "1", "--device", "cpu", "--quiet"])
+    status = main(
+        [
+            "generate",
+            "--mode",
+            "v3_flash",
+            "--weights",
+            str(weights),
+            "--image",
+            str(image),
+            "--audio",
+            str(audio),
+            "--out",
+            str(out),
+            "--steps",
+            "1",
+            "--device",
+            "cpu",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert status == 2 and err.count("\n") == 1 and "Traceback" not in err, err
     assert not out.exists()

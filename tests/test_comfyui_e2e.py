@@ -56,8 +56,7 @@ TINY_CASES = {("v1", "audio"): "v1_audio", ("v1", "pose"): "v1_pose_acc", ("v2",
 
 def comfyui_missing_message(comfyui_dir: str | None) -> str:
     """Why the real-ComfyUI tests cannot run, and how to make them run."""
-    how = ("run scripts/setup_comfyui.sh DEST, then set COMFYUI_DIR=DEST/ComfyUI "
-           "COMFYUI_PYTHON=DEST/venv/bin/python")
+    how = "run scripts/setup_comfyui.sh DEST, then set COMFYUI_DIR=DEST/ComfyUI COMFYUI_PYTHON=DEST/venv/bin/python"
     if not comfyui_dir:
         return f"the real-ComfyUI tests need a ComfyUI: COMFYUI_DIR is not set; {how}"
     return f"COMFYUI_DIR={comfyui_dir} is not a ComfyUI tree (no main.py there); {how}"
@@ -75,6 +74,7 @@ def _require_comfyui() -> Path:
 
 # Test files ------------------------------------------------------------------------------------------
 
+
 def write_random_sd_vae(path: Path) -> None:
     """A full-size SD1.x VAE (diffusers key layout, random weights) that ComfyUI's VAELoader accepts."""
     import torch
@@ -83,9 +83,14 @@ def write_random_sd_vae(path: Path) -> None:
 
     torch.manual_seed(0)
     vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=512,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        layers_per_block=2,
+        sample_size=512,
         block_out_channels=(128, 256, 512, 512),
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
     )
     save_file({key: value.half().contiguous() for key, value in vae.state_dict().items()}, str(path))
 
@@ -96,8 +101,11 @@ def write_tiny_upscale_model(path: Path) -> None:
 
     torch.manual_seed(0)
     features, convs, scale = 8, 2, 2
-    state: dict[str, Any] = {"body.0.weight": torch.randn(features, 3, 3, 3) * 0.1,
-                             "body.0.bias": torch.zeros(features), "body.1.weight": torch.full((features,), 0.25)}
+    state: dict[str, Any] = {
+        "body.0.weight": torch.randn(features, 3, 3, 3) * 0.1,
+        "body.0.bias": torch.zeros(features),
+        "body.1.weight": torch.full((features,), 0.25),
+    }
     index = 2
     for _ in range(convs):
         state[f"body.{index}.weight"] = torch.randn(features, features, 3, 3) * 0.1
@@ -137,7 +145,9 @@ def build_tiny_weights(echomimic_dir: Path) -> dict[str, str]:
         folder.mkdir(parents=True)
         for role, stem in variant.stems.items():
             # The case names its networks by role; the conditioning net is face_locator (V1) or pose_encoder (V2).
-            case_stem = next(name for name in (role, "pose_encoder") if (case_dir / "weights" / f"{name}.safetensors").exists())
+            case_stem = next(
+                name for name in (role, "pose_encoder") if (case_dir / "weights" / f"{name}.safetensors").exists()
+            )
             (folder / f"{stem}.safetensors").symlink_to(case_dir / "weights" / f"{case_stem}.safetensors")
         for config in (case_dir / "config").glob("*.json"):
             (folder / config.name).symlink_to(config)
@@ -187,6 +197,7 @@ def write_hand_poses(path: Path, photo: Path) -> None:
 
 # Loopback file server (MediaPipe models; a Hugging Face endpoint that has nothing) ----------------------
 
+
 class _FileServerHandler(http.server.BaseHTTPRequestHandler):
     """GET <anything>/<name>: the file `name` of the served folder (the MediaPipe URL layout is
     <task>/<model>/float16/1/<name>); 404 for anything else. Every request is recorded."""
@@ -231,6 +242,7 @@ class LoopbackFileServer:
 
 # Websocket listener (stdlib only: the few RFC 6455 frames ComfyUI's server sends) ---------------------
 
+
 class WebsocketListener:
     """Connects to /ws?clientId=..., records JSON messages, and counts binary (preview image) messages per
     prompt: ComfyUI sends previews only to the client that queued the prompt, between its "executing"
@@ -244,9 +256,13 @@ class WebsocketListener:
         self._running_node: str | None = None
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
         key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall((f"GET /ws?clientId={client_id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                           f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                           "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        self.sock.sendall(
+            (
+                f"GET /ws?clientId={client_id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
         header = b""
         while b"\r\n\r\n" not in header:
             chunk = self.sock.recv(1)
@@ -320,8 +336,11 @@ class WebsocketListener:
     def progress_nodes(self, prompt_id: str) -> set[str]:
         """Node ids that reported progress (ComfyUI's progress bar) during `prompt_id`."""
         with self._lock:
-            return {str(m["data"].get("node")) for m in self.messages
-                    if m.get("type") == "progress" and m.get("data", {}).get("prompt_id") == prompt_id}
+            return {
+                str(m["data"].get("node"))
+                for m in self.messages
+                if m.get("type") == "progress" and m.get("data", {}).get("prompt_id") == prompt_id
+            }
 
     def close(self) -> None:
         try:
@@ -332,6 +351,7 @@ class WebsocketListener:
 
 
 # The server ----------------------------------------------------------------------------------------
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -345,21 +365,35 @@ class ComfyServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.client_id = str(uuid.uuid4())
         python = os.environ.get("COMFYUI_PYTHON", sys.executable)
-        command = [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
-                   "--disable-auto-launch", "--base-directory", str(base), "--disable-all-custom-nodes",
-                   "--whitelist-custom-nodes", EXTENSION_NAME, "--cache-none",
-                   # Live previews as a user who enabled them sees (latent2rgb on CPU: no TAESD here).
-                   "--preview-method", "auto"]
+        command = [
+            python,
+            "main.py",
+            "--cpu",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--disable-auto-launch",
+            "--base-directory",
+            str(base),
+            "--disable-all-custom-nodes",
+            "--whitelist-custom-nodes",
+            EXTENSION_NAME,
+            "--cache-none",
+            # Live previews as a user who enabled them sees (latent2rgb on CPU: no TAESD here).
+            "--preview-method",
+            "auto",
+        ]
         self.log_path = log_path
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(command, cwd=comfyui_dir, stdout=self._log, stderr=subprocess.STDOUT,
-                                        env=env)
+        self.process = subprocess.Popen(command, cwd=comfyui_dir, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         self.listener: WebsocketListener | None = None
 
     def request(self, path: str, payload: dict | None = None) -> Any:
         data = json.dumps(payload).encode() if payload is not None else None
-        request = urllib.request.Request(self.url + path, data=data,
-                                         headers={"Content-Type": "application/json"} if data else {})
+        request = urllib.request.Request(
+            self.url + path, data=data, headers={"Content-Type": "application/json"} if data else {}
+        )
         with urllib.request.urlopen(request, timeout=60) as response:
             body = response.read()
         return json.loads(body) if body.strip() else None
@@ -432,9 +466,13 @@ def comfy_server(tmp_path_factory: pytest.TempPathFactory, mediapipe_server: Loo
     comfyui_dir = _require_comfyui()
     base = tmp_path_factory.mktemp("comfyui_base")
     folders = build_base_directory(base)
-    env = {**os.environ, release.MEDIAPIPE_BASE_URL_ENV: mediapipe_server.url,
-           # Nothing may come from the real hub: a loopback endpoint that answers 404.
-           "HF_ENDPOINT": mediapipe_server.url + "/hf", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    env = {
+        **os.environ,
+        release.MEDIAPIPE_BASE_URL_ENV: mediapipe_server.url,
+        # Nothing may come from the real hub: a loopback endpoint that answers 404.
+        "HF_ENDPOINT": mediapipe_server.url + "/hf",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
     env.pop("ECHOMIMIC_TEST_MODELS_DIR", None)
     server = ComfyServer(comfyui_dir, base, base / "comfyui.log", env)
     try:
@@ -450,8 +488,15 @@ def comfy_server(tmp_path_factory: pytest.TempPathFactory, mediapipe_server: Loo
 
 SIZE = 64  # the tiny parity models are 64x64
 # Widgets of our nodes set for a tiny, fast run (where a node has them).
-TINY_WIDGETS: dict[str, Any] = {"width": SIZE, "height": SIZE, "length": 8, "steps": 1, "context_frames": 4,
-                                "context_overlap": 1, "precision": "fp32"}
+TINY_WIDGETS: dict[str, Any] = {
+    "width": SIZE,
+    "height": SIZE,
+    "length": 8,
+    "steps": 1,
+    "context_frames": 4,
+    "context_overlap": 1,
+    "precision": "fp32",
+}
 # Core nodes pointed at the test files.
 CORE_WIDGETS: dict[str, dict[str, Any]] = {
     "VAELoader": {"vae_name": "random_sd_vae.safetensors"},
@@ -486,8 +531,9 @@ def set_widget(node: dict[str, Any], object_info: dict[str, Any], name: str, val
     raise KeyError(f"{node['type']} has no widget {name!r}")
 
 
-def shrink_workflow(workflow: dict[str, Any], server: ComfyServer, object_info: dict[str, Any],
-                    prefix: str) -> dict[str, Any]:
+def shrink_workflow(
+    workflow: dict[str, Any], server: ComfyServer, object_info: dict[str, Any], prefix: str
+) -> dict[str, Any]:
     """The workflow at a tiny size on the tiny weights of its loader's variant, reading the test files."""
     v2 = is_v2_workflow(workflow)
     for node in workflow["nodes"]:
@@ -509,8 +555,9 @@ def shrink_workflow(workflow: dict[str, Any], server: ComfyServer, object_info: 
                 changes["filename_prefix"] = prefix
             if node["type"] == "LoadImage":
                 named = node["widgets_values"][0]
-                changes["image"] = ("half_body.png" if v2 else
-                                    named if (server.base / "input" / named).is_file() else "portrait.png")
+                changes["image"] = (
+                    "half_body.png" if v2 else named if (server.base / "input" / named).is_file() else "portrait.png"
+                )
             if node["type"] == "LoadVideo" and v2:
                 changes["file"] = HALF_BODY_VIDEO
         for name, value in changes.items():
@@ -538,22 +585,35 @@ def swap_wan_loaders(prompt: dict[str, Any]) -> dict[str, Any]:
         if kind in ("CLIPLoader", "CLIPVisionLoader"):
             continue
         if kind == "EchoMimicV3WanFiles":  # its VAE output (slot 2) becomes our VAE loader under its id
-            node = {"class_type": "EchoMimicV3VAELoader",
-                    "inputs": {"weights_folder": V3_FOLDER, "download_missing": False}}
+            node = {
+                "class_type": "EchoMimicV3VAELoader",
+                "inputs": {"weights_folder": V3_FOLDER, "download_missing": False},
+            }
             for other in prompt.values():
                 for name, value in other["inputs"].items():
                     if isinstance(value, list) and value[:1] == [node_id] and value[1] == 2:
                         other["inputs"][name] = [node_id, 0]
         if kind == "CLIPTextEncode":
-            node = {"class_type": "EchoMimicV3TextEncode",
-                    "inputs": {"text": inputs["text"], "weights_folder": V3_FOLDER, "download_missing": False}}
+            node = {
+                "class_type": "EchoMimicV3TextEncode",
+                "inputs": {"text": inputs["text"], "weights_folder": V3_FOLDER, "download_missing": False},
+            }
         elif kind == "CLIPVisionEncode":
-            node = {"class_type": "EchoMimicV3ClipVisionEncode",
-                    "inputs": {"image": inputs["image"], "weights_folder": V3_FOLDER, "width": V3_SIZE[0],
-                               "height": V3_SIZE[1], "download_missing": False}}
+            node = {
+                "class_type": "EchoMimicV3ClipVisionEncode",
+                "inputs": {
+                    "image": inputs["image"],
+                    "weights_folder": V3_FOLDER,
+                    "width": V3_SIZE[0],
+                    "height": V3_SIZE[1],
+                    "download_missing": False,
+                },
+            }
         elif kind == "VAELoader":
-            node = {"class_type": "EchoMimicV3VAELoader",
-                    "inputs": {"weights_folder": V3_FOLDER, "download_missing": False}}
+            node = {
+                "class_type": "EchoMimicV3VAELoader",
+                "inputs": {"weights_folder": V3_FOLDER, "download_missing": False},
+            }
         swapped[node_id] = node
     return swapped
 
@@ -579,8 +639,9 @@ def assert_durations_agree(path: Path) -> None:
 
 
 def _sampler_ids(prompt: dict[str, Any]) -> set[str]:
-    return {node_id for node_id, node in prompt.items()
-            if node["class_type"] in ("EchoMimicSampler", "EchoMimicV3Sampler")}
+    return {
+        node_id for node_id, node in prompt.items() if node["class_type"] in ("EchoMimicSampler", "EchoMimicV3Sampler")
+    }
 
 
 def test_the_skip_reason_says_what_to_set() -> None:
@@ -622,18 +683,26 @@ def test_recorded_core_nodes_match_the_running_server(comfy_server: ComfyServer)
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda path: path.stem)
-def test_workflow_runs_and_saves_an_mp4_with_sound(comfy_server: ComfyServer,
-                                                   mediapipe_server: LoopbackFileServer, path: Path) -> None:
+def test_workflow_runs_and_saves_an_mp4_with_sound(
+    comfy_server: ComfyServer, mediapipe_server: LoopbackFileServer, path: Path
+) -> None:
     """Catches a shipped workflow that does not convert, validate or run in the real ComfyUI, a saved video
     without sound, a sampler without progress or live previews, and MediaPipe files that do not arrive through the
     extension's download code."""
     object_info = comfy_server.request("/object_info")
-    workflow = shrink_workflow(json.loads(path.read_text(encoding="utf-8")), comfy_server, object_info,
-                               f"e2e/{path.stem}")
+    workflow = shrink_workflow(
+        json.loads(path.read_text(encoding="utf-8")), comfy_server, object_info, f"e2e/{path.stem}"
+    )
     prompt = swap_wan_loaders(ui_to_api(workflow, object_info))
     prompt_id, entry = comfy_server.run(prompt)
-    saved = [item for output in entry["outputs"].values() for items in output.values() if isinstance(items, list)
-             for item in items if isinstance(item, dict) and str(item.get("filename", "")).endswith(".mp4")]
+    saved = [
+        item
+        for output in entry["outputs"].values()
+        for items in output.values()
+        if isinstance(items, list)
+        for item in items
+        if isinstance(item, dict) and str(item.get("filename", "")).endswith(".mp4")
+    ]
     assert saved, f"no mp4 among the outputs: {entry['outputs']}"
     folder = comfy_server.base / "output" / saved[0].get("subfolder", "")
     assert_mp4_with_sound(folder / saved[0]["filename"], min_frames=8)
@@ -651,7 +720,8 @@ def test_workflow_runs_and_saves_an_mp4_with_sound(comfy_server: ComfyServer,
             if any(request.endswith("/" + model.name) for request in mediapipe_server.requests):
                 assert (mediapipe_dir / model.name).stat().st_size == model.size
         assert any((mediapipe_dir / name).is_file() for name in release.MEDIAPIPE_MODELS), (
-            f"no MediaPipe file was downloaded into {mediapipe_dir}; requests: {mediapipe_server.requests}")
+            f"no MediaPipe file was downloaded into {mediapipe_dir}; requests: {mediapipe_server.requests}"
+        )
 
 
 def _messages(entry: dict[str, Any], kind: str) -> list[dict[str, Any]]:
@@ -660,8 +730,9 @@ def _messages(entry: dict[str, Any], kind: str) -> list[dict[str, Any]]:
 
 def _api_prompt(server: ComfyServer, name: str, prefix: str, **sampler: Any) -> dict[str, Any]:
     object_info = server.request("/object_info")
-    workflow = shrink_workflow(json.loads((REPO_ROOT / "workflows" / name).read_text(encoding="utf-8")),
-                               server, object_info, prefix)
+    workflow = shrink_workflow(
+        json.loads((REPO_ROOT / "workflows" / name).read_text(encoding="utf-8")), server, object_info, prefix
+    )
     for node in workflow["nodes"]:
         if node["type"] in ("EchoMimicSampler", "EchoMimicV3Sampler"):
             for key, value in sampler.items():
@@ -669,13 +740,20 @@ def _api_prompt(server: ComfyServer, name: str, prefix: str, **sampler: Any) -> 
     return swap_wan_loaders(ui_to_api(workflow, object_info))
 
 
-@pytest.mark.parametrize("name, sampler, long_run", [
-    ("EchoMimic V1 audio.json", "EchoMimicSampler", {"length": 0, "steps": 4}),
-    ("EchoMimic V3 flash.json", "EchoMimicV3Sampler", {"length": 0, "steps": 8, "chunk_frames": 5,
-                                                       "chunk_overlap": 1}),
-])
-def test_cancel_stops_the_sampler_then_the_next_run_succeeds(comfy_server: ComfyServer, name: str, sampler: str,
-                                                              long_run: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "name, sampler, long_run",
+    [
+        ("EchoMimic V1 audio.json", "EchoMimicSampler", {"length": 0, "steps": 4}),
+        (
+            "EchoMimic V3 flash.json",
+            "EchoMimicV3Sampler",
+            {"length": 0, "steps": 8, "chunk_frames": 5, "chunk_overlap": 1},
+        ),
+    ],
+)
+def test_cancel_stops_the_sampler_then_the_next_run_succeeds(
+    comfy_server: ComfyServer, name: str, sampler: str, long_run: dict[str, Any]
+) -> None:
     """Catches a sampler (V1/V2's and V3's) that ignores ComfyUI's Cancel (interrupt) until it finishes, and
     state left broken by a cancelled run or by ComfyUI unloading the models (POST /free) before the next run."""
     # A run long enough to be inside the sampler when Cancel is pressed (all frames, several steps).
@@ -726,7 +804,8 @@ spec.loader.exec_module(sys.modules["echomimic_extension"])
 """
 
 
-ADAPTER_CHECK = r"""
+ADAPTER_CHECK = (
+    r"""
 import importlib.util, sys
 import torch
 comfyui_dir, repo, vae_path, scale = sys.argv[1:5]
@@ -739,7 +818,9 @@ import comfy.utils
 from diffusers import AutoencoderKL
 
 # the extension as a package (the adapter imports the bundled library relative to it)
-""" + LOAD_EXTENSION + r"""
+"""
+    + LOAD_EXTENSION
+    + r"""
 adapter_module = importlib.import_module("echomimic_extension.nodes.vae_adapter")
 adapter = adapter_module.ComfyVaeAdapter(comfy.sd.VAE(sd=comfy.utils.load_torch_file(vae_path)))
 
@@ -757,6 +838,7 @@ with torch.no_grad():
 print("encode", float((ours - official).abs().max()), float(official.abs().max()))
 print("decode", float((decoded_ours - decoded_official).abs().max()))
 """
+)
 
 
 def test_comfy_vae_adapter_gives_the_official_latent_convention(comfy_server: ComfyServer) -> None:
@@ -764,9 +846,21 @@ def test_comfy_vae_adapter_gives_the_official_latent_convention(comfy_server: Co
     wrong assumption about comfy.sd.VAE's scaling or pixel range (the stand-in VAE cannot show it)."""
     python = os.environ.get("COMFYUI_PYTHON", sys.executable)
     vae_path = comfy_server.base / "models" / "vae" / "random_sd_vae.safetensors"
-    result = subprocess.run([python, "-c", ADAPTER_CHECK, str(_require_comfyui()), str(REPO_ROOT), str(vae_path),
-                             str(release.LATENT_SCALE)],
-                            capture_output=True, text=True, cwd=_require_comfyui(), timeout=600)
+    result = subprocess.run(
+        [
+            python,
+            "-c",
+            ADAPTER_CHECK,
+            str(_require_comfyui()),
+            str(REPO_ROOT),
+            str(vae_path),
+            str(release.LATENT_SCALE),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=_require_comfyui(),
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     lines = dict(line.split(" ", 1) for line in result.stdout.strip().splitlines() if line[:6] in ("encode", "decode"))
     encode_error, scale = (float(v) for v in lines["encode"].split())
@@ -774,7 +868,8 @@ def test_comfy_vae_adapter_gives_the_official_latent_convention(comfy_server: Co
     assert float(lines["decode"]) <= 1e-3, lines
 
 
-WAN_VAE_CHECK = r"""
+WAN_VAE_CHECK = (
+    r"""
 import importlib.util, sys
 import torch
 comfyui_dir, repo, vae_path, tiny_dim = sys.argv[1:5]
@@ -792,7 +887,9 @@ def tiny_init(self, *args, **kwargs):
     original_init(self, *args, **kwargs)
 comfy.ldm.wan.vae.WanVAE.__init__ = tiny_init
 
-""" + LOAD_EXTENSION + r"""
+"""
+    + LOAD_EXTENSION
+    + r"""
 adapters = importlib.import_module("echomimic_extension.nodes.v3_adapters")
 library_vae = importlib.import_module("echomimic_extension.echomimic.v3.vae")
 
@@ -806,6 +903,7 @@ print("encode", float((adapter.encode(video) - official).abs().max()), float(off
 decoded = torch.cat(list(ours.decode_chunks(official)), dim=2)
 print("decode", float((torch.cat(list(adapter.decode_chunks(official)), dim=2) - decoded).abs().max()))
 """
+)
 
 
 def test_comfy_wan_vae_adapter_gives_the_official_latents(comfy_server: ComfyServer) -> None:
@@ -817,8 +915,13 @@ def test_comfy_wan_vae_adapter_gives_the_official_latents(comfy_server: ComfySer
     case = v3_cases("vae")[0]
     tiny_dim = json.loads((case / "config" / "tiny_dims.json").read_text())["vae"]["dim"]
     vae_path = case / "models" / "Wan2.1-Fun-V1.1-1.3B-InP" / "Wan2.1_VAE.pth"
-    result = subprocess.run([python, "-c", WAN_VAE_CHECK, str(_require_comfyui()), str(REPO_ROOT), str(vae_path),
-                             str(tiny_dim)], capture_output=True, text=True, cwd=_require_comfyui(), timeout=600)
+    result = subprocess.run(
+        [python, "-c", WAN_VAE_CHECK, str(_require_comfyui()), str(REPO_ROOT), str(vae_path), str(tiny_dim)],
+        capture_output=True,
+        text=True,
+        cwd=_require_comfyui(),
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     lines = dict(line.split(" ", 1) for line in result.stdout.strip().splitlines() if line[:6] in ("encode", "decode"))
     encode_error, scale = (float(v) for v in lines["encode"].split())
@@ -826,7 +929,8 @@ def test_comfy_wan_vae_adapter_gives_the_official_latents(comfy_server: ComfySer
     assert float(lines["decode"]) <= 1e-3, lines
 
 
-CLIP_VISION_CHECK = r"""
+CLIP_VISION_CHECK = (
+    r"""
 import importlib.util, json, sys, tempfile
 import torch
 comfyui_dir, repo, clip_path, dims = sys.argv[1:5]
@@ -836,7 +940,9 @@ import comfy.cli_args
 comfy.cli_args.args.cpu = True
 import comfy.clip_vision
 
-""" + LOAD_EXTENSION + r"""
+"""
+    + LOAD_EXTENSION
+    + r"""
 adapters = importlib.import_module("echomimic_extension.nodes.v3_adapters")
 encoder = importlib.import_module("echomimic_extension.echomimic.v3.image_encoder")
 weights = importlib.import_module("echomimic_extension.echomimic.weights")
@@ -861,6 +967,7 @@ tokens = adapters.clip_tokens_from_output(comfy_clip.encode_image(image, crop=Fa
 official = ours.encode(image.permute(0, 3, 1, 2) * 2.0 - 1.0)
 print("tokens", float((tokens - official).abs().max()), float(official.abs().max()))
 """
+)
 
 
 def test_comfy_clip_vision_output_is_the_official_clip_tokens(comfy_server: ComfyServer) -> None:
@@ -872,9 +979,13 @@ def test_comfy_clip_vision_output_is_the_official_clip_tokens(comfy_server: Comf
     case = v3_cases("text_clip")[0]
     dims = json.loads((case / "config" / "tiny_dims.json").read_text())["clip"]
     clip_path = case / "models" / "Wan2.1-Fun-V1.1-1.3B-InP" / "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth"
-    result = subprocess.run([python, "-c", CLIP_VISION_CHECK, str(_require_comfyui()), str(REPO_ROOT),
-                             str(clip_path), json.dumps(dims)],
-                            capture_output=True, text=True, cwd=_require_comfyui(), timeout=600)
+    result = subprocess.run(
+        [python, "-c", CLIP_VISION_CHECK, str(_require_comfyui()), str(REPO_ROOT), str(clip_path), json.dumps(dims)],
+        capture_output=True,
+        text=True,
+        cwd=_require_comfyui(),
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     lines = dict(line.split(" ", 1) for line in result.stdout.strip().splitlines() if line[:6] in ("keys [", "tokens"))
     assert lines.get("keys") == "[] []", result.stdout
@@ -882,7 +993,8 @@ def test_comfy_clip_vision_output_is_the_official_clip_tokens(comfy_server: Comf
     assert scale > 0 and error <= 1e-4 * max(1.0, scale), lines
 
 
-UMT5_CHECK = r"""
+UMT5_CHECK = (
+    r"""
 import importlib.util, json, sys
 import torch
 comfyui_dir, repo, t5_path, dims, ids = sys.argv[1:6]
@@ -894,7 +1006,9 @@ import comfy.ops
 import comfy.sd1_clip
 import comfy.text_encoders.t5
 
-""" + LOAD_EXTENSION + r"""
+"""
+    + LOAD_EXTENSION
+    + r"""
 adapters = importlib.import_module("echomimic_extension.nodes.v3_adapters")
 text_encoder = importlib.import_module("echomimic_extension.echomimic.v3.text_encoder")
 weights = importlib.import_module("echomimic_extension.echomimic.weights")
@@ -920,6 +1034,7 @@ official = ours.encode_ids(ids)
 print("shape", list(embeds.shape) == list(official.shape))
 print("embeds", float((embeds - official).abs().max()), float(official.abs().max()))
 """
+)
 
 
 def test_comfy_umt5_conditioning_is_the_official_prompt_embedding(comfy_server: ComfyServer) -> None:
@@ -932,18 +1047,35 @@ def test_comfy_umt5_conditioning_is_the_official_prompt_embedding(comfy_server: 
     dims = json.loads((case / "config" / "tiny_dims.json").read_text())["t5"]
     ids = next(iter(json.loads((case / "inputs" / "prompt_token_ids.json").read_text()).values()))
     t5_path = case / "models" / "Wan2.1-Fun-V1.1-1.3B-InP" / "models_t5_umt5-xxl-enc-bf16.pth"
-    result = subprocess.run([python, "-c", UMT5_CHECK, str(_require_comfyui()), str(REPO_ROOT), str(t5_path),
-                             json.dumps(dims), json.dumps(ids)],
-                            capture_output=True, text=True, cwd=_require_comfyui(), timeout=600)
+    result = subprocess.run(
+        [
+            python,
+            "-c",
+            UMT5_CHECK,
+            str(_require_comfyui()),
+            str(REPO_ROOT),
+            str(t5_path),
+            json.dumps(dims),
+            json.dumps(ids),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=_require_comfyui(),
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
-    lines = dict(line.split(" ", 1) for line in result.stdout.strip().splitlines()
-                 if line.split(" ", 1)[0] in ("keys", "shape", "embeds"))
+    lines = dict(
+        line.split(" ", 1)
+        for line in result.stdout.strip().splitlines()
+        if line.split(" ", 1)[0] in ("keys", "shape", "embeds")
+    )
     assert lines.get("keys") == "[] []" and lines.get("shape") == "True", result.stdout
     error, scale = (float(v) for v in lines["embeds"].split())
     assert scale > 0 and error <= 1e-4 * max(1.0, scale), lines
 
 
-MODEL_MANAGEMENT_CHECK = r"""
+MODEL_MANAGEMENT_CHECK = (
+    r"""
 import importlib, importlib.util, sys
 import torch
 comfyui_dir, repo, models_dir = sys.argv[1:4]
@@ -955,7 +1087,9 @@ folder_paths.models_dir = models_dir
 import comfy.model_management as mm
 from comfy.model_patcher import ModelPatcher
 
-""" + LOAD_EXTENSION + r"""
+"""
+    + LOAD_EXTENSION
+    + r"""
 folder_paths.add_model_folder_path("echomimic", f"{models_dir}/echomimic")
 model_nodes = importlib.import_module("echomimic_extension.nodes.model_nodes")
 (loaded,) = model_nodes.EchoMimicModelLoader().load("V1 audio", "fp32", "tiny_audio", False)
@@ -972,6 +1106,7 @@ print("unloaded", not any(entry.model is patcher for entry in mm.current_loaded_
 model_nodes.load_patched_models(patcher)
 print("reloaded", any(entry.model is patcher for entry in mm.current_loaded_models))
 """
+)
 
 
 def test_models_live_under_comfyui_model_management(comfy_server: ComfyServer) -> None:
@@ -980,11 +1115,26 @@ def test_models_live_under_comfyui_model_management(comfy_server: ComfyServer) -
     again. Catches a claim the stand-ins in tests/comfy_stubs make about comfy.model_management /
     comfy.model_patcher that the real ones do not honour (the stand-ins cannot show it)."""
     python = os.environ.get("COMFYUI_PYTHON", sys.executable)
-    result = subprocess.run([python, "-c", MODEL_MANAGEMENT_CHECK, str(_require_comfyui()), str(REPO_ROOT),
-                             str(comfy_server.base / "models")],
-                            capture_output=True, text=True, cwd=_require_comfyui(), timeout=600)
+    result = subprocess.run(
+        [
+            python,
+            "-c",
+            MODEL_MANAGEMENT_CHECK,
+            str(_require_comfyui()),
+            str(REPO_ROOT),
+            str(comfy_server.base / "models"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=_require_comfyui(),
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
-    checks = dict(line.split(" ", 1) for line in result.stdout.strip().splitlines()
-                  if line.split(" ", 1)[0] in ("patcher", "dtype", "size", "wraps", "loaded", "unloaded", "reloaded"))
-    assert checks == dict.fromkeys(("patcher", "dtype", "size", "wraps", "loaded", "unloaded", "reloaded"), "True"), \
+    checks = dict(
+        line.split(" ", 1)
+        for line in result.stdout.strip().splitlines()
+        if line.split(" ", 1)[0] in ("patcher", "dtype", "size", "wraps", "loaded", "unloaded", "reloaded")
+    )
+    assert checks == dict.fromkeys(("patcher", "dtype", "size", "wraps", "loaded", "unloaded", "reloaded"), "True"), (
         result.stdout[-2000:]
+    )

@@ -44,7 +44,9 @@ def _leftovers(folder: Path) -> list[str]:
 @pytest.fixture
 def mediapipe_files(monkeypatch: pytest.MonkeyPatch):
     """The loopback server of the MediaPipe files, set as the download base URL."""
-    assert all((MEDIAPIPE_ROOT / name).is_file() for name in MEDIAPIPE_MODELS), f"MediaPipe files missing in {MEDIAPIPE_ROOT}"
+    assert all((MEDIAPIPE_ROOT / name).is_file() for name in MEDIAPIPE_MODELS), (
+        f"MediaPipe files missing in {MEDIAPIPE_ROOT}"
+    )
     with mediapipe_server(MEDIAPIPE_ROOT) as server:
         monkeypatch.setenv(MEDIAPIPE_BASE_URL_ENV, server.url)
         yield server
@@ -52,13 +54,15 @@ def mediapipe_files(monkeypatch: pytest.MonkeyPatch):
 
 # MediaPipe files (library) ----------------------------------------------------------------------------
 
+
 def test_mediapipe_files_arrive_checked_and_are_fetched_once(mediapipe_files: Any, tmp_path: Path) -> None:
     """Catches: a wrong URL layout, a file saved elsewhere than models_dir/mediapipe, a missing checksum
     check, progress not reported, or a second call downloading again."""
     seen: dict[str, tuple[int, int]] = {}
     for model in MEDIAPIPE_MODELS.values():
-        path = ensure_mediapipe_model(model, tmp_path,
-                                      progress=lambda done, total, name=model.name: seen.__setitem__(name, (done, total)))
+        path = ensure_mediapipe_model(
+            model, tmp_path, progress=lambda done, total, name=model.name: seen.__setitem__(name, (done, total))
+        )
         assert path == tmp_path / "mediapipe" / model.name
         assert _sha256(path) == model.sha256 and path.stat().st_size == model.size
         assert seen[model.name] == (model.size, model.size)
@@ -70,8 +74,9 @@ def test_mediapipe_files_arrive_checked_and_are_fetched_once(mediapipe_files: An
 
 
 @pytest.mark.parametrize("mode, reason", [("wrong", "sha256"), ("drop", "bytes")])
-def test_wrong_file_or_dropped_connection_leaves_nothing(mediapipe_files: Any, tmp_path: Path, mode: str,
-                                                         reason: str) -> None:
+def test_wrong_file_or_dropped_connection_leaves_nothing(
+    mediapipe_files: Any, tmp_path: Path, mode: str, reason: str
+) -> None:
     """Catches: a corrupt or truncated download kept (or its temporary file left) where it would be used,
     or an error that does not say which file, from where and where to put it."""
     mediapipe_files.mode = mode
@@ -86,6 +91,7 @@ def test_wrong_file_or_dropped_connection_leaves_nothing(mediapipe_files: Any, t
 
 def test_cancel_during_download_leaves_nothing(mediapipe_files: Any, tmp_path: Path) -> None:
     """Catches: a cancel (an exception from the progress callback) leaving a partial file behind."""
+
     class Stop(Exception):
         pass
 
@@ -112,12 +118,22 @@ def test_offline_error_names_each_file_url_and_folder(monkeypatch: pytest.Monkey
         ensure_mediapipe_models([HAND_LANDMARKER, POSE_LANDMARKER], tmp_path)
     message = str(caught.value)
     assert "\n" not in message and str(tmp_path / "mediapipe") in message
-    assert all(model.name in message and mediapipe_url(model) in message for model in (HAND_LANDMARKER, POSE_LANDMARKER))
+    assert all(
+        model.name in message and mediapipe_url(model) in message for model in (HAND_LANDMARKER, POSE_LANDMARKER)
+    )
     assert _leftovers(tmp_path) == []
 
 
-PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
-                   "NO_PROXY")
+PROXY_VARIABLES = (
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+)
 
 
 def _refusing_port() -> int:
@@ -173,8 +189,9 @@ def test_hub_probe_goes_through_the_proxy_the_environment_sets(monkeypatch: pyte
 def test_default_base_url_is_googles_pinned_version(monkeypatch: pytest.MonkeyPatch) -> None:
     """Catches: a `latest` URL (its bytes may change under the checksum) or a wrong pinned path."""
     monkeypatch.delenv(MEDIAPIPE_BASE_URL_ENV)
-    assert mediapipe_url(FACE_LANDMARKER) == ("https://storage.googleapis.com/mediapipe-models/face_landmarker/"
-                                              "face_landmarker/float16/1/face_landmarker.task")
+    assert mediapipe_url(FACE_LANDMARKER) == (
+        "https://storage.googleapis.com/mediapipe-models/face_landmarker/face_landmarker/float16/1/face_landmarker.task"
+    )
     assert all("/float16/1/" in mediapipe_url(model) for model in MEDIAPIPE_MODELS.values())
 
 
@@ -187,6 +204,7 @@ def test_file_url_mirror_of_a_flat_folder(monkeypatch: pytest.MonkeyPatch, tmp_p
 
 # ComfyUI nodes (in-process, ComfyUI's modules stood in) ----------------------------------------------
 
+
 @pytest.fixture
 def comfy_nodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     from tests.comfy_stubs import extension_submodule, install_stub_modules, load_extension
@@ -196,8 +214,9 @@ def comfy_nodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, An
     install_stub_modules(models_dir)
     nodes = {node_id: cls() for node_id, cls in load_extension().NODE_CLASS_MAPPINGS.items()}
     # The Tasks API path, whichever mediapipe is installed (the legacy one would need no file).
-    monkeypatch.setattr(extension_submodule("echomimic.landmarks.backends"), "legacy_solutions_available",
-                        lambda: False)
+    monkeypatch.setattr(
+        extension_submodule("echomimic.landmarks.backends"), "legacy_solutions_available", lambda: False
+    )
     return {"nodes": nodes, "models_dir": models_dir, "error": extension_submodule("nodes.common").EchoMimicNodeError}
 
 
@@ -213,8 +232,9 @@ def _portrait() -> Any:
     return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)[None]
 
 
-def test_face_node_downloads_on_first_use_with_progress_and_cancel(comfy_nodes: dict[str, Any],
-                                                                    mediapipe_files: Any) -> None:
+def test_face_node_downloads_on_first_use_with_progress_and_cancel(
+    comfy_nodes: dict[str, Any], mediapipe_files: Any
+) -> None:
     """Catches: the face node asking for hand work on a fresh install, no progress bar, a Cancel that does
     not stop the download (or leaves a partial file), or a download on every run."""
     import comfy.model_management
@@ -274,8 +294,9 @@ def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cache
 
 
-def test_model_loaders_download_missing_files_from_the_hub(comfy_nodes: dict[str, Any], hub_cache: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_model_loaders_download_missing_files_from_the_hub(
+    comfy_nodes: dict[str, Any], hub_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Catches: loaders that do not fetch missing official files, ignore HF_ENDPOINT, leave the staging
     folder behind, or download again when the files are there."""
     import comfy.utils
@@ -284,7 +305,9 @@ def test_model_loaders_download_missing_files_from_the_hub(comfy_nodes: dict[str
     with hub_server(_hub_files("v1_audio")) as server:
         monkeypatch.setenv("HF_ENDPOINT", server.url)
         updates: list[tuple[int, int]] = []
-        comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: updates.append((value, total)))
+        comfy.utils.set_progress_bar_global_hook(
+            lambda value, total, preview, node_id=None: updates.append((value, total))
+        )
         try:
             (loaded,) = comfy_nodes["nodes"]["EchoMimicModelLoader"].load("V1 audio", "fp32", "hub_audio")
             (encoder,) = comfy_nodes["nodes"]["EchoMimicAudioEncoderLoader"].load("hub_audio", "fp32")
@@ -300,8 +323,9 @@ def test_model_loaders_download_missing_files_from_the_hub(comfy_nodes: dict[str
         assert len(server.get_requests()) == 5  # second use: no request
 
 
-def test_loader_download_failure_leaves_no_file_the_loader_would_take(comfy_nodes: dict[str, Any], hub_cache: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_loader_download_failure_leaves_no_file_the_loader_would_take(
+    comfy_nodes: dict[str, Any], hub_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Catches: a truncated Hub download placed at the release path (taken as complete next time), or an
     error that does not name the file and the folder."""
     folder = _folder_with_configs(comfy_nodes["models_dir"], "hub_broken", "v1_audio")
@@ -315,6 +339,7 @@ def test_loader_download_failure_leaves_no_file_the_loader_would_take(comfy_node
 
 
 # The command line on a fresh install ----------------------------------------------------------------------
+
 
 def _cli_weights(tmp_path: Path) -> Path:
     """Tiny V1 audio weights in the release layout, with the whisper file and a tiny VAE; no MediaPipe files."""
@@ -331,15 +356,44 @@ def test_fresh_install_generate_fetches_mediapipe_then_reuses_it(tmp_path: Path)
     model files anywhere, files going elsewhere than <weights>/mediapipe, or a second run downloading again."""
     weights = _cli_weights(tmp_path)
     with mediapipe_server(MEDIAPIPE_ROOT) as server:
-        env = {**os.environ, MEDIAPIPE_BASE_URL_ENV: server.url,
-               "ECHOMIMIC_MODELS_DIR": str(tmp_path / "no_default_models")}
+        env = {
+            **os.environ,
+            MEDIAPIPE_BASE_URL_ENV: server.url,
+            "ECHOMIMIC_MODELS_DIR": str(tmp_path / "no_default_models"),
+        }
         for run in (1, 2):
             out = tmp_path / f"out{run}.mp4"
             result = subprocess.run(
-                [sys.executable, "-m", "echomimic", "generate", "--weights", str(weights), "--out", str(out),
-                 "--width", "64", "--height", "64", "--steps", "1", "--length", "4", "--context-frames", "4",
-                 "--context-overlap", "1", "--device", "cpu"],  # one window: the download is under test
-                capture_output=True, text=True, cwd=REPO_ROOT, timeout=600, env=env)
+                [
+                    sys.executable,
+                    "-m",
+                    "echomimic",
+                    "generate",
+                    "--weights",
+                    str(weights),
+                    "--out",
+                    str(out),
+                    "--width",
+                    "64",
+                    "--height",
+                    "64",
+                    "--steps",
+                    "1",
+                    "--length",
+                    "4",
+                    "--context-frames",
+                    "4",
+                    "--context-overlap",
+                    "1",
+                    "--device",
+                    "cpu",
+                ],  # one window: the download is under test
+                capture_output=True,
+                text=True,
+                cwd=REPO_ROOT,
+                timeout=600,
+                env=env,
+            )
             assert result.returncode == 0, result.stderr[-3000:]
             assert out.is_file() and out.stat().st_size > 0
             if run == 1:
@@ -362,17 +416,18 @@ def test_check_lists_the_mediapipe_files(tmp_path: Path, capsys: pytest.CaptureF
     assert "missing  face_landmarker.task" in pose_lines and mediapipe_url(FACE_LANDMARKER) in pose_lines
 
 
-def test_download_command_fetches_weights_vae_and_mediapipe(tmp_path: Path, hub_cache: Path,
-                                                            monkeypatch: pytest.MonkeyPatch,
-                                                            capsys: pytest.CaptureFixture) -> None:
+def test_download_command_fetches_weights_vae_and_mediapipe(
+    tmp_path: Path, hub_cache: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     """Catches: `python -m echomimic download` missing a file a run needs (the 4 networks, Whisper, the VAE,
     the MediaPipe files), placing one elsewhere than the release layout, or leaving its staging folder."""
     from echomimic import cli
 
     case_dir = PARITY_ROOT / "v1_audio"
     repos = _hub_files("v1_audio")
-    repos["stabilityai/sd-vae-ft-mse"] = {name: case_dir / "vae" / name
-                                          for name in ("config.json", "diffusion_pytorch_model.safetensors")}
+    repos["stabilityai/sd-vae-ft-mse"] = {
+        name: case_dir / "vae" / name for name in ("config.json", "diffusion_pytorch_model.safetensors")
+    }
     weights = tmp_path / "weights"
     with hub_server(repos) as hub, mediapipe_server(MEDIAPIPE_ROOT) as google:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
@@ -384,15 +439,17 @@ def test_download_command_fetches_weights_vae_and_mediapipe(tmp_path: Path, hub_
     for name, local in repos["BadToBest/EchoMimic"].items():
         assert _sha256(weights / name) == _sha256(local)
     assert _sha256(weights / "sd-vae-ft-mse" / "diffusion_pytorch_model.safetensors") == _sha256(
-        case_dir / "vae" / "diffusion_pytorch_model.safetensors")
+        case_dir / "vae" / "diffusion_pytorch_model.safetensors"
+    )
     assert not (weights / ".echomimic-download").exists()
     capsys.readouterr()
     assert cli.main(["check", "--weights", str(weights)]) == 0
     assert "ok       blaze_face_short_range.tflite" in capsys.readouterr().out
 
 
-def test_hub_download_that_fails_offline_names_file_url_and_folder(tmp_path: Path, hub_cache: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hub_download_that_fails_offline_names_file_url_and_folder(
+    tmp_path: Path, hub_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Catches: an unreachable Hub reported as a traceback, or without the file and where to put it."""
     import huggingface_hub.constants
 
@@ -409,8 +466,9 @@ def test_hub_download_that_fails_offline_names_file_url_and_folder(tmp_path: Pat
     assert not any((tmp_path / "w").glob("*.pth"))
 
 
-def test_audio_encoder_loader_fetches_v2s_whisper_file_into_a_v2_folder(comfy_nodes: dict[str, Any], hub_cache: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_audio_encoder_loader_fetches_v2s_whisper_file_into_a_v2_folder(
+    comfy_nodes: dict[str, Any], hub_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Catches: the encoder loader fetching V1's file name into a V2 folder (V2 ships audio_processor/tiny.pt)."""
     folder = comfy_nodes["models_dir"] / "echomimic" / "EchoMimicV2"
     folder.mkdir()

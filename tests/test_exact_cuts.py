@@ -70,8 +70,13 @@ def _forward(models, inputs, features, **kwargs):
     noisy, audio, located = inputs["noisy_latents"], inputs["audio_cond"], None
     located = models.face_locator(inputs["face_mask"])
     return models.denoising_unet(
-        torch.cat([noisy, noisy]), inputs["timestep"], audio_tokens=torch.cat([torch.zeros_like(audio), audio]),
-        reference_features=features, conditioning=torch.cat([torch.zeros_like(located), located]), **kwargs)
+        torch.cat([noisy, noisy]),
+        inputs["timestep"],
+        audio_tokens=torch.cat([torch.zeros_like(audio), audio]),
+        reference_features=features,
+        conditioning=torch.cat([torch.zeros_like(located), located]),
+        **kwargs,
+    )
 
 
 def test_cached_reference_projections_and_sliced_rows_give_the_same_prediction(case):
@@ -79,8 +84,11 @@ def test_cached_reference_projections_and_sliced_rows_give_the_same_prediction(c
     sliced unconditional rows (with the zero-audio constant) and the older boolean-flag path."""
     models, inputs = case
     calls = []
-    hooks = [m.attn1.to_k.register_forward_hook(lambda *_: calls.append(1))
-             for m in models.denoising_unet.modules() if isinstance(m, TransformerBlock)]
+    hooks = [
+        m.attn1.to_k.register_forward_hook(lambda *_: calls.append(1))
+        for m in models.denoising_unet.modules()
+        if isinstance(m, TransformerBlock)
+    ]
     blocks = len(hooks)
     try:
         with torch.inference_mode():
@@ -152,7 +160,13 @@ def test_half_precision_forward_stays_in_the_model_dtype(tmp_path):
         located = torch.cat([torch.zeros_like(located), located])
         recorder = Float32Outputs()
         with recorder:
-            out = models.denoising_unet(noisy, inputs["timestep"], audio_tokens=audio, reference_features=features,
-                                        conditioning=located, unconditional_items=1)
+            out = models.denoising_unet(
+                noisy,
+                inputs["timestep"],
+                audio_tokens=audio,
+                reference_features=features,
+                conditioning=located,
+                unconditional_items=1,
+            )
     assert out.dtype == torch.bfloat16
     assert not recorder.ops, f"float32 tensors inside a bf16 forward: {sorted(recorder.ops)}"

@@ -42,7 +42,9 @@ def astronaut() -> np.ndarray:
 
 def test_parity_cases_are_found() -> None:
     """Catches the parametrised parity checks below silently running on no case (missing or moved fixtures)."""
-    assert astronaut_crop_cases(), f"no parity case with official crops of the astronaut under {PARITY_ROOT} (set ECHOMIMIC_PARITY_CASES)"
+    assert astronaut_crop_cases(), (
+        f"no parity case with official crops of the astronaut under {PARITY_ROOT} (set ECHOMIMIC_PARITY_CASES)"
+    )
 
 
 def _check_official_crop(result: FaceCrop, case: Path, width: int, height: int) -> None:
@@ -83,8 +85,11 @@ def test_crop_and_mask_match_the_official_procedure(case: Path, astronaut: np.nd
     shifts = [(dx, dy, dx2, dy2) for dx in (-1, 0, 1) for dy in (-1, 0, 1) for dx2 in (-1, 0, 1) for dy2 in (-1, 0, 1)]
     image_h, image_w = astronaut.shape[:2]
     candidates = [tuple(v + d for v, d in zip(detected, shift)) for shift in shifts]
-    candidates = [box for box in candidates
-                  if square_crop_box(grow_box(box, 0.5, image_w, image_h), image_w, image_h) == expected_rect]
+    candidates = [
+        box
+        for box in candidates
+        if square_crop_box(grow_box(box, 0.5, image_w, image_h), image_w, image_h) == expected_rect
+    ]
     assert candidates, f"no box within 1 px of the detected {detected} gives the fixture's crop {expected_rect}"
     failures = []
     for box in candidates:

@@ -46,7 +46,9 @@ def test_landmarks_save_numbered_files_and_load_them_back(file_nodes: Any, tmp_p
     first = saver.save(sequence, "echomimic/motion")
     second = saver.save(sequence, "echomimic/motion")
     assert first["result"] == ("echomimic/motion_00001.json",)
-    assert second["result"] == ("echomimic/motion_00002.json",) and second["ui"]["text"] == ["echomimic/motion_00002.json"]
+    assert second["result"] == ("echomimic/motion_00002.json",) and second["ui"]["text"] == [
+        "echomimic/motion_00002.json"
+    ]
     output = Path(folder_paths.get_output_directory()) / "echomimic"
     assert sorted(os.listdir(output)) == ["motion_00001.json", "motion_00002.json"]  # no temp files
     assert json.loads((output / "motion_00001.json").read_text())["format"] == "echomimic-landmarks"
@@ -113,8 +115,15 @@ def test_hand_poses_save_and_load(file_nodes: Any) -> None:
 def _hand_pose_json(poses: Any) -> str:
     """A two-frame hand pose file in the documented format (left hand found, right hand missing)."""
     hand = [[0.1 + 0.01 * i, 0.2 + 0.01 * i, 0.9] for i in range(poses.NUM_HAND_POINTS)]
-    return json.dumps({"format": poses.JSON_FORMAT, "version": poses.JSON_VERSION, "width": 64, "height": 48,
-                       "hands": [[hand, None], [hand, None]]})
+    return json.dumps(
+        {
+            "format": poses.JSON_FORMAT,
+            "version": poses.JSON_VERSION,
+            "width": 64,
+            "height": 48,
+            "hands": [[hand, None], [hand, None]],
+        }
+    )
 
 
 def test_load_nodes_list_only_files_of_their_format(file_nodes: Any) -> None:

@@ -77,14 +77,19 @@ def _one_line(text: str) -> str:
 
 # MediaPipe files: our own bounded reader -------------------------------------------------------------------
 
-@pytest.mark.parametrize("mode, reason", [
-    ("nolength", "more than the expected"),
-    ("drip", "took longer than"),
-    ("silent", "sent nothing"),
-    ("html", "HTML page"),
-])
-def test_misbehaving_server_fails_in_bounded_time_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                mode: str, reason: str) -> None:
+
+@pytest.mark.parametrize(
+    "mode, reason",
+    [
+        ("nolength", "more than the expected"),
+        ("drip", "took longer than"),
+        ("silent", "sent nothing"),
+        ("html", "HTML page"),
+    ],
+)
+def test_misbehaving_server_fails_in_bounded_time_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, reason: str
+) -> None:
     """Catches: an endless body without a Content-Length written to disk in full (it would fill the disk), a
     1-byte drip or a silent server with no deadline, an HTML page taken for the file, a partial file left, or
     an error of several lines."""
@@ -103,10 +108,13 @@ def test_misbehaving_server_fails_in_bounded_time_with_one_line(tmp_path: Path, 
         assert server.body_bytes_sent < FACE_DETECTOR.size + (64 << 20)
 
 
-@pytest.mark.parametrize("base", ["not a url", "http://", "http://127.0.0.1:99999", "http://[::1", "ftp://example.com",
-                                  "http://exa mple.com"])
-def test_malformed_mediapipe_base_url_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                  capsys: pytest.CaptureFixture, base: str) -> None:
+@pytest.mark.parametrize(
+    "base",
+    ["not a url", "http://", "http://127.0.0.1:99999", "http://[::1", "ftp://example.com", "http://exa mple.com"],
+)
+def test_malformed_mediapipe_base_url_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, base: str
+) -> None:
     """Catches: a raw ValueError (or an InvalidURL traceback) for a mistyped ECHOMIMIC_MEDIAPIPE_BASE_URL, in
     the library and at the command line (exit 2)."""
     from echomimic import cli
@@ -122,8 +130,9 @@ def test_malformed_mediapipe_base_url_is_one_line(tmp_path: Path, monkeypatch: p
 
 
 @pytest.mark.parametrize("content", [HTML_PAGE, "same size, other bytes"])
-def test_wrong_mediapipe_file_in_place_is_refused_before_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                             capsys: pytest.CaptureFixture, content: Any) -> None:
+def test_wrong_mediapipe_file_in_place_is_refused_before_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, content: Any
+) -> None:
     """Catches: a wrong or HTML .tflite in <weights>/mediapipe handed to mediapipe (a raw native error), a
     message that does not say to delete it, or the user's file replaced or deleted without asking."""
     from echomimic import cli
@@ -159,16 +168,24 @@ def test_bad_timeout_setting_is_one_line(tmp_path: Path, monkeypatch: pytest.Mon
 
 # Hugging Face files: huggingface_hub inside our bounds -------------------------------------------------
 
-@pytest.mark.parametrize("mode, reason", [
-    ("html", "HTML page"),
-    ("silent", "did not answer"),
-    ("drip", "took longer than"),
-    ("nolength", "more than the announced"),
-])
-def test_misbehaving_hub_download_command_exits_2_with_one_line(tmp_path: Path, hub_cache: Path,
-                                                               monkeypatch: pytest.MonkeyPatch,
-                                                               capsys: pytest.CaptureFixture, mode: str,
-                                                               reason: str) -> None:
+
+@pytest.mark.parametrize(
+    "mode, reason",
+    [
+        ("html", "HTML page"),
+        ("silent", "did not answer"),
+        ("drip", "took longer than"),
+        ("nolength", "more than the announced"),
+    ],
+)
+def test_misbehaving_hub_download_command_exits_2_with_one_line(
+    tmp_path: Path,
+    hub_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    mode: str,
+    reason: str,
+) -> None:
     """Catches: a broken mirror's 52-byte HTML page saved as a weight file with `download` reporting success,
     a Hub that never answers stalling for minutes, a drip or an endless body without a deadline or a size
     bound, or the scratch folder <weights>/.echomimic-download left behind after a failure."""
@@ -192,8 +209,9 @@ def test_misbehaving_hub_download_command_exits_2_with_one_line(tmp_path: Path, 
     assert "all audio weights are in" not in captured.out
 
 
-def test_html_page_in_place_is_refused_not_taken_as_downloaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                               capsys: pytest.CaptureFixture) -> None:
+def test_html_page_in_place_is_refused_not_taken_as_downloaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     """Catches: `download` skipping (and reporting done) a weight file that a broken mirror left as an HTML
     page, or a JSON config that is an error page; the message must say which file to delete."""
     from echomimic import cli
@@ -213,8 +231,9 @@ def test_html_page_in_place_is_refused_not_taken_as_downloaded(tmp_path: Path, m
 
 
 @pytest.mark.parametrize("endpoint", ["huggingface.co", "http://", "http://127.0.0.1:70000", "file:///tmp"])
-def test_malformed_hf_endpoint_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                           capsys: pytest.CaptureFixture, endpoint: str) -> None:
+def test_malformed_hf_endpoint_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, endpoint: str
+) -> None:
     """Catches: a mistyped HF_ENDPOINT reported as a raw error from deep inside huggingface_hub."""
     from echomimic import cli
 
@@ -251,11 +270,22 @@ def test_html_mirror_in_a_real_process_has_no_traceback(tmp_path: Path) -> None:
     weights = tmp_path / "weights"
     with hub_server(_hub_repos()) as hub:
         hub.mode = "html"
-        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_CACHE": str(tmp_path / "hf_cache"),
-               STALL_SECONDS_ENV: str(STALL), DEADLINE_SECONDS_ENV: str(DEADLINE)}
+        env = {
+            **os.environ,
+            "HF_ENDPOINT": hub.url,
+            "HF_HUB_CACHE": str(tmp_path / "hf_cache"),
+            STALL_SECONDS_ENV: str(STALL),
+            DEADLINE_SECONDS_ENV: str(DEADLINE),
+        }
         env.pop("HF_HUB_OFFLINE", None)
-        result = subprocess.run([sys.executable, "-m", "echomimic", "download", "--weights", str(weights)],
-                                capture_output=True, text=True, cwd=REPO_ROOT, timeout=120, env=env)
+        result = subprocess.run(
+            [sys.executable, "-m", "echomimic", "download", "--weights", str(weights)],
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+            timeout=120,
+            env=env,
+        )
     assert result.returncode == 2, result.stderr
     assert "HTML page" in _one_line(result.stderr)
     assert VARIANTS["audio"].repo_id in result.stderr

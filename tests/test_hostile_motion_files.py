@@ -28,17 +28,29 @@ HAND = [[0.3 + 0.01 * i, 0.5, 0.9] for i in range(21)]  # one hand inside the fr
 
 
 def _hand_json(**changes: Any) -> str:
-    data: dict[str, Any] = {"format": "echomimic-hand-poses", "version": 1, "width": 64, "height": 64,
-                            "hand_order": ["left", "right"], "hands": [[HAND, None], [None, HAND]],
-                            "shoulders": [[[0.3, 0.3], [0.7, 0.3]], None]}
+    data: dict[str, Any] = {
+        "format": "echomimic-hand-poses",
+        "version": 1,
+        "width": 64,
+        "height": 64,
+        "hand_order": ["left", "right"],
+        "hands": [[HAND, None], [None, HAND]],
+        "shoulders": [[[0.3, 0.3], [0.7, 0.3]], None],
+    }
     data.update(changes)
     return json.dumps(data)
 
 
 def _landmark_json(**changes: Any) -> str:
     points = np.random.default_rng(0).uniform(10, 50, (2, 478, 3)).round(3).tolist()
-    data: dict[str, Any] = {"format": "echomimic-landmarks", "version": 1, "width": 64, "height": 64,
-                            "detected": [True, True], "points": points}
+    data: dict[str, Any] = {
+        "format": "echomimic-landmarks",
+        "version": 1,
+        "width": 64,
+        "height": 64,
+        "detected": [True, True],
+        "points": points,
+    }
     data.update(changes)
     return json.dumps(data)
 
@@ -51,26 +63,31 @@ def _hand_with(value: str) -> str:
 DEEP = "[" * 200_000 + "]" * 200_000
 
 
-@pytest.mark.parametrize("text, message", [
-    (_hand_with("1e30"), "not finite or beyond"),
-    (_hand_with("-1e30"), "not finite or beyond"),
-    (_hand_with("Infinity"), "not a number"),
-    (_hand_with("NaN"), "not a number"),
-    (_hand_with("1e400"), "too large"),
-    (_hand_with("1" + "0" * 400), "malformed"),  # an integer too large for a float
-    (_hand_json(width=1e300), "positive whole number"),
-    (_hand_json(width="1e400"), "positive whole number"),
-    (_hand_json(width=True), "positive whole number"),
-    (_hand_json(height=10**9), "positive whole number"),
-    (_hand_json(hands=[[[[0.5, 0.5, 1e300]] * 21, None]]), "score"),
-    (_hand_json(hands=[[[[0.5, 0.5, -2]] * 21, None]]), "score"),
-    (_hand_json(shoulders=[[[1e30, 0.3], [0.7, 0.3]], None]), "shoulder"),
-    (_hand_json().replace("[[0.3,0.3]", "[[1e999,0.3]").replace("[[0.3, 0.3]", "[[1e999, 0.3]"), "too large"),
-    (_hand_json(shoulders=[[[0.3, 0.3], [0.7]], None]), "malformed"),
-    (DEEP, "nested too deeply"),
-    ('{"format": "echomimic-hand-poses", "version": 1, "width": 64, "height": 64, "hands": ' + DEEP + "}",
-     "nested too deeply"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (_hand_with("1e30"), "not finite or beyond"),
+        (_hand_with("-1e30"), "not finite or beyond"),
+        (_hand_with("Infinity"), "not a number"),
+        (_hand_with("NaN"), "not a number"),
+        (_hand_with("1e400"), "too large"),
+        (_hand_with("1" + "0" * 400), "malformed"),  # an integer too large for a float
+        (_hand_json(width=1e300), "positive whole number"),
+        (_hand_json(width="1e400"), "positive whole number"),
+        (_hand_json(width=True), "positive whole number"),
+        (_hand_json(height=10**9), "positive whole number"),
+        (_hand_json(hands=[[[[0.5, 0.5, 1e300]] * 21, None]]), "score"),
+        (_hand_json(hands=[[[[0.5, 0.5, -2]] * 21, None]]), "score"),
+        (_hand_json(shoulders=[[[1e30, 0.3], [0.7, 0.3]], None]), "shoulder"),
+        (_hand_json().replace("[[0.3,0.3]", "[[1e999,0.3]").replace("[[0.3, 0.3]", "[[1e999, 0.3]"), "too large"),
+        (_hand_json(shoulders=[[[0.3, 0.3], [0.7]], None]), "malformed"),
+        (DEEP, "nested too deeply"),
+        (
+            '{"format": "echomimic-hand-poses", "version": 1, "width": 64, "height": 64, "hands": ' + DEEP + "}",
+            "nested too deeply",
+        ),
+    ],
+)
 def test_hostile_hand_pose_file_is_one_line(tmp_path: Path, text: str, message: str) -> None:
     """Catches: an Infinity shoulder turning every aligned point into NaN, coordinates of 1e30 reaching cv2,
     scores of 1e300 overflowing the brightness, a width of 1e400 (OverflowError), deep nesting
@@ -82,19 +99,24 @@ def test_hostile_hand_pose_file_is_one_line(tmp_path: Path, text: str, message: 
     assert "\n" not in str(caught.value)
 
 
-@pytest.mark.parametrize("text, message", [
-    (_landmark_json(points=[[[1e30, 1.0, 1.0]] * 478]), "not finite or beyond"),
-    (_landmark_json(points=[[[1e39, 1.0, 1.0]] * 478]), "not finite or beyond"),  # inf once float32
-    (_landmark_json().replace("[[[", "[[[Infinity,", 1), "not a number"),
-    (_landmark_json().replace("[[[", "[[[1e400,", 1), "too large"),
-    (_landmark_json().replace('"width": 64', '"width": 1e400'), "too large"),
-    (_landmark_json(width="1e400"), "positive whole number"),
-    (_landmark_json(width=0.5), "positive whole number"),
-    (_landmark_json(height=-64), "positive whole number"),
-    (_landmark_json(detected=[[True] * 3]), "entries"),
-    ('{"format": "echomimic-landmarks", "version": 1, "width": 4, "height": 4, "points": ' + DEEP + "}",
-     "nested too deeply"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (_landmark_json(points=[[[1e30, 1.0, 1.0]] * 478]), "not finite or beyond"),
+        (_landmark_json(points=[[[1e39, 1.0, 1.0]] * 478]), "not finite or beyond"),  # inf once float32
+        (_landmark_json().replace("[[[", "[[[Infinity,", 1), "not a number"),
+        (_landmark_json().replace("[[[", "[[[1e400,", 1), "too large"),
+        (_landmark_json().replace('"width": 64', '"width": 1e400'), "too large"),
+        (_landmark_json(width="1e400"), "positive whole number"),
+        (_landmark_json(width=0.5), "positive whole number"),
+        (_landmark_json(height=-64), "positive whole number"),
+        (_landmark_json(detected=[[True] * 3]), "entries"),
+        (
+            '{"format": "echomimic-landmarks", "version": 1, "width": 4, "height": 4, "points": ' + DEEP + "}",
+            "nested too deeply",
+        ),
+    ],
+)
 def test_hostile_landmark_file_is_one_line(tmp_path: Path, text: str, message: str) -> None:
     """Catches: coordinates of 1e30 reaching cv2 (cv2.error), a width of 1e400, Infinity, deep nesting, or a
     broken 'detected' list leaking a raw exception instead of one line."""
@@ -108,8 +130,7 @@ def test_hostile_landmark_file_is_one_line(tmp_path: Path, text: str, message: s
 def test_valid_files_still_load_and_round_trip(tmp_path: Path) -> None:
     """Catches the new checks refusing what EchoMimic itself writes (points slightly outside the frame,
     scores slightly above 1, a frame without hands, hidden landmark points)."""
-    poses = HandPoseSequence.from_json(_hand_json(hands=[[[[1.2, -0.1, 1.05]] * 10 + HAND[:11], None],
-                                                         [None, HAND]]))
+    poses = HandPoseSequence.from_json(_hand_json(hands=[[[[1.2, -0.1, 1.05]] * 10 + HAND[:11], None], [None, HAND]]))
     again = HandPoseSequence.load(poses.save(tmp_path / "p.json"))
     np.testing.assert_array_equal(again.points, poses.points)
     points = np.random.default_rng(1).uniform(-5, 70, (2, 478, 3)).astype(np.float32)
@@ -137,8 +158,9 @@ def test_poses_that_draw_nothing_are_refused_and_partial_ones_counted() -> None:
     zero_scores = HandPoseSequence.from_json(_hand_json(hands=[[[[0.5, 0.5, 0.0]] * 21, None]], shoulders=None))
     with pytest.raises(InputError, match="draw nothing"):
         hand_pose_images(portrait, 64, 64, poses=zero_scores, align=False)
-    half = HandPoseSequence.from_json(_hand_json(hands=[[HAND, None], [_outside(HAND, 5.0), None], [None, None]],
-                                                 shoulders=None))
+    half = HandPoseSequence.from_json(
+        _hand_json(hands=[[HAND, None], [_outside(HAND, 5.0), None], [None, None]], shoulders=None)
+    )
     notes: list[str] = []
     frames, _ = hand_pose_images(portrait, 64, 64, poses=half, align=False, note=notes.append, ref_w=64)
     assert frames[0].max() > 0 and frames[1].max() == 0 and frames[2].max() == 0
@@ -156,6 +178,7 @@ def test_landmarks_that_draw_nothing_are_refused() -> None:
 
 
 # Only the frames the video uses are drawn ---------------------------------------------------------------
+
 
 def test_driving_frames_needed_covers_every_frame_the_audio_can_make() -> None:
     """Catches a bound below the frames the audio features give (frames past it would be drawn from the
@@ -183,9 +206,22 @@ def test_landmark_images_draw_only_the_requested_frames(tmp_path: Path) -> None:
 
     points = np.random.default_rng(2).uniform(10, 50, (3000, 478, 3)).astype(np.float32)
     LandmarkSequence(points, 64, 64).save(tmp_path / "lm.json")
-    args = build_parser().parse_args(["generate", "--mode", "pose_acc", "--landmarks", str(tmp_path / "lm.json"),
-                                      "--no-crop", "--width", "64", "--height", "64",
-                                      "--save-landmarks", str(tmp_path / "saved.json")])
+    args = build_parser().parse_args(
+        [
+            "generate",
+            "--mode",
+            "pose_acc",
+            "--landmarks",
+            str(tmp_path / "lm.json"),
+            "--no-crop",
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--save-landmarks",
+            str(tmp_path / "saved.json"),
+        ]
+    )
     frames = _landmark_images(args, None, _Reporter(quiet=True), None, draw_frames=4)
     assert frames.shape == (4, 64, 64, 3)
     from echomimic.landmarks import draw_landmarks
@@ -209,19 +245,56 @@ def test_a_million_pose_frames_with_a_short_length_draw_only_those(tmp_path: Pat
     poses["hands"] += [[None, None]] * (10**6 - len(poses["hands"]))
     (tmp_path / "poses.json").write_text(json.dumps(poses))
     command = [
-        sys.executable, "-m", "echomimic", "generate", "--mode", "v2", "--weights", str(weights),
-        "--image", str(case_dir / "inputs" / "reference.png"), "--audio", str(case_dir / "inputs" / "audio.wav"),
-        "--poses", str(tmp_path / "poses.json"), "--no-align-poses", "--pose-ref-w", str(case["pose_drawing"]["ref_w"]),
-        "--width", str(case["width"]), "--height", str(case["height"]), "--fps", str(case["fps"]),
-        "--steps", str(case["steps"]), "--cfg", str(case["guidance_scale"]), "--seed", str(case["seed"]),
-        "--context-frames", str(case["context_frames"]), "--context-overlap", str(case["context_overlap"]),
-        "--length", str(case["video_length"]), "--device", "cpu", "--dtype", "fp32", "--quiet",
-        "--out", str(tmp_path / "out.mp4"), "--save-frames", str(tmp_path / "frames.npy"),
+        sys.executable,
+        "-m",
+        "echomimic",
+        "generate",
+        "--mode",
+        "v2",
+        "--weights",
+        str(weights),
+        "--image",
+        str(case_dir / "inputs" / "reference.png"),
+        "--audio",
+        str(case_dir / "inputs" / "audio.wav"),
+        "--poses",
+        str(tmp_path / "poses.json"),
+        "--no-align-poses",
+        "--pose-ref-w",
+        str(case["pose_drawing"]["ref_w"]),
+        "--width",
+        str(case["width"]),
+        "--height",
+        str(case["height"]),
+        "--fps",
+        str(case["fps"]),
+        "--steps",
+        str(case["steps"]),
+        "--cfg",
+        str(case["guidance_scale"]),
+        "--seed",
+        str(case["seed"]),
+        "--context-frames",
+        str(case["context_frames"]),
+        "--context-overlap",
+        str(case["context_overlap"]),
+        "--length",
+        str(case["video_length"]),
+        "--device",
+        "cpu",
+        "--dtype",
+        "fp32",
+        "--quiet",
+        "--out",
+        str(tmp_path / "out.mp4"),
+        "--save-frames",
+        str(tmp_path / "frames.npy"),
     ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6  # KiB on Linux
     assert peak_gb < 8, f"peak {peak_gb:.1f} GB"
     expected = np.load(case_dir / "expected" / "video.npy")
-    np.testing.assert_allclose(np.load(tmp_path / "frames.npy"), expected,
-                               atol=case["suggested_tolerance"]["video_atol"])
+    np.testing.assert_allclose(
+        np.load(tmp_path / "frames.npy"), expected, atol=case["suggested_tolerance"]["video_atol"]
+    )

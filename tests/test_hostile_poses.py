@@ -78,8 +78,10 @@ def _bytes_as_objects() -> bytes:
 def _number_array_size_lie() -> bytes:
     """A float array that declares 1000 elements and brings 8 bytes."""
     state = (1, (1000,), np.dtype("<f8"), False, b"\x00" * 8)
-    return pickle.dumps(_object_array([{"hands": _Reduce(multiarray._reconstruct, (np.ndarray, (0,), b"b"),
-                                                          state)}], np.dtype("O")), protocol=3)
+    return pickle.dumps(
+        _object_array([{"hands": _Reduce(multiarray._reconstruct, (np.ndarray, (0,), b"b"), state)}], np.dtype("O")),
+        protocol=3,
+    )
 
 
 HOSTILE = {
@@ -114,8 +116,9 @@ def test_hostile_pose_files_are_one_line_without_crash_hang_or_memory(tmp_path: 
     path = tmp_path / "0.npy"
     path.write_bytes(_npy_of_pickle(make()))
     assert path.stat().st_size < 1_000_000
-    result = subprocess.run([sys.executable, "-c", _CHILD, str(path)], cwd=REPO_ROOT, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(path)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr[-2000:])
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], result.stdout
@@ -125,9 +128,15 @@ def test_hostile_pose_files_are_one_line_without_crash_hang_or_memory(tmp_path: 
 def test_an_official_structure_still_reads(tmp_path: Path) -> None:
     """Catches the hardened reader refusing what the official demo files hold (a 0-d object array of a dict of
     float arrays, numbers and lists), written by numpy itself."""
-    pose = {"bodies": {"candidate": np.zeros((18, 2)), "subset": -np.ones((1, 18)), "score": np.ones((1, 18))},
-            "hands": np.full((2, 21, 2), 0.5), "hands_score": np.ones((2, 21)), "faces": np.zeros((1, 68, 2)),
-            "faces_score": np.ones((1, 68)), "num": 1, "draw_pose_params": [768, 768, 0, 768, 0, 768]}
+    pose = {
+        "bodies": {"candidate": np.zeros((18, 2)), "subset": -np.ones((1, 18)), "score": np.ones((1, 18))},
+        "hands": np.full((2, 21, 2), 0.5),
+        "hands_score": np.ones((2, 21)),
+        "faces": np.zeros((1, 68, 2)),
+        "faces_score": np.ones((1, 68)),
+        "num": 1,
+        "draw_pose_params": [768, 768, 0, 768, 0, 768],
+    }
     np.save(tmp_path / "0.npy", np.array(pose, dtype=object), allow_pickle=True)
     from echomimic.poses import read_official_pose_file
 

@@ -13,8 +13,14 @@ from echomimic.landmarks.parts import PART_POINTS
 
 MOUTH = np.asarray(PART_POINTS["mouth"])
 # Lower-lip points that move when the mouth opens (the corners 61, 291, 78, 308 stay).
-LOWER_LIP = np.asarray(topo.edge_points(topo.LIPS_OUTER_BOTTOM_LEFT + topo.LIPS_OUTER_BOTTOM_RIGHT
-                                        + topo.LIPS_INNER_BOTTOM_LEFT + topo.LIPS_INNER_BOTTOM_RIGHT))
+LOWER_LIP = np.asarray(
+    topo.edge_points(
+        topo.LIPS_OUTER_BOTTOM_LEFT
+        + topo.LIPS_OUTER_BOTTOM_RIGHT
+        + topo.LIPS_INNER_BOTTOM_LEFT
+        + topo.LIPS_INNER_BOTTOM_RIGHT
+    )
+)
 LOWER_LIP = np.setdiff1d(LOWER_LIP, [61, 291, 78, 308])
 
 
@@ -28,8 +34,13 @@ def synthetic_face(seed: int = 0) -> np.ndarray:
     return points
 
 
-def similarity(points: np.ndarray, degrees: float, scale: float, shift: tuple[float, float],
-               centre: tuple[float, float] = (256.0, 256.0)) -> np.ndarray:
+def similarity(
+    points: np.ndarray,
+    degrees: float,
+    scale: float,
+    shift: tuple[float, float],
+    centre: tuple[float, float] = (256.0, 256.0),
+) -> np.ndarray:
     angle = np.deg2rad(degrees)
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     moved = points.copy()
@@ -49,6 +60,7 @@ def rotation_degrees(rotation: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def astronaut_face() -> np.ndarray:
     import skimage.data as skimage_data  # requirements-dev.txt: missing, the test fails (never skips)
+
     return extract_landmarks(skimage_data.astronaut().astype(np.float32) / 255.0).points[0].astype(np.float64)
 
 
@@ -61,8 +73,9 @@ def face(request: pytest.FixtureRequest) -> np.ndarray:
 
 def test_aligning_to_own_first_frame_changes_nothing(face: np.ndarray) -> None:
     rng = np.random.default_rng(1)
-    frames = [face] + [similarity(face, 3 * k, 1 + 0.02 * k, (4 * k, -2 * k)) + rng.normal(0, 1.5, face.shape)
-                       for k in range(1, 4)]
+    frames = [face] + [
+        similarity(face, 3 * k, 1 + 0.02 * k, (4 * k, -2 * k)) + rng.normal(0, 1.5, face.shape) for k in range(1, 4)
+    ]
     driver = sequence(*frames)
     aligned = align_landmarks(driver, driver.frame(0))
     np.testing.assert_allclose(aligned.points, driver.points, atol=1e-3)
@@ -80,8 +93,7 @@ def test_transformed_copy_of_reference_yields_reference(face: np.ndarray) -> Non
 def test_head_motion_is_transferred_or_not(face: np.ndarray) -> None:
     reference = sequence(face)
     other = similarity(face, -15, 0.7, (30, 20))  # the driver's own placement of the face
-    driver = sequence(*[similarity(other, 4 * k, 1 + 0.05 * k, (6 * k, 3 * k), centre=(240, 270))
-                        for k in range(3)])
+    driver = sequence(*[similarity(other, 4 * k, 1 + 0.05 * k, (6 * k, 3 * k), centre=(240, 270)) for k in range(3)])
     moved = align_landmarks(driver, reference, head_pose=True)
     for k in range(3):
         scale, rotation, _ = fit_similarity(face[:, :2], moved.points[k, :, :2].astype(np.float64))

@@ -21,14 +21,20 @@ def drawing_cases() -> list[Path]:
     root = PARITY_ROOT
     if not root.is_dir():
         return []
-    return sorted(case for case in root.iterdir()
-                  if (case / "inputs" / "pose_landmarks.npy").is_file()
-                  and (case / "inputs" / "pose_frames.npy").is_file() and (case / "case.json").is_file())
+    return sorted(
+        case
+        for case in root.iterdir()
+        if (case / "inputs" / "pose_landmarks.npy").is_file()
+        and (case / "inputs" / "pose_frames.npy").is_file()
+        and (case / "case.json").is_file()
+    )
 
 
 def test_parity_cases_are_found() -> None:
     """Catches the parametrised parity checks below silently running on no case (missing or moved fixtures)."""
-    assert drawing_cases(), f"no parity case with official landmark drawings under {PARITY_ROOT} (set ECHOMIMIC_PARITY_CASES)"
+    assert drawing_cases(), (
+        f"no parity case with official landmark drawings under {PARITY_ROOT} (set ECHOMIMIC_PARITY_CASES)"
+    )
 
 
 @pytest.mark.parametrize("case", drawing_cases(), ids=lambda case: case.name)
@@ -51,6 +57,7 @@ def test_drawing_matches_official_drawing_of_parity_case(case: Path) -> None:
 @pytest.fixture(scope="module")
 def astronaut_landmarks() -> LandmarkSequence:
     import skimage.data as skimage_data  # requirements-dev.txt: missing, the test fails (never skips)
+
     return extract_landmarks(skimage_data.astronaut().astype(np.float32) / 255.0)
 
 
@@ -65,12 +72,20 @@ MOUTH_COLOURS = {colour for _, colour in topo.LIPS_COLOURS}
 def test_official_colours_and_squares_at_canvas_size(astronaut_landmarks: LandmarkSequence) -> None:
     # At 512x512 nothing is resized, so only the exact official colours appear.
     image = draw_landmarks(astronaut_landmarks, 512, 512)[0]
-    expected_colours = {(0, 0, 0), topo.LEFT_EYE_COLOUR, topo.RIGHT_EYE_COLOUR, topo.LEFT_EYEBROW_COLOUR,
-                        topo.RIGHT_EYEBROW_COLOUR, topo.LEFT_PUPIL_COLOUR, topo.RIGHT_PUPIL_COLOUR, topo.NOSE_COLOUR}
+    expected_colours = {
+        (0, 0, 0),
+        topo.LEFT_EYE_COLOUR,
+        topo.RIGHT_EYE_COLOUR,
+        topo.LEFT_EYEBROW_COLOUR,
+        topo.RIGHT_EYEBROW_COLOUR,
+        topo.LEFT_PUPIL_COLOUR,
+        topo.RIGHT_PUPIL_COLOUR,
+        topo.NOSE_COLOUR,
+    }
     assert colours_in(image) == expected_colours
     for index, colour in ((topo.RIGHT_PUPIL, topo.RIGHT_PUPIL_COLOUR), (topo.NOSE_TIP, topo.NOSE_COLOUR)):
         x, y = (int(v) for v in astronaut_landmarks.points[0, index, :2])
-        square = np.rint(image[y - 3:y + 3, x - 3:x + 3] * 255)
+        square = np.rint(image[y - 3 : y + 3, x - 3 : x + 3] * 255)
         assert square.shape == (6, 6, 3)
         assert (square == np.array(colour)).all()
 
@@ -90,7 +105,10 @@ def test_only_selected_parts_are_drawn(astronaut_landmarks: LandmarkSequence) ->
     # Parts hidden by select_parts are not drawn even when asked for.
     eyes_only = select_parts(astronaut_landmarks, ["eyes"])
     assert colours_in(draw_landmarks(eyes_only, 512, 512, draw_mouth=True)[0]) == {
-        (0, 0, 0), topo.LEFT_EYE_COLOUR, topo.RIGHT_EYE_COLOUR}
+        (0, 0, 0),
+        topo.LEFT_EYE_COLOUR,
+        topo.RIGHT_EYE_COLOUR,
+    }
 
 
 def test_output_size_and_resize(astronaut_landmarks: LandmarkSequence) -> None:

@@ -41,8 +41,9 @@ def test_frames_without_face_are_filled_from_neighbours(astronaut: np.ndarray) -
     moved = np.roll(astronaut, (12, 20), axis=(0, 1))  # the same face 20 px right, 12 px down
     blank = np.zeros_like(astronaut)
     calls: list[tuple[int, int]] = []
-    sequence = extract_landmarks(np.stack([blank, astronaut, blank, moved]),
-                                 progress=lambda done, total: calls.append((done, total)))
+    sequence = extract_landmarks(
+        np.stack([blank, astronaut, blank, moved]), progress=lambda done, total: calls.append((done, total))
+    )
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert sequence.detected.tolist() == [False, True, False, True]
     assert sequence.filled_count == 2
@@ -65,20 +66,24 @@ def test_no_face_at_all_is_a_clear_error() -> None:
         extract_landmarks(np.zeros((2, 64, 64, 3), dtype=np.float32))
 
 
-@pytest.mark.parametrize("images, message", [
-    (np.zeros((0, 64, 64, 3), dtype=np.float32), "empty"),
-    (np.zeros((1, 64, 64, 4), dtype=np.float32), "RGB"),
-    (np.zeros((1, 64, 64, 1), dtype=np.float32), "RGB"),
-    (np.zeros((64, 64), dtype=np.float32), "frames, height, width, 3"),
-    (np.zeros((1, 64, 64, 3), dtype=np.uint8), "0..1"),
-])
+@pytest.mark.parametrize(
+    "images, message",
+    [
+        (np.zeros((0, 64, 64, 3), dtype=np.float32), "empty"),
+        (np.zeros((1, 64, 64, 4), dtype=np.float32), "RGB"),
+        (np.zeros((1, 64, 64, 1), dtype=np.float32), "RGB"),
+        (np.zeros((64, 64), dtype=np.float32), "frames, height, width, 3"),
+        (np.zeros((1, 64, 64, 3), dtype=np.uint8), "0..1"),
+    ],
+)
 def test_bad_images_are_clear_errors(images: np.ndarray, message: str) -> None:
     with pytest.raises(InputError, match=message):
         extract_landmarks(images)
 
 
-def test_missing_task_file_names_the_file_and_folder(tmp_path: Path, astronaut: np.ndarray,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_task_file_names_the_file_and_folder(
+    tmp_path: Path, astronaut: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Simulates a mediapipe without the legacy API (0.10.30+), where only the Tasks API exists, offline.
     monkeypatch.setenv("ECHOMIMIC_MEDIAPIPE_BASE_URL", "http://127.0.0.1:9")
     with pytest.raises(WeightsError) as caught:

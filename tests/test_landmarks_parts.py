@@ -54,8 +54,7 @@ def test_merge_takes_parts_from_donor_and_the_rest_from_a_still_base() -> None:
     rest = np.setdiff1d(np.arange(478), from_donor)
     np.testing.assert_array_equal(merged.points[:, rest], np.repeat(base.points[:, rest], 4, axis=0))
     # Audio + selected landmarks: the mouth left to the audio is not drawn.
-    drawn = draw_landmarks(select_parts(merged, ["eyebrows", "eyes", "pupils", "nose"]), 512, 512,
-                           draw_mouth=True)
+    drawn = draw_landmarks(select_parts(merged, ["eyebrows", "eyes", "pupils", "nose"]), 512, 512, draw_mouth=True)
     colours = {tuple(int(v) for v in c) for c in np.unique(np.rint(drawn.reshape(-1, 3) * 255), axis=0)}
     assert not colours & {colour for _, colour in topo.LIPS_COLOURS}
     assert topo.LEFT_EYE_COLOUR in colours

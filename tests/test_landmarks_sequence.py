@@ -46,13 +46,16 @@ def test_two_dimensional_points_get_zero_depth_and_frame_picks_one() -> None:
         sequence.frame(2)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("not json", "not valid JSON"),
-    ('{"format": "other"}', "not an EchoMimic landmark"),
-    ('{"format": "echomimic-landmarks", "version": 99}', "version"),
-    ('{"format": "echomimic-landmarks", "version": 1, "width": 5}', "malformed"),
-    ('{"format": "echomimic-landmarks", "version": 1, "width": 5, "height": 5, "points": [[[1, 2, 3]]]}', "478"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("not json", "not valid JSON"),
+        ('{"format": "other"}', "not an EchoMimic landmark"),
+        ('{"format": "echomimic-landmarks", "version": 99}', "version"),
+        ('{"format": "echomimic-landmarks", "version": 1, "width": 5}', "malformed"),
+        ('{"format": "echomimic-landmarks", "version": 1, "width": 5, "height": 5, "points": [[[1, 2, 3]]]}', "478"),
+    ],
+)
 def test_bad_json_is_a_clear_error(text: str, message: str) -> None:
     with pytest.raises(InputError, match=message):
         LandmarkSequence.from_json(text)

@@ -14,7 +14,7 @@ def test_library_never_imports_itself_absolutely() -> None:
     ``echomimic`` package (the extension is imported under its folder's name), so such a module fails to
     import there, or picks up another copy whose exception classes the nodes' error boundary does not catch."""
     offenders = [
-        f"{path.relative_to(REPO_ROOT)}:{text[:match.start()].count(chr(10)) + 1}"
+        f"{path.relative_to(REPO_ROOT)}:{text[: match.start()].count(chr(10)) + 1}"
         for folder in ("echomimic",)  # nodes/: tests/test_nodes_import.py
         for path in sorted((REPO_ROOT / folder).rglob("*.py"))
         if path.name != "__main__.py"

@@ -13,12 +13,7 @@ import torch
 
 from echomimic.convert import convert_file, convert_folder
 from echomimic.errors import WeightsError
-from echomimic.models import (
-    build_models,
-    load_config,
-    load_echomimic,
-    variant_weight_files,
-)
+from echomimic.models import build_models, load_config, load_echomimic, variant_weight_files
 from echomimic.models.loading import is_motion_key
 from echomimic.weights import read_state_dict
 from tests.parity_cases import PARITY_ROOT, find_case, make_weights_folder
@@ -59,7 +54,9 @@ def test_full_size_v2_models_have_exactly_the_release_keys_and_shapes() -> None:
 
     files = json.loads(MANIFEST_V2.read_text())["files"]
     for variant in ("v2", "v2_acc"):
-        config = load_config(conditioning_channels=conditioning_channels(variant), conditioning_config="pose_encoder.json")
+        config = load_config(
+            conditioning_channels=conditioning_channels(variant), conditioning_config="pose_encoder.json"
+        )
         assert config.face_locator.conditioning_channels == 3
         reference, denoising, pose_encoder = build_models(config, "meta")
         assert _shapes(reference) == files["reference_unet.pth"]["keys"]
@@ -83,8 +80,10 @@ def test_v2_loads_from_its_release_names_fp16_pth_and_safetensors(tmp_path: Path
     loaded = models.face_locator.state_dict()
     assert all(torch.equal(loaded[k], stored[k].float()) for k in stored)
     from_st = load_echomimic(_v2_folder(tmp_path / "st", (".safetensors",)), "v2")
-    assert all(torch.equal(a, b) for a, b in zip(models.denoising_unet.state_dict().values(),
-                                                 from_st.denoising_unet.state_dict().values()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(models.denoising_unet.state_dict().values(), from_st.denoising_unet.state_dict().values())
+    )
 
 
 def test_v1_file_in_a_v2_slot_says_so(tmp_path: Path) -> None:
@@ -129,7 +128,7 @@ def test_shared_storages_convert_and_load(tmp_path: Path) -> None:
     flat = torch.cat([t.reshape(-1) for t in stored.values()])  # one storage holding every tensor
     shared, offset = {}, 0
     for key, tensor in stored.items():
-        shared[key] = flat[offset:offset + tensor.numel()].view(tensor.shape)
+        shared[key] = flat[offset : offset + tensor.numel()].view(tensor.shape)
         offset += tensor.numel()
     folder = _v2_folder(tmp_path)
     (folder / "pose_encoder.pth").unlink()

@@ -72,12 +72,24 @@ def _forwards(models, inputs, device: torch.device, use_cfg: bool, under) -> Non
             located = torch.cat([torch.zeros_like(located), located])
         for _ in range(2):
             with under():
-                out = denoising_unet(noisy, tensors["timestep"], audio_tokens=audio, reference_features=features,
-                                     conditioning=located, unconditional_items=1 if use_cfg else 0)
+                out = denoising_unet(
+                    noisy,
+                    tensors["timestep"],
+                    audio_tokens=audio,
+                    reference_features=features,
+                    conditioning=located,
+                    unconditional_items=1 if use_cfg else 0,
+                )
         # Landmark variants without audio: every row's audio is zero.
         with under():
-            denoising_unet(noisy, tensors["timestep"], audio_tokens=None, reference_features=features,
-                           conditioning=located, unconditional_items=1 if use_cfg else 0)
+            denoising_unet(
+                noisy,
+                tensors["timestep"],
+                audio_tokens=None,
+                reference_features=features,
+                conditioning=located,
+                unconditional_items=1 if use_cfg else 0,
+            )
     assert out.shape == noisy.shape
 
 
@@ -92,8 +104,13 @@ def test_denoising_forward_has_no_host_sync(unet_inputs, use_cfg):
 def test_detector_catches_syncs():
     """Catches a detector that no longer sees syncs (the test above would then pass vacuously)."""
     values = torch.tensor([1.0, -1.0, 2.0])
-    for sync in (lambda: values[values > 0], lambda: bool((values > 0).any()), lambda: values.sum().item(),
-                 lambda: values.nonzero(), lambda: values.masked_select(values > 0)):
+    for sync in (
+        lambda: values[values > 0],
+        lambda: bool((values > 0).any()),
+        lambda: values.sum().item(),
+        lambda: values.nonzero(),
+        lambda: values.masked_select(values > 0),
+    ):
         with pytest.raises(HostSyncError), FailOnHostSync():
             sync()
     with FailOnHostSync():

@@ -13,13 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.comfy_stubs import (
-    REPO_ROOT,
-    build_tiny_weights,
-    extension_submodule,
-    install_stub_modules,
-    load_extension,
-)
+from tests.comfy_stubs import REPO_ROOT, build_tiny_weights, extension_submodule, install_stub_modules, load_extension
 
 # Command-line words that must not reach a ComfyUI user: flags, the CLI's default folders, its commands.
 CLI_WORDS = re.compile(r"(?<![\w-])--\w|pretrained_weights|python -m echomimic")
@@ -51,8 +45,10 @@ def node_texts(node_class: type) -> dict[str, str]:
 def serves_v2(node_class: type, common: Any) -> bool:
     """Every node outside the V1-only categories (V1 landmarks, compose: the face crop and paste back) and
     outside V3 (its own nodes; "Wan2.1-Fun-V1.1" in their texts is a file name)."""
-    return (node_class.CATEGORY not in (common.LANDMARKS_CATEGORY, common.COMPOSE_CATEGORY)
-            and not node_class.__name__.startswith("EchoMimicV3"))
+    return node_class.CATEGORY not in (
+        common.LANDMARKS_CATEGORY,
+        common.COMPOSE_CATEGORY,
+    ) and not node_class.__name__.startswith("EchoMimicV3")
 
 
 def test_nodes_that_serve_v2_do_not_speak_of_v1_only(extension: Any) -> None:
@@ -74,8 +70,12 @@ def test_nodes_that_serve_v2_do_not_speak_of_v1_only(extension: Any) -> None:
 
 def test_no_node_text_names_command_line_flags(extension: Any) -> None:
     """Catches CLI words (--weights, pretrained_weights_v2, python -m echomimic ...) in what the page shows."""
-    problems = [f"{node_id} {where}: {text!r}" for node_id, node_class in extension.NODE_CLASS_MAPPINGS.items()
-                for where, text in node_texts(node_class).items() if CLI_WORDS.search(text)]
+    problems = [
+        f"{node_id} {where}: {text!r}"
+        for node_id, node_class in extension.NODE_CLASS_MAPPINGS.items()
+        for where, text in node_texts(node_class).items()
+        if CLI_WORDS.search(text)
+    ]
     assert problems == []
 
 

@@ -15,13 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.comfy_stubs import (
-    REPO_ROOT,
-    StandInComfyVae,
-    extension_submodule,
-    node_instances,
-    read_wav_as_comfy_audio,
-)
+from tests.comfy_stubs import REPO_ROOT, StandInComfyVae, extension_submodule, node_instances, read_wav_as_comfy_audio
 from tests.helpers import require
 from tests.parity_cases import PARITY_ROOT as PARITY
 
@@ -111,14 +105,28 @@ class ProgressRecorder:
 
 # Loaders ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("variant, folder", [("V1 audio", "tiny_audio"), ("V1 audio accelerated", "tiny_audio"),
-                                             ("V1 landmarks", "tiny_pose"), ("V1 landmarks accelerated", "tiny_pose")])
-def test_model_loader_wraps_every_variant_for_model_management(nodes: dict[str, Any], variant: str, folder: str) -> None:
+
+@pytest.mark.parametrize(
+    "variant, folder",
+    [
+        ("V1 audio", "tiny_audio"),
+        ("V1 audio accelerated", "tiny_audio"),
+        ("V1 landmarks", "tiny_pose"),
+        ("V1 landmarks accelerated", "tiny_pose"),
+    ],
+)
+def test_model_loader_wraps_every_variant_for_model_management(
+    nodes: dict[str, Any], variant: str, folder: str
+) -> None:
     from comfy.model_patcher import ModelPatcher
 
     (loaded,) = nodes["EchoMimicModelLoader"].load(variant, "auto", folder)
-    expected = {"V1 audio": "audio", "V1 audio accelerated": "audio_acc", "V1 landmarks": "pose",
-                "V1 landmarks accelerated": "pose_acc"}[variant]
+    expected = {
+        "V1 audio": "audio",
+        "V1 audio accelerated": "audio_acc",
+        "V1 landmarks": "pose",
+        "V1 landmarks accelerated": "pose_acc",
+    }[variant]
     assert loaded.variant == loaded.models.variant == expected
     assert loaded.dtype == torch.float32  # auto on CPU
     assert isinstance(loaded.patcher, ModelPatcher)
@@ -157,7 +165,11 @@ def test_wrong_variant_or_foreign_weight_files_are_refused(nodes: dict[str, Any]
     wrong.mkdir()
     pose_dir = Path(folder_paths.models_dir) / "echomimic" / "tiny_pose"
     for stem in ("reference_unet", "denoising_unet", "motion_module", "face_locator"):
-        source = pose_dir / f"{stem}_pose.safetensors" if stem != "denoising_unet" else pose_dir / "denoising_unet_pose.safetensors"
+        source = (
+            pose_dir / f"{stem}_pose.safetensors"
+            if stem != "denoising_unet"
+            else pose_dir / "denoising_unet_pose.safetensors"
+        )
         (wrong / f"{stem}.safetensors").symlink_to(source.resolve())
     for config in ("unet_config.json", "inference.json"):
         (wrong / config).symlink_to((pose_dir / config).resolve())
@@ -165,7 +177,9 @@ def test_wrong_variant_or_foreign_weight_files_are_refused(nodes: dict[str, Any]
         nodes["EchoMimicModelLoader"].load("V1 audio", "auto", "wrong_files")
     (wrong / "face_locator.safetensors").unlink()
     save_file({"pose_encoder.conv_in.weight": torch.zeros(16, 3, 3, 3)}, str(wrong / "face_locator.safetensors"))
-    (wrong / "face_locator.json").symlink_to((Path(folder_paths.models_dir) / "echomimic" / "tiny_audio" / "face_locator.json").resolve())
+    (wrong / "face_locator.json").symlink_to(
+        (Path(folder_paths.models_dir) / "echomimic" / "tiny_audio" / "face_locator.json").resolve()
+    )
     with pytest.raises(node_error) as caught:
         nodes["EchoMimicModelLoader"].load("V1 audio", "auto", "wrong_files")
     assert "face_locator" in str(caught.value)
@@ -184,6 +198,7 @@ def test_weights_folder_choices_list_the_downloaded_folders(nodes: dict[str, Any
 
 # Audio -------------------------------------------------------------------------------------------------
 
+
 def test_audio_features_match_the_official_chunks(nodes: dict[str, Any], audio_encoder: Any) -> None:
     features, frame_count, trimmed = _features(nodes, audio_encoder, "v1_audio")
     expected = np.load(PARITY / "v1_audio" / "expected" / "audio_features.npy")
@@ -199,8 +214,12 @@ def test_audio_features_match_the_official_chunks(nodes: dict[str, Any], audio_e
 
 def test_audio_features_follow_the_fps_and_any_sample_rate(nodes: dict[str, Any], audio_encoder: Any) -> None:
     audio = read_wav_as_comfy_audio(PARITY / "v1_audio" / "inputs" / "audio.wav")
-    stereo_44k = {"waveform": torch.nn.functional.interpolate(audio["waveform"], scale_factor=44100 / 16000,
-                                                              mode="linear").repeat(1, 2, 1), "sample_rate": 44100}
+    stereo_44k = {
+        "waveform": torch.nn.functional.interpolate(
+            audio["waveform"], scale_factor=44100 / 16000, mode="linear"
+        ).repeat(1, 2, 1),
+        "sample_rate": 44100,
+    }
     _, frames_24, _ = _features(nodes, audio_encoder, "v1_audio")
     _, frames_30, trimmed = nodes["EchoMimicAudioFeatures"].compute(stereo_44k, audio_encoder, 30.0)
     assert frames_30 > frames_24
@@ -212,8 +231,9 @@ def test_audio_features_trim_to_the_frames_the_sampler_makes(nodes: dict[str, An
     2+ frames more), so a saver that does not trim the sound still gets picture and sound of one length."""
     audio = read_wav_as_comfy_audio(PARITY / "v1_audio" / "inputs" / "audio.wav")
     compute = nodes["EchoMimicAudioFeatures"].compute
-    features, frame_count, trimmed = compute(audio, audio_encoder, 24.0, driving_images=torch.zeros(5, 8, 8, 3),
-                                             length_policy="stop")
+    features, frame_count, trimmed = compute(
+        audio, audio_encoder, 24.0, driving_images=torch.zeros(5, 8, 8, 3), length_policy="stop"
+    )
     assert features.num_frames > 5 and frame_count == 5
     assert trimmed["waveform"].shape[-1] == round(5 * 16000 / 24)
     _, looped, _ = compute(audio, audio_encoder, 24.0, driving_images=torch.zeros(5, 8, 8, 3))
@@ -233,6 +253,7 @@ def test_missing_or_too_short_audio_is_explained(nodes: dict[str, Any], audio_en
 
 
 # Face mask and landmarks ---------------------------------------------------------------------------------
+
 
 def test_face_mask_and_crop(nodes: dict[str, Any], node_error: type) -> None:
     node = nodes["EchoMimicFaceMaskCrop"]
@@ -263,8 +284,9 @@ def test_landmark_nodes_extract_align_select_draw(nodes: dict[str, Any], node_er
     (aligned,) = nodes["EchoMimicAlignLandmarks"].align(driver, reference, 0, True, 0.0)
     assert aligned.num_frames == 3 and (aligned.width, aligned.height) == (reference.width, reference.height)
     (eyes,) = nodes["EchoMimicSelectLandmarkParts"].select(aligned, True, True, False, False, False)
-    (merged,) = nodes["EchoMimicSelectLandmarkParts"].select(aligned, True, True, False, False, False,
-                                                              base_landmarks=reference)
+    (merged,) = nodes["EchoMimicSelectLandmarkParts"].select(
+        aligned, True, True, False, False, False, base_landmarks=reference
+    )
     assert np.isnan(eyes.points).any() and not np.isnan(merged.points).any()
     (all_parts,) = nodes["EchoMimicDrawLandmarks"].draw(aligned, 64, 64, False)
     (eyes_only,) = nodes["EchoMimicDrawLandmarks"].draw(eyes, 64, 64, False)
@@ -276,19 +298,32 @@ def test_landmark_nodes_extract_align_select_draw(nodes: dict[str, Any], node_er
 
 # Sampler -----------------------------------------------------------------------------------------------
 
+
 def _audio_case_inputs(nodes: dict[str, Any], encoder: Any) -> dict[str, Any]:
     features, _, _ = _features(nodes, encoder, "v1_audio")
     mask = torch.from_numpy(np.load(PARITY / "v1_audio" / "inputs" / "face_mask.npy"))[None]
-    return {"reference_image": _image(PARITY / "v1_audio" / "inputs" / "reference.png"), "audio_features": features,
-            "face_mask": mask}
+    return {
+        "reference_image": _image(PARITY / "v1_audio" / "inputs" / "reference.png"),
+        "audio_features": features,
+        "face_mask": mask,
+    }
 
 
-AUDIO_CASE_SETTINGS = {"width": 64, "height": 64, "length": 6, "steps": 2, "cfg": 2.5, "seed": 420,
-                       "context_frames": 4, "context_overlap": 1}
+AUDIO_CASE_SETTINGS = {
+    "width": 64,
+    "height": 64,
+    "length": 6,
+    "steps": 2,
+    "cfg": 2.5,
+    "seed": 420,
+    "context_frames": 4,
+    "context_overlap": 1,
+}
 
 
-def test_sampler_refuses_nan_images(nodes: dict[str, Any], vae: StandInComfyVae, audio_encoder: Any,
-                                    node_error: type) -> None:
+def test_sampler_refuses_nan_images(
+    nodes: dict[str, Any], vae: StandInComfyVae, audio_encoder: Any, node_error: type
+) -> None:
     """Catches NaN or inf in the reference IMAGE reaching the sampler (a video of NaN frames, exit 0)."""
     (model,) = nodes["EchoMimicModelLoader"].load("V1 audio", "fp32", "tiny_audio")
     inputs = _audio_case_inputs(nodes, audio_encoder)
@@ -299,7 +334,8 @@ def test_sampler_refuses_nan_images(nodes: dict[str, Any], vae: StandInComfyVae,
 
 
 def test_sampler_reproduces_the_official_audio_video_then_cancel_and_rerun(
-        nodes: dict[str, Any], vae: StandInComfyVae, audio_encoder: Any, comfy: Any) -> None:
+    nodes: dict[str, Any], vae: StandInComfyVae, audio_encoder: Any, comfy: Any
+) -> None:
     (model,) = nodes["EchoMimicModelLoader"].load("V1 audio", "fp32", "tiny_audio")
     inputs = _audio_case_inputs(nodes, audio_encoder)
     sampler = nodes["EchoMimicSampler"]
@@ -330,8 +366,9 @@ def test_sampler_reproduces_the_official_audio_video_then_cancel_and_rerun(
     assert vae.encode_calls >= 1 and vae.decode_calls >= 1
 
 
-def test_cancel_during_decoding_stops_the_sampler(nodes: dict[str, Any], vae: StandInComfyVae, audio_encoder: Any,
-                                                 comfy: Any) -> None:
+def test_cancel_during_decoding_stops_the_sampler(
+    nodes: dict[str, Any], vae: StandInComfyVae, audio_encoder: Any, comfy: Any
+) -> None:
     """Cancel pressed at the last denoising unit stops the node before the VAE decodes anything, as ComfyUI's
     interrupt. Catches decoding that ignores Cancel (at small sizes most of the node's time)."""
     (model,) = nodes["EchoMimicModelLoader"].load("V1 audio accelerated", "fp32", "tiny_audio")
@@ -346,8 +383,9 @@ def test_cancel_during_decoding_stops_the_sampler(nodes: dict[str, Any], vae: St
     assert comfy.model_management.processing_interrupted() is False
 
 
-def test_sampler_reproduces_the_official_landmark_video(nodes: dict[str, Any], pose_vae: StandInComfyVae,
-                                                        audio_encoder: Any, comfy: Any) -> None:
+def test_sampler_reproduces_the_official_landmark_video(
+    nodes: dict[str, Any], pose_vae: StandInComfyVae, audio_encoder: Any, comfy: Any
+) -> None:
     """Landmark images reach the face locator and the video is the official one; cfg 0 = the accelerated
     default (1.0, one batch row). Catches: landmark images ignored, resized or normalised differently, a
     different cfg default, the node applying its own rule to the landmark images or the audio length."""
@@ -356,9 +394,20 @@ def test_sampler_reproduces_the_official_landmark_video(nodes: dict[str, Any], p
     landmark_images = torch.from_numpy(np.load(PARITY / "v1_pose_acc" / "inputs" / "pose_frames.npy"))
     with ProgressRecorder(comfy) as progress:
         frames, fps, _ = nodes["EchoMimicSampler"].sample(
-            model, pose_vae, _image(PARITY / "v1_pose_acc" / "inputs" / "reference.png"), features, width=64,
-            height=64, length=7, steps=3, cfg=0.0, seed=123, context_frames=4, context_overlap=1,
-            landmark_images=landmark_images)
+            model,
+            pose_vae,
+            _image(PARITY / "v1_pose_acc" / "inputs" / "reference.png"),
+            features,
+            width=64,
+            height=64,
+            length=7,
+            steps=3,
+            cfg=0.0,
+            seed=123,
+            context_frames=4,
+            context_overlap=1,
+            landmark_images=landmark_images,
+        )
     total = progress.updates[-1][1]
     # The reference, 3 steps x the windows, 2 decoded chunks (7 frames, 4 per chunk on the CPU).
     assert progress.updates == [(step, total) for step in range(1, total + 1)] and (total - 1 - 2) % 3 == 0
@@ -366,8 +415,9 @@ def test_sampler_reproduces_the_official_landmark_video(nodes: dict[str, Any], p
     np.testing.assert_allclose(frames.numpy(), np.load(PARITY / "v1_pose_acc" / "expected" / "video.npy"), atol=1e-4)
 
 
-def test_sampler_explains_bad_input(nodes: dict[str, Any], vae: StandInComfyVae, audio_encoder: Any,
-                                    node_error: type) -> None:
+def test_sampler_explains_bad_input(
+    nodes: dict[str, Any], vae: StandInComfyVae, audio_encoder: Any, node_error: type
+) -> None:
     (audio_model,) = nodes["EchoMimicModelLoader"].load("V1 audio accelerated", "fp32", "tiny_audio")
     (pose_model,) = nodes["EchoMimicModelLoader"].load("V1 landmarks accelerated", "fp32", "tiny_pose")
     inputs = _audio_case_inputs(nodes, audio_encoder)
@@ -387,6 +437,12 @@ def test_sampler_explains_bad_input(nodes: dict[str, Any], vae: StandInComfyVae,
     with pytest.raises(node_error, match="landmark"):
         sample(audio_model, vae, **inputs, **settings, landmark_images=torch.zeros(6, 64, 64, 3))
     # Landmarks shorter than the speech: the library's length policy, and the node reports the frames it made.
-    frames, _, frame_count = sample(pose_model, vae, **no_mask, **{**settings, "length": 0},
-                                    landmark_images=torch.zeros(3, 64, 64, 3), length_policy="stop")
+    frames, _, frame_count = sample(
+        pose_model,
+        vae,
+        **no_mask,
+        **{**settings, "length": 0},
+        landmark_images=torch.zeros(3, 64, 64, 3),
+        length_policy="stop",
+    )
     assert frame_count == frames.shape[0] == 3

@@ -14,13 +14,31 @@ from tests.comfy_stubs import REPO_ROOT, STUB_MODULES_DIR
 
 HEAVY_MODULES = ("mediapipe", "diffusers", "transformers", "cv2", "av", "skimage", "scipy", "huggingface_hub")
 EXPECTED_NODE_IDS = {
-    "EchoMimicModelLoader", "EchoMimicAudioEncoderLoader", "EchoMimicAudioFeatures", "EchoMimicFaceMaskCrop",
-    "EchoMimicExtractLandmarks", "EchoMimicAlignLandmarks", "EchoMimicSelectLandmarkParts",
-    "EchoMimicDrawLandmarks", "EchoMimicSampler",
-    "EchoMimicExtractHandPoses", "EchoMimicAlignHandPoses", "EchoMimicDrawHandPoses", "EchoMimicImportOfficialPoses",
-    "EchoMimicPasteBack", "EchoMimicSaveLandmarks", "EchoMimicLoadLandmarks", "EchoMimicSaveHandPoses",
-    "EchoMimicLoadHandPoses", "EchoMimicV3ModelLoader", "EchoMimicV3AudioEncoderLoader", "EchoMimicV3AudioFeatures",
-    "EchoMimicV3Sampler", "EchoMimicV3TextEncode", "EchoMimicV3ClipVisionEncode", "EchoMimicV3VAELoader",
+    "EchoMimicModelLoader",
+    "EchoMimicAudioEncoderLoader",
+    "EchoMimicAudioFeatures",
+    "EchoMimicFaceMaskCrop",
+    "EchoMimicExtractLandmarks",
+    "EchoMimicAlignLandmarks",
+    "EchoMimicSelectLandmarkParts",
+    "EchoMimicDrawLandmarks",
+    "EchoMimicSampler",
+    "EchoMimicExtractHandPoses",
+    "EchoMimicAlignHandPoses",
+    "EchoMimicDrawHandPoses",
+    "EchoMimicImportOfficialPoses",
+    "EchoMimicPasteBack",
+    "EchoMimicSaveLandmarks",
+    "EchoMimicLoadLandmarks",
+    "EchoMimicSaveHandPoses",
+    "EchoMimicLoadHandPoses",
+    "EchoMimicV3ModelLoader",
+    "EchoMimicV3AudioEncoderLoader",
+    "EchoMimicV3AudioFeatures",
+    "EchoMimicV3Sampler",
+    "EchoMimicV3TextEncode",
+    "EchoMimicV3ClipVisionEncode",
+    "EchoMimicV3VAELoader",
     "EchoMimicV3WanFiles",
 }
 
@@ -47,8 +65,9 @@ def _run_import(tmp_path: Path, prelude: str = "") -> dict:
     """)
     env = {**os.environ, "ECHOMIMIC_TEST_COMFY_BASE": str(tmp_path / "comfy")}
     env.pop("ECHOMIMIC_TEST_MODELS_DIR", None)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -90,14 +109,24 @@ def test_a_broken_node_group_does_not_hide_the_others(tmp_path: Path) -> None:
     report = _run_import(tmp_path, prelude)
     assert "landmark_nodes" in report["failed"]
     assert "simulated broken landmark stack" in report["failed"]["landmark_nodes"]
-    landmark_ids = {"EchoMimicExtractLandmarks", "EchoMimicAlignLandmarks", "EchoMimicSelectLandmarkParts",
-                    "EchoMimicDrawLandmarks"}
+    landmark_ids = {
+        "EchoMimicExtractLandmarks",
+        "EchoMimicAlignLandmarks",
+        "EchoMimicSelectLandmarkParts",
+        "EchoMimicDrawLandmarks",
+    }
     assert set(report["nodes"]) == EXPECTED_NODE_IDS - landmark_ids
 
 
 # The menu a user browses (ids never change with it).
-NODE_CATEGORIES = ("EchoMimic", "EchoMimic/loaders", "EchoMimic/V1 landmarks", "EchoMimic/V2 hands", "EchoMimic/compose",
-                   "EchoMimic/V3 flash")
+NODE_CATEGORIES = (
+    "EchoMimic",
+    "EchoMimic/loaders",
+    "EchoMimic/V1 landmarks",
+    "EchoMimic/V2 hands",
+    "EchoMimic/compose",
+    "EchoMimic/V3 flash",
+)
 
 
 def test_nodes_sit_in_subcategories_and_errors_have_a_clean_name() -> None:
@@ -194,8 +223,14 @@ def test_loading_from_custom_nodes_leaves_sys_path_unchanged(tmp_path: Path) -> 
     workdir.mkdir()
     env = {**os.environ, "ECHOMIMIC_TEST_COMFY_BASE": str(tmp_path / "comfy")}
     env.pop("PYTHONPATH", None)
-    result = subprocess.run([sys.executable, "-c", LOAD_FROM_CUSTOM_NODES, str(STUB_MODULES_DIR), str(custom_nodes)],
-                            capture_output=True, text=True, env=env, cwd=workdir, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_FROM_CUSTOM_NODES, str(STUB_MODULES_DIR), str(custom_nodes)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=workdir,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["path_unchanged"], "loading the extension changed sys.path"
@@ -212,10 +247,16 @@ def test_node_modules_import_the_library_relative_to_the_extension() -> None:
     offenders = []
     for path in sorted((REPO_ROOT / "nodes").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] in (
-                    "echomimic", "nodes", "tests"):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.level == 0
+                and (node.module or "").split(".")[0] in ("echomimic", "nodes", "tests")
+            ):
                 offenders.append(f"{path.name}:{node.lineno} from {node.module}")
             elif isinstance(node, ast.Import):
-                offenders += [f"{path.name}:{node.lineno} import {alias.name}" for alias in node.names
-                              if alias.name.split(".")[0] in ("echomimic", "nodes", "tests")]
+                offenders += [
+                    f"{path.name}:{node.lineno} import {alias.name}"
+                    for alias in node.names
+                    if alias.name.split(".")[0] in ("echomimic", "nodes", "tests")
+                ]
     assert offenders == [], f"use `from ..echomimic...` (relative) in nodes/: {offenders}"

@@ -27,7 +27,11 @@ def _case_variant(case: dict) -> str | None:
     mode = str(case.get("mode", ""))
     base, accelerated = mode.removesuffix("_acc"), mode.endswith("_acc")
     for name, spec in release.VARIANTS.items():
-        if spec.mode == base and spec.accelerated == accelerated and spec.version == case.get("echomimic_version", "v1"):
+        if (
+            spec.mode == base
+            and spec.accelerated == accelerated
+            and spec.version == case.get("echomimic_version", "v1")
+        ):
             return name
     return None
 
@@ -62,7 +66,9 @@ def _assert_close(name: str, actual, expected, atol: float, rtol: float = 0.0) -
     actual = torch.as_tensor(np.asarray(actual, dtype=np.float32) if not torch.is_tensor(actual) else actual).float()
     expected = torch.as_tensor(np.asarray(expected, dtype=np.float32) if not torch.is_tensor(expected) else expected)
     expected = expected.float()
-    assert tuple(actual.shape) == tuple(expected.shape), f"{name}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    assert tuple(actual.shape) == tuple(expected.shape), (
+        f"{name}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    )
     diff = (actual - expected).abs()
     allowed = atol + rtol * expected.abs()
     worst = float(diff.max()) if diff.numel() else 0.0
@@ -91,7 +97,7 @@ def check_unet_forward(case_dir: Path, case: dict, tmp_path: Path) -> None:
     expected = load_file(str(case_dir / "expected.safetensors"))
     with torch.no_grad():
         features = models.reference_unet(inputs["ref_latents"], inputs["ref_timestep"])
-        bank_keys = {key[len("bank."):] for key in expected if key.startswith("bank.")}
+        bank_keys = {key[len("bank.") :] for key in expected if key.startswith("bank.")}
         assert bank_keys == set(features), "reference features must pair with every official bank by module path"
         # The official banks are an intermediate: on this CPU both this code and diffusers' own UNet give
         # them within ~7e-6 of the official numbers (fp32 reordering amplified by LayerNorm), so they are
@@ -114,8 +120,7 @@ def check_unet_forward(case_dir: Path, case: dict, tmp_path: Path) -> None:
         without_cfg = models.denoising_unet(
             noisy, inputs["timestep"], audio_tokens=audio, reference_features=features, conditioning=located
         )
-        _assert_close("model_output_nocfg", without_cfg, expected["model_output_nocfg"],
-                      tolerance["model_output_atol"])
+        _assert_close("model_output_nocfg", without_cfg, expected["model_output_nocfg"], tolerance["model_output_atol"])
 
 
 def check_audio_features(case_dir: Path, case: dict, cache: dict) -> None:
@@ -131,8 +136,12 @@ def check_audio_features(case_dir: Path, case: dict, cache: dict) -> None:
         expected_features = np.load(expected_dir / "whisper_features.npy")
         for fps in clip["fps"]:
             features = compute_audio_features(waveform, rate, encoder, float(fps))
-            _assert_close(f"{clip_name} whisper features", features.whisper_features, expected_features,
-                          tolerance["whisper_features_atol"])
+            _assert_close(
+                f"{clip_name} whisper features",
+                features.whisper_features,
+                expected_features,
+                tolerance["whisper_features_atol"],
+            )
             expected_indices = np.load(expected_dir / f"fps{fps}" / "chunk_indices.npy")
             assert features.num_frames == expected_indices.shape[0], f"{clip_name}@{fps}: number of chunks"
             np.testing.assert_array_equal(features.chunk_indices, expected_indices)
@@ -147,8 +156,11 @@ def _draw_case_poses(case_dir: Path, case: dict, official: torch.Tensor) -> torc
     records = json.loads((case_dir / "inputs" / "pose_keypoints.json").read_text())
     poses = hand_poses_from_keypoint_records(records, case["width"], case["height"])
     drawn = draw_hand_poses(poses, case["width"], case["height"], ref_w=int(case["pose_drawing"]["ref_w"]))
-    np.testing.assert_array_equal(drawn, np.rint(official.numpy() * 255).astype(np.uint8),
-                                  err_msg="hand drawing of inputs/pose_keypoints.json != inputs/pose_frames.npy")
+    np.testing.assert_array_equal(
+        drawn,
+        np.rint(official.numpy() * 255).astype(np.uint8),
+        err_msg="hand drawing of inputs/pose_keypoints.json != inputs/pose_frames.npy",
+    )
     return torch.from_numpy(drawn.astype(np.float32) / 255.0)
 
 
@@ -173,19 +185,25 @@ def check_pipeline(case_dir: Path, case: dict, tmp_path: Path, cache: dict) -> N
     assert audio.num_frames == expected_indices.shape[0], "number of audio chunks"
     np.testing.assert_array_equal(audio.chunk_indices, expected_indices)
     frames = case["video_length_used"]
-    _assert_close("audio_features", audio.tokens_for_frames(list(range(frames))),
-                  np.load(case_dir / "expected" / "audio_features.npy"), tolerance["audio_features_atol"])
+    _assert_close(
+        "audio_features",
+        audio.tokens_for_frames(list(range(frames))),
+        np.load(case_dir / "expected" / "audio_features.npy"),
+        tolerance["audio_features_atol"],
+    )
 
     latent_shape = tuple(np.load(case_dir / "expected" / "init_latents.npy").shape)
     noise = initial_latents(case["seed"], latent_shape, clamp=MODE_CONVENTIONS[models.mode].noise_clamp)
-    assert torch.equal(noise, torch.from_numpy(np.load(case_dir / "expected" / "init_latents.npy"))), \
+    assert torch.equal(noise, torch.from_numpy(np.load(case_dir / "expected" / "init_latents.npy"))), (
         "initial latents must match exactly"
+    )
 
     reference = np.asarray(Image.open(case_dir / "inputs" / "reference.png").convert("RGB"), dtype=np.float32) / 255.0
     reference = torch.from_numpy(reference)
     reference_latents = vae.encode(reference.permute(2, 0, 1)[None])  # the adapter takes 0..1 pixels
-    _assert_close("ref_latents", reference_latents, np.load(case_dir / "expected" / "ref_latents.npy"),
-                  tolerance["latents_atol"])
+    _assert_close(
+        "ref_latents", reference_latents, np.load(case_dir / "expected" / "ref_latents.npy"), tolerance["latents_atol"]
+    )
 
     inputs = {}
     if (case_dir / "inputs" / "face_mask.npy").is_file():
@@ -201,15 +219,32 @@ def check_pipeline(case_dir: Path, case: dict, tmp_path: Path, cache: dict) -> N
                 features = models.face_locator(drawings.permute(3, 0, 1, 2)[None])
             _assert_close("pose_encoder_out", features, np.load(encoder_out), tolerance["latents_atol"])
     settings = SamplingSettings(
-        width=case["width"], height=case["height"], length=case["video_length"], steps=case["steps"],
-        cfg=case["guidance_scale"], seed=case["seed"], fps=case["fps"],
-        context_frames=case["context_frames"], context_overlap=case["context_overlap"],
+        width=case["width"],
+        height=case["height"],
+        length=case["video_length"],
+        steps=case["steps"],
+        cfg=case["guidance_scale"],
+        seed=case["seed"],
+        fps=case["fps"],
+        context_frames=case["context_frames"],
+        context_overlap=case["context_overlap"],
     )
     step_latents = []
-    video = generate_video(models, vae, reference, audio_features=audio, settings=settings,
-                           on_step=lambda _, latents: step_latents.append(latents.clone()), **inputs)
-    _assert_close("step_latents", torch.stack(step_latents),
-                  np.load(case_dir / "expected" / "step_latents.npy"), tolerance["latents_atol"])
+    video = generate_video(
+        models,
+        vae,
+        reference,
+        audio_features=audio,
+        settings=settings,
+        on_step=lambda _, latents: step_latents.append(latents.clone()),
+        **inputs,
+    )
+    _assert_close(
+        "step_latents",
+        torch.stack(step_latents),
+        np.load(case_dir / "expected" / "step_latents.npy"),
+        tolerance["latents_atol"],
+    )
     assert video.plan is not None and video.plan.num_frames == case["video_length_used"], video.plan
     _assert_close("video", video.frames, np.load(case_dir / "expected" / "video.npy"), tolerance["video_atol"])
 
@@ -227,8 +262,10 @@ def test_parity_case(case_dir: Path, tmp_path: Path, whisper_cache: dict) -> Non
         check_pipeline(case_dir, case, tmp_path, whisper_cache)
     else:
         version, mode = case.get("echomimic_version"), case.get("mode")
-        pytest.fail(f"{case_dir.name}: unknown parity case (EchoMimic {version!r}, mode {mode!r}); known modes: "
-                    f"{sorted({spec.mode for spec in release.VARIANTS.values()})} (+ '_acc')")
+        pytest.fail(
+            f"{case_dir.name}: unknown parity case (EchoMimic {version!r}, mode {mode!r}); known modes: "
+            f"{sorted({spec.mode for spec in release.VARIANTS.values()})} (+ '_acc')"
+        )
 
 
 def test_unknown_case_mode_fails(tmp_path: Path) -> None:

@@ -73,11 +73,15 @@ def run_flash_case(case_dir: Path):
     case = json.loads((case_dir / "case.json").read_text())
     params = case["parameters"]
     models, base = case_dir / "models", case_dir / BASE
-    transformer = load_flash_transformer(models / "transformer/diffusion_pytorch_model.safetensors",
-                                         base / "config.json", dtype=torch.float32)
+    transformer = load_flash_transformer(
+        models / "transformer/diffusion_pytorch_model.safetensors", base / "config.json", dtype=torch.float32
+    )
     vae = load_wan_vae(base / "Wan2.1_VAE.pth", dtype=torch.float32)
-    clip = load_clip_vision(base / "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth", dtype=torch.float32,
-                            num_heads=tiny_clip_heads(case_dir))
+    clip = load_clip_vision(
+        base / "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth",
+        dtype=torch.float32,
+        num_heads=tiny_clip_heads(case_dir),
+    )
     ids = json.loads((case_dir / "inputs" / "prompt_token_ids.json").read_text())[params["prompt"]]
     prompt_embeds = load_umt5_encoder(base / "models_t5_umt5-xxl-enc-bf16.pth", dtype=torch.float32).encode_ids(ids)
 
@@ -88,17 +92,35 @@ def run_flash_case(case_dir: Path):
     duration = flash.speech_duration(speech.shape[0], SAMPLE_RATE)
     frames = flash.official_frame_count(duration, params["fps"], params["video_length"])
     audio_features = load_audio_encoder(models / "chinese-wav2vec2-base").frame_features(
-        loudness_normalize(speech, SAMPLE_RATE), frames)
+        loudness_normalize(speech, SAMPLE_RATE), frames
+    )
     settings = flash.FlashSettings(
-        steps=params["steps"], shift=params["shift"], audio_cfg=params["audio_guidance_scale"], seed=params["seed"],
-        fps=params["fps"], teacache=params["teacache"], teacache_threshold=params["teacache_threshold"],
-        teacache_skip_start=params["num_skip_start_steps"], teacache_mode="official", audio_timing="official",
+        steps=params["steps"],
+        shift=params["shift"],
+        audio_cfg=params["audio_guidance_scale"],
+        seed=params["seed"],
+        fps=params["fps"],
+        teacache=params["teacache"],
+        teacache_threshold=params["teacache_threshold"],
+        teacache_skip_start=params["num_skip_start_steps"],
+        teacache_mode="official",
+        audio_timing="official",
     )
     trace = flash.StepTrace([], [], [], [])
     chunks: list[torch.Tensor] = []
     clip_fea = flash.FlashModels(transformer, vae, clip).clip_features(reference)
-    flash.generate_flash(transformer, vae, reference, clip_fea, prompt_embeds, audio_features, frames, settings,
-                         on_frames=chunks.append, trace=trace)
+    flash.generate_flash(
+        transformer,
+        vae,
+        reference,
+        clip_fea,
+        prompt_embeds,
+        audio_features,
+        frames,
+        settings,
+        on_frames=chunks.append,
+        trace=trace,
+    )
     video = torch.cat(chunks).numpy()
     checks = {
         "ref_resized.npy": reference,
@@ -133,8 +155,10 @@ def test_flash_pipeline_parity(case_dir: Path) -> None:
     the decode, and the saved (truncated, colour-transferred) frames."""
     case, checks, trace, video = run_flash_case(case_dir)
     derived = case["derived"]
-    assert (checks["ref_resized.npy"].shape[0], checks["ref_resized.npy"].shape[1]) == (derived["height"],
-                                                                                        derived["width"])
+    assert (checks["ref_resized.npy"].shape[0], checks["ref_resized.npy"].shape[1]) == (
+        derived["height"],
+        derived["width"],
+    )
     for name in case["expected"]:
         if name == "video_saved_uint8.npy":
             continue

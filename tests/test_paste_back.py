@@ -41,7 +41,7 @@ def test_unchanged_crop_reproduces_the_original(color_match: bool) -> None:
     outside = torch.ones(97, 131, dtype=torch.bool)
     outside[y0:y1, x0:x1] = False
     band = ~outside
-    band[y0 + feather:y1 - feather, x0 + feather:x1 - feather] = False
+    band[y0 + feather : y1 - feather, x0 + feather : x1 - feather] = False
     for frame in out:
         assert torch.equal(frame[outside], picture[outside])
         assert float((frame[band] - picture[band]).abs().max()) <= 1 / 255
@@ -110,8 +110,9 @@ def test_face_mask_region_leaves_the_rest_of_the_box_alone() -> None:
     info = CropInfo((10, 10, 90, 90), (100, 100), (40, 40))
     mask = torch.zeros(40, 40)
     mask[15:25, 15:25] = 1.0  # original pixels 40..60
-    out = paste_back(torch.ones(1, 40, 40, 3), info, picture, region="face mask", face_mask=mask,
-                     mask_margin=6, feather=4)
+    out = paste_back(
+        torch.ones(1, 40, 40, 3), info, picture, region="face mask", face_mask=mask, mask_margin=6, feather=4
+    )
     assert float(out[0, 50, 50, 0]) == 1.0
     assert float(out[0, 50, 35, 0]) > 0.9  # inside the margin
     assert float(out[0, 50, 20:27].abs().max()) == 0.0  # in the box, beyond margin + feather
@@ -213,8 +214,9 @@ def test_paste_back_node_returns_full_size_frames(node_module: Any) -> None:
     with pytest.raises(error, match="face mask"):
         node_class().paste_back(torch.rand(2, 16, 16, 3), info, picture, 8, "face mask", 16, False, 4)
     with pytest.raises(error, match="original image is 32x32"):
-        node_class().paste_back(torch.rand(2, 16, 16, 3), info, torch.zeros(1, 32, 32, 3), 8, "whole crop", 16,
-                                False, 4)
+        node_class().paste_back(
+            torch.rand(2, 16, 16, 3), info, torch.zeros(1, 32, 32, 3), 8, "whole crop", 16, False, 4
+        )
     nan_frames = torch.rand(2, 16, 16, 3)
     nan_frames[1, 3, 3, 0] = float("nan")
     with pytest.raises(error, match="images input holds NaN"):  # would come out as NaN frames
@@ -239,12 +241,41 @@ def test_cli_paste_back_writes_the_full_picture_and_previews(tmp_path: Path) -> 
         (weights / "mediapipe" / model.name).symlink_to(model)
     picture_path = Path(__file__).resolve().parents[1] / "example_inputs" / "portrait_wide.png"
     out = tmp_path / "full.mp4"
-    status = cli.main([
-        "generate", "--image", str(picture_path), "--audio", str(case / "inputs" / "audio.wav"),
-        "--weights", str(weights), "--out", str(out), "--width", "64", "--height", "64", "--steps", "2",
-        "--length", "3", "--context-frames", "4", "--context-overlap", "1", "--device", "cpu", "--quiet",
-        "--paste-back", "--paste-feather", "6", "--preview-every", "1", "--save-frames", str(tmp_path / "crop.npy"),
-    ])
+    status = cli.main(
+        [
+            "generate",
+            "--image",
+            str(picture_path),
+            "--audio",
+            str(case / "inputs" / "audio.wav"),
+            "--weights",
+            str(weights),
+            "--out",
+            str(out),
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--steps",
+            "2",
+            "--length",
+            "3",
+            "--context-frames",
+            "4",
+            "--context-overlap",
+            "1",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--paste-back",
+            "--paste-feather",
+            "6",
+            "--preview-every",
+            "1",
+            "--save-frames",
+            str(tmp_path / "crop.npy"),
+        ]
+    )
     assert status == 0
     frames, _ = read_video_frames(out)
     assert tuple(frames.shape[1:3]) == (300, 400)  # the picture's size, not 64x64

@@ -47,9 +47,22 @@ def test_hand_pose_images_from_saved_poses_aligned_to_the_portrait(tmp_path: Pat
     poses = extract_hand_poses(photo[None])
     moved = HandPoseSequence(poses.points * 0.5, 512, 512, poses.scores, poses.shoulders * 0.5)
     moved.save(tmp_path / "moved.json")
-    args = parse("--mode", "v2", "--image", str(PHOTO_PATH), "--poses", str(tmp_path / "moved.json"),
-                 "--width", "128", "--height", "128", "--save-poses", str(tmp_path / "aligned.json"),
-                 "--weights", str(tmp_path / "weights"))
+    args = parse(
+        "--mode",
+        "v2",
+        "--image",
+        str(PHOTO_PATH),
+        "--poses",
+        str(tmp_path / "moved.json"),
+        "--width",
+        "128",
+        "--height",
+        "128",
+        "--save-poses",
+        str(tmp_path / "aligned.json"),
+        "--weights",
+        str(tmp_path / "weights"),
+    )
     frames = _hand_pose_images(args, _Reporter(quiet=True))
     assert frames.shape == (1, 128, 128, 3) and frames.dtype == np.float32 and frames.max() <= 1.0
     aligned = HandPoseSequence.load(tmp_path / "aligned.json")
@@ -66,8 +79,20 @@ def test_hand_pose_images_from_a_driving_video(tmp_path: Path) -> None:
 
     photos = np.stack([load_photo(name, 256) for name in PHOTOS] + [np.zeros((256, 256, 3), np.float32)])
     write_mp4(tmp_path / "clip.mp4", photos, 24.0)
-    args = parse("--mode", "v2_acc", "--image", str(PHOTO_PATH), "--driving-video", str(tmp_path / "clip.mp4"),
-                 "--width", "96", "--height", "96", "--weights", str(tmp_path / "weights"))
+    args = parse(
+        "--mode",
+        "v2_acc",
+        "--image",
+        str(PHOTO_PATH),
+        "--driving-video",
+        str(tmp_path / "clip.mp4"),
+        "--width",
+        "96",
+        "--height",
+        "96",
+        "--weights",
+        str(tmp_path / "weights"),
+    )
     notes: list[str] = []
     report = _Reporter(quiet=True)
     report.info = notes.append  # type: ignore[method-assign]
@@ -93,17 +118,53 @@ def test_generate_v2_from_saved_poses_reproduces_the_official_video(tmp_path: Pa
     from echomimic.poses import hand_poses_from_keypoint_records
 
     hand_poses_from_keypoint_records(records, case["width"], case["height"]).save(tmp_path / "poses.json")
-    code = main([
-        "generate", "--mode", "v2", "--weights", str(weights), "--image", str(case_dir / "inputs" / "reference.png"),
-        "--audio", str(case_dir / "inputs" / "audio.wav"), "--poses", str(tmp_path / "poses.json"),
-        "--no-align-poses", "--pose-ref-w", str(case["pose_drawing"]["ref_w"]), "--width", str(case["width"]),
-        "--height", str(case["height"]), "--fps", str(case["fps"]), "--steps", str(case["steps"]),
-        "--cfg", str(case["guidance_scale"]), "--seed", str(case["seed"]),
-        "--context-frames", str(case["context_frames"]), "--context-overlap", str(case["context_overlap"]),
-        "--length", str(case["video_length"]), "--device", "cpu", "--dtype", "fp32", "--quiet",
-        "--out", str(tmp_path / "out.mp4"), "--save-frames", str(tmp_path / "frames.npy"),
-    ])
+    code = main(
+        [
+            "generate",
+            "--mode",
+            "v2",
+            "--weights",
+            str(weights),
+            "--image",
+            str(case_dir / "inputs" / "reference.png"),
+            "--audio",
+            str(case_dir / "inputs" / "audio.wav"),
+            "--poses",
+            str(tmp_path / "poses.json"),
+            "--no-align-poses",
+            "--pose-ref-w",
+            str(case["pose_drawing"]["ref_w"]),
+            "--width",
+            str(case["width"]),
+            "--height",
+            str(case["height"]),
+            "--fps",
+            str(case["fps"]),
+            "--steps",
+            str(case["steps"]),
+            "--cfg",
+            str(case["guidance_scale"]),
+            "--seed",
+            str(case["seed"]),
+            "--context-frames",
+            str(case["context_frames"]),
+            "--context-overlap",
+            str(case["context_overlap"]),
+            "--length",
+            str(case["video_length"]),
+            "--device",
+            "cpu",
+            "--dtype",
+            "fp32",
+            "--quiet",
+            "--out",
+            str(tmp_path / "out.mp4"),
+            "--save-frames",
+            str(tmp_path / "frames.npy"),
+        ]
+    )
     assert code == 0 and (tmp_path / "out.mp4").is_file()
     expected = np.load(case_dir / "expected" / "video.npy")
-    np.testing.assert_allclose(np.load(tmp_path / "frames.npy"), expected,
-                               atol=case["suggested_tolerance"]["video_atol"])
+    np.testing.assert_allclose(
+        np.load(tmp_path / "frames.npy"), expected, atol=case["suggested_tolerance"]["video_atol"]
+    )

@@ -14,8 +14,11 @@ from tests.parity_cases import PARITY_ROOT, discover_cases
 
 
 def v2_cases() -> list[Path]:
-    return [case for case in discover_cases()
-            if json.loads((case / "case.json").read_text()).get("echomimic_version") == "v2"]
+    return [
+        case
+        for case in discover_cases()
+        if json.loads((case / "case.json").read_text()).get("echomimic_version") == "v2"
+    ]
 
 
 def case_poses(case: Path) -> tuple[dict, HandPoseSequence]:
@@ -41,9 +44,11 @@ def test_drawing_equals_the_pipeline_input_of_every_v2_case(case: Path) -> None:
     np.testing.assert_array_equal(drawn, np.rint(expected * 255).astype(np.uint8))
 
 
-@pytest.mark.parametrize("case", [case for case in v2_cases()
-                                  if any((case / "expected").glob("pose_frames_uint8_*"))],
-                         ids=lambda case: case.name)
+@pytest.mark.parametrize(
+    "case",
+    [case for case in v2_cases() if any((case / "expected").glob("pose_frames_uint8_*"))],
+    ids=lambda case: case.name,
+)
 def test_drawing_equals_official_drawings_at_other_sizes(case: Path) -> None:
     """Catches size-dependent mistakes (canvas (H, W) vs (W, H), sr from min(H, W), resize) at every size the
     official drawing was stored at."""
@@ -62,8 +67,10 @@ def test_json_round_trip_draws_the_same_pixels(tmp_path: Path) -> None:
     info, poses = case_poses(case)
     path = poses.save(tmp_path / "poses.json")
     loaded = HandPoseSequence.load(path)
-    np.testing.assert_array_equal(draw_hand_poses(loaded, info["width"], info["height"], ref_w=128),
-                                  draw_hand_poses(poses, info["width"], info["height"], ref_w=128))
+    np.testing.assert_array_equal(
+        draw_hand_poses(loaded, info["width"], info["height"], ref_w=128),
+        draw_hand_poses(poses, info["width"], info["height"], ref_w=128),
+    )
 
 
 def test_missing_hand_draws_nothing_and_non_square_canvas() -> None:

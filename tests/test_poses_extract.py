@@ -12,13 +12,7 @@ from PIL import Image
 
 from echomimic.errors import InputError
 from echomimic.landmarks.backends import legacy_solutions_available
-from echomimic.poses import (
-    BodyAnchor,
-    align_hand_poses,
-    draw_hand_poses,
-    extract_hand_poses,
-    reference_anchor,
-)
+from echomimic.poses import BodyAnchor, align_hand_poses, draw_hand_poses, extract_hand_poses, reference_anchor
 from echomimic.poses.extract import order_hands
 from tests.parity_cases import MEDIAPIPE_ROOT
 

@@ -15,8 +15,12 @@ from tests.comfy_stubs import extension_submodule, install_stub_modules, load_ex
 from tests.test_poses_extract import PHOTOS, load_photo
 from tests.test_poses_official import _Payload, official_frame, write_demo_folder
 
-POSE_NODE_IDS = ("EchoMimicExtractHandPoses", "EchoMimicAlignHandPoses", "EchoMimicDrawHandPoses",
-                 "EchoMimicImportOfficialPoses")
+POSE_NODE_IDS = (
+    "EchoMimicExtractHandPoses",
+    "EchoMimicAlignHandPoses",
+    "EchoMimicDrawHandPoses",
+    "EchoMimicImportOfficialPoses",
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +63,9 @@ def test_extract_align_draw(nodes: dict[str, Any], photos: torch.Tensor) -> None
     assert unchanged is poses
 
 
-def test_bad_inputs_are_readable_errors(nodes: dict[str, Any], node_error: type, photos: torch.Tensor,
-                                        tmp_path: Path) -> None:
+def test_bad_inputs_are_readable_errors(
+    nodes: dict[str, Any], node_error: type, photos: torch.Tensor, tmp_path: Path
+) -> None:
     """Catches tracebacks instead of messages for: no hands at all, another aspect ratio, a portrait without a
     person, a malicious pose file, an empty folder path."""
     empty = extension_submodule("echomimic.poses").HandPoseSequence(np.full((3, 2, 21, 2), np.nan), 256, 256)
@@ -122,14 +127,27 @@ def test_v2_sampler_from_drawn_poses_reproduces_the_official_video(nodes: dict[s
     (model,) = nodes["EchoMimicModelLoader"].load("V2 semi-body", "fp32", "tiny_v2", False)
     (encoder,) = nodes["EchoMimicAudioEncoderLoader"].load("tiny_v2", "fp32", False)
     audio = read_wav_as_comfy_audio(case_dir / "inputs" / "audio.wav")
-    features, frame_count, _ = nodes["EchoMimicAudioFeatures"].compute(audio, encoder, float(case["fps"]),
-                                                                       driving_images=pose_images)
-    reference = torch.from_numpy(np.asarray(Image.open(case_dir / "inputs" / "reference.png").convert("RGB"),
-                                            dtype=np.float32) / 255.0)[None]
+    features, frame_count, _ = nodes["EchoMimicAudioFeatures"].compute(
+        audio, encoder, float(case["fps"]), driving_images=pose_images
+    )
+    reference = torch.from_numpy(
+        np.asarray(Image.open(case_dir / "inputs" / "reference.png").convert("RGB"), dtype=np.float32) / 255.0
+    )[None]
     frames, fps, _ = nodes["EchoMimicSampler"].sample(
-        model, StandInComfyVae(case_dir / "vae"), reference, features, width=width, height=height,
-        length=case["video_length"], steps=case["steps"], cfg=case["guidance_scale"], seed=case["seed"],
-        context_frames=case["context_frames"], context_overlap=case["context_overlap"], hand_pose_images=pose_images)
+        model,
+        StandInComfyVae(case_dir / "vae"),
+        reference,
+        features,
+        width=width,
+        height=height,
+        length=case["video_length"],
+        steps=case["steps"],
+        cfg=case["guidance_scale"],
+        seed=case["seed"],
+        context_frames=case["context_frames"],
+        context_overlap=case["context_overlap"],
+        hand_pose_images=pose_images,
+    )
     expected = np.load(case_dir / "expected" / "video.npy")
     assert frames.shape == expected.shape and fps == float(case["fps"])
     np.testing.assert_allclose(frames.numpy(), expected, atol=case["suggested_tolerance"]["video_atol"])

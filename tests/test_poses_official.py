@@ -80,12 +80,15 @@ def test_malicious_pickle_is_refused_without_running_it(tmp_path: Path) -> None:
     assert "\n" not in str(caught.value) and "1.npy" in str(caught.value)
 
 
-@pytest.mark.parametrize(("make", "message"), [
-    (lambda path: path.write_bytes(b"not numpy"), "not a numpy"),
-    (lambda path: np.save(path, np.zeros((2, 21, 2))), "not an official pose"),
-    (lambda path: np.save(path, np.array({"hands": "x"}, dtype=object), allow_pickle=True), "hands"),
-    (lambda path: np.save(path, np.array([1, 2], dtype=object), allow_pickle=True), "not an official pose"),
-])
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda path: path.write_bytes(b"not numpy"), "not a numpy"),
+        (lambda path: np.save(path, np.zeros((2, 21, 2))), "not an official pose"),
+        (lambda path: np.save(path, np.array({"hands": "x"}, dtype=object), allow_pickle=True), "hands"),
+        (lambda path: np.save(path, np.array([1, 2], dtype=object), allow_pickle=True), "not an official pose"),
+    ],
+)
 def test_foreign_files_are_clear_errors(tmp_path: Path, make, message: str) -> None:
     """Catches tracebacks from files that are not official pose frames."""
     folder = tmp_path / "bad"

@@ -56,18 +56,25 @@ def test_frames_picks_loops() -> None:
     np.testing.assert_array_equal(picked.shoulders[4], poses.shoulders[0])
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("not json", "not valid JSON"),
-    ('{"format": "echomimic-landmarks", "version": 1}', "not an EchoMimic hand pose sequence"),
-    ('{"format": "echomimic-hand-poses", "version": 9}', "version 9 is not supported"),
-    ('{"format": "echomimic-hand-poses", "version": 1, "width": 4, "height": 4}', "malformed"),
-    ('{"format": "echomimic-hand-poses", "version": 1, "width": 4, "height": 4, "hands": [[null]]}', "malformed"),
-    ('{"format": "echomimic-hand-poses", "version": 1, "width": 4, "height": 4, "hands": [[[[1, 2]], null]]}',
-     "malformed"),
-    ('{"format": "echomimic-hand-poses", "version": 1, "width": 0, "height": 4, "hands": [[null, null]]}',
-     "positive"),
-    ('{"format": "echomimic-hand-poses", "version": 1, "width": 4, "height": 4, "hands": []}', "no frames"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("not json", "not valid JSON"),
+        ('{"format": "echomimic-landmarks", "version": 1}', "not an EchoMimic hand pose sequence"),
+        ('{"format": "echomimic-hand-poses", "version": 9}', "version 9 is not supported"),
+        ('{"format": "echomimic-hand-poses", "version": 1, "width": 4, "height": 4}', "malformed"),
+        ('{"format": "echomimic-hand-poses", "version": 1, "width": 4, "height": 4, "hands": [[null]]}', "malformed"),
+        (
+            '{"format": "echomimic-hand-poses", "version": 1, "width": 4, "height": 4, "hands": [[[[1, 2]], null]]}',
+            "malformed",
+        ),
+        (
+            '{"format": "echomimic-hand-poses", "version": 1, "width": 0, "height": 4, "hands": [[null, null]]}',
+            "positive",
+        ),
+        ('{"format": "echomimic-hand-poses", "version": 1, "width": 4, "height": 4, "hands": []}', "no frames"),
+    ],
+)
 def test_malformed_files_are_one_line_errors(text: str, message: str) -> None:
     """Catches tracebacks (KeyError, IndexError, ...) leaking out of a hand-edited or foreign file."""
     with pytest.raises(InputError, match=message) as caught:

@@ -25,11 +25,7 @@ from echomimic.preview import (
     preview_frame_indices,
     preview_image,
 )
-from tests.comfy_stubs import (
-    StandInComfyVae,
-    node_instances,
-    read_wav_as_comfy_audio,
-)
+from tests.comfy_stubs import StandInComfyVae, node_instances, read_wav_as_comfy_audio
 from tests.parity_cases import COMFYUI_SNAPSHOTS, PARITY_ROOT, find_case, make_weights_folder
 
 POSE_CASE = find_case(lambda case: case.get("mode") == "pose_acc")
@@ -107,13 +103,15 @@ def pose_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, tor
     return models, vae, frames
 
 
-def test_sampler_output_is_bit_identical_with_previews(pose_models: tuple[Any, Any, torch.Tensor],
-                                                        tmp_path: Path) -> None:
+def test_sampler_output_is_bit_identical_with_previews(
+    pose_models: tuple[Any, Any, torch.Tensor], tmp_path: Path
+) -> None:
     """Catches a preview that touches the latents (in-place ops, dtype changes): the video must not change.
     Also measures the preview cost per step against the step itself (printed; see the README)."""
     models, vae, landmark_frames = pose_models
-    settings = SamplingSettings(width=64, height=64, steps=3, cfg=1.0, seed=5, context_frames=4,
-                                context_overlap=1, length=6)
+    settings = SamplingSettings(
+        width=64, height=64, steps=3, cfg=1.0, seed=5, context_frames=4, context_overlap=1, length=6
+    )
     reference = torch.rand(64, 64, 3, generator=torch.Generator().manual_seed(1))
     run = dict(landmark_images=landmark_frames, settings=settings)
     plain = generate_video(models, vae, reference, **run).frames
@@ -143,8 +141,9 @@ def _set_preview_method(monkeypatch: pytest.MonkeyPatch, method: str) -> None:
     monkeypatch.setitem(sys.modules, "comfy.cli_args", SimpleNamespace(args=args))
 
 
-def test_sampler_node_sends_a_preview_every_step_and_the_same_frames(nodes: dict[str, Any],
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sampler_node_sends_a_preview_every_step_and_the_same_frames(
+    nodes: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Catches the node not sending previews through the progress bar (count >= steps), sending them when
     ComfyUI's previews are off, or previews changing the frames."""
     import comfy.utils
@@ -158,14 +157,24 @@ def test_sampler_node_sends_a_preview_every_step_and_the_same_frames(nodes: dict
     landmark_images = torch.from_numpy(np.load(parity / "v1_pose_acc" / "inputs" / "pose_frames.npy"))
     vae = StandInComfyVae(parity / "v1_pose_acc" / "vae")
     reference = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(2))
-    kwargs = dict(width=64, height=64, length=4, steps=3, cfg=0.0, seed=9, context_frames=4, context_overlap=0,
-                  landmark_images=landmark_images)
+    kwargs = dict(
+        width=64,
+        height=64,
+        length=4,
+        steps=3,
+        cfg=0.0,
+        seed=9,
+        context_frames=4,
+        context_overlap=0,
+        landmark_images=landmark_images,
+    )
 
     def run(method: str) -> tuple[torch.Tensor, list[Any]]:
         _set_preview_method(monkeypatch, method)
         previews: list[Any] = []
         comfy.utils.set_progress_bar_global_hook(
-            lambda value, total, preview, node_id=None: previews.append(preview) if preview is not None else None)
+            lambda value, total, preview, node_id=None: previews.append(preview) if preview is not None else None
+        )
         try:
             frames, *_ = nodes["EchoMimicSampler"].sample(model, vae, reference, features, **kwargs)
         finally:

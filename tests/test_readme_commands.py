@@ -65,8 +65,13 @@ def quick_start() -> list[str]:
 def other_commands() -> list[str]:
     """Every ``python -m echomimic`` and ``hf`` command outside the Quick start."""
     first = quick_start()
-    return [command for _, commands in readme_blocks() if commands is not first and commands != first
-            for command in commands if command.startswith(("python -m echomimic", "hf "))]
+    return [
+        command
+        for _, commands in readme_blocks()
+        if commands is not first and commands != first
+        for command in commands
+        if command.startswith(("python -m echomimic", "hf "))
+    ]
 
 
 def _v3_hub_files(scratch: Path) -> dict[str, dict[str, Path]]:
@@ -83,8 +88,9 @@ def _v3_hub_files(scratch: Path) -> dict[str, dict[str, Path]]:
         repos.setdefault(item.repo_id, {})[item.repo_filename] = local
     # ComfyUI's repackaged Wan files (the README's hf command for ComfyUI users): a tiny .safetensors each.
     stand_in = case / "models" / release.V3_FLASH_FILES[0].relative_path
-    repos[release.COMFY_WAN_REPO] = {f"split_files/{kind}/{name}": stand_in
-                                     for kind, name in release.COMFY_WAN_FILES.items()}
+    repos[release.COMFY_WAN_REPO] = {
+        f"split_files/{kind}/{name}": stand_in for kind, name in release.COMFY_WAN_FILES.items()
+    }
     return repos
 
 
@@ -102,21 +108,34 @@ def _hub_files() -> dict[str, dict[str, Path]]:
     for name in ("v2", "v2_acc"):
         for role, stem in VARIANTS[name].stems.items():
             v2_files[f"{stem}.pth"] = v2 / "weights" / f"{dict(VARIANTS['v2'].stems)[role]}.pth"
-    vae = {"config.json": v1_audio / "vae" / "config.json",
-           "diffusion_pytorch_model.safetensors": v1_audio / "vae" / "diffusion_pytorch_model.safetensors"}
-    original_vae = {"vae-ft-mse-840000-ema-pruned.safetensors": v1_audio / "vae" / "diffusion_pytorch_model.safetensors"}
+    vae = {
+        "config.json": v1_audio / "vae" / "config.json",
+        "diffusion_pytorch_model.safetensors": v1_audio / "vae" / "diffusion_pytorch_model.safetensors",
+    }
+    original_vae = {
+        "vae-ft-mse-840000-ema-pruned.safetensors": v1_audio / "vae" / "diffusion_pytorch_model.safetensors"
+    }
     for files in (v1, v2_files, vae):
         for local in files.values():
             assert local.is_file(), f"{local} is missing from ../shared/parity"
-    return {"BadToBest/EchoMimic": v1, "BadToBest/EchoMimicV2": v2_files, "stabilityai/sd-vae-ft-mse": vae,
-            "stabilityai/sd-vae-ft-mse-original": original_vae}
+    return {
+        "BadToBest/EchoMimic": v1,
+        "BadToBest/EchoMimicV2": v2_files,
+        "stabilityai/sd-vae-ft-mse": vae,
+        "stabilityai/sd-vae-ft-mse-original": original_vae,
+    }
 
 
 def _snapshot_of_this_tree(target: Path) -> Path:
     """A git repository holding this working tree's files (tracked and untracked-not-ignored): what a clone
     of the published repository gets, without the network."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO_ROOT, check=True,
-                            capture_output=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO_ROOT, check=True, capture_output=True
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, listed):
         source = REPO_ROOT / name
         if source.is_file():
@@ -141,8 +160,14 @@ def _as_tested(command: str, source: Path, tiny_config: Path) -> str:
 
 def _run(script: list[str], cwd: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
     """Run commands as one ``bash -e`` script (``cd`` and ``. activate`` carry over, as in a terminal)."""
-    return subprocess.run(["bash", "-euo", "pipefail", "-c", "\n".join(script)], cwd=cwd, env=env, text=True,
-                          capture_output=True, timeout=timeout)
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", "\n".join(script)],
+        cwd=cwd,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+    )
 
 
 def _check_mp4(path: Path, frames: int, seconds: float) -> None:
@@ -168,13 +193,19 @@ def test_readme_commands_run_as_written_from_an_empty_folder(tmp_path: Path) -> 
     user = tmp_path / "user"
     user.mkdir()
     tiny_config = PARITY_ROOT / "v1_audio" / "config"
-    with hub_server({**_hub_files(), **_v3_hub_files(tmp_path)}) as hub, \
-            mediapipe_server(MEDIAPIPE_ROOT) as mediapipe:
-        env = {key: value for key, value in os.environ.items()
-               if not key.startswith(("ECHOMIMIC_", "VIRTUAL_ENV", "PYTHON", "HF_", "PIP_REQUIRE"))}
-        env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_DISABLE_TELEMETRY="1",
-                   ECHOMIMIC_MEDIAPIPE_BASE_URL=mediapipe.url,
-                   PATH=os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if ".venv" not in p))
+    with hub_server({**_hub_files(), **_v3_hub_files(tmp_path)}) as hub, mediapipe_server(MEDIAPIPE_ROOT) as mediapipe:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("ECHOMIMIC_", "VIRTUAL_ENV", "PYTHON", "HF_", "PIP_REQUIRE"))
+        }
+        env.update(
+            HF_ENDPOINT=hub.url,
+            HF_HOME=str(tmp_path / "hf_home"),
+            HF_HUB_DISABLE_TELEMETRY="1",
+            ECHOMIMIC_MEDIAPIPE_BASE_URL=mediapipe.url,
+            PATH=os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if ".venv" not in p),
+        )
         script = [_as_tested(c, source, tiny_config) for c in commands]
         first = _run(script, user, env, timeout=1800)
         assert first.returncode == 0, f"Quick start failed:\n{first.stdout[-3000:]}\n{first.stderr[-5000:]}"
@@ -202,8 +233,9 @@ def test_readme_commands_run_as_written_from_an_empty_folder(tmp_path: Path) -> 
                 cwd = clone
             if "v3_flash" in command:  # the tiny CLIP's head count (not derivable from its 48-wide weights)
                 _write_v3_override(clone / release_folder("v3"), v3_cases("flash")[0])
-            result = _run([f". {clone}/.venv/bin/activate", _as_tested(command, source, tiny_config)], cwd, env,
-                          timeout=900)
+            result = _run(
+                [f". {clone}/.venv/bin/activate", _as_tested(command, source, tiny_config)], cwd, env, timeout=900
+            )
             assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
             if command.startswith("hf "):
                 assert any(path.is_file() for path in folder.rglob("*")), f"{command} fetched nothing"
@@ -241,10 +273,11 @@ def test_readme_names_every_config_override() -> None:
     assert [name for name in sorted(names) if f"`{name}`" not in text] == []
 
 
-@pytest.mark.parametrize("pattern", ["/pretrained_weights/x.pth", "/pretrained_weights_v2/x.pth",
-                                     "/out_previews/step_001.png", "/clip_previews/a.png"])
+@pytest.mark.parametrize(
+    "pattern",
+    ["/pretrained_weights/x.pth", "/pretrained_weights_v2/x.pth", "/out_previews/step_001.png", "/clip_previews/a.png"],
+)
 def test_gitignore_covers_what_the_cli_writes(pattern: str) -> None:
     """Catches .gitignore missing a folder the CLI creates in the clone (weights folders, preview folders)."""
     result = subprocess.run(["git", "check-ignore", "-q", "--no-index", pattern.lstrip("/")], cwd=REPO_ROOT)
     assert result.returncode == 0, f"{pattern} is not ignored by .gitignore"
-

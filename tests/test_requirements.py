@@ -11,12 +11,38 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # ComfyUI installs its own build of these (CUDA, ROCm, ...); reinstalling them breaks the install.
 FORBIDDEN = {"torch", "torchvision", "torchaudio", "xformers", "triton"}
 # Heavy or conflicting extras that older EchoMimic nodes pulled in; none is needed here.
-UNWANTED = {"facenet-pytorch", "moviepy", "tensorflow", "tensorflow-cpu", "tensorflow-gpu", "ffmpeg-python",
-            "imageio-ffmpeg", "onnxruntime-gpu", "omegaconf", "accelerate"}
+UNWANTED = {
+    "facenet-pytorch",
+    "moviepy",
+    "tensorflow",
+    "tensorflow-cpu",
+    "tensorflow-gpu",
+    "ffmpeg-python",
+    "imageio-ffmpeg",
+    "onnxruntime-gpu",
+    "omegaconf",
+    "accelerate",
+}
 # Packages ComfyUI itself depends on: a lower bound is fine, a pin or an upper bound would replace
 # ComfyUI's version.
-COMFYUI_DEPENDENCIES = {"numpy", "transformers", "safetensors", "einops", "av", "pillow", "scipy", "tokenizers",
-                        "sentencepiece", "aiohttp", "pyyaml", "tqdm", "psutil", "kornia", "spandrel", "soundfile"}
+COMFYUI_DEPENDENCIES = {
+    "numpy",
+    "transformers",
+    "safetensors",
+    "einops",
+    "av",
+    "pillow",
+    "scipy",
+    "tokenizers",
+    "sentencepiece",
+    "aiohttp",
+    "pyyaml",
+    "tqdm",
+    "psutil",
+    "kornia",
+    "spandrel",
+    "soundfile",
+}
 OPENCV_FLAVOURS = re.compile(r"^opencv(-contrib)?-python(-headless)?$")
 
 
@@ -46,18 +72,22 @@ def test_requirements_never_touch_torch_or_comfyui_packages() -> None:
         if name in COMFYUI_DEPENDENCIES:
             for clause in filter(None, (part.strip() for part in specifier.split(","))):
                 assert clause.startswith(">=") and not clause.startswith("==="), (
-                    f"{name}{specifier}: only a lower bound (>=) is allowed for a package ComfyUI depends on")
+                    f"{name}{specifier}: only a lower bound (>=) is allowed for a package ComfyUI depends on"
+                )
         assert "==" not in specifier, f"{name}{specifier}: exact pins replace other nodes' versions"
 
 
 def test_pyproject_is_ready_for_the_comfy_registry() -> None:
     import tomllib  # Python 3.11+ (CI and the supported ComfyUI Pythons)
+
     data = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     project, comfy = data["project"], data["tool"]["comfy"]
     assert project["name"] and project["version"] and project["description"]
     assert comfy["PublisherId"] and comfy["DisplayName"]
     # The registry installs `dependencies`; they must follow the same rules as requirements.txt.
-    listed = {re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9._-]+", dep).group(0)).lower() for dep in project["dependencies"]}
+    listed = {
+        re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9._-]+", dep).group(0)).lower() for dep in project["dependencies"]
+    }
     assert not (FORBIDDEN | UNWANTED) & listed
     required = {name for name, _ in _requirements(REPO_ROOT / "requirements.txt")}
     assert listed == required, "pyproject dependencies and requirements.txt disagree"

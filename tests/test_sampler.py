@@ -77,8 +77,15 @@ def test_uniform_windows_cover_every_frame_and_wrap() -> None:
 def test_progress_reports_every_step_and_window(audio_setup) -> None:
     models, vae, reference, mask = audio_setup
     seen = []
-    video = generate_video(models, vae, reference, audio_features=ZeroAudio(7), face_mask=mask,
-                           settings=small(steps=2), progress=seen.append)
+    video = generate_video(
+        models,
+        vae,
+        reference,
+        audio_features=ZeroAudio(7),
+        face_mask=mask,
+        settings=small(steps=2),
+        progress=seen.append,
+    )
     windows = len(uniform_windows(7, 4, 1))
     assert [(p.step, p.window) for p in seen] == [(s, w) for s in range(2) for w in range(windows)]
     assert seen[-1].done == seen[-1].total == 2 * windows
@@ -93,11 +100,18 @@ def test_run_progress_spans_the_reference_every_window_and_every_decoded_chunk(a
     windows = len(uniform_windows(7, 4, 1))
     for streamed in (True, False):
         events: list[tuple[str, int, int]] = []
-        generate_video(models, vae, reference, audio_features=ZeroAudio(7), face_mask=mask,
-                       settings=small(steps=2, decode_batch=3),
-                       run_progress=lambda p, events=events: events.append((p.stage, p.done, p.total)),
-                       on_frames=(lambda chunk, events=events: events.append(("frames", int(chunk.shape[0]), 0)))
-                       if streamed else None)
+        generate_video(
+            models,
+            vae,
+            reference,
+            audio_features=ZeroAudio(7),
+            face_mask=mask,
+            settings=small(steps=2, decode_batch=3),
+            run_progress=lambda p, events=events: events.append((p.stage, p.done, p.total)),
+            on_frames=(lambda chunk, events=events: events.append(("frames", int(chunk.shape[0]), 0)))
+            if streamed
+            else None,
+        )
         reported = [event for event in events if event[0] != "frames"]
         total = 1 + 2 * windows + 3  # 7 frames in chunks of 3
         assert [done for _, done, _ in reported] == list(range(1, total + 1))
@@ -109,11 +123,13 @@ def test_run_progress_spans_the_reference_every_window_and_every_decoded_chunk(a
 
 def test_length_follows_audio_and_can_be_shorter(audio_setup) -> None:
     models, vae, reference, mask = audio_setup
-    video = generate_video(models, vae, reference, audio_features=ZeroAudio(5), face_mask=mask,
-                           settings=small(length=3, steps=1))
+    video = generate_video(
+        models, vae, reference, audio_features=ZeroAudio(5), face_mask=mask, settings=small(length=3, steps=1)
+    )
     assert video.frames.shape[0] == 3
-    video = generate_video(models, vae, reference, audio_features=ZeroAudio(5), face_mask=mask,
-                           settings=small(length=50, steps=1))
+    video = generate_video(
+        models, vae, reference, audio_features=ZeroAudio(5), face_mask=mask, settings=small(length=50, steps=1)
+    )
     assert video.frames.shape[0] == 5  # never longer than the audio
 
 
@@ -126,8 +142,15 @@ def test_cancel_stops_within_a_window_and_models_stay_usable(audio_setup) -> Non
         return len(calls) >= 3
 
     with pytest.raises(CancelledError):
-        generate_video(models, vae, reference, audio_features=ZeroAudio(9), face_mask=mask,
-                       settings=small(), should_cancel=cancel_on_third_check)
+        generate_video(
+            models,
+            vae,
+            reference,
+            audio_features=ZeroAudio(9),
+            face_mask=mask,
+            settings=small(),
+            should_cancel=cancel_on_third_check,
+        )
     assert len(calls) == 3
     first = generate_video(models, vae, reference, audio_features=ZeroAudio(6), face_mask=mask, settings=small())
     second = generate_video(models, vae, reference, audio_features=ZeroAudio(6), face_mask=mask, settings=small())
@@ -136,9 +159,12 @@ def test_cancel_stops_within_a_window_and_models_stay_usable(audio_setup) -> Non
 
 def test_seed_changes_the_video(audio_setup) -> None:
     models, vae, reference, mask = audio_setup
-    a = generate_video(models, vae, reference, audio_features=ZeroAudio(4), face_mask=mask, settings=small(seed=1, steps=1))
-    b = generate_video(models, vae, reference, audio_features=ZeroAudio(4), face_mask=mask,
-                       settings=small(seed=2, steps=1))
+    a = generate_video(
+        models, vae, reference, audio_features=ZeroAudio(4), face_mask=mask, settings=small(seed=1, steps=1)
+    )
+    b = generate_video(
+        models, vae, reference, audio_features=ZeroAudio(4), face_mask=mask, settings=small(seed=2, steps=1)
+    )
     assert float((a.frames - b.frames).abs().max()) > 1e-3
 
 
@@ -172,8 +198,15 @@ def test_overlapping_predictions_are_averaged_exactly(audio_setup, cfg) -> None:
     stub_models = dataclasses.replace(models, denoising_unet=WindowIdUNet())
     settings = small(cfg=cfg, context_frames=4, context_overlap=2, steps=1)
     steps = []
-    generate_video(stub_models, vae, reference, audio_features=ZeroAudio(7), face_mask=mask, settings=settings,
-                   on_step=lambda _, latents: steps.append(latents.clone()))
+    generate_video(
+        stub_models,
+        vae,
+        reference,
+        audio_features=ZeroAudio(7),
+        face_mask=mask,
+        settings=settings,
+        on_step=lambda _, latents: steps.append(latents.clone()),
+    )
     windows = windows_at_step(uniform_windows(7, 4, 2), 0, MODE_CONVENTIONS["audio"].context_shift, 7)
     total, count = torch.zeros(7), torch.zeros(7)
     for call, window in enumerate(windows):
@@ -207,8 +240,9 @@ def test_landmark_variant_runs_without_cfg_and_audio_changes_it(pose_setup, spee
     settings = small(cfg=1.0, steps=1, length=4)
     silent = generate_video(models, vae, reference, landmark_images=frames, settings=settings)
     assert silent.frames.shape == (4, 64, 64, 3)
-    speaking = generate_video(models, vae, reference, landmark_images=frames, audio_features=speech_features,
-                              settings=settings)
+    speaking = generate_video(
+        models, vae, reference, landmark_images=frames, audio_features=speech_features, settings=settings
+    )
     assert speaking.frames.shape == (4, 64, 64, 3)
     assert float((speaking.frames - silent.frames).abs().max()) > 1e-3
 
@@ -241,8 +275,9 @@ def test_bad_settings_are_clear_errors(audio_setup, overrides, message) -> None:
 def test_bad_inputs_are_clear_errors(audio_setup, pose_setup) -> None:
     models, vae, reference, mask = audio_setup
     with pytest.raises(InputError, match="convert it to RGB"):
-        generate_video(models, vae, torch.rand(64, 64, 4), audio_features=ZeroAudio(4), face_mask=mask,
-                       settings=small())
+        generate_video(
+            models, vae, torch.rand(64, 64, 4), audio_features=ZeroAudio(4), face_mask=mask, settings=small()
+        )
     with pytest.raises(InputError, match="face mask"):
         generate_video(models, vae, reference, audio_features=ZeroAudio(4), settings=small())
     with pytest.raises(InputError, match="audio features"):
@@ -250,8 +285,15 @@ def test_bad_inputs_are_clear_errors(audio_setup, pose_setup) -> None:
     with pytest.raises(InputError, match="shorter than one video frame"):
         generate_video(models, vae, reference, audio_features=ZeroAudio(0), face_mask=mask, settings=small())
     with pytest.raises(InputError, match="landmark and V2 variants"):
-        generate_video(models, vae, reference, audio_features=ZeroAudio(4), face_mask=mask,
-                       landmark_images=torch.zeros(4, 64, 64, 3), settings=small())
+        generate_video(
+            models,
+            vae,
+            reference,
+            audio_features=ZeroAudio(4),
+            face_mask=mask,
+            landmark_images=torch.zeros(4, 64, 64, 3),
+            settings=small(),
+        )
     pose_models, pose_vae, frames = pose_setup
     with pytest.raises(InputError, match="length policy"):
         generate_video(pose_models, pose_vae, reference, landmark_images=frames, settings=small(length_policy="bounce"))
@@ -266,7 +308,8 @@ def test_bad_inputs_are_clear_errors(audio_setup, pose_setup) -> None:
 def test_defaults_follow_the_official_scripts() -> None:
     """Catches defaults that drift from the official scripts (V1 infer_audio2vid, V2 infer.py / infer_acc.py)."""
     assert SamplingSettings.defaults_for("audio") == SamplingSettings(
-        width=512, height=512, steps=30, cfg=2.5, seed=420, context_frames=12, context_overlap=3)
+        width=512, height=512, steps=30, cfg=2.5, seed=420, context_frames=12, context_overlap=3
+    )
     acc = SamplingSettings.defaults_for("pose_acc")
     assert (acc.steps, acc.cfg) == (6, 1.0)
     v2, v2_acc = SamplingSettings.defaults_for("v2"), SamplingSettings.defaults_for("v2_acc")
@@ -281,8 +324,13 @@ def test_face_locator_runs_per_window_not_per_video(pose_setup) -> None:
     widest = []
     handle = models.face_locator.register_forward_hook(lambda _m, args, _o: widest.append(args[0].shape[2]))
     try:
-        generate_video(models, vae, torch.rand(64, 64, 3), landmark_images=frames,
-                       settings=small(steps=2, cfg=1.0, context_frames=3, context_overlap=1))
+        generate_video(
+            models,
+            vae,
+            torch.rand(64, 64, 3),
+            landmark_images=frames,
+            settings=small(steps=2, cfg=1.0, context_frames=3, context_overlap=1),
+        )
     finally:
         handle.remove()
     assert widest and max(widest) <= 3
@@ -293,11 +341,7 @@ def test_face_locator_runs_per_window_not_per_video(pose_setup) -> None:
 
 @pytest.mark.parametrize(
     ("policy", "expected"),
-    [
-        ("loop", [0, 1, 2, 0, 1, 2, 0, 1]),
-        ("ping-pong", [0, 1, 2, 1, 0, 1, 2, 1]),
-        ("hold", [0, 1, 2, 2, 2, 2, 2, 2]),
-    ],
+    [("loop", [0, 1, 2, 0, 1, 2, 0, 1]), ("ping-pong", [0, 1, 2, 1, 0, 1, 2, 1]), ("hold", [0, 1, 2, 2, 2, 2, 2, 2])],
 )
 def test_length_policies_fill_the_audio(policy, expected) -> None:
     """Catches a policy that truncates silently or shows the wrong driving frame past the sequence's end."""
@@ -331,15 +375,27 @@ def test_landmarks_shorter_than_the_audio_loop_by_default(pose_setup) -> None:
     seen = []
     handle = models.face_locator.register_forward_hook(lambda _m, args, _o: seen.append(args[0][0, :, :].clone()))
     try:
-        video = generate_video(models, vae, torch.rand(64, 64, 3), landmark_images=short, audio_features=ZeroAudio(7),
-                               settings=small(steps=1, cfg=1.0, context_frames=7, context_overlap=0))
+        video = generate_video(
+            models,
+            vae,
+            torch.rand(64, 64, 3),
+            landmark_images=short,
+            audio_features=ZeroAudio(7),
+            settings=small(steps=1, cfg=1.0, context_frames=7, context_overlap=0),
+        )
     finally:
         handle.remove()
     assert video.frames.shape[0] == 7 and video.plan.num_frames == 7 and "looped" in video.plan.reason
     fed = seen[0].permute(1, 2, 3, 0)  # [F, H, W, 3] as given to the encoder
     assert all(torch.equal(fed[i], short[i % 3]) for i in range(7))
-    stopped = generate_video(models, vae, torch.rand(64, 64, 3), landmark_images=short, audio_features=ZeroAudio(7),
-                             settings=small(steps=1, cfg=1.0, length_policy="stop"))
+    stopped = generate_video(
+        models,
+        vae,
+        torch.rand(64, 64, 3),
+        landmark_images=short,
+        audio_features=ZeroAudio(7),
+        settings=small(steps=1, cfg=1.0, length_policy="stop"),
+    )
     assert stopped.frames.shape[0] == 3
 
 
@@ -361,17 +417,16 @@ def test_v2_runs_without_cfg_and_non_square(v2_setup, speech_features) -> None:
     models, vae, poses = v2_setup
     reference = torch.rand(96, 64, 3, generator=torch.Generator().manual_seed(3))
     settings = small(width=64, height=96, cfg=1.0, steps=1, context_frames=6, context_overlap=2)
-    video = generate_video(models, vae, reference, audio_features=speech_features, pose_images=poses,
-                           settings=settings)
+    video = generate_video(models, vae, reference, audio_features=speech_features, pose_images=poses, settings=settings)
     assert video.frames.shape == (speech_features.num_frames, 96, 64, 3)
     assert "looped" in video.plan.reason and video.fps == 24.0
     transposed = poses.permute(0, 2, 1, 3)  # 96 wide, 64 high: another aspect ratio
     with pytest.raises(InputError, match="aspect ratio"):
-        generate_video(models, vae, reference, audio_features=speech_features, pose_images=transposed,
-                       settings=settings)
+        generate_video(
+            models, vae, reference, audio_features=speech_features, pose_images=transposed, settings=settings
+        )
     with pytest.raises(InputError, match="hand-pose images"):
-        generate_video(models, vae, reference, audio_features=speech_features, landmark_images=poses,
-                       settings=settings)
+        generate_video(models, vae, reference, audio_features=speech_features, landmark_images=poses, settings=settings)
     with pytest.raises(InputError, match="audio features"):
         generate_video(models, vae, reference, pose_images=poses, settings=settings)
 
@@ -382,8 +437,14 @@ def test_v2_pose_encoder_runs_per_window(v2_setup, speech_features) -> None:
     widest = []
     handle = models.face_locator.register_forward_hook(lambda _m, args, _o: widest.append(args[0].shape[2]))
     try:
-        generate_video(models, vae, torch.rand(96, 64, 3), audio_features=speech_features, pose_images=poses,
-                       settings=small(width=64, height=96, steps=1, cfg=2.5, context_frames=4, context_overlap=1))
+        generate_video(
+            models,
+            vae,
+            torch.rand(96, 64, 3),
+            audio_features=speech_features,
+            pose_images=poses,
+            settings=small(width=64, height=96, steps=1, cfg=2.5, context_frames=4, context_overlap=1),
+        )
     finally:
         handle.remove()
     assert widest and max(widest) <= 4
@@ -404,12 +465,24 @@ def test_window_batch_gives_the_one_at_a_time_video(audio_setup, speech_features
     3 windows per UNet call must give the one-window-per-call video within the parity tolerance."""
     models, vae, reference, mask = audio_setup
     settings = small(cfg=cfg, steps=2, context_frames=4, context_overlap=1, length=10)
-    one = generate_video(models, vae, reference, audio_features=speech_features, face_mask=mask,
-                         settings=small(**{**settings.__dict__, "window_batch": 1}))
+    one = generate_video(
+        models,
+        vae,
+        reference,
+        audio_features=speech_features,
+        face_mask=mask,
+        settings=small(**{**settings.__dict__, "window_batch": 1}),
+    )
     batches, handle = _unet_batches(models)
     try:
-        three = generate_video(models, vae, reference, audio_features=speech_features, face_mask=mask,
-                               settings=small(**{**settings.__dict__, "window_batch": 3}))
+        three = generate_video(
+            models,
+            vae,
+            reference,
+            audio_features=speech_features,
+            face_mask=mask,
+            settings=small(**{**settings.__dict__, "window_batch": 3}),
+        )
     finally:
         handle.remove()
     rows = 2 if cfg > 1 else 1
@@ -422,10 +495,22 @@ def test_window_batch_v2_pose_windows(v2_setup, speech_features) -> None:
     models, vae, poses = v2_setup
     reference = torch.rand(96, 64, 3, generator=torch.Generator().manual_seed(5))
     base = dict(width=64, height=96, cfg=2.5, steps=1, context_frames=4, context_overlap=1, length=9)
-    one = generate_video(models, vae, reference, audio_features=speech_features, pose_images=poses,
-                         settings=small(**base, window_batch=1))
-    batched = generate_video(models, vae, reference, audio_features=speech_features, pose_images=poses,
-                             settings=small(**base, window_batch=4))
+    one = generate_video(
+        models,
+        vae,
+        reference,
+        audio_features=speech_features,
+        pose_images=poses,
+        settings=small(**base, window_batch=1),
+    )
+    batched = generate_video(
+        models,
+        vae,
+        reference,
+        audio_features=speech_features,
+        pose_images=poses,
+        settings=small(**base, window_batch=4),
+    )
     assert float((one.frames - batched.frames).abs().max()) < 1e-4
     assert SamplingSettings().window_batch == 0  # auto by default
     with pytest.raises(InputError, match="window_batch"):
@@ -442,8 +527,9 @@ def test_face_mask_rule_is_one_bilinear_resize_of_the_first_mask() -> None:
 
     small_mask = torch.zeros(32, 32)
     small_mask[8:24, 10:22] = 1.0
-    expected = torch.nn.functional.interpolate(small_mask[None, None], size=(64, 64), mode="bilinear",
-                                               align_corners=False)[0, 0]
+    expected = torch.nn.functional.interpolate(
+        small_mask[None, None], size=(64, 64), mode="bilinear", align_corners=False
+    )[0, 0]
     batch = torch.stack([small_mask, torch.zeros(32, 32)])
     for given in (batch, small_mask.numpy(), (small_mask * 255).to(torch.uint8)):
         prepared = prepare_face_mask(given, 64, 64)
@@ -474,12 +560,19 @@ def test_uint8_drawings_stay_uint8_and_give_the_float_windows() -> None:
 
     drawings = torch.randint(0, 256, (3, 96, 64, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
     settings = SamplingSettings(width=64, height=96)
-    as_uint8 = prepare_inputs("v2_pose", torch.rand(96, 64, 3), settings=settings, audio_features=ZeroAudio(5),
-                              pose_images=drawings)
-    as_float = prepare_inputs("v2_pose", torch.rand(96, 64, 3), settings=settings, audio_features=ZeroAudio(5),
-                              pose_images=drawings.float() / 255)
+    as_uint8 = prepare_inputs(
+        "v2_pose", torch.rand(96, 64, 3), settings=settings, audio_features=ZeroAudio(5), pose_images=drawings
+    )
+    as_float = prepare_inputs(
+        "v2_pose",
+        torch.rand(96, 64, 3),
+        settings=settings,
+        audio_features=ZeroAudio(5),
+        pose_images=drawings.float() / 255,
+    )
     assert as_uint8.driving_images.dtype == torch.uint8
     window = [3, 4, 0, 1]
-    assert torch.equal(driving_window(as_uint8, window, torch.device("cpu")),
-                       driving_window(as_float, window, torch.device("cpu")))
+    assert torch.equal(
+        driving_window(as_uint8, window, torch.device("cpu")), driving_window(as_float, window, torch.device("cpu"))
+    )
     assert as_uint8.plan.driving_indices(window) == [0, 1, 0, 1]  # looped

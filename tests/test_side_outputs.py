@@ -36,10 +36,31 @@ def test_a_failed_run_keeps_an_existing_save_poses_file(tmp_path, capsys):
     hand_poses_from_keypoint_records(records, case["width"], case["height"]).save(tmp_path / "poses.json")
     previous = tmp_path / "previous.json"
     previous.write_text("the poses of an earlier run")
-    status = main(["generate", "--mode", "v2", "--weights", str(weights), "--image",
-                   str(case_dir / "inputs" / "reference.png"), "--audio", str(case_dir / "inputs" / "audio.wav"),
-                   "--poses", str(tmp_path / "poses.json"), "--no-align-poses", "--width", "64", "--height", "96",
-                   "--out", str(tmp_path / "out.mp4"), "--save-poses", str(previous), "--quiet"])
+    status = main(
+        [
+            "generate",
+            "--mode",
+            "v2",
+            "--weights",
+            str(weights),
+            "--image",
+            str(case_dir / "inputs" / "reference.png"),
+            "--audio",
+            str(case_dir / "inputs" / "audio.wav"),
+            "--poses",
+            str(tmp_path / "poses.json"),
+            "--no-align-poses",
+            "--width",
+            "64",
+            "--height",
+            "96",
+            "--out",
+            str(tmp_path / "out.mp4"),
+            "--save-poses",
+            str(previous),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert status == 2 and "is empty" in err, err
     assert previous.read_text() == "the poses of an earlier run"
@@ -59,10 +80,33 @@ def test_saved_hand_poses_without_alignment_run_offline(tmp_path, monkeypatch):
     weights = make_v2_release_folder(case_dir, case, tmp_path)
     records = json.loads((case_dir / "inputs" / "pose_keypoints.json").read_text())
     hand_poses_from_keypoint_records(records, case["width"], case["height"]).save(tmp_path / "poses.json")
-    status = main(["generate", "--mode", "v2", "--weights", str(weights), "--image",
-                   str(case_dir / "inputs" / "reference.png"), "--audio", str(case_dir / "inputs" / "audio.wav"),
-                   "--poses", str(tmp_path / "poses.json"), "--no-align-poses", "--width", "64", "--height", "96",
-                   "--steps", "1", "--length", "4", "--out", str(tmp_path / "out.mp4"), "--quiet"])
+    status = main(
+        [
+            "generate",
+            "--mode",
+            "v2",
+            "--weights",
+            str(weights),
+            "--image",
+            str(case_dir / "inputs" / "reference.png"),
+            "--audio",
+            str(case_dir / "inputs" / "audio.wav"),
+            "--poses",
+            str(tmp_path / "poses.json"),
+            "--no-align-poses",
+            "--width",
+            "64",
+            "--height",
+            "96",
+            "--steps",
+            "1",
+            "--length",
+            "4",
+            "--out",
+            str(tmp_path / "out.mp4"),
+            "--quiet",
+        ]
+    )
     assert status == 0 and (tmp_path / "out.mp4").is_file()
     assert not (weights / "mediapipe").exists()
 

@@ -93,9 +93,29 @@ def test_the_cli_streams_instead_of_keeping_the_whole_video(tmp_path, monkeypatc
     mask = tmp_path / "mask.png"
     Image.fromarray(np.rint(np.load(case / "inputs" / "face_mask.npy") * 255).astype(np.uint8)).save(mask)
     out = tmp_path / "out.mp4"
-    status = cli.main(["generate", "--weights", str(weights), "--out", str(out), "--width", "64", "--height", "64",
-                       "--steps", "1", "--length", "6", "--no-crop", "--mask", str(mask),
-                       "--save-frames", str(tmp_path / "frames.npy"), "--quiet"])
+    status = cli.main(
+        [
+            "generate",
+            "--weights",
+            str(weights),
+            "--out",
+            str(out),
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--steps",
+            "1",
+            "--length",
+            "6",
+            "--no-crop",
+            "--mask",
+            str(mask),
+            "--save-frames",
+            str(tmp_path / "frames.npy"),
+            "--quiet",
+        ]
+    )
     assert status == 0
     assert callable(seen["on_frames"]) and seen["frames"] is None
     assert probe_mp4(out)["frames"].shape[0] == 6

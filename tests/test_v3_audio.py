@@ -24,9 +24,7 @@ DELEGATED = {"ai2v_first.npy", "ai2v_latter.npy"}
 
 def _clips() -> list[tuple[Path, str]]:
     return [
-        (case, clip)
-        for case in AUDIO_CASES
-        for clip in sorted(json.loads((case / "case.json").read_text())["clips"])
+        (case, clip) for case in AUDIO_CASES for clip in sorted(json.loads((case / "case.json").read_text())["clips"])
     ]
 
 
@@ -84,9 +82,7 @@ def test_every_expected_file_matches_official(case: Path, clip: str) -> None:
         assert path.name in ours, f"{path}: an expected file this test does not know how to produce"
         expected, got = np.load(path), np.asarray(ours[path.name])
         assert got.shape == expected.shape, f"{path.name}: shape {got.shape} != {expected.shape}"
-        assert got.dtype == expected.dtype or path.name == "center_indices.npy", (
-            f"{path.name}: dtype {got.dtype}"
-        )
+        assert got.dtype == expected.dtype or path.name == "center_indices.npy", f"{path.name}: dtype {got.dtype}"
         tol = tolerances[f"{clip}/{path.name}"]
         if tol == "exact":
             assert np.array_equal(got, expected), f"{path.name} differs"
@@ -103,9 +99,7 @@ def test_windowed_encoding_stays_close_and_is_bounded() -> None:
     case, clip = _clips()[0]
     encoder = _encoder(case)
     frames = json.loads((case / "case.json").read_text())["clips"][clip]["video_length_actual"]
-    normalized = audio.loudness_normalize(
-        audio.load_speech_16k(case / "inputs" / f"{clip}.wav"), audio.SAMPLE_RATE
-    )
+    normalized = audio.loudness_normalize(audio.load_speech_16k(case / "inputs" / f"{clip}.wav"), audio.SAMPLE_RATE)
     interp = encoder.interpolate(
         encoder.conv_features(encoder.input_values(normalized[: audio.cut_samples(frames)])), frames
     )

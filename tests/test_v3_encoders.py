@@ -27,9 +27,7 @@ MANIFEST = SHARED_ROOT / "parity" / "manifests" / "echomimic_v3_flash.json"
 
 
 def _cases(kind: str) -> list[Path]:
-    return [
-        c for c in discover_cases(PARITY_V3_ROOT) if json.loads((c / "case.json").read_text())["kind"] == kind
-    ]
+    return [c for c in discover_cases(PARITY_V3_ROOT) if json.loads((c / "case.json").read_text())["kind"] == kind]
 
 
 VAE_CASES = _cases("vae")
@@ -57,9 +55,7 @@ class Checker:
         actual = actual.reshape(expected.shape) if actual.size == expected.size else actual
         assert actual.shape == expected.shape, f"{name}: shape {actual.shape} vs {expected.shape}"
         diff = float(np.abs(actual.astype(np.float64) - expected).max())
-        assert diff <= self.atol[name], (
-            f"{self.case_dir.name}/{name}: max abs diff {diff:.3g} > {self.atol[name]}"
-        )
+        assert diff <= self.atol[name], f"{self.case_dir.name}/{name}: max abs diff {diff:.3g} > {self.atol[name]}"
         self.checked.add(name)
 
     def assert_all_checked(self) -> None:
@@ -74,9 +70,7 @@ def test_vae_parity(case_dir: Path) -> None:
     model = vae.load_wan_vae(case_dir / MODELS / VAE_FILE, dtype=torch.float32)
     video = torch.from_numpy(np.load(case_dir / "inputs" / "video.npy"))
     clip_uint8 = np.load(case_dir / "inputs" / "clip_uint8.npy")
-    assert np.array_equal(
-        video.numpy(), (torch.from_numpy(clip_uint8).float() / 255 * 2 - 1).permute(3, 0, 1, 2)[None]
-    )
+    assert np.array_equal(video.numpy(), (torch.from_numpy(clip_uint8).float() / 255 * 2 - 1).permute(3, 0, 1, 2)[None])
     mu, logvar = model.encode_raw(video)
     check("mu_raw.npy", mu)
     check("logvar.npy", logvar)
@@ -101,11 +95,7 @@ def _reference_input(case_dir: Path, item: dict, name: str) -> torch.Tensor:
     """The pipeline's reference tensor: PIL LANCZOS to the case's W x H, to [-1, 1], (3, H, W)."""
     from PIL import Image
 
-    image = (
-        Image.open(case_dir / "inputs" / name)
-        .convert("RGB")
-        .resize((item["width"], item["height"]), Image.LANCZOS)
-    )
+    image = Image.open(case_dir / "inputs" / name).convert("RGB").resize((item["width"], item["height"]), Image.LANCZOS)
     return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1) * 2 - 1
 
 
@@ -167,9 +157,7 @@ def test_full_size_vae_matches_manifest() -> None:
     entry = _manifest_file(VAE_FILE)
     original = _meta_state_dict(entry["keys"])
     config = vae.vae_config_from_state_dict(original)
-    assert (
-        config["base_dim"] == entry["real_config"]["dim"] and config["z_dim"] == entry["real_config"]["z_dim"]
-    )
+    assert config["base_dim"] == entry["real_config"]["dim"] and config["z_dim"] == entry["real_config"]["z_dim"]
     with torch.device("meta"):
         model = vae.build_wan_vae(config)
     assert _shapes(vae.convert_vae_state_dict(original)) == _shapes(model.state_dict())
@@ -220,9 +208,7 @@ def _tiny_tokenizer_folder(folder: Path) -> Path:
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [
-        (f"\u2581{w}", -1.0) for w in "a b c talk".split()
-    ]
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [(f"\u2581{w}", -1.0) for w in "a b c talk".split()]
     raw = Tokenizer(models.Unigram(vocab, unk_id=2))
     raw.pre_tokenizer = pre_tokenizers.Metaspace()
     raw.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
@@ -282,9 +268,7 @@ def test_truncated_file_is_one_line_naming_it(tmp_path: Path, file_name: str) ->
     assert str(bad) in str(error.value) and "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize(
-    ("file_name", "other"), [(VAE_FILE, T5_FILE), (T5_FILE, CLIP_FILE), (CLIP_FILE, VAE_FILE)]
-)
+@pytest.mark.parametrize(("file_name", "other"), [(VAE_FILE, T5_FILE), (T5_FILE, CLIP_FILE), (CLIP_FILE, VAE_FILE)])
 def test_wrong_kind_of_file_is_one_line_naming_it(tmp_path: Path, file_name: str, other: str) -> None:
     """Catches a loader that accepts (or crashes on) another model's weight file."""
     source = (VAE_CASES if other == VAE_FILE else TEXT_CLIP_CASES)[0] / MODELS / other

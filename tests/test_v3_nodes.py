@@ -47,8 +47,18 @@ def _graph(nodes: dict[str, Any], length: int = 13, **sampler: Any) -> tuple[Any
     positive = nodes["EchoMimicV3TextEncode"].encode("a talk", FOLDER, False)[0]
     clip = nodes["EchoMimicV3ClipVisionEncode"].encode(_image(), FOLDER, 0, 0, False)[0]
     vae = nodes["EchoMimicV3VAELoader"].load(FOLDER, False)[0]
-    options = dict(width=0, height=0, length=length, steps=2, audio_cfg=3.0, seed=43, teacache=True,
-                   teacache_threshold=0.1, chunk_frames=81, chunk_overlap=9)
+    options = dict(
+        width=0,
+        height=0,
+        length=length,
+        steps=2,
+        audio_cfg=3.0,
+        seed=43,
+        teacache=True,
+        teacache_threshold=0.1,
+        chunk_frames=81,
+        chunk_overlap=9,
+    )
     options.update(sampler)
     return nodes["EchoMimicV3Sampler"].sample(model, _image(), features, positive, clip, vae, **options)
 
@@ -63,10 +73,35 @@ def test_v3_graph_matches_the_command_line(nodes: dict[str, Any], models_dir: Pa
     assert images.shape == (13, 80, 112, 3) and fps == 25.0
     assert audio["waveform"].shape[-1] == round(13 * audio["sample_rate"] / 25.0)
     saved = tmp_path / "frames.npy"
-    assert main(["generate", "--mode", "v3_flash", "--weights", str(models_dir / "echomimic" / FOLDER),
-                 "--image", str(IMAGE), "--audio", str(SPEECH), "--prompt", "a talk", "--length", "13",
-                 "--steps", "2", "--device", "cpu", "--out", str(tmp_path / "v.mp4"), "--save-frames",
-                 str(saved), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--mode",
+                "v3_flash",
+                "--weights",
+                str(models_dir / "echomimic" / FOLDER),
+                "--image",
+                str(IMAGE),
+                "--audio",
+                str(SPEECH),
+                "--prompt",
+                "a talk",
+                "--length",
+                "13",
+                "--steps",
+                "2",
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "v.mp4"),
+                "--save-frames",
+                str(saved),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     cli = (np.load(saved) * 255).astype(np.uint8).astype(np.float32) / 255.0
     assert np.array_equal(images.numpy(), cli)
 
@@ -77,8 +112,7 @@ def test_long_speech_makes_chunks_with_progress_to_the_end(nodes: dict[str, Any]
     import comfy.utils
 
     updates: list[tuple[int, int]] = []
-    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: updates.append((value,
-                                                                                                          total)))
+    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: updates.append((value, total)))
     try:
         images, _, _ = _graph(nodes, length=29, chunk_frames=13, chunk_overlap=5)
     finally:
@@ -131,8 +165,9 @@ def test_vae_adapter_over_comfy_conventions_gives_the_official_latents(nodes: di
         adapters.ComfyWanVaeAdapter(type("Wan22", (), {"encode": 0, "decode": 0, "latent_channels": 48})())
 
 
-def test_wan_files_are_fetched_into_comfyuis_own_folders(nodes: dict[str, Any], models_dir: Path, tmp_path: Path,
-                                                         monkeypatch) -> None:
+def test_wan_files_are_fetched_into_comfyuis_own_folders(
+    nodes: dict[str, Any], models_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
     """Catches a first use that cannot work without ComfyUI's Wan files: the Comfy-Org file missing from
     models/vae is downloaded into ComfyUI's own vae folder (so other Wan workflows find it), one already there
     is used as is, and another missing name is one line naming the folder, without a request."""

@@ -36,9 +36,17 @@ def _run(models, inputs, frames: int, **changes) -> torch.Tensor:
     settings = flash.with_defaults(steps=2, **changes)
     chunks: list[torch.Tensor] = []
     needed = flash.generated_frames(flash.plan_chunks(frames, settings.chunk_frames, settings.chunk_overlap))
-    delivered = flash.generate_flash(models.transformer, models.vae, reference, models.clip_features(reference), prompt,
-                                     audio[:needed], frames, settings,
-                                     on_frames=chunks.append)
+    delivered = flash.generate_flash(
+        models.transformer,
+        models.vae,
+        reference,
+        models.clip_features(reference),
+        prompt,
+        audio[:needed],
+        frames,
+        settings,
+        on_frames=chunks.append,
+    )
     video = torch.cat(chunks)
     assert delivered == video.shape[0] == frames
     return video
@@ -72,10 +80,17 @@ def test_long_video_is_delivered_chunk_by_chunk(models, inputs) -> None:
     several pieces, before generation finishes, and add up to the length asked for."""
     reference, prompt, audio = inputs
     pieces: list[int] = []
-    flash.generate_flash(models.transformer, models.vae, reference, models.clip_features(reference), prompt,
-                         audio[:29], 29, flash.with_defaults(steps=1, chunk_frames=13,
-                                                                                   chunk_overlap=5),
-                         on_frames=lambda chunk: pieces.append(chunk.shape[0]))
+    flash.generate_flash(
+        models.transformer,
+        models.vae,
+        reference,
+        models.clip_features(reference),
+        prompt,
+        audio[:29],
+        29,
+        flash.with_defaults(steps=1, chunk_frames=13, chunk_overlap=5),
+        on_frames=lambda chunk: pieces.append(chunk.shape[0]),
+    )
     assert len(pieces) == 3 and sum(pieces) == 29
 
 
@@ -87,8 +102,17 @@ def test_per_step_teacache_keeps_the_audio_guidance(models, inputs) -> None:
     for mode in ("official", "per-step"):
         trace = flash.StepTrace([], [], [], [])
         settings = flash.with_defaults(steps=8, teacache_mode=mode, teacache_skip_start=1, teacache_threshold=0.3)
-        flash.generate_flash(models.transformer, models.vae, reference, models.clip_features(reference), prompt,
-                             audio[:5], 5, settings, trace=trace)
+        flash.generate_flash(
+            models.transformer,
+            models.vae,
+            reference,
+            models.clip_features(reference),
+            prompt,
+            audio[:5],
+            5,
+            settings,
+            trace=trace,
+        )
         outcomes[mode] = trace
     official = outcomes["official"]
     skipped_unguided = [i for i in range(1, len(official.computed), 2) if not official.computed[i]]
@@ -109,11 +133,19 @@ def test_audio_timing_follows_the_fps_unless_official() -> None:
     assert flash.FlashSettings(fps=25).audio_cut_fps == 25
 
 
-@pytest.mark.parametrize("changes, words", [
-    ({"chunk_frames": 12}, "1 + 4k"), ({"chunk_overlap": 4}, "1 + 4k"), ({"chunk_overlap": 81}, "fewer"),
-    ({"steps": 0}, "steps"), ({"audio_cfg": float("nan")}, "finite"), ({"teacache_mode": "fast"}, "TeaCache"),
-    ({"audio_timing": "x"}, "audio timing"), ({"fps": 0.0}, "> 0"),
-])
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"chunk_frames": 12}, "1 + 4k"),
+        ({"chunk_overlap": 4}, "1 + 4k"),
+        ({"chunk_overlap": 81}, "fewer"),
+        ({"steps": 0}, "steps"),
+        ({"audio_cfg": float("nan")}, "finite"),
+        ({"teacache_mode": "fast"}, "TeaCache"),
+        ({"audio_timing": "x"}, "audio timing"),
+        ({"fps": 0.0}, "> 0"),
+    ],
+)
 def test_settings_that_cannot_run_are_one_line(changes, words) -> None:
     """Catches settings that would crash deep inside sampling instead of one line saying what to change."""
     with pytest.raises(InputError) as error:

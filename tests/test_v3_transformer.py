@@ -27,9 +27,7 @@ CONFIG = "models/Wan2.1-Fun-V1.1-1.3B-InP/config.json"
 
 
 def _cases(kind: str) -> list[Path]:
-    return [
-        c for c in discover_cases(PARITY_V3_ROOT) if json.loads((c / "case.json").read_text())["kind"] == kind
-    ]
+    return [c for c in discover_cases(PARITY_V3_ROOT) if json.loads((c / "case.json").read_text())["kind"] == kind]
 
 
 FORWARD_CASES = _cases("forward")
@@ -78,8 +76,9 @@ def test_forward_parity(case_dir: Path) -> None:
     for branch, audio in (("cond", inputs["audio_embeds"]), ("uncond", torch.zeros_like(inputs["audio_embeds"]))):
         captured.clear()
         with torch.no_grad():
-            captured["out"] = model(inputs["x"], inputs["t"], inputs["prompt_embeds"], audio, inputs["y"],
-                                    inputs["clip_fea"])
+            captured["out"] = model(
+                inputs["x"], inputs["t"], inputs["prompt_embeds"], audio, inputs["y"], inputs["clip_fea"]
+            )
             e, e0 = model.embed_time(inputs["t"])
             captured["time_embedding"], captured["time_projection"] = e, e0.flatten(1)
             captured["audio_first"], captured["audio_latter"] = split_for_latent_frames(audio)
@@ -126,7 +125,10 @@ def test_full_size_matches_manifest() -> None:
     shapes = {key: tuple(shape) for key, shape in entry["keys"].items()}
     config = flash.flash_config(entry["real_config"], shapes)
     assert (config.image_dim, config.audio_features, config.audio_intermediate, config.audio_tokens) == (
-        1280, 12 * 768, 512, 32
+        1280,
+        12 * 768,
+        512,
+        32,
     )
     with torch.device("meta"):
         model = flash.FlashTransformer(config)

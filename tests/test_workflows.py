@@ -57,9 +57,11 @@ def core_nodes(version: str) -> dict[str, dict[str, Any]]:
     """The recorded /object_info of ComfyUI `version` (core nodes only)."""
     path = RECORDS_DIR / f"{version}.json"
     if not path.is_file():
-        pytest.fail(f"no record of ComfyUI {version}'s core nodes ({path}). Make it with: "
-                    f"scripts/setup_comfyui.sh DEST (or unpack the snapshot and use any ComfyUI venv), then "
-                    f"python scripts/dump_object_info.py --comfyui-dir DEST/ComfyUI --python DEST/venv/bin/python")
+        pytest.fail(
+            f"no record of ComfyUI {version}'s core nodes ({path}). Make it with: "
+            f"scripts/setup_comfyui.sh DEST (or unpack the snapshot and use any ComfyUI venv), then "
+            f"python scripts/dump_object_info.py --comfyui-dir DEST/ComfyUI --python DEST/venv/bin/python"
+        )
     record = json.loads(path.read_text(encoding="utf-8"))
     record.pop("_record", None)
     return record
@@ -69,8 +71,10 @@ def core_nodes(version: str) -> dict[str, dict[str, Any]]:
 def our_nodes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     install_stub_modules(tmp_path_factory.mktemp("models"))
     extension = load_extension()
-    return {node_id: {**object_info_of(cls), "display_name": extension.NODE_DISPLAY_NAME_MAPPINGS.get(node_id, node_id)}
-            for node_id, cls in extension.NODE_CLASS_MAPPINGS.items()}
+    return {
+        node_id: {**object_info_of(cls), "display_name": extension.NODE_DISPLAY_NAME_MAPPINGS.get(node_id, node_id)}
+        for node_id, cls in extension.NODE_CLASS_MAPPINGS.items()
+    }
 
 
 @pytest.fixture(scope="module", params=VERSIONS)
@@ -139,13 +143,17 @@ def validate_workflow(workflow: dict[str, Any], object_info: dict[str, dict[str,
             if origin_info is None:
                 continue
             if origin_slot >= len(origin_info["output"]):
-                problems.append(f"{where}: link {link_id} uses output {origin_slot} of {origin['type']}, which has "
-                                f"{len(origin_info['output'])}")
+                problems.append(
+                    f"{where}: link {link_id} uses output {origin_slot} of {origin['type']}, which has "
+                    f"{len(origin_info['output'])}"
+                )
                 continue
             output_type = origin_info["output"][origin_slot]
             if not (output_type == link_type == spec.type):
-                problems.append(f"{where}: {origin['type']} output {origin_slot} ({output_type}) -> {spec.name} "
-                                f"({spec.type}) via a {link_type} link")
+                problems.append(
+                    f"{where}: {origin['type']} output {origin_slot} ({output_type}) -> {spec.name} "
+                    f"({spec.type}) via a {link_type} link"
+                )
             if link_id not in (origin["outputs"][origin_slot].get("links") or []):
                 problems.append(f"{where}: link {link_id} missing from {origin['type']}'s output list")
         for spec in specs.values():
@@ -166,10 +174,14 @@ def test_there_is_a_workflow_for_every_mode() -> None:
     """Catches a shipped V1 workflow going missing (V2 and other workflows are added beside them)."""
     names = {path.name for path in WORKFLOW_FILES}
     assert names >= {
-        "EchoMimic V1 audio.json", "EchoMimic V1 audio, accelerated.json", "EchoMimic V1 landmarks from a video.json",
-        "EchoMimic V1 landmarks, eyes from a video.json", "EchoMimic V1 audio, upscaled.json",
+        "EchoMimic V1 audio.json",
+        "EchoMimic V1 audio, accelerated.json",
+        "EchoMimic V1 landmarks from a video.json",
+        "EchoMimic V1 landmarks, eyes from a video.json",
+        "EchoMimic V1 audio, upscaled.json",
         "EchoMimic V1 audio, pasted into the full picture.json",
-        "EchoMimic V3 flash.json", "EchoMimic V3 flash, speech from a video.json",
+        "EchoMimic V3 flash.json",
+        "EchoMimic V3 flash, speech from a video.json",
         "EchoMimic V3 flash, long speech, official files.json",
     }
 
@@ -189,8 +201,9 @@ def test_every_workflow_is_a_template_with_a_title_and_a_thumbnail() -> None:
         with Image.open(thumbnail) as picture:
             assert picture.format == "JPEG" and picture.width == picture.height >= 256, thumbnail.name
         workflow = json.loads(path.read_text(encoding="utf-8"))
-        releases = {node["widgets_values"][0].split()[0] for node in workflow["nodes"]
-                    if node["type"] == "EchoMimicModelLoader"}
+        releases = {
+            node["widgets_values"][0].split()[0] for node in workflow["nodes"] if node["type"] == "EchoMimicModelLoader"
+        }
         releases |= {"V3" for node in workflow["nodes"] if node["type"] == "EchoMimicV3ModelLoader"}
         assert len(releases) == 1 and path.stem.startswith(f"EchoMimic {releases.pop()} "), path.name
         assert not set(path.stem) & set('<>:"/\\|?*'), path.name
@@ -262,7 +275,7 @@ def layout_problems(workflow: dict[str, Any], object_info: dict[str, dict[str, A
         boxes[node["id"]] = (x, y - TITLE_HEIGHT, x + width, y + max(height, needed_height))
     ordered = sorted(boxes.items())
     for index, (first_id, first) in enumerate(ordered):
-        for second_id, second in ordered[index + 1:]:
+        for second_id, second in ordered[index + 1 :]:
             if first[0] < second[2] and second[0] < first[2] and first[1] < second[3] and second[1] < first[3]:
                 problems.append(f"nodes {first_id} and {second_id} overlap (title bars included)")
     view = workflow.get("extra", {}).get("ds")
@@ -273,11 +286,15 @@ def layout_problems(workflow: dict[str, Any], object_info: dict[str, dict[str, A
         top = min(box[1] for box in boxes.values())
         left = min(box[0] for box in boxes.values())
         if (top + offset_y) * scale < TAB_BAR_BOTTOM:
-            problems.append(f"the top row's titles are under the tab bar (screen y {(top + offset_y) * scale:.0f} "
-                            f"< {TAB_BAR_BOTTOM}); move the nodes down or set extra.ds.offset")
+            problems.append(
+                f"the top row's titles are under the tab bar (screen y {(top + offset_y) * scale:.0f} "
+                f"< {TAB_BAR_BOTTOM}); move the nodes down or set extra.ds.offset"
+            )
         if not SIDEBAR_RIGHT <= (left + offset_x) * scale <= LEFT_VIEW_MAX:
-            problems.append(f"the saved view does not show the graph's left part (leftmost node at screen x "
-                            f"{(left + offset_x) * scale:.0f}, wanted {SIDEBAR_RIGHT}..{LEFT_VIEW_MAX})")
+            problems.append(
+                f"the saved view does not show the graph's left part (leftmost node at screen x "
+                f"{(left + offset_x) * scale:.0f}, wanted {SIDEBAR_RIGHT}..{LEFT_VIEW_MAX})"
+            )
     return problems
 
 
@@ -316,8 +333,12 @@ def test_layout_check_catches_bad_layouts(object_info: dict[str, dict[str, Any]]
     assert any("left part" in p for p in problems_after(lambda w: w["extra"]["ds"].__setitem__("offset", [-900, 80])))
     assert any("no saved view" in p for p in problems_after(lambda w: w["extra"].pop("ds")))
     assert any("cuts its title" in p for p in problems_after(lambda w: w["nodes"][0].__setitem__("size", [60, 400])))
-    assert any("hides inputs" in p for p in problems_after(
-        lambda w: next(n for n in w["nodes"] if n["type"] == "EchoMimicSampler").__setitem__("size", [400, 60])))
+    assert any(
+        "hides inputs" in p
+        for p in problems_after(
+            lambda w: next(n for n in w["nodes"] if n["type"] == "EchoMimicSampler").__setitem__("size", [400, 60])
+        )
+    )
 
 
 @pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda path: path.stem)
@@ -380,16 +401,20 @@ def test_validator_catches_broken_workflows(object_info: dict[str, dict[str, Any
     assert problems_after(lambda w: node(w, "EchoMimicFaceMaskCrop")["widgets_values"].__setitem__(0, "yes"))
     assert problems_after(lambda w: node(w, "SaveVideo")["widgets_values"].__setitem__(1, "webm"))
     assert problems_after(lambda w: node(w, "EchoMimicSampler").__setitem__("type", "EchoMimicSamplerV2"))
+
     # A link whose type does not match the socket it enters (MASK into reference_image).
     def swap_reference_for_mask(w: dict[str, Any]) -> None:
         sampler = node(w, "EchoMimicSampler")
         reference_link = next(e["link"] for e in sampler["inputs"] if e["name"] == "reference_image")
         row = next(r for r in w["links"] if r[0] == reference_link)
         row[2], row[5] = 1, "MASK"
+
     assert problems_after(swap_reference_for_mask)
+
     # A required socket left unconnected.
     def unplug_vae(w: dict[str, Any]) -> None:
         entry = next(e for e in node(w, "EchoMimicSampler")["inputs"] if e["name"] == "vae")
         w["links"] = [r for r in w["links"] if r[0] != entry["link"]]
         entry["link"] = None
+
     assert any("required input vae" in p for p in problems_after(unplug_vae))

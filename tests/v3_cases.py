@@ -27,8 +27,9 @@ def tiny_tokenizer_folder(folder: Path) -> Path:
     raw = Tokenizer(models.Unigram(vocab, unk_id=2))
     raw.pre_tokenizer = pre_tokenizers.Metaspace()
     raw.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
-                            ).save_pretrained(folder)
+    PreTrainedTokenizerFast(
+        tokenizer_object=raw, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    ).save_pretrained(folder)
     return folder
 
 

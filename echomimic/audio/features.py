@@ -112,7 +112,9 @@ def prepare_waveform(waveform: torch.Tensor | np.ndarray, sample_rate: int) -> t
     if waveform.ndim not in (1, 2, 3):
         raise InputError(f"Audio waveform must be [batch, channels, samples], got shape {tuple(waveform.shape)}.")
     if waveform.numel() == 0:
-        raise InputError(f"The audio is empty (waveform shape {tuple(waveform.shape)}); connect audio with sound in it.")
+        raise InputError(
+            f"The audio is empty (waveform shape {tuple(waveform.shape)}); connect audio with sound in it."
+        )
     if waveform.ndim == 3:
         if waveform.shape[0] > 1:
             logger.warning("Audio batch of %d clips: only the first one drives the video.", waveform.shape[0])
@@ -158,7 +160,7 @@ def encode_mel_segments(segments: Iterable[torch.Tensor], num_rows: int, encoder
         hidden = encoder(padded[None])[0, :rows]
         if features is None:
             features = _feature_storage((num_rows, *hidden.shape[1:]))
-        features[row: row + rows] = hidden.to(device="cpu", dtype=torch.float32)
+        features[row : row + rows] = hidden.to(device="cpu", dtype=torch.float32)
         row += rows
     if features is None or row != num_rows:
         raise ValueError(f"the mel segments gave {row} feature rows, {num_rows} were announced")
@@ -177,8 +179,9 @@ def whisper_features_from_mel(mel: torch.Tensor, encoder: WhisperEncoder) -> tor
     return encode_mel_segments(mel.split(segment_frames, dim=-1), feature_rows(mel.shape[-1], segment_frames), encoder)
 
 
-def compute_audio_features(waveform: torch.Tensor, sample_rate: int, encoder: WhisperEncoder,
-                           fps: float) -> AudioFeatures:
+def compute_audio_features(
+    waveform: torch.Tensor, sample_rate: int, encoder: WhisperEncoder, fps: float
+) -> AudioFeatures:
     """Whisper audio features of a clip, identical to the official EchoMimic audio processor.
 
     Args:

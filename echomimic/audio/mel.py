@@ -28,9 +28,15 @@ def _whisper_mel_filters() -> np.ndarray:
     """[80, 201] float32: what whisper's ``mel_filters.npz`` holds (= librosa's Slaney bank)."""
     from transformers.audio_utils import mel_filter_bank  # loads on first use only
 
-    bank = mel_filter_bank(num_frequency_bins=1 + N_FFT // 2, num_mel_filters=N_MELS, min_frequency=0.0,
-                           max_frequency=SAMPLE_RATE / 2.0, sampling_rate=SAMPLE_RATE, norm="slaney",
-                           mel_scale="slaney")
+    bank = mel_filter_bank(
+        num_frequency_bins=1 + N_FFT // 2,
+        num_mel_filters=N_MELS,
+        min_frequency=0.0,
+        max_frequency=SAMPLE_RATE / 2.0,
+        sampling_rate=SAMPLE_RATE,
+        norm="slaney",
+        mel_scale="slaney",
+    )
     return np.ascontiguousarray(bank.T, dtype=np.float32)
 
 

@@ -42,8 +42,9 @@ def resample(samples: torch.Tensor, sample_rate: int, target_rate: int = TARGET_
     source = samples.detach().to(device="cpu", dtype=torch.float32).numpy()
     pieces: list[np.ndarray] = []
     for start in range(0, source.size, _BLOCK_SAMPLES):
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(source[None, start: start + _BLOCK_SAMPLES]),
-                                           format="flt", layout="mono")
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(source[None, start : start + _BLOCK_SAMPLES]), format="flt", layout="mono"
+        )
         frame.sample_rate = sample_rate
         pieces += [out.to_ndarray()[0] for out in resampler.resample(frame)]
     pieces += [out.to_ndarray()[0] for out in resampler.resample(None)]
@@ -59,13 +60,16 @@ def resample_to_16k(waveform: torch.Tensor, sample_rate: int) -> torch.Tensor:
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
         raise InputError(f"Audio sample rate must be a positive whole number of Hz, got {sample_rate!r}.")
     if not MIN_RATE <= sample_rate <= MAX_RATE:
-        raise InputError(f"Audio sample rate {sample_rate} Hz is outside {MIN_RATE}..{MAX_RATE} Hz; "
-                         "re-export the audio at a usual rate (e.g. 16000, 44100 or 48000 Hz).")
+        raise InputError(
+            f"Audio sample rate {sample_rate} Hz is outside {MIN_RATE}..{MAX_RATE} Hz; "
+            "re-export the audio at a usual rate (e.g. 16000, 44100 or 48000 Hz)."
+        )
     if waveform.ndim == 3 and waveform.shape[0] > 0:
         waveform = waveform[0]
     if waveform.ndim not in (1, 2):
         raise InputError(
             "Expected a [batch, channels, samples], [channels, samples] or [samples] waveform, "
-            f"got shape {tuple(waveform.shape)}.")
+            f"got shape {tuple(waveform.shape)}."
+        )
     mono = mix_to_mono(waveform.to(torch.float32))
     return resample(mono, sample_rate, TARGET_RATE)

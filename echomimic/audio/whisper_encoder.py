@@ -30,8 +30,9 @@ class _LayerNorm(nn.LayerNorm):
     """LayerNorm computed in fp32 whatever the model dtype, like the official one."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x.float(), self.normalized_shape, self.weight.float(), self.bias.float(),
-                            self.eps).to(x.dtype)
+        return F.layer_norm(x.float(), self.normalized_shape, self.weight.float(), self.bias.float(), self.eps).to(
+            x.dtype
+        )
 
 
 class _SelfAttention(nn.Module):
@@ -46,7 +47,7 @@ class _SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, tokens, width = x.shape
         head_dim = width // self.n_heads
-        scale = head_dim ** -0.25
+        scale = head_dim**-0.25
         q = self.query(x).view(batch, tokens, self.n_heads, head_dim).transpose(1, 2) * scale
         k = self.key(x).view(batch, tokens, self.n_heads, head_dim).permute(0, 2, 3, 1) * scale
         v = self.value(x).view(batch, tokens, self.n_heads, head_dim).transpose(1, 2)

@@ -48,12 +48,17 @@ _HF_TOP_RENAMES = {
 _HF_LAYER_KEY = re.compile(r"^layers\.(\d+)\.(.+)\.(weight|bias)$")
 
 
-def _strip_prefix(state: dict[str, torch.Tensor], prefixes: tuple[str, ...], marker: str) -> dict[str, torch.Tensor] | None:
+def _strip_prefix(
+    state: dict[str, torch.Tensor], prefixes: tuple[str, ...], marker: str
+) -> dict[str, torch.Tensor] | None:
     """Encoder-only keys without their prefix, using the first prefix under which ``marker`` exists."""
     for prefix in prefixes:
         if any(key.startswith(prefix + marker) for key in state):
-            return {key[len(prefix):]: value for key, value in state.items()
-                    if key.startswith(prefix) and not key[len(prefix):].startswith(("decoder.", "model."))}
+            return {
+                key[len(prefix) :]: value
+                for key, value in state.items()
+                if key.startswith(prefix) and not key[len(prefix) :].startswith(("decoder.", "model."))
+            }
     return None
 
 
@@ -64,7 +69,9 @@ def _hf_to_openai(encoder_state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
         if layer:
             index, module, kind = layer.groups()
             if module not in _HF_LAYER_RENAMES:
-                raise WeightsError(f"Unexpected Hugging Face whisper encoder key {key!r}; is this a whisper checkpoint?")
+                raise WeightsError(
+                    f"Unexpected Hugging Face whisper encoder key {key!r}; is this a whisper checkpoint?"
+                )
             renamed[f"blocks.{index}.{_HF_LAYER_RENAMES[module]}.{kind}"] = value
             continue
         module, _, kind = key.rpartition(".")
@@ -97,8 +104,9 @@ def _dims_from_state(state: dict[str, torch.Tensor], n_heads: int | None) -> Enc
         raise WeightsError(f"The Whisper encoder weights lack or misshape {error}; the file is incomplete.") from error
     n_layers = len({key.split(".")[1] for key in state if key.startswith("blocks.")})
     # Every released Whisper uses 64-wide heads; configs override this when present.
-    return EncoderDims(n_mels=int(n_mels), n_ctx=int(n_ctx), width=int(width),
-                       n_heads=int(n_heads or width // 64), n_layers=n_layers)
+    return EncoderDims(
+        n_mels=int(n_mels), n_ctx=int(n_ctx), width=int(width), n_heads=int(n_heads or width // 64), n_layers=n_layers
+    )
 
 
 def _config_heads(config_path: Path) -> int | None:
@@ -169,8 +177,9 @@ def read_whisper_encoder_state(path: str | Path) -> tuple[dict[str, torch.Tensor
     return encoder_state, _dims_from_state(encoder_state, heads)
 
 
-def load_whisper_encoder(path: str | Path, device: torch.device | str = "cpu",
-                         dtype: torch.dtype = torch.float32) -> WhisperEncoder:
+def load_whisper_encoder(
+    path: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> WhisperEncoder:
     """Build the Whisper-tiny audio encoder from OpenAI or Hugging Face weights.
 
     Args:
@@ -193,7 +202,11 @@ def load_whisper_encoder(path: str | Path, device: torch.device | str = "cpu",
         raise WeightsError(f"Whisper config has {dims.n_heads} heads, which do not divide width {dims.width}.")
     encoder = WhisperEncoder(dims)
     if "ln_post.weight" not in state:  # encoder-only exports may omit the unused final norm
-        state = {**state, "ln_post.weight": encoder.ln_post.weight.detach(), "ln_post.bias": encoder.ln_post.bias.detach()}
+        state = {
+            **state,
+            "ln_post.weight": encoder.ln_post.weight.detach(),
+            "ln_post.bias": encoder.ln_post.bias.detach(),
+        }
     try:
         missing, unexpected = encoder.load_state_dict(state, strict=False)
     except RuntimeError as error:  # shape mismatches

@@ -37,8 +37,18 @@ from .parser import (
 )
 
 __all__ = [
-    "EXAMPLES_DIR", "EXAMPLE_AUDIO", "EXAMPLE_IMAGE", "REPO_ROOT", "_pick_device", "_pick_dtype",
-    "build_parser", "load_mask_image", "load_rgb_image", "main", "run_generate", "validate_generate_args",
+    "EXAMPLES_DIR",
+    "EXAMPLE_AUDIO",
+    "EXAMPLE_IMAGE",
+    "REPO_ROOT",
+    "_pick_device",
+    "_pick_dtype",
+    "build_parser",
+    "load_mask_image",
+    "load_rgb_image",
+    "main",
+    "run_generate",
+    "validate_generate_args",
 ]
 
 _COMMANDS = {"generate": run_generate, "download": run_download, "check": run_check, "convert": run_convert}

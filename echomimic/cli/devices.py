@@ -36,4 +36,3 @@ def _pick_dtype(name: str, device: torch.device) -> torch.dtype:
     from ..dtypes import torch_dtype
 
     return torch_dtype(name)
-

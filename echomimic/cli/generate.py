@@ -26,8 +26,9 @@ def validate_generate_args(args: argparse.Namespace) -> None:
     """Cheap checks of the options before anything is loaded; raises :class:`InputError` saying what to
     change. The sampling settings are checked by the library (:func:`sampling_settings`)."""
     if args.length is not None and args.length < 1:
-        raise InputError(f"--length {args.length}: the video needs at least 1 frame; leave --length out to "
-                         "use the whole speech.")
+        raise InputError(
+            f"--length {args.length}: the video needs at least 1 frame; leave --length out to use the whole speech."
+        )
     if getattr(args, "preview_every", 0) < 0:
         raise InputError(f"--preview-every {args.preview_every}: give a number of steps >= 1 (0 = no previews).")
     if getattr(args, "paste_feather", 0) < 0:
@@ -39,13 +40,17 @@ def validate_generate_args(args: argparse.Namespace) -> None:
     if args.poses is not None or args.save_poses is not None or args.no_align_poses:
         raise InputError(f"--poses/--save-poses/--no-align-poses are for the v2 modes, but --mode is {args.mode}.")
     if pose and args.driving_video is None and args.landmarks is None:
-        raise InputError(f"--mode {args.mode} is driven by facial landmarks: pass --driving-video <video of a "
-                         "face> or --landmarks <landmarks.json>, or use --mode audio.")
+        raise InputError(
+            f"--mode {args.mode} is driven by facial landmarks: pass --driving-video <video of a "
+            "face> or --landmarks <landmarks.json>, or use --mode audio."
+        )
     if pose and args.driving_video is not None and args.landmarks is not None:
         raise InputError("pass either --driving-video or --landmarks, not both.")
     if not pose and (args.driving_video is not None or args.landmarks is not None):
-        raise InputError(f"--driving-video/--landmarks drive the pose modes, but --mode is {args.mode}; "
-                         "add --mode pose (or pose_acc), or leave them out.")
+        raise InputError(
+            f"--driving-video/--landmarks drive the pose modes, but --mode is {args.mode}; "
+            "add --mode pose (or pose_acc), or leave them out."
+        )
     if pose and args.mask is not None:
         raise InputError("--mask is for the audio modes; the pose modes are conditioned on landmarks.")
     for name in ("image", "audio", "mask", "driving_video", "landmarks"):
@@ -58,11 +63,15 @@ def validate_generate_args(args: argparse.Namespace) -> None:
 def validate_v2_args(args: argparse.Namespace) -> None:
     """The v2 modes are driven by hand poses: exactly one of --driving-video and --poses."""
     if (args.driving_video is None) == (args.poses is None):
-        raise InputError(f"--mode {args.mode} is driven by hand poses: pass either --driving-video <half-body video "
-                         "with visible hands> or --poses <poses.json>.")
+        raise InputError(
+            f"--mode {args.mode} is driven by hand poses: pass either --driving-video <half-body video "
+            "with visible hands> or --poses <poses.json>."
+        )
     if args.landmarks is not None or args.save_landmarks is not None or args.mask is not None:
-        raise InputError("--landmarks/--save-landmarks/--mask are for the V1 modes; the v2 modes take hand poses "
-                         "(--driving-video or --poses).")
+        raise InputError(
+            "--landmarks/--save-landmarks/--mask are for the V1 modes; the v2 modes take hand poses "
+            "(--driving-video or --poses)."
+        )
     for name in ("image", "audio", "driving_video", "poses"):
         path = getattr(args, name)
         if path is not None and not Path(path).is_file():
@@ -75,8 +84,16 @@ def sampling_settings(args: argparse.Namespace, length: int = 0) -> SamplingSett
     from ..pipeline.settings import SamplingSettings
 
     return SamplingSettings.for_variant(
-        args.mode, width=args.width, height=args.height, length=length, fps=args.fps, seed=args.seed,
-        steps=args.steps, cfg=args.cfg, context_frames=args.context_frames, context_overlap=args.context_overlap,
+        args.mode,
+        width=args.width,
+        height=args.height,
+        length=length,
+        fps=args.fps,
+        seed=args.seed,
+        steps=args.steps,
+        cfg=args.cfg,
+        context_frames=args.context_frames,
+        context_overlap=args.context_overlap,
         length_policy=getattr(args, "length_policy", None),
     ).validated()
 
@@ -84,8 +101,12 @@ def sampling_settings(args: argparse.Namespace, length: int = 0) -> SamplingSett
 def check_outputs(args: argparse.Namespace) -> None:
     """Every file ``generate`` will write can be written: checked before anything loads (minutes). A missing
     folder is created now (as the mp4 writer always did), so that a failure to create it comes first too."""
-    for option, path in (("--out", args.out), ("--save-frames", args.save_frames),
-                         ("--save-landmarks", args.save_landmarks), ("--save-poses", args.save_poses)):
+    for option, path in (
+        ("--out", args.out),
+        ("--save-frames", args.save_frames),
+        ("--save-landmarks", args.save_landmarks),
+        ("--save-poses", args.save_poses),
+    ):
         if path is None:
             continue
         try:
@@ -133,9 +154,12 @@ def _paste_back_chunks(args: argparse.Namespace, crop_info, report: _Reporter):
     report.info(f"pasting the face back into the {width}x{height} picture (crop box {crop_info.box})")
 
     def paste(frames: torch.Tensor) -> torch.Tensor:
-        parts = [(part * 255.0).round().to(torch.uint8)
-                 for part in iter_paste_back(frames, crop_info, original, feather=args.paste_feather,
-                                             color_match=args.paste_color_match)]
+        parts = [
+            (part * 255.0).round().to(torch.uint8)
+            for part in iter_paste_back(
+                frames, crop_info, original, feather=args.paste_feather, color_match=args.paste_color_match
+            )
+        ]
         return torch.cat(parts)
 
     return paste
@@ -168,12 +192,18 @@ def run_generate(args: argparse.Namespace) -> Path:
     # The Tasks API's MediaPipe files (mediapipe > 0.10.21): into <weights>/mediapipe on first use.
     # The face detector runs only to crop or to find the face: not with --no-crop and a given mask or landmarks.
     needs_detector = not args.mode.startswith("v2") and not (
-        args.no_crop and (args.mask is not None or getattr(args, "landmarks", None) is not None))
+        args.no_crop and (args.mask is not None or getattr(args, "landmarks", None) is not None)
+    )
     # Landmarks / hands are extracted only from a driving video, and V2 poses need the pose landmarker only to
     # be aligned: saved motion with nothing to detect runs offline.
-    fetch_mediapipe_for_run(args.weights, args.mode, face_crop=needs_detector,
-                            extract=args.driving_video is not None,
-                            align=args.mode.startswith("v2") and not args.no_align_poses, log=report.info)
+    fetch_mediapipe_for_run(
+        args.weights,
+        args.mode,
+        face_crop=needs_detector,
+        extract=args.driving_video is not None,
+        align=args.mode.startswith("v2") and not args.no_align_poses,
+        log=report.info,
+    )
 
     import torch
 
@@ -197,8 +227,9 @@ def run_generate(args: argparse.Namespace) -> Path:
     # Only the driving frames the video can show are drawn (a long motion file with --length 4 draws 4).
     from ..pipeline.length import driving_frames_needed
 
-    draw_frames = driving_frames_needed(audio_seconds=waveform.shape[-1] / sample_rate, fps=settings.fps,
-                                        requested=settings.length)
+    draw_frames = driving_frames_needed(
+        audio_seconds=waveform.shape[-1] / sample_rate, fps=settings.fps, requested=settings.length
+    )
     landmark_images = None
     if args.mode.startswith("pose"):
         landmark_images = _landmark_images(args, landmark_reference, report, side_outputs, draw_frames)
@@ -218,19 +249,28 @@ def run_generate(args: argparse.Namespace) -> Path:
 
     # What will be made and why, by the rule the sampler follows (pipeline.length), before generating.
     driving = landmark_images if landmark_images is not None else pose_images
-    plan = plan_frame_count(audio_frames=audio_features.num_frames,
-                            driving_frames=None if driving is None else int(driving.shape[0]),
-                            requested=settings.length, policy=settings.length_policy)
+    plan = plan_frame_count(
+        audio_frames=audio_features.num_frames,
+        driving_frames=None if driving is None else int(driving.shape[0]),
+        requested=settings.length,
+        policy=settings.length_policy,
+    )
     report.info(f"generating {plan.reason[0].lower()}{plan.reason[1:]}")
-    report.info(f"  at {settings.width}x{settings.height}, {count(settings.steps, 'step')}, cfg {settings.cfg}, seed {settings.seed}")
+    report.info(
+        f"  at {settings.width}x{settings.height}, {count(settings.steps, 'step')}, "
+        f"cfg {settings.cfg}, seed {settings.seed}"
+    )
     # Frames go to the mp4 (and --save-frames) chunk by chunk as they are decoded: memory stays flat in
     # the video's length. Both files appear only once complete (temporary files renamed at the end).
     height, width = settings.height, settings.width
     paste = _paste_back_chunks(args, crop_info, report) if args.paste_back else None
     with contextlib.ExitStack() as outputs:
         writer = outputs.enter_context(Mp4Writer(args.out, settings.fps, waveform, sample_rate))
-        saved = None if args.save_frames is None else outputs.enter_context(
-            NpyFramesWriter(args.save_frames, plan.num_frames, height, width))
+        saved = (
+            None
+            if args.save_frames is None
+            else outputs.enter_context(NpyFramesWriter(args.save_frames, plan.num_frames, height, width))
+        )
 
         def on_frames(chunk: torch.Tensor) -> None:
             if saved is not None:
@@ -239,12 +279,16 @@ def run_generate(args: argparse.Namespace) -> Path:
 
         report.start_sampling()
         video = generate_video(
-            models, vae, torch.from_numpy(reference),
+            models,
+            vae,
+            torch.from_numpy(reference),
             audio_features=audio_features,
             face_mask=None if landmark_images is not None or pose_images is not None else torch.from_numpy(face_mask),
             landmark_images=None if landmark_images is None else torch.from_numpy(landmark_images),
             pose_images=None if pose_images is None else torch.from_numpy(pose_images),
-            settings=settings, progress=report.progress, on_step=_preview_writer(args, settings.steps, report),
+            settings=settings,
+            progress=report.progress,
+            on_step=_preview_writer(args, settings.steps, report),
             on_frames=on_frames,
         )
     out, num_frames = writer.path, writer.frames_written
@@ -252,7 +296,8 @@ def run_generate(args: argparse.Namespace) -> Path:
         write_side_output()
     if paste is not None:
         width, height = crop_info.original_size
-    report.info(f"wrote {out}: {num_frames} frames, {width}x{height}, {video.fps:g} fps "
-                f"({num_frames / video.fps:.2f} s) in {time.perf_counter() - started:.1f} s")
+    report.info(
+        f"wrote {out}: {num_frames} frames, {width}x{height}, {video.fps:g} fps "
+        f"({num_frames / video.fps:.2f} s) in {time.perf_counter() - started:.1f} s"
+    )
     return out
-

@@ -75,15 +75,18 @@ def _prepare_reference(args: argparse.Namespace, image_path: Path, report: _Repo
     if args.mask is not None:
         user_mask = _mask_at(load_mask_image(args.mask), image.shape[1], image.shape[0])
     try:
-        crop = face_mask_and_crop(image, crop=not args.no_crop, size=(args.width, args.height), mask=user_mask,
-                                  models_dir=args.weights)
+        crop = face_mask_and_crop(
+            image, crop=not args.no_crop, size=(args.width, args.height), mask=user_mask, models_dir=args.weights
+        )
     except InputError as error:
         if not pose or not str(error).startswith("No face was found"):
             raise
         # The library's advice (pass a face mask) does not apply: the pose modes refuse --mask.
         advice = ", or add --no-crop to animate the whole picture" if args.landmarks is not None else ""
-        raise InputError(f"No face was found in the reference image {image_path}: the pose modes crop it around "
-                         f"the face; use a clearer, roughly frontal portrait{advice}.") from None
+        raise InputError(
+            f"No face was found in the reference image {image_path}: the pose modes crop it around "
+            f"the face; use a clearer, roughly frontal portrait{advice}."
+        ) from None
     reference, mask = crop.image, crop.mask
     landmark_reference = None
     if args.mode.startswith("pose"):
@@ -94,13 +97,19 @@ def _prepare_reference(args: argparse.Namespace, image_path: Path, report: _Repo
         elif args.no_crop:
             landmark_reference = _pixels_at(image, big_width, big_height)
         else:
-            landmark_reference = face_mask_and_crop(image, size=(big_width, big_height), mask=user_mask,
-                                                    models_dir=args.weights).image
+            landmark_reference = face_mask_and_crop(
+                image, size=(big_width, big_height), mask=user_mask, models_dir=args.weights
+            ).image
     return reference, mask, landmark_reference, crop.crop_info
 
 
-def _landmark_images(args: argparse.Namespace, landmark_reference: np.ndarray, report: _Reporter,
-                     pending: list[Callable[[], None]] | None = None, draw_frames: int | None = None) -> np.ndarray:
+def _landmark_images(
+    args: argparse.Namespace,
+    landmark_reference: np.ndarray,
+    report: _Reporter,
+    pending: list[Callable[[], None]] | None = None,
+    draw_frames: int | None = None,
+) -> np.ndarray:
     """Drawn landmark frames ``[F, H, W, 3]`` 0..1 for the pose modes.
 
     landmark_reference: the reference picture ``[H', W', 3]`` (same aspect as the output) whose face
@@ -128,8 +137,10 @@ def _landmark_images(args: argparse.Namespace, landmark_reference: np.ndarray, r
     used = sequence if draw_frames is None else sequence.first(draw_frames)
     blank = used.check_drawable(f"The landmarks of {args.landmarks or args.driving_video}")
     if blank:
-        report.info(f"note: {len(blank)} of {used.num_frames} landmark frames have no point on the canvas "
-                    f"(frames {frame_list(blank)}); those frames get no pose guidance")
+        report.info(
+            f"note: {len(blank)} of {used.num_frames} landmark frames have no point on the canvas "
+            f"(frames {frame_list(blank)}); those frames get no pose guidance"
+        )
     return draw_landmarks(used, args.width, args.height)
 
 
@@ -139,13 +150,19 @@ def _driving_frames(args: argparse.Namespace, report: _Reporter) -> torch.Tensor
 
     frames, video_fps = read_video_frames(args.driving_video, max_frames=args.length)
     if abs(video_fps - args.fps) > 0.01:
-        report.info(f"note: {args.driving_video.name} runs at {video_fps:g} fps, the output at {args.fps:g} fps; "
-                    "its frames are used one per output frame")
+        report.info(
+            f"note: {args.driving_video.name} runs at {video_fps:g} fps, the output at {args.fps:g} fps; "
+            "its frames are used one per output frame"
+        )
     return frames
 
 
-def _hand_pose_images(args: argparse.Namespace, report: _Reporter,
-                      pending: list[Callable[[], None]] | None = None, draw_frames: int | None = None) -> np.ndarray:
+def _hand_pose_images(
+    args: argparse.Namespace,
+    report: _Reporter,
+    pending: list[Callable[[], None]] | None = None,
+    draw_frames: int | None = None,
+) -> np.ndarray:
     """Drawn hand-pose frames ``[F, H, W, 3]`` 0..1 for the v2 modes, from --driving-video or --poses,
     aligned to the person in --image unless --no-align-poses. pending, draw_frames: as for
     :func:`_landmark_images`."""
@@ -159,17 +176,28 @@ def _hand_pose_images(args: argparse.Namespace, report: _Reporter,
     else:
         driving_frames = _driving_frames(args, report)
         report.info(f"extracting hand poses from {driving_frames.shape[0]} frames of {args.driving_video} ...")
-    frames, poses = hand_pose_images(portrait, args.width, args.height, driving_frames=driving_frames, poses=poses,
-                                     align=not args.no_align_poses, models_dir=args.weights, note=report.info,
-                                     ref_w=args.pose_ref_w, draw_frames=draw_frames)
+    frames, poses = hand_pose_images(
+        portrait,
+        args.width,
+        args.height,
+        driving_frames=driving_frames,
+        poses=poses,
+        align=not args.no_align_poses,
+        models_dir=args.weights,
+        note=report.info,
+        ref_w=args.pose_ref_w,
+        draw_frames=draw_frames,
+    )
     if args.save_poses is not None:
         _save_now_or_later(pending, poses.save, args.save_poses, "hand poses", report)
     return frames
 
 
-def _save_now_or_later(pending: list[Callable[[], None]] | None, save: Callable[[Path], object], path: Path,
-                       what: str, report: _Reporter) -> None:
+def _save_now_or_later(
+    pending: list[Callable[[], None]] | None, save: Callable[[Path], object], path: Path, what: str, report: _Reporter
+) -> None:
     """``save(path)`` now, or queued in ``pending`` to run once the video is written."""
+
     def write() -> None:
         save(path)
         report.info(f"saved the {what} to {path}")

@@ -25,9 +25,11 @@ def duration(seconds: float) -> str:
     return f"{hours}h {minutes:02d}m"
 
 
-NO_GPU_WARNING = ("warning: no GPU found: running on the CPU, which takes hours for a few seconds of video. "
-                  "To use an NVIDIA GPU, install a CUDA build of torch (https://pytorch.org) and pass "
-                  "--device cuda.")
+NO_GPU_WARNING = (
+    "warning: no GPU found: running on the CPU, which takes hours for a few seconds of video. "
+    "To use an NVIDIA GPU, install a CUDA build of torch (https://pytorch.org) and pass "
+    "--device cuda."
+)
 
 
 def _first_unit_text(info: Any, elapsed: float, total: int) -> str:
@@ -77,13 +79,17 @@ class _Reporter:
         remaining = elapsed / done * (total - done)
         if self._estimate_whole_run:
             self._estimate_whole_run = False
-            self.warn(f"estimate on the CPU: about {duration(elapsed * total / done)} for the whole run "
-                      f"({_first_unit_text(info, elapsed, total)})")
+            self.warn(
+                f"estimate on the CPU: about {duration(elapsed * total / done)} for the whole run "
+                f"({_first_unit_text(info, elapsed, total)})"
+            )
         if self.quiet:
             return
-        line = (f"denoising {100 * info.done / total:5.1f}%  step {info.step + 1}/{info.steps}  "
-                f"{getattr(info, 'unit', 'window')} {info.window + 1}/{info.windows}  elapsed {duration(elapsed)}  "
-                f"remaining ~{duration(remaining)}")
+        line = (
+            f"denoising {100 * info.done / total:5.1f}%  step {info.step + 1}/{info.steps}  "
+            f"{getattr(info, 'unit', 'window')} {info.window + 1}/{info.windows}  elapsed {duration(elapsed)}  "
+            f"remaining ~{duration(remaining)}"
+        )
         if self.interactive:
             end = "\n" if info.done >= info.total else ""
             print("\r" + line, end=end, file=sys.stderr, flush=True)

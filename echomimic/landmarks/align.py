@@ -69,18 +69,21 @@ def gaussian_smooth(points: np.ndarray, sigma: float) -> np.ndarray:
     total = np.zeros((points.shape[0],) + (1,) * (points.ndim - 1))
     for offset, weight in zip(offsets.tolist(), weights):
         lo, hi = max(0, -offset), min(points.shape[0], points.shape[0] - offset)
-        smoothed[lo:hi] += weight * points[lo + offset:hi + offset]
+        smoothed[lo:hi] += weight * points[lo + offset : hi + offset]
         total[lo:hi] += weight
     return smoothed / total
 
 
 def _rigid_indices(*arrays: np.ndarray) -> np.ndarray:
     rigid = np.asarray(topo.RIGID_POINTS)
-    finite = np.all([np.isfinite(a[..., rigid, :2]).reshape(-1, len(rigid), 2).all(axis=(0, 2)) for a in arrays],
-                    axis=0)
+    finite = np.all(
+        [np.isfinite(a[..., rigid, :2]).reshape(-1, len(rigid), 2).all(axis=(0, 2)) for a in arrays], axis=0
+    )
     if finite.sum() < len(rigid) // 2:
-        raise InputError("The landmarks lack the rigid face points (forehead, cheeks, nose bridge) needed "
-                         "for alignment; align full landmarks first, then use select_parts.")
+        raise InputError(
+            "The landmarks lack the rigid face points (forehead, cheeks, nose bridge) needed "
+            "for alignment; align full landmarks first, then use select_parts."
+        )
     return rigid[finite]
 
 
@@ -104,8 +107,10 @@ def align_landmarks(
     if not isinstance(driver, LandmarkSequence) or not isinstance(reference, LandmarkSequence):
         raise InputError("align_landmarks needs two LandmarkSequence objects (driver, reference).")
     if not -driver.num_frames <= neutral_frame < driver.num_frames:
-        raise InputError(f"neutral_frame {neutral_frame} does not exist; the driver has {driver.num_frames} "
-                         f"frames (use 0..{driver.num_frames - 1}).")
+        raise InputError(
+            f"neutral_frame {neutral_frame} does not exist; the driver has {driver.num_frames} "
+            f"frames (use 0..{driver.num_frames - 1})."
+        )
     if not np.isfinite(smoothing) or smoothing < 0:
         raise InputError(f"smoothing must be 0 (off) or a positive number of frames, got {smoothing}.")
     frames = driver.points.astype(np.float64)
@@ -145,5 +150,4 @@ def align_landmarks(
             result[t, :, :2] = still_xy
             result[t, :, 2] = still_z
     result = gaussian_smooth(result, float(smoothing))
-    return LandmarkSequence(result.astype(np.float32), reference.width, reference.height,
-                            driver.detected.copy())
+    return LandmarkSequence(result.astype(np.float32), reference.width, reference.height, driver.detected.copy())

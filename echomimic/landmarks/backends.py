@@ -72,7 +72,10 @@ def choose_backend(
             f"Use backend 'auto' or 'tasks' with '{model.name}' in the models folder, or install "
             "mediapipe==0.10.21."
         )
-    reason = ("This mediapipe has no legacy 'mediapipe.solutions' API, so the Tasks API"
-              if backend == "auto" else "The MediaPipe Tasks API")
+    reason = (
+        "This mediapipe has no legacy 'mediapipe.solutions' API, so the Tasks API"
+        if backend == "auto"
+        else "The MediaPipe Tasks API"
+    )
     path = ensure_mediapipe_model(model, models_dir, download=download, progress=progress, reason=reason)
     return Backend("tasks", path)

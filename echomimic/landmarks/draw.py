@@ -70,8 +70,13 @@ def draw_frame_on_canvas(normalised: np.ndarray, parts: tuple[str, ...], canvas_
     pixels = pixels.astype(np.int64)
     for (start, end), colour in _line_specs(parts):
         if inside[start] and inside[end]:
-            cv2.line(canvas, (int(pixels[start, 0]), int(pixels[start, 1])),
-                     (int(pixels[end, 0]), int(pixels[end, 1])), colour, topo.LINE_THICKNESS)
+            cv2.line(
+                canvas,
+                (int(pixels[start, 0]), int(pixels[start, 1])),
+                (int(pixels[end, 0]), int(pixels[end, 1])),
+                colour,
+                topo.LINE_THICKNESS,
+            )
     half = topo.SQUARE_HALF_WIDTH
     for index, colour in _square_specs(parts):
         x, y = norm64[index]
@@ -79,7 +84,7 @@ def draw_frame_on_canvas(normalised: np.ndarray, parts: tuple[str, ...], canvas_
             continue
         col, row = int(canvas_size * x), int(canvas_size * y)
         # Plain slicing like the official: a negative start gives an empty (undrawn) square.
-        canvas[row - half:row + half, col - half:col + half] = colour
+        canvas[row - half : row + half, col - half : col + half] = colour
     return canvas
 
 

@@ -29,16 +29,21 @@ class FaceMeshDetector:
         def legacy() -> Any:
             from mediapipe.python.solutions import face_mesh
 
-            return face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True,
-                                      min_detection_confidence=min_confidence)
+            return face_mesh.FaceMesh(
+                static_image_mode=True, max_num_faces=1, refine_landmarks=True, min_detection_confidence=min_confidence
+            )
 
         def tasks(base_options: Any) -> Any:
             from mediapipe.tasks.python.vision import FaceLandmarker, FaceLandmarkerOptions
 
-            return FaceLandmarker.create_from_options(FaceLandmarkerOptions(
-                base_options=base_options, num_faces=1,
-                min_face_detection_confidence=min_confidence, min_face_presence_confidence=min_confidence,
-            ))
+            return FaceLandmarker.create_from_options(
+                FaceLandmarkerOptions(
+                    base_options=base_options,
+                    num_faces=1,
+                    min_face_detection_confidence=min_confidence,
+                    min_face_presence_confidence=min_confidence,
+                )
+            )
 
         self.backend = backend
         self._runner = MediaPipeRunner(backend, legacy=legacy, tasks=tasks)

@@ -74,6 +74,7 @@ def detect_face_box(
     frame = to_uint8_rgb(image)
     height, width = frame.shape[:2]
     boxes: list[tuple[float, float, float, float]] = []
+
     def legacy() -> Any:
         from mediapipe.python.solutions import face_detection
 
@@ -82,16 +83,18 @@ def detect_face_box(
     def tasks(base_options: Any) -> Any:
         from mediapipe.tasks.python.vision import FaceDetector, FaceDetectorOptions
 
-        return FaceDetector.create_from_options(FaceDetectorOptions(base_options=base_options,
-                                                                    min_detection_confidence=min_confidence))
+        return FaceDetector.create_from_options(
+            FaceDetectorOptions(base_options=base_options, min_detection_confidence=min_confidence)
+        )
 
     with MediaPipeRunner(chosen, legacy=legacy, tasks=tasks) as detector:
         result = detector.run(frame)
     if detector.legacy:
         for detection in result.detections or []:
             rel = detection.location_data.relative_bounding_box
-            boxes.append((rel.xmin * width, rel.ymin * height,
-                          (rel.xmin + rel.width) * width, (rel.ymin + rel.height) * height))
+            boxes.append(
+                (rel.xmin * width, rel.ymin * height, (rel.xmin + rel.width) * width, (rel.ymin + rel.height) * height)
+            )
     else:
         for detection in result.detections:
             b = detection.bounding_box
@@ -164,11 +167,17 @@ def face_mask_and_crop(
         user_mask = np.asarray(mask, dtype=np.float32)
         user_mask = user_mask.reshape(user_mask.shape[-2:]) if user_mask.size == height * width else user_mask
         if user_mask.shape != (height, width):
-            raise InputError(f"The face mask is {tuple(np.shape(mask))} but the image is {height}x{width}; "
-                             "give a mask of the image's height and width.")
+            raise InputError(
+                f"The face mask is {tuple(np.shape(mask))} but the image is {height}x{width}; "
+                "give a mask of the image's height and width."
+            )
         if not crop:  # nothing to detect
-            return FaceCrop(frame.copy(), user_mask.copy(), _mask_box(user_mask) or (0, 0, width, height),
-                            source_size=(width, height))
+            return FaceCrop(
+                frame.copy(),
+                user_mask.copy(),
+                _mask_box(user_mask) or (0, 0, width, height),
+                source_size=(width, height),
+            )
 
     box = detect_face_box(frame, models_dir=models_dir, backend=backend, legacy_available=legacy_available)
     if box is None and user_mask is not None:
@@ -196,5 +205,10 @@ def face_mask_and_crop(
     # Resized as 8-bit like the official (lossless for images loaded from 8-bit files).
     image_crop = cv2.resize(to_uint8_rgb(frame[cy0:cy1, cx0:cx1]), (out_width, out_height))
     mask_crop = cv2.resize(np.ascontiguousarray(mask_u8[cy0:cy1, cx0:cx1]), (out_width, out_height))
-    return FaceCrop(image_crop.astype(np.float32) / 255.0, mask_crop.astype(np.float32) / 255.0,
-                    box, crop_box, source_size=(width, height))
+    return FaceCrop(
+        image_crop.astype(np.float32) / 255.0,
+        mask_crop.astype(np.float32) / 255.0,
+        box,
+        crop_box,
+        source_size=(width, height),
+    )

@@ -17,18 +17,22 @@ def as_image_batch(images: Any, *, what: str = "images") -> np.ndarray:
     if array.ndim == 3:
         array = array[None]
     if array.ndim != 4:
-        raise InputError(f"The {what} must be an image batch [frames, height, width, 3], got shape "
-                         f"{tuple(array.shape)}.")
+        raise InputError(
+            f"The {what} must be an image batch [frames, height, width, 3], got shape {tuple(array.shape)}."
+        )
     if array.shape[0] == 0:
         raise InputError(f"The {what} batch is empty; give at least one image.")
     if array.shape[-1] != 3:
-        raise InputError(f"The {what} must be RGB with 3 channels, got {array.shape[-1]} "
-                         "(convert grayscale or RGBA images to RGB first).")
+        raise InputError(
+            f"The {what} must be RGB with 3 channels, got {array.shape[-1]} "
+            "(convert grayscale or RGBA images to RGB first)."
+        )
     if array.shape[1] < 2 or array.shape[2] < 2:
         raise InputError(f"The {what} are too small ({array.shape[2]}x{array.shape[1]} pixels).")
     if not np.issubdtype(array.dtype, np.floating):
-        raise InputError(f"The {what} must be floats in 0..1 (ComfyUI IMAGE), got {array.dtype}; "
-                         "divide 8-bit images by 255.")
+        raise InputError(
+            f"The {what} must be floats in 0..1 (ComfyUI IMAGE), got {array.dtype}; divide 8-bit images by 255."
+        )
     return array.astype(np.float32, copy=False)
 
 

@@ -40,6 +40,7 @@ def parse_json(text: str, what: str, hint: str) -> Any:
     float (``1e400``), and nesting too deep for the parser. ``what`` names the file ("hand pose file"),
     ``hint`` says what to give instead.
     """
+
     def finite(literal: str) -> float:
         value = float(literal)
         if not math.isfinite(value):
@@ -65,7 +66,9 @@ def frame_side(value: Any, name: str) -> int:
         number = math.nan
     side = int(number) if math.isfinite(number) and not isinstance(value, bool) else 0
     if not 1 <= side <= MAX_FRAME_SIDE or side != number:
-        raise InputError(f"The frame {name} {value!r} must be a positive whole number of pixels, at most {MAX_FRAME_SIDE}.")
+        raise InputError(
+            f"The frame {name} {value!r} must be a positive whole number of pixels, at most {MAX_FRAME_SIDE}."
+        )
     return side
 
 
@@ -75,8 +78,10 @@ def check_coordinates(values: np.ndarray, limit: float, what: str) -> None:
         bad = np.abs(values) > limit  # NaN compares False (absent); +-inf and huge values True
     if bad.any():
         first = np.argwhere(bad)[0]
-        raise InputError(f"{what} at {tuple(int(i) for i in first)} is {values[tuple(first)]!r}: not finite or "
-                         f"beyond +-{limit:g}; the file is damaged or not made by EchoMimic.")
+        raise InputError(
+            f"{what} at {tuple(int(i) for i in first)} is {values[tuple(first)]!r}: not finite or "
+            f"beyond +-{limit:g}; the file is damaged or not made by EchoMimic."
+        )
 
 
 @dataclass(eq=False, repr=False)  # arrays: no element-wise ==, no huge repr
@@ -125,8 +130,9 @@ class LandmarkSequence:
         self.detected = detected
 
     def __repr__(self) -> str:
-        return (f"LandmarkSequence(frames={self.num_frames}, size={self.width}x{self.height}, "
-                f"filled={self.filled_count})")
+        return (
+            f"LandmarkSequence(frames={self.num_frames}, size={self.width}x{self.height}, filled={self.filled_count})"
+        )
 
     @property
     def num_frames(self) -> int:
@@ -149,8 +155,10 @@ class LandmarkSequence:
         missing = np.flatnonzero(~self.detected).tolist()
         if not missing:
             return ""
-        return (f"no face in {len(missing)} of {self.num_frames} frames (frames {frame_list(missing)}); their "
-                "landmarks are filled in from the nearest frames")
+        return (
+            f"no face in {len(missing)} of {self.num_frames} frames (frames {frame_list(missing)}); their "
+            "landmarks are filled in from the nearest frames"
+        )
 
     def check_drawable(self, source: str = "The landmarks") -> list[int]:
         """Raise :class:`InputError` if no frame has a point on the canvas (the video would have no pose
@@ -169,8 +177,9 @@ class LandmarkSequence:
         if not -self.num_frames <= index < self.num_frames:
             raise InputError(f"Frame {index} does not exist; the sequence has {self.num_frames} frames.")
         index %= self.num_frames
-        return LandmarkSequence(self.points[index:index + 1].copy(), self.width, self.height,
-                                self.detected[index:index + 1].copy())
+        return LandmarkSequence(
+            self.points[index : index + 1].copy(), self.width, self.height, self.detected[index : index + 1].copy()
+        )
 
     def first(self, count: int) -> LandmarkSequence:
         """The first ``count`` frames (itself when it has no more), e.g. the frames a short video uses."""
@@ -181,35 +190,44 @@ class LandmarkSequence:
 
     def to_json(self) -> str:
         rounded = np.round(self.points.astype(np.float64), _DECIMALS)
-        points = [[[None if math.isnan(v) else v for v in point] for point in frame]
-                  for frame in rounded.tolist()]
-        return json.dumps({
-            "format": JSON_FORMAT,
-            "version": JSON_VERSION,
-            "width": self.width,
-            "height": self.height,
-            "detected": self.detected.tolist(),
-            "points": points,
-        }, separators=(",", ":"))
+        points = [[[None if math.isnan(v) else v for v in point] for point in frame] for frame in rounded.tolist()]
+        return json.dumps(
+            {
+                "format": JSON_FORMAT,
+                "version": JSON_VERSION,
+                "width": self.width,
+                "height": self.height,
+                "detected": self.detected.tolist(),
+                "points": points,
+            },
+            separators=(",", ":"),
+        )
 
     @classmethod
     def from_json(cls, text: str) -> LandmarkSequence:
         data = parse_json(text, "landmark file", "Give a file saved by LandmarkSequence.save or to_json.")
         if not isinstance(data, dict) or data.get("format") != JSON_FORMAT:
-            raise InputError(f"This JSON is not an EchoMimic landmark sequence (expected "
-                             f"\"format\": \"{JSON_FORMAT}\"). Give a file saved by LandmarkSequence.save.")
+            raise InputError(
+                f"This JSON is not an EchoMimic landmark sequence (expected "
+                f'"format": "{JSON_FORMAT}"). Give a file saved by LandmarkSequence.save.'
+            )
         if data.get("version") != JSON_VERSION:
-            raise InputError(f"Landmark file version {data.get('version')!r} is not supported "
-                             f"(this version reads {JSON_VERSION}); re-extract the landmarks.")
+            raise InputError(
+                f"Landmark file version {data.get('version')!r} is not supported "
+                f"(this version reads {JSON_VERSION}); re-extract the landmarks."
+            )
         try:
             points = np.array(data["points"], dtype=np.float64)  # null -> nan
-            return cls(points, data["width"], data["height"],
-                       np.array(data.get("detected", [True] * len(points)), dtype=bool))
+            return cls(
+                points, data["width"], data["height"], np.array(data.get("detected", [True] * len(points)), dtype=bool)
+            )
         except (KeyError, TypeError, ValueError, OverflowError) as error:
             if isinstance(error, InputError):
                 raise
-            raise InputError(f"The landmark file is malformed ({str(error).splitlines()[0][:200]}); it needs "
-                             "'width', 'height' and 'points' as [frames][478][3] numbers.") from None
+            raise InputError(
+                f"The landmark file is malformed ({str(error).splitlines()[0][:200]}); it needs "
+                "'width', 'height' and 'points' as [frames][478][3] numbers."
+            ) from None
 
     def save(self, path: str | Path) -> Path:
         """Write the sequence as JSON to `path` (atomically; its folder must exist). Returns the path."""

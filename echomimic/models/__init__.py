@@ -2,13 +2,7 @@
 
 from .config import EchoMimicConfig, FaceLocatorConfig, MotionModuleConfig, UNetConfig, load_config
 from .face_locator import FaceLocator
-from .loading import (
-    EchoMimicModels,
-    build_models,
-    load_echomimic,
-    release_file_stems,
-    variant_weight_files,
-)
+from .loading import EchoMimicModels, build_models, load_echomimic, release_file_stems, variant_weight_files
 from .unet import DenoisingUNet, ReferenceFeatures, ReferenceUNet
 
 __all__ = [

@@ -118,7 +118,9 @@ class MotionModuleConfig:
         if kwargs.get("motion_module_type", "Vanilla") != "Vanilla":
             raise WeightsError("inference config: only the 'Vanilla' motion module type is supported.")
         if kwargs.get("unet_use_temporal_attention") or kwargs.get("unet_use_cross_frame_attention"):
-            raise WeightsError("inference config: temporal/cross-frame attention inside the UNet blocks is not supported.")
+            raise WeightsError(
+                "inference config: temporal/cross-frame attention inside the UNet blocks is not supported."
+            )
         mm = kwargs.get("motion_module_kwargs", {})
         block_types = tuple(mm.get("attention_block_types", ("Temporal_Self", "Temporal_Self")))
         if any(kind != "Temporal_Self" for kind in block_types):
@@ -181,8 +183,12 @@ def find_config_file(name: str, config_dir: str | Path | None) -> Path:
     return SHIPPED_CONFIG_DIR / name
 
 
-def load_config(config_dir: str | Path | None = None, *, conditioning_channels: int | None = None,
-                conditioning_config: str = FACE_LOCATOR_CONFIG_NAME) -> EchoMimicConfig:
+def load_config(
+    config_dir: str | Path | None = None,
+    *,
+    conditioning_channels: int | None = None,
+    conditioning_config: str = FACE_LOCATOR_CONFIG_NAME,
+) -> EchoMimicConfig:
     """Read the three config files (overrides from ``config_dir``, the rest shipped).
 
     The conditioning net's config is ``conditioning_config`` (``face_locator.json``,

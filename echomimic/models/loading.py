@@ -115,14 +115,17 @@ class EchoMimicModels:
         return self
 
 
-def build_models(config: EchoMimicConfig, device: torch.device | str = "cpu") -> tuple[ReferenceUNet, DenoisingUNet, FaceLocator]:
+def build_models(
+    config: EchoMimicConfig, device: torch.device | str = "cpu"
+) -> tuple[ReferenceUNet, DenoisingUNet, FaceLocator]:
     """Build the three networks from ``config`` (``device="meta"`` builds them without memory)."""
     with torch.device(device):
         return ReferenceUNet(config.unet), DenoisingUNet(config), FaceLocator(config.face_locator)
 
 
-def _materialize(module: nn.Module, state_dict: Mapping[str, torch.Tensor], device: torch.device | str,
-                 dtype: torch.dtype) -> None:
+def _materialize(
+    module: nn.Module, state_dict: Mapping[str, torch.Tensor], device: torch.device | str, dtype: torch.dtype
+) -> None:
     tensors = {
         key: value.to(device=device, dtype=dtype if value.is_floating_point() else value.dtype)
         for key, value in state_dict.items()
@@ -143,8 +146,10 @@ def _conditioning_hint(state: Mapping[str, torch.Tensor], spec: release.Variant,
     weight = state.get("conv_in.weight")
     if weight is None or weight.ndim != 4 or int(weight.shape[1]) == expected_channels:
         return ""
-    kinds = {1: "a V1 audio face_locator.pth (1 input channel: the face mask)",
-             3: "a 3-channel pose file (V1 face_locator_pose.pth or V2 pose_encoder.pth)"}
+    kinds = {
+        1: "a V1 audio face_locator.pth (1 input channel: the face mask)",
+        3: "a 3-channel pose file (V1 face_locator_pose.pth or V2 pose_encoder.pth)",
+    }
     found = kinds.get(int(weight.shape[1]), f"a {int(weight.shape[1])}-channel conditioning net")
     wanted = f"{spec.stems['face_locator']}.pth of {spec.repo_id}"
     return f"This file is {found}, but the {spec.version.upper()} '{spec.name}' variant needs {wanted}. "
@@ -167,9 +172,11 @@ def load_echomimic(
     spec = check_variant(variant)
     files = variant_weight_files(weights_dir, variant)
     channels = conditioning_channels(variant)
-    config = load_config(config_dir if config_dir is not None else weights_dir,
-                         conditioning_channels=channels,
-                         conditioning_config=f"{spec.stems['face_locator']}.json")
+    config = load_config(
+        config_dir if config_dir is not None else weights_dir,
+        conditioning_channels=channels,
+        conditioning_config=f"{spec.stems['face_locator']}.json",
+    )
     reference_unet, denoising_unet, face_locator = build_models(config, "meta")
     other = "V1" if spec.version == "v2" else "V2"
     hint = (
@@ -196,10 +203,12 @@ def load_echomimic(
     del state
 
     locator_state = read_state_dict(files["face_locator"])
-    check_state_dict(face_locator, locator_state, str(files["face_locator"]),
-                     hint=_conditioning_hint(locator_state, spec, channels) + hint)
+    check_state_dict(
+        face_locator,
+        locator_state,
+        str(files["face_locator"]),
+        hint=_conditioning_hint(locator_state, spec, channels) + hint,
+    )
     _materialize(face_locator, locator_state, device, dtype)
 
     return EchoMimicModels(reference_unet, denoising_unet, face_locator, variant, config)
-
-

@@ -104,16 +104,27 @@ class TemporalTransformer(nn.Module):
         # (b h w) f c -> (b f) c h w inside the residual add: one pass instead of a layout copy plus an add.
         hidden_states = hidden_states.view(batch, height * width, frames, channels).permute(0, 2, 3, 1)
         out = torch.empty_like(residual)
-        torch.add(hidden_states, residual.view(batch, frames, channels, height * width),
-                  out=out.view(batch, frames, channels, height * width))
+        torch.add(
+            hidden_states,
+            residual.view(batch, frames, channels, height * width),
+            out=out.view(batch, frames, channels, height * width),
+        )
         return out
 
 
 class MotionModule(nn.Module):
     """Wrapper that keeps the official key prefix ``temporal_transformer``."""
 
-    def __init__(self, channels: int, heads: int, layers: int, attention_blocks: int, max_frames: int,
-                 position_encoding: bool, groups: int = 32) -> None:
+    def __init__(
+        self,
+        channels: int,
+        heads: int,
+        layers: int,
+        attention_blocks: int,
+        max_frames: int,
+        position_encoding: bool,
+        groups: int = 32,
+    ) -> None:
         super().__init__()
         self.temporal_transformer = TemporalTransformer(
             channels, heads, layers, attention_blocks, max_frames, position_encoding, groups

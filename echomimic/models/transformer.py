@@ -78,8 +78,9 @@ class TransformerBlock(nn.Module):
         self.norm3 = nn.LayerNorm(dim)
         self.ff = FeedForward(dim)
 
-    def _reference_key_value(self, features: dict[str, torch.Tensor], dtype: torch.dtype
-                             ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _reference_key_value(
+        self, features: dict[str, torch.Tensor], dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """This block's keys/values of the reference tokens, [1, heads, L, d]; cached per video when
         ``features`` is a :class:`ReferenceFeatures` (and no autograd graph is being built)."""
         reference = features.get(self.feature_key)
@@ -96,8 +97,9 @@ class TransformerBlock(nn.Module):
             cache[self.attn1] = cached
         return cached[1], cached[2]
 
-    def _self_attention_residual(self, normed: torch.Tensor, hidden_states: torch.Tensor,
-                                 inputs: BlockInputs) -> torch.Tensor:
+    def _self_attention_residual(
+        self, normed: torch.Tensor, hidden_states: torch.Tensor, inputs: BlockInputs
+    ) -> torch.Tensor:
         """Self-attention (with the reference tokens appended to the keys for all but the plain rows)
         plus the residual ``hidden_states``; both [R, L, C]."""
         if inputs.reference_features is None:

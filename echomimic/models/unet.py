@@ -57,8 +57,15 @@ class _UNetBackbone(nn.Module):
         for i, with_attention in enumerate(config.down_with_attention):
             in_channels, out_channels = out_channels, channels[i]
             self.down_blocks.append(
-                DownBlock(config, in_channels, out_channels, with_attention, i < len(channels) - 1,
-                          audio_dim, block_motion(2**i, decoder=False))
+                DownBlock(
+                    config,
+                    in_channels,
+                    out_channels,
+                    with_attention,
+                    i < len(channels) - 1,
+                    audio_dim,
+                    block_motion(2**i, decoder=False),
+                )
             )
         mid_motion = motion if (motion is not None and motion.mid_block) else None
         self.mid_block = MidBlock(config, channels[-1], audio_dim, mid_motion)
@@ -69,8 +76,16 @@ class _UNetBackbone(nn.Module):
             prev_channels, out_channels = out_channels, reversed_channels[i]
             in_channels = reversed_channels[min(i + 1, len(channels) - 1)]
             self.up_blocks.append(
-                UpBlock(config, in_channels, prev_channels, out_channels, with_attention, i < len(channels) - 1,
-                        audio_dim, block_motion(2 ** (len(channels) - 1 - i), decoder=True))
+                UpBlock(
+                    config,
+                    in_channels,
+                    prev_channels,
+                    out_channels,
+                    with_attention,
+                    i < len(channels) - 1,
+                    audio_dim,
+                    block_motion(2 ** (len(channels) - 1 - i), decoder=True),
+                )
             )
         for name, module in self.named_modules():
             if isinstance(module, TransformerBlock):
@@ -85,8 +100,9 @@ class _UNetBackbone(nn.Module):
         if timesteps.ndim == 0:
             timesteps = timesteps[None]
         timesteps = timesteps.expand(batch)
-        embedding = timestep_embedding(timesteps, self.config.block_out_channels[0],
-                                       self.config.flip_sin_to_cos, self.config.freq_shift)
+        embedding = timestep_embedding(
+            timesteps, self.config.block_out_channels[0], self.config.flip_sin_to_cos, self.config.freq_shift
+        )
         return self.time_embedding(embedding.to(self.dtype))
 
     def _run_blocks(self, hidden_states: torch.Tensor, inputs: BlockInputs) -> torch.Tensor:
@@ -131,9 +147,12 @@ class ReferenceUNet(_UNetBackbone):
         self._run_blocks(self.conv_in(reference_latents.to(self.dtype)), inputs)
         return captured
 
-
-    def features_then_release(self, reference_latents: torch.Tensor, timestep: torch.Tensor | int = 0,
-                              device: torch.device | str | None = None) -> ReferenceFeatures:
+    def features_then_release(
+        self,
+        reference_latents: torch.Tensor,
+        timestep: torch.Tensor | int = 0,
+        device: torch.device | str | None = None,
+    ) -> ReferenceFeatures:
         """:meth:`forward` on ``device`` (default: the latents'), then, on a GPU, the weights go back to the
         CPU: the reference UNet runs once per video, so it need not hold GPU memory while the denoising
         UNet runs. The features stay on ``device``. Safe to call again: the weights move back first.
@@ -215,4 +234,3 @@ class DenoisingUNet(_UNetBackbone):
         hidden_states = self._run_blocks(hidden_states, inputs)
         hidden_states = self.conv_out(F.silu(self.conv_norm_out(hidden_states)))
         return hidden_states.reshape(batch, frames, -1, height, width).permute(0, 2, 1, 3, 4)
-

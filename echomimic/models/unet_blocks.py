@@ -34,8 +34,15 @@ class _Block(nn.Module):
     attentions: nn.ModuleList | None
     motion_modules: nn.ModuleList | None
 
-    def _add_layers(self, config: UNetConfig, channels: int, layers: int, with_attention: bool,
-                    audio_dim: int | None, motion: MotionModuleConfig | None) -> None:
+    def _add_layers(
+        self,
+        config: UNetConfig,
+        channels: int,
+        layers: int,
+        with_attention: bool,
+        audio_dim: int | None,
+        motion: MotionModuleConfig | None,
+    ) -> None:
         """The optional per-layer spatial transformers and motion modules."""
         self.attentions = (
             nn.ModuleList(
@@ -45,9 +52,7 @@ class _Block(nn.Module):
             if with_attention
             else None
         )
-        self.motion_modules = (
-            nn.ModuleList(_motion_module(channels, motion) for _ in range(layers)) if motion else None
-        )
+        self.motion_modules = nn.ModuleList(_motion_module(channels, motion) for _ in range(layers)) if motion else None
 
     def _layer(self, index: int, hidden_states: torch.Tensor, inputs: BlockInputs) -> torch.Tensor:
         hidden_states = self.resnets[index](hidden_states, inputs.time_embedding)
@@ -59,8 +64,16 @@ class _Block(nn.Module):
 
 
 class DownBlock(_Block):
-    def __init__(self, config: UNetConfig, in_channels: int, out_channels: int, with_attention: bool,
-                 add_downsample: bool, audio_dim: int | None, motion: MotionModuleConfig | None) -> None:
+    def __init__(
+        self,
+        config: UNetConfig,
+        in_channels: int,
+        out_channels: int,
+        with_attention: bool,
+        add_downsample: bool,
+        audio_dim: int | None,
+        motion: MotionModuleConfig | None,
+    ) -> None:
         super().__init__()
         layers = config.layers_per_block
         groups, eps = config.norm_num_groups, config.norm_eps
@@ -87,8 +100,9 @@ class DownBlock(_Block):
 class MidBlock(nn.Module):
     """resnet -> attention -> motion module -> resnet."""
 
-    def __init__(self, config: UNetConfig, channels: int, audio_dim: int | None,
-                 motion: MotionModuleConfig | None) -> None:
+    def __init__(
+        self, config: UNetConfig, channels: int, audio_dim: int | None, motion: MotionModuleConfig | None
+    ) -> None:
         super().__init__()
         groups, eps, temb = config.norm_num_groups, config.norm_eps, config.time_embed_dim
         scale = config.mid_block_scale_factor
@@ -105,9 +119,17 @@ class MidBlock(nn.Module):
 
 
 class UpBlock(_Block):
-    def __init__(self, config: UNetConfig, in_channels: int, prev_channels: int, out_channels: int,
-                 with_attention: bool, add_upsample: bool, audio_dim: int | None,
-                 motion: MotionModuleConfig | None) -> None:
+    def __init__(
+        self,
+        config: UNetConfig,
+        in_channels: int,
+        prev_channels: int,
+        out_channels: int,
+        with_attention: bool,
+        add_upsample: bool,
+        audio_dim: int | None,
+        motion: MotionModuleConfig | None,
+    ) -> None:
         super().__init__()
         layers = config.layers_per_block + 1
         groups, eps = config.norm_num_groups, config.norm_eps
@@ -120,8 +142,13 @@ class UpBlock(_Block):
         self._add_layers(config, out_channels, layers, with_attention, audio_dim, motion)
         self.upsamplers = nn.ModuleList([Upsample(out_channels)]) if add_upsample else None
 
-    def forward(self, hidden_states: torch.Tensor, skips: list[torch.Tensor], inputs: BlockInputs,
-                upsample_size: tuple[int, int] | None) -> torch.Tensor:
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        skips: list[torch.Tensor],
+        inputs: BlockInputs,
+        upsample_size: tuple[int, int] | None,
+    ) -> torch.Tensor:
         for index in range(len(self.resnets)):
             hidden_states = torch.cat([hidden_states, skips.pop()], dim=1)
             hidden_states = self._layer(index, hidden_states, inputs)

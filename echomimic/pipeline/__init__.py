@@ -2,14 +2,7 @@
 
 from .inputs import PreparedInputs, prepare_inputs
 from .length import LENGTH_POLICIES, FramePlan, plan_frame_count
-from .sampler import (
-    GeneratedVideo,
-    ProgressInfo,
-    RunProgress,
-    SamplingSettings,
-    decode_latents,
-    generate_video,
-)
+from .sampler import GeneratedVideo, ProgressInfo, RunProgress, SamplingSettings, decode_latents, generate_video
 from .vae import DiffusersVae, VaeAdapter, load_diffusers_vae
 
 __all__ = [

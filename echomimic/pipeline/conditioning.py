@@ -45,8 +45,9 @@ def encode_reference(models: EchoMimicModels, vae: VaeAdapter, prepared: Prepare
     return Conditioning(reference_features=reference_features, face_features=face_features)
 
 
-def window_features(models: EchoMimicModels, prepared: PreparedInputs, conditioning: Conditioning,
-                    window: Sequence[int]) -> torch.Tensor:
+def window_features(
+    models: EchoMimicModels, prepared: PreparedInputs, conditioning: Conditioning, window: Sequence[int]
+) -> torch.Tensor:
     """Conditioning-net features of the frames in ``window``: [1, C0, len(window) or 1, h, w]."""
     if conditioning.face_features is not None:
         return conditioning.face_features  # one frame, broadcast over the window inside the UNet

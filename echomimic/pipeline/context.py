@@ -16,8 +16,9 @@ def uniform_windows(num_frames: int, context_frames: int, context_overlap: int) 
     if num_frames <= context_frames:
         return [list(range(num_frames))]
     stride = context_frames - context_overlap
-    return [[index % num_frames for index in range(start, start + context_frames)]
-            for start in range(0, num_frames, stride)]
+    return [
+        [index % num_frames for index in range(start, start + context_frames)] for start in range(0, num_frames, stride)
+    ]
 
 
 def windows_at_step(base_windows: list[list[int]], step: int, shift: int, num_frames: int) -> list[list[int]]:

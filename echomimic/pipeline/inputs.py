@@ -107,8 +107,10 @@ def prepare_face_mask(mask: torch.Tensor | np.ndarray, height: int, width: int) 
         raise InputError("The face mask holds NaN or infinite values; give a mask in 0..1.")
     mask = mask.clamp(0.0, 1.0)
     if float(mask.max()) <= 0.0:
-        raise InputError("The face mask is empty (all 0). Use the face mask of EchoMimic's face crop, or draw one "
-                         "over the face (1 where the face may move).")
+        raise InputError(
+            "The face mask is empty (all 0). Use the face mask of EchoMimic's face crop, or draw one "
+            "over the face (1 where the face may move)."
+        )
     if tuple(mask.shape) != (height, width):
         mask = F.interpolate(mask[None, None], size=(height, width), mode="bilinear", align_corners=False)[0, 0]
     return mask[None, None, None].clamp(0.0, 1.0)
@@ -184,8 +186,10 @@ def prepare_inputs(
     if mode == "pose" and pose_images is not None:
         raise InputError("Hand-pose images drive only the V2 variants; the V1 landmark variants take landmark images.")
     if mode == "v2_pose" and landmark_images is not None:
-        raise InputError("The V2 variants are driven by hand-pose images, not face landmarks: connect the drawn "
-                         "hand poses (hand_pose_images).")
+        raise InputError(
+            "The V2 variants are driven by hand-pose images, not face landmarks: connect the drawn "
+            "hand poses (hand_pose_images)."
+        )
     driving_images = pose_images if pose_images is not None else landmark_images
     settings = _check_fps(settings.validated(), audio_features)
     height, width = settings.height, settings.width
@@ -204,8 +208,10 @@ def prepare_inputs(
     elif mode in DRIVING_NAMES:
         name = DRIVING_NAMES[mode]
         if driving_images is None:
-            raise InputError(f"This variant is driven by {name}: connect them "
-                             f"({'EchoMimic Draw Landmarks' if mode == 'pose' else 'drawn hand poses'}).")
+            raise InputError(
+                f"This variant is driven by {name}: connect them "
+                f"({'EchoMimic Draw Landmarks' if mode == 'pose' else 'drawn hand poses'})."
+            )
         if mode == "v2_pose" and audio_features is None:
             raise InputError("The V2 variants need audio features (speech) as well as the hand poses.")
         mask = None
@@ -218,5 +224,11 @@ def prepare_inputs(
         requested=settings.length,
         policy=settings.length_policy,
     )
-    return PreparedInputs(settings=settings, plan=plan, reference=reference_pixels(reference_image, height, width),
-                          face_mask=mask, driving_images=driving, audio=audio_features)
+    return PreparedInputs(
+        settings=settings,
+        plan=plan,
+        reference=reference_pixels(reference_image, height, width),
+        face_mask=mask,
+        driving_images=driving,
+        audio=audio_features,
+    )

@@ -21,8 +21,14 @@ from dataclasses import dataclass
 from ..errors import InputError
 from ..release import DEFAULT_LENGTH_POLICY, LENGTH_POLICIES
 
-__all__ = ["DEFAULT_LENGTH_POLICY", "LENGTH_POLICIES", "FramePlan", "driving_frames_needed", "driving_index",
-           "plan_frame_count"]
+__all__ = [
+    "DEFAULT_LENGTH_POLICY",
+    "LENGTH_POLICIES",
+    "FramePlan",
+    "driving_frames_needed",
+    "driving_index",
+    "plan_frame_count",
+]
 
 
 def check_length_policy(policy: str) -> str:
@@ -72,8 +78,13 @@ class FramePlan:
         return [driving_index(int(frame), self.driving_frames, self.policy) for frame in frames]
 
 
-def plan_frame_count(*, audio_frames: int | None, driving_frames: int | None = None, requested: int = 0,
-                     policy: str = DEFAULT_LENGTH_POLICY) -> FramePlan:
+def plan_frame_count(
+    *,
+    audio_frames: int | None,
+    driving_frames: int | None = None,
+    requested: int = 0,
+    policy: str = DEFAULT_LENGTH_POLICY,
+) -> FramePlan:
     """Decide the video length.
 
     audio_frames: frames the audio features cover (None: no audio, landmark variants only).
@@ -97,22 +108,31 @@ def plan_frame_count(*, audio_frames: int | None, driving_frames: int | None = N
         if requested and requested < audio_frames:
             length, reason = requested, f"{requested} frames as requested (the audio covers {audio_frames})"
         elif requested > audio_frames:
-            reason = (f"{audio_frames} frames: {requested} were requested but the audio covers only "
-                      f"{audio_frames} frames; use a longer clip for a longer video")
+            reason = (
+                f"{audio_frames} frames: {requested} were requested but the audio covers only "
+                f"{audio_frames} frames; use a longer clip for a longer video"
+            )
     else:
         assert driving_frames is not None
         length = requested or driving_frames
-        reason = (f"{length} frames as requested" if requested
-                  else f"{length} frames: as long as the driving sequence (no audio)")
+        reason = (
+            f"{length} frames as requested"
+            if requested
+            else f"{length} frames: as long as the driving sequence (no audio)"
+        )
         if requested > driving_frames and policy == "stop":
             length = driving_frames
-            reason = (f"{driving_frames} frames: {requested} were requested but the driving sequence has "
-                      f"only {driving_frames} (length policy 'stop')")
+            reason = (
+                f"{driving_frames} frames: {requested} were requested but the driving sequence has "
+                f"only {driving_frames} (length policy 'stop')"
+            )
 
     if driving_frames is not None and length > driving_frames:
         if policy == "stop":
-            reason = (f"{driving_frames} frames: the driving sequence has {driving_frames} frames and the "
-                      f"length policy 'stop' ends the video with it (the audio covers {length})")
+            reason = (
+                f"{driving_frames} frames: the driving sequence has {driving_frames} frames and the "
+                f"length policy 'stop' ends the video with it (the audio covers {length})"
+            )
             length = driving_frames
         else:
             how = {"loop": "looped", "ping-pong": "played back and forth", "hold": "holding its last frame"}

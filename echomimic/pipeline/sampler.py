@@ -88,9 +88,16 @@ def initial_latents(seed: int, shape: tuple[int, ...], clamp: bool) -> torch.Ten
     return latents.clamp(-NOISE_CLAMP, NOISE_CLAMP) if clamp else latents
 
 
-def predict_windows(models: EchoMimicModels, prepared: PreparedInputs, conditioning: Conditioning,
-                    latents: torch.Tensor, windows: Sequence[Sequence[int]], timestep: int, use_cfg: bool,
-                    alphas_cumprod: torch.Tensor) -> list[torch.Tensor]:
+def predict_windows(
+    models: EchoMimicModels,
+    prepared: PreparedInputs,
+    conditioning: Conditioning,
+    latents: torch.Tensor,
+    windows: Sequence[Sequence[int]],
+    timestep: int,
+    use_cfg: bool,
+    alphas_cumprod: torch.Tensor,
+) -> list[torch.Tensor]:
     """The UNet's velocity for the frames of each window, all windows in one UNet call (they have one length).
 
     Returns one [2 if CFG (uncond, cond) else 1, 4, len(window), h, w] tensor per window. Batch items are
@@ -119,7 +126,7 @@ def predict_windows(models: EchoMimicModels, prepared: PreparedInputs, condition
         prediction = reround_velocity(prediction, model_input, alphas_cumprod, timestep)
     if use_cfg:
         return [prediction[index::count] for index in range(count)]
-    return [prediction[index:index + 1] for index in range(count)]
+    return [prediction[index : index + 1] for index in range(count)]
 
 
 def auto_window_batch(device: torch.device, settings: SamplingSettings, use_cfg: bool) -> int:
@@ -130,7 +137,9 @@ def auto_window_batch(device: torch.device, settings: SamplingSettings, use_cfg:
     free, _total = torch.cuda.mem_get_info(device)
     # ~1.5 kB of activations per latent pixel per frame per batch item at the widest (320-channel) level in
     # half precision, times 2 for fp32 and the attention peaks: an estimate, kept on the safe side.
-    per_window = 3_000 * settings.context_frames * (settings.height // 8) * (settings.width // 8) * (2 if use_cfg else 1)
+    per_window = (
+        3_000 * settings.context_frames * (settings.height // 8) * (settings.width // 8) * (2 if use_cfg else 1)
+    )
     return max(1, min(8, int(free * 0.5) // max(per_window, 1)))
 
 
@@ -166,9 +175,10 @@ def denoise(
         for first in range(0, len(windows), window_batch):
             if should_cancel is not None and should_cancel():
                 raise CancelledError("Sampling was cancelled.")
-            group = windows[first:first + window_batch]
-            predictions = predict_windows(models, prepared, conditioning, latents, group, timestep, use_cfg,
-                                          alphas_cumprod)
+            group = windows[first : first + window_batch]
+            predictions = predict_windows(
+                models, prepared, conditioning, latents, group, timestep, use_cfg, alphas_cumprod
+            )
             for window_index, (window, prediction) in enumerate(zip(group, predictions), start=first):
                 prediction_sum[:, :, window] += prediction
                 counts[:, :, window] += 1
@@ -225,8 +235,15 @@ def generate_video(
     max_window = models.config.motion.max_frames
     if settings.context_frames > max_window:
         raise InputError(f"context_frames can be at most {max_window} (the motion modules' span).")
-    prepared = prepare_inputs(models.mode, reference_image, settings=settings, audio_features=audio_features,
-                              face_mask=face_mask, landmark_images=landmark_images, pose_images=pose_images)
+    prepared = prepare_inputs(
+        models.mode,
+        reference_image,
+        settings=settings,
+        audio_features=audio_features,
+        face_mask=face_mask,
+        landmark_images=landmark_images,
+        pose_images=pose_images,
+    )
     num_frames = prepared.plan.num_frames
     decode_batch = prepared.settings.decode_batch or auto_decode_batch(models.device)
     denoise_units = denoise_unit_count(prepared.settings, num_frames)
@@ -243,8 +260,9 @@ def generate_video(
 
     conditioning = encode_reference(models, vae, prepared)
     report("reference", 1)
-    latents = denoise(models, prepared, conditioning, progress=report_denoising, should_cancel=should_cancel,
-                      on_step=on_step)
+    latents = denoise(
+        models, prepared, conditioning, progress=report_denoising, should_cancel=should_cancel, on_step=on_step
+    )
     fps = float(prepared.settings.fps)
 
     def decoded_chunks() -> Iterator[torch.Tensor]:
@@ -264,15 +282,16 @@ def denoise_unit_count(settings: SamplingSettings, num_frames: int) -> int:
     return settings.steps * len(uniform_windows(num_frames, settings.context_frames, settings.context_overlap))
 
 
-def iter_decoded_frames(vae: VaeAdapter, latents: torch.Tensor, batch: int = 0,
-                        should_cancel: Callable[[], bool] | None = None) -> Iterator[torch.Tensor]:
+def iter_decoded_frames(
+    vae: VaeAdapter, latents: torch.Tensor, batch: int = 0, should_cancel: Callable[[], bool] | None = None
+) -> Iterator[torch.Tensor]:
     """[1, 4, F, h, w] scaled latents -> chunks [n <= batch, 8h, 8w, 3] float32 0..1 on the CPU, in order
     (``batch`` 0: :func:`~.vae.auto_decode_batch` for the latents' device)."""
     batch = batch or auto_decode_batch(latents.device)
     for start in range(0, latents.shape[2], batch):
         if should_cancel is not None and should_cancel():
             raise CancelledError("Decoding was cancelled.")
-        chunk = latents[0, :, start:start + batch].permute(1, 0, 2, 3)
+        chunk = latents[0, :, start : start + batch].permute(1, 0, 2, 3)
         yield vae.decode(chunk).float().permute(0, 2, 3, 1).cpu()  # the adapter gives 0..1 pixels
 
 
@@ -283,14 +302,15 @@ def gather_frames(chunks: Iterable[torch.Tensor], num_frames: int) -> torch.Tens
     for decoded in chunks:
         if frames is None:
             frames = torch.empty((num_frames, *decoded.shape[1:]), dtype=torch.float32)
-        frames[start:start + decoded.shape[0]] = decoded
+        frames[start : start + decoded.shape[0]] = decoded
         start += decoded.shape[0]
     assert frames is not None
     return frames
 
 
-def decode_latents(vae: VaeAdapter, latents: torch.Tensor, batch: int = 0,
-                   should_cancel: Callable[[], bool] | None = None) -> torch.Tensor:
+def decode_latents(
+    vae: VaeAdapter, latents: torch.Tensor, batch: int = 0, should_cancel: Callable[[], bool] | None = None
+) -> torch.Tensor:
     """[1, 4, F, h, w] scaled latents -> [F, 8h, 8w, 3] float32 0..1 on the CPU, filled chunk by chunk."""
     return gather_frames(iter_decoded_frames(vae, latents, batch, should_cancel), latents.shape[2])
 

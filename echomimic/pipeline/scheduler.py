@@ -29,8 +29,9 @@ def _alpha(alphas_cumprod: torch.Tensor, timestep: int) -> torch.Tensor:
     return alphas_cumprod[timestep] if timestep >= 0 else torch.ones((), dtype=alphas_cumprod.dtype)
 
 
-def reround_velocity(velocity: torch.Tensor, sample: torch.Tensor, alphas_cumprod: torch.Tensor,
-                     timestep: int) -> torch.Tensor:
+def reround_velocity(
+    velocity: torch.Tensor, sample: torch.Tensor, alphas_cumprod: torch.Tensor, timestep: int
+) -> torch.Tensor:
     """The accelerated pipelines' round trip v -> x0 -> "pseudo velocity" toward t = -1.
 
     Algebraically the identity; kept because the official accelerated weights were sampled with its

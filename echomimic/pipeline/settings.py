@@ -39,15 +39,22 @@ class SamplingSettings:
         V1 512x512 seed 420, V2 768x768 seed 3407."""
         spec = release.variant(variant)
         width, height = release.DEFAULT_SIZE[spec.version]
-        return cls(width=width, height=height, steps=spec.default_steps, cfg=spec.default_cfg,
-                   seed=release.DEFAULT_SEED[spec.version], context_frames=release.DEFAULT_CONTEXT_FRAMES,
-                   context_overlap=release.DEFAULT_CONTEXT_OVERLAP)
+        return cls(
+            width=width,
+            height=height,
+            steps=spec.default_steps,
+            cfg=spec.default_cfg,
+            seed=release.DEFAULT_SEED[spec.version],
+            context_frames=release.DEFAULT_CONTEXT_FRAMES,
+            context_overlap=release.DEFAULT_CONTEXT_OVERLAP,
+        )
 
     @classmethod
     def for_variant(cls, variant: str, **overrides: Any) -> SamplingSettings:
         """The official defaults of ``variant`` with each override that is not None applied (None: official)."""
-        return dataclasses.replace(cls.defaults_for(variant),
-                                   **{name: value for name, value in overrides.items() if value is not None})
+        return dataclasses.replace(
+            cls.defaults_for(variant), **{name: value for name, value in overrides.items() if value is not None}
+        )
 
     def validated(self, max_context_frames: int = release.MOTION_MODULE_SPAN) -> SamplingSettings:
         """``self`` if every setting is usable, else :class:`InputError` saying what to change.
@@ -56,8 +63,10 @@ class SamplingSettings:
         (``temporal_position_encoding_max_len`` of the config; 32 in every shipped config).
         """
         if not (math.isfinite(self.cfg) and math.isfinite(self.fps)):
-            raise InputError(f"cfg ({self.cfg}) and fps ({self.fps}) must be ordinary numbers, not nan or inf; "
-                             "for example cfg 2.5 and fps 24.")
+            raise InputError(
+                f"cfg ({self.cfg}) and fps ({self.fps}) must be ordinary numbers, not nan or inf; "
+                "for example cfg 2.5 and fps 24."
+            )
         if not 0 <= self.seed <= release.SEED_MAX:
             raise InputError(f"The seed must be between 0 and {release.SEED_MAX} (2**64 - 1), got {self.seed}.")
         if self.width < 8 or self.height < 8 or self.width % 8 or self.height % 8:
@@ -74,8 +83,10 @@ class SamplingSettings:
         if not self.fps >= 0:
             raise InputError("fps must be positive (or 0 to take the audio features' frame rate).")
         if not 1 <= self.context_frames <= max_context_frames:
-            raise InputError(f"context_frames must be between 1 and {max_context_frames} (the motion modules' "
-                             f"span), got {self.context_frames}; the official value is 12.")
+            raise InputError(
+                f"context_frames must be between 1 and {max_context_frames} (the motion modules' "
+                f"span), got {self.context_frames}; the official value is 12."
+            )
         if not 0 <= self.context_overlap < self.context_frames:
             raise InputError(
                 f"context_overlap ({self.context_overlap}) must be smaller than context_frames "
@@ -86,5 +97,7 @@ class SamplingSettings:
         if self.window_batch < 0:
             raise InputError("window_batch must be at least 1 (or 0: automatic, per device).")
         if self.length_policy not in LENGTH_POLICIES:
-            raise InputError(f"Unknown length policy {self.length_policy!r}; choose one of {', '.join(LENGTH_POLICIES)}.")
+            raise InputError(
+                f"Unknown length policy {self.length_policy!r}; choose one of {', '.join(LENGTH_POLICIES)}."
+            )
         return self

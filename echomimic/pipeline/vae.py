@@ -68,8 +68,9 @@ class DiffusersVae:
         return (self.vae.decode(latents / LATENT_SCALE).sample.float() / 2 + 0.5).clamp(0, 1)
 
 
-def load_diffusers_vae(path: str | Path, device: torch.device | str = "cpu",
-                       dtype: torch.dtype = torch.float32) -> DiffusersVae:
+def load_diffusers_vae(
+    path: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> DiffusersVae:
     """Load a diffusers VAE folder (``config.json`` + weights), e.g. ``sd-vae-ft-mse``."""
     path = Path(path)
     if not (path / "config.json").is_file():
@@ -83,8 +84,7 @@ def load_diffusers_vae(path: str | Path, device: torch.device | str = "cpu",
     try:
         # Without accelerate diffusers falls back to low_cpu_mem_usage=False anyway, but prints six lines of
         # advice on every run; asking for that fallback directly loads the same weights without them.
-        vae = AutoencoderKL.from_pretrained(str(path), torch_dtype=dtype,
-                                            low_cpu_mem_usage=is_accelerate_available())
+        vae = AutoencoderKL.from_pretrained(str(path), torch_dtype=dtype, low_cpu_mem_usage=is_accelerate_available())
     except (OSError, ValueError, RuntimeError) as exc:
         raise WeightsError(f"The VAE at {path} could not be loaded ({exc}). Download it again.") from None
     return DiffusersVae(vae.to(device).eval().requires_grad_(False))

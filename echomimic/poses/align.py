@@ -55,12 +55,16 @@ def align_hand_poses(poses: HandPoseSequence, reference: BodyAnchor) -> HandPose
     Returns a sequence in the reference frame (reference.width x reference.height).
     """
     if poses.shoulders is None:
-        raise InputError("These hand poses carry no body (shoulders), so they cannot be aligned. Extract them "
-                         "with the body switched on, or switch alignment off.")
+        raise InputError(
+            "These hand poses carry no body (shoulders), so they cannot be aligned. Extract them "
+            "with the body switched on, or switch alignment off."
+        )
     driving = BodyAnchor.from_shoulders(poses.shoulders, poses.width, poses.height)
     if driving is None:
-        raise InputError("No person (shoulders) was found in any driving frame, so the hand poses cannot be "
-                         "aligned. Use a half-body driving video, or switch alignment off.")
+        raise InputError(
+            "No person (shoulders) was found in any driving frame, so the hand poses cannot be "
+            "aligned. Use a half-body driving video, or switch alignment off."
+        )
     scale = reference.shoulder_width / driving.shoulder_width
     source_size = np.array([poses.width, poses.height], dtype=np.float64)
     target_size = np.array([reference.width, reference.height], dtype=np.float64)
@@ -69,8 +73,9 @@ def align_hand_poses(poses: HandPoseSequence, reference: BodyAnchor) -> HandPose
         pixels = normalised * source_size
         return ((pixels - np.array(driving.centre)) * scale + np.array(reference.centre)) / target_size
 
-    return HandPoseSequence(move(poses.points), reference.width, reference.height, poses.scores.copy(),
-                            move(poses.shoulders))
+    return HandPoseSequence(
+        move(poses.points), reference.width, reference.height, poses.scores.copy(), move(poses.shoulders)
+    )
 
 
 def reference_anchor(
@@ -91,9 +96,11 @@ def reference_anchor(
     shoulders = find_shoulders(batch, models_dir=models_dir, backend=backend, legacy_available=legacy_available)
     anchor = BodyAnchor.from_shoulders(shoulders, batch.shape[2], batch.shape[1])
     if anchor is None:
-        raise InputError("No person was found in the reference image by the pose landmarker, so the hand poses "
-                         "cannot be aligned to it and the run stopped. Use a half-body photo with both shoulders "
-                         "visible, or switch alignment off to use the poses as they are.")
+        raise InputError(
+            "No person was found in the reference image by the pose landmarker, so the hand poses "
+            "cannot be aligned to it and the run stopped. Use a half-body photo with both shoulders "
+            "visible, or switch alignment off to use the poses as they are."
+        )
     return anchor
 
 
@@ -113,6 +120,7 @@ def align_to_reference(
     legacy_available: bool | None = None,
 ) -> HandPoseSequence:
     """`align_hand_poses` onto the person found in `reference_image` (see `reference_anchor`)."""
-    anchor = reference_anchor(reference_image, models_dir=models_dir, backend=backend,
-                              legacy_available=legacy_available)
+    anchor = reference_anchor(
+        reference_image, models_dir=models_dir, backend=backend, legacy_available=legacy_available
+    )
     return align_hand_poses(poses, anchor)

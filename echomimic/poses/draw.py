@@ -22,8 +22,26 @@ from ..release import POSE_REF_W
 from .sequence import HandPoseSequence
 
 HAND_EDGES: tuple[tuple[int, int], ...] = (
-    (0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (0, 9), (9, 10),
-    (10, 11), (11, 12), (0, 13), (13, 14), (14, 15), (15, 16), (0, 17), (17, 18), (18, 19), (19, 20),
+    (0, 1),
+    (1, 2),
+    (2, 3),
+    (3, 4),
+    (0, 5),
+    (5, 6),
+    (6, 7),
+    (7, 8),
+    (0, 9),
+    (9, 10),
+    (10, 11),
+    (11, 12),
+    (0, 13),
+    (13, 14),
+    (14, 15),
+    (15, 16),
+    (0, 17),
+    (17, 18),
+    (18, 19),
+    (19, 20),
 )
 DEFAULT_REF_W = POSE_REF_W  # the official scripts' ref_w at 768x768 (release.py)
 _EPS = 0.01  # the official visibility threshold on pixel coordinates
@@ -61,8 +79,9 @@ def _draw_hand(canvas: np.ndarray, points: np.ndarray, scores: np.ndarray) -> No
             cv2.circle(canvas, (x, y), 4, (0, 0, int(weight * 255)), thickness=-1)
 
 
-def draw_hand_frame(points: np.ndarray, scores: np.ndarray, width: int, height: int,
-                    ref_w: int = DEFAULT_REF_W) -> np.ndarray:
+def draw_hand_frame(
+    points: np.ndarray, scores: np.ndarray, width: int, height: int, ref_w: int = DEFAULT_REF_W
+) -> np.ndarray:
     """One frame: points [2, 21, 2] normalised (NaN = absent), scores [2, 21] -> [height, width, 3] uint8 RGB."""
     import cv2
 

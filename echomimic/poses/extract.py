@@ -3,7 +3,8 @@
 Each frame is processed on its own (image mode). MediaPipe's hand landmarks have the same 21-point
 topology as the DWPose hands the official V2 data holds. Hand order: MediaPipe's "Left" label is the
 person's left hand on an unmirrored photo (the shared reference photos show it at the image's right),
-which is DWPose's hand 0; the legacy API's labels are those of a mirrored image and are swapped. Frames where a hand is not found keep it empty (NaN): nothing is drawn for it,
+which is DWPose's hand 0; the legacy API's labels are those of a mirrored image and are swapped.
+Frames where a hand is not found keep it empty (NaN): nothing is drawn for it,
 as in the official data, and `HandPoseSequence.frames_without_hands` reports them.
 """
 
@@ -26,8 +27,9 @@ POSE_LEFT_SHOULDER, POSE_RIGHT_SHOULDER = 11, 12  # MediaPipe pose landmark indi
 DETECTED_POINT_SCORE = 1.0  # MediaPipe gives no per-point score; the official demo scores are ~1
 
 
-def resolve_backend(model: MediaPipeModel, models_dir: str | Path | None, backend: str,
-                    legacy_available: bool | None) -> Backend:
+def resolve_backend(
+    model: MediaPipeModel, models_dir: str | Path | None, backend: str, legacy_available: bool | None
+) -> Backend:
     """The MediaPipe API for `model`; with the Tasks API its file is found in models_dir or downloaded
     there on first use (landmarks.backends.choose_backend)."""
     return choose_backend(model, models_dir, backend=backend, legacy_available=legacy_available)
@@ -45,10 +47,14 @@ class HandDetector:
         def tasks(base_options: Any) -> Any:
             from mediapipe.tasks.python.vision import HandLandmarker, HandLandmarkerOptions
 
-            return HandLandmarker.create_from_options(HandLandmarkerOptions(
-                base_options=base_options, num_hands=NUM_HANDS,
-                min_hand_detection_confidence=min_confidence, min_hand_presence_confidence=min_confidence,
-            ))
+            return HandLandmarker.create_from_options(
+                HandLandmarkerOptions(
+                    base_options=base_options,
+                    num_hands=NUM_HANDS,
+                    min_hand_detection_confidence=min_confidence,
+                    min_hand_presence_confidence=min_confidence,
+                )
+            )
 
         self.backend = backend
         self._runner = MediaPipeRunner(backend, legacy=legacy, tasks=tasks)
@@ -64,8 +70,9 @@ class HandDetector:
         found: list[tuple[str, float, np.ndarray]] = []  # (label, score, [21, 2])
         result = self._runner.run(frame)
         if self._runner.legacy:
-            for landmarks, handedness in zip(result.multi_hand_landmarks or [], result.multi_handedness or [],
-                                             strict=False):
+            for landmarks, handedness in zip(
+                result.multi_hand_landmarks or [], result.multi_handedness or [], strict=False
+            ):
                 best = handedness.classification[0]
                 # The legacy solution labels hands as seen in a mirrored (selfie) image; the Tasks API
                 # labels them as the person's own hands. Swap, so both give the person's hands.
@@ -112,10 +119,14 @@ class BodyDetector:
         def tasks(base_options: Any) -> Any:
             from mediapipe.tasks.python.vision import PoseLandmarker, PoseLandmarkerOptions
 
-            return PoseLandmarker.create_from_options(PoseLandmarkerOptions(
-                base_options=base_options, num_poses=1,
-                min_pose_detection_confidence=min_confidence, min_pose_presence_confidence=min_confidence,
-            ))
+            return PoseLandmarker.create_from_options(
+                PoseLandmarkerOptions(
+                    base_options=base_options,
+                    num_poses=1,
+                    min_pose_detection_confidence=min_confidence,
+                    min_pose_presence_confidence=min_confidence,
+                )
+            )
 
         self.backend = backend
         self._runner = MediaPipeRunner(backend, legacy=legacy, tasks=tasks)
@@ -155,8 +166,13 @@ def find_shoulders(
     return _detect_shoulders(chosen, batch, progress)
 
 
-def _detect_shoulders(chosen: Backend, batch: np.ndarray, progress: Callable[[int, int], None] | None,
-                      done_before: int = 0, total: int = 0) -> np.ndarray:
+def _detect_shoulders(
+    chosen: Backend,
+    batch: np.ndarray,
+    progress: Callable[[int, int], None] | None,
+    done_before: int = 0,
+    total: int = 0,
+) -> np.ndarray:
     """[F, 2, 2] shoulders of every frame of ``batch``; progress counts on from ``done_before`` of ``total``."""
     total = total or done_before + batch.shape[0]
     shoulders = np.full((batch.shape[0], 2, 2), np.nan)
@@ -202,6 +218,8 @@ def extract_hand_poses(
     scores = np.where(np.isnan(points[..., 0]), np.nan, DETECTED_POINT_SCORE)
     sequence = HandPoseSequence(points, width, height, scores, shoulders)
     if not sequence.hands_found.any():
-        raise InputError(f"No hand was found in any of the {num_frames} frame(s). Use a driving video where the "
-                         "hands are clearly visible (half-body framing), or import an official pose folder.")
+        raise InputError(
+            f"No hand was found in any of the {num_frames} frame(s). Use a driving video where the "
+            "hands are clearly visible (half-body framing), or import an official pose folder."
+        )
     return sequence

@@ -73,14 +73,20 @@ def _safe_reconstruct(cls: Any, shape: Any, typecode: Any) -> np.ndarray:
 
 def _safe_scalar(dtype: Any, data: Any = None) -> Any:
     """numpy's ``scalar``: a number from exactly its bytes, never an object from bytes."""
-    if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf" or not isinstance(data, bytes) \
-            or len(data) != dtype.itemsize:
+    if (
+        not isinstance(dtype, np.dtype)
+        or dtype.kind not in "biuf"
+        or not isinstance(data, bytes)
+        or len(data) != dtype.itemsize
+    ):
         _refuse("a numpy scalar that is not a plain number")
     return _multiarray().scalar(dtype, data)
 
 
-_ALLOWED_GLOBALS: dict[tuple[str, str], Callable[..., Any]] = {("numpy", "ndarray"): np.ndarray,
-                                                              ("numpy", "dtype"): _safe_dtype}
+_ALLOWED_GLOBALS: dict[tuple[str, str], Callable[..., Any]] = {
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): _safe_dtype,
+}
 for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):  # numpy 1 and numpy 2 pickles
     _ALLOWED_GLOBALS[(_module, "_reconstruct")] = _safe_reconstruct
     _ALLOWED_GLOBALS[(_module, "scalar")] = _safe_scalar
@@ -159,8 +165,9 @@ def _check_plain(value: Any, where: str) -> None:
             elif item.dtype.kind not in "biuf":
                 raise InputError(f"{where} holds a {item.dtype} array; pose files hold numbers only.")
         elif item is not None and not isinstance(item, (bool, int, float, str, np.number, np.bool_)):
-            raise InputError(f"{where} holds a {type(item).__name__}; pose files hold arrays, dicts, lists and "
-                             "numbers only.")
+            raise InputError(
+                f"{where} holds a {type(item).__name__}; pose files hold arrays, dicts, lists and numbers only."
+            )
 
 
 def read_official_pose_file(path: str | Path) -> dict[str, Any]:
@@ -177,8 +184,7 @@ def read_official_pose_file(path: str | Path) -> dict[str, Any]:
     stream = io.BytesIO(path.read_bytes())
     try:
         version = np.lib.format.read_magic(stream)
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, _fortran, dtype = read_header(stream)  # the header only: no pickle is read here
     except (ValueError, OSError) as error:
         raise InputError(f"{path} is not a numpy .npy file ({error}); give an official pose folder.") from error
@@ -187,10 +193,14 @@ def read_official_pose_file(path: str | Path) -> dict[str, Any]:
     try:
         value = _PlainDataUnpickler(stream).load()
     except pickle.UnpicklingError as error:
-        raise InputError(f"Refused to read {path}: {error}. It is not an official pose file (official files "
-                         "hold only numpy arrays and numbers); nothing in it was run.") from error
+        raise InputError(
+            f"Refused to read {path}: {error}. It is not an official pose file (official files "
+            "hold only numpy arrays and numbers); nothing in it was run."
+        ) from error
     except Exception as error:  # truncated or corrupt pickles raise many types
-        raise InputError(f"{path} is corrupt or not an official pose file ({type(error).__name__}: {error}).") from error
+        raise InputError(
+            f"{path} is corrupt or not an official pose file ({type(error).__name__}: {error})."
+        ) from error
     if isinstance(value, np.ndarray) and value.dtype == object and value.shape == ():
         value = value.item()
     _check_plain(value, path.name)
@@ -206,8 +216,9 @@ def _hands_of(pose: dict[str, Any], where: str) -> tuple[np.ndarray, np.ndarray]
     except (KeyError, TypeError, ValueError) as error:
         raise InputError(f"{where} has no usable 'hands' / 'hands_score' ({error}).") from error
     if hands.shape != (NUM_HANDS, NUM_HAND_POINTS, 2) or scores.shape != (NUM_HANDS, NUM_HAND_POINTS):
-        raise InputError(f"{where}: 'hands' must be (2, 21, 2) and 'hands_score' (2, 21), got {hands.shape} and "
-                         f"{scores.shape}.")
+        raise InputError(
+            f"{where}: 'hands' must be (2, 21, 2) and 'hands_score' (2, 21), got {hands.shape} and {scores.shape}."
+        )
     invalid = (hands == -1).all(axis=-1)  # DWPose marks points it did not find with (-1, -1)
     hands[invalid] = np.nan
     scores[invalid] = np.nan
@@ -233,9 +244,7 @@ def _numbered_files(folder: Path) -> list[Path]:
 
 
 def import_official_pose_folder(
-    folder: str | Path,
-    *,
-    progress: Callable[[int, int], None] | None = None,
+    folder: str | Path, *, progress: Callable[[int, int], None] | None = None
 ) -> HandPoseSequence:
     """Import an official demo pose folder (`<index>.npy` per frame, from 0) as a HandPoseSequence.
 
@@ -245,8 +254,10 @@ def import_official_pose_folder(
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise InputError(f"Pose folder {folder} does not exist; give a folder like "
-                         "assets/halfbody_demo/pose/01 from the EchoMimic V2 repository.")
+        raise InputError(
+            f"Pose folder {folder} does not exist; give a folder like "
+            "assets/halfbody_demo/pose/01 from the EchoMimic V2 repository."
+        )
     files = _numbered_files(folder)
     if not files:
         raise InputError(f"{folder} has no numbered pose files (0.npy, 1.npy, ...); give an official pose folder.")
@@ -264,8 +275,10 @@ def import_official_pose_folder(
         except (TypeError, ValueError) as error:
             raise InputError(f"{entry} has no valid draw_pose_params [H, W, r0, r1, c0, c1].") from error
         if (row0, row1, col0, col1) != (0, height, 0, width) or height <= 0 or width <= 0:
-            raise InputError(f"{entry}: draw_pose_params {params} place the pose in part of the frame; "
-                             "only full-frame poses (as in the official demos) can be imported.")
+            raise InputError(
+                f"{entry}: draw_pose_params {params} place the pose in part of the frame; "
+                "only full-frame poses (as in the official demos) can be imported."
+            )
         if size is None:
             size = (width, height)
         elif size != (width, height):

@@ -52,8 +52,10 @@ def hand_pose_images(
     poses.check_has_hands()
     missing = poses.frames_without_hands
     if missing and note is not None:
-        note(f"no hand found in {len(missing)} of {poses.num_frames} frames ({frame_list(missing)}); nothing is "
-             "drawn there")
+        note(
+            f"no hand found in {len(missing)} of {poses.num_frames} frames ({frame_list(missing)}); nothing is "
+            "drawn there"
+        )
     if align:
         poses = align_to_reference(poses, reference_image, models_dir=models_dir)
     used = poses
@@ -62,7 +64,9 @@ def hand_pose_images(
     blank = used.check_drawable("The hand poses" + (" (aligned to the portrait)" if align else ""))
     off_picture = sorted(set(blank) - set(used.frames_without_hands))
     if off_picture and note is not None:
-        note(f"the hands of {len(off_picture)} of {used.num_frames} frames lie outside the picture "
-             f"({frame_list(off_picture)}); nothing is drawn there")
+        note(
+            f"the hands of {len(off_picture)} of {used.num_frames} frames lie outside the picture "
+            f"({frame_list(off_picture)}); nothing is drawn there"
+        )
     frames = draw_hand_poses(used, width, height, ref_w=ref_w).astype(np.float32) / 255.0
     return frames, poses

@@ -67,8 +67,10 @@ class HandPoseSequence:
             points = points[None]
         expected = (NUM_HANDS, NUM_HAND_POINTS, 2)
         if points.ndim != 4 or points.shape[1:] != expected:
-            raise InputError(f"Hand poses must have shape [frames, {NUM_HANDS}, {NUM_HAND_POINTS}, 2], got "
-                             f"{tuple(np.shape(self.points))}. Extract them with extract_hand_poses.")
+            raise InputError(
+                f"Hand poses must have shape [frames, {NUM_HANDS}, {NUM_HAND_POINTS}, 2], got "
+                f"{tuple(np.shape(self.points))}. Extract them with extract_hand_poses."
+            )
         if points.shape[0] == 0:
             raise InputError("The hand pose sequence has no frames; give at least one frame.")
         num_frames = points.shape[0]
@@ -76,19 +78,26 @@ class HandPoseSequence:
         if self.scores is None:
             scores = np.ones(points.shape[:3], dtype=np.float64)
         else:
-            scores = np.array(self.scores, dtype=np.float64).reshape(-1, NUM_HANDS, NUM_HAND_POINTS) \
-                if np.size(self.scores) == num_frames * NUM_HANDS * NUM_HAND_POINTS else None
+            scores = (
+                np.array(self.scores, dtype=np.float64).reshape(-1, NUM_HANDS, NUM_HAND_POINTS)
+                if np.size(self.scores) == num_frames * NUM_HANDS * NUM_HAND_POINTS
+                else None
+            )
             if scores is None:
-                raise InputError(f"Hand pose scores must have shape [{num_frames}, {NUM_HANDS}, "
-                                 f"{NUM_HAND_POINTS}] (one per point), got {tuple(np.shape(self.scores))}.")
+                raise InputError(
+                    f"Hand pose scores must have shape [{num_frames}, {NUM_HANDS}, "
+                    f"{NUM_HAND_POINTS}] (one per point), got {tuple(np.shape(self.scores))}."
+                )
         # Finite and bounded (NaN = absent): an Infinity or 1e30 would make drawing and alignment overflow.
         check_coordinates(points, COORDINATE_LIMIT, "A hand point coordinate (frame, hand, point, axis)")
         with np.errstate(invalid="ignore"):
             bad_score = ~np.isnan(scores) & ~((scores >= 0) & (scores <= SCORE_LIMIT))
         if bad_score.any():
             first = tuple(int(i) for i in np.argwhere(bad_score)[0])
-            raise InputError(f"The hand point score at {first} (frame, hand, point) is {scores[first]!r}; scores "
-                             f"are confidences in 0..{SCORE_LIMIT:g}. The file is damaged or not made by EchoMimic.")
+            raise InputError(
+                f"The hand point score at {first} (frame, hand, point) is {scores[first]!r}; scores "
+                f"are confidences in 0..{SCORE_LIMIT:g}. The file is damaged or not made by EchoMimic."
+            )
         missing = np.isnan(points).any(axis=-1) | np.isnan(scores)
         points[missing] = np.nan
         scores[missing] = np.nan
@@ -96,16 +105,20 @@ class HandPoseSequence:
         if self.shoulders is not None:
             shoulders = np.array(self.shoulders, dtype=np.float64)
             if shoulders.shape != (num_frames, 2, 2):
-                raise InputError(f"Shoulders must have shape [{num_frames}, 2, 2] (left, right x/y per frame), "
-                                 f"got {tuple(shoulders.shape)}.")
+                raise InputError(
+                    f"Shoulders must have shape [{num_frames}, 2, 2] (left, right x/y per frame), "
+                    f"got {tuple(shoulders.shape)}."
+                )
             check_coordinates(shoulders, COORDINATE_LIMIT, "A shoulder coordinate (frame, shoulder, axis)")
             shoulders[np.isnan(shoulders).any(axis=(1, 2))] = np.nan  # a body has both shoulders or none
             self.shoulders = shoulders
         self.width, self.height = frame_side(self.width, "width"), frame_side(self.height, "height")
 
     def __repr__(self) -> str:
-        return (f"HandPoseSequence(frames={self.num_frames}, size={self.width}x{self.height}, "
-                f"frames_without_hands={len(self.frames_without_hands)})")
+        return (
+            f"HandPoseSequence(frames={self.num_frames}, size={self.width}x{self.height}, "
+            f"frames_without_hands={len(self.frames_without_hands)})"
+        )
 
     @property
     def num_frames(self) -> int:
@@ -129,8 +142,10 @@ class HandPoseSequence:
     def check_has_hands(self) -> None:
         """Raise InputError when no frame has a hand (the video would get no hand motion at all)."""
         if not self.hands_found.any():
-            raise InputError(f"The hand pose sequence ({self.num_frames} frames) has no hand in any frame. "
-                             "Use a driving video where the hands are visible, or import an official pose folder.")
+            raise InputError(
+                f"The hand pose sequence ({self.num_frames} frames) has no hand in any frame. "
+                "Use a driving video where the hands are visible, or import an official pose folder."
+            )
 
     def blank_frames(self) -> list[int]:
         """Frames that draw nothing: no point both present and inside the frame (the official drawing skips
@@ -177,12 +192,19 @@ class HandPoseSequence:
         for frame_points, frame_scores in zip(self.points.tolist(), self.scores.tolist(), strict=True):
             frame = []
             for hand_points, hand_scores in zip(frame_points, frame_scores, strict=True):
-                hand = [None if math.isnan(s) else [p[0], p[1], s]
-                        for p, s in zip(hand_points, hand_scores, strict=True)]
+                hand = [
+                    None if math.isnan(s) else [p[0], p[1], s] for p, s in zip(hand_points, hand_scores, strict=True)
+                ]
                 frame.append(None if all(point is None for point in hand) else hand)
             hands.append(frame)
-        data: dict[str, Any] = {"format": JSON_FORMAT, "version": JSON_VERSION, "width": self.width,
-                                "height": self.height, "hand_order": list(HAND_ORDER), "hands": hands}
+        data: dict[str, Any] = {
+            "format": JSON_FORMAT,
+            "version": JSON_VERSION,
+            "width": self.width,
+            "height": self.height,
+            "hand_order": list(HAND_ORDER),
+            "hands": hands,
+        }
         if self.shoulders is not None:
             data["shoulders"] = [None if math.isnan(frame[0][0]) else frame for frame in self.shoulders.tolist()]
         return json.dumps(data, separators=(",", ":"))
@@ -191,12 +213,16 @@ class HandPoseSequence:
     def from_json(cls, text: str) -> HandPoseSequence:
         data = parse_json(text, "hand pose file", "Give a file saved by HandPoseSequence.save.")
         if not isinstance(data, dict) or data.get("format") != JSON_FORMAT:
-            raise InputError(f"This JSON is not an EchoMimic hand pose sequence (expected \"format\": "
-                             f"\"{JSON_FORMAT}\"). Give a file saved by HandPoseSequence.save, or import an "
-                             "official pose folder.")
+            raise InputError(
+                f'This JSON is not an EchoMimic hand pose sequence (expected "format": '
+                f'"{JSON_FORMAT}"). Give a file saved by HandPoseSequence.save, or import an '
+                "official pose folder."
+            )
         if data.get("version") != JSON_VERSION:
-            raise InputError(f"Hand pose file version {data.get('version')!r} is not supported (this version "
-                             f"reads {JSON_VERSION}); extract the poses again.")
+            raise InputError(
+                f"Hand pose file version {data.get('version')!r} is not supported (this version "
+                f"reads {JSON_VERSION}); extract the poses again."
+            )
         try:
             frames = data["hands"]
             if not isinstance(frames, list):
@@ -221,15 +247,18 @@ class HandPoseSequence:
                 raw = data["shoulders"]
                 if not isinstance(raw, list) or len(raw) != len(frames):
                     raise ValueError("'shoulders' needs one entry per frame")
-                shoulders = np.array([[[math.nan] * 2] * 2 if entry is None else entry for entry in raw],
-                                     dtype=np.float64)
+                shoulders = np.array(
+                    [[[math.nan] * 2] * 2 if entry is None else entry for entry in raw], dtype=np.float64
+                )
             return cls(points, data["width"], data["height"], scores, shoulders)  # checks every number
         except InputError:
             raise
         except (KeyError, TypeError, ValueError, OverflowError) as error:
-            raise InputError(f"The hand pose file is malformed ({str(error).splitlines()[0][:200]}); it needs "
-                             f"'width', 'height' and 'hands' as [frames][{NUM_HANDS}][{NUM_HAND_POINTS}] of "
-                             "[x, y, score] or null.") from None
+            raise InputError(
+                f"The hand pose file is malformed ({str(error).splitlines()[0][:200]}); it needs "
+                f"'width', 'height' and 'hands' as [frames][{NUM_HANDS}][{NUM_HAND_POINTS}] of "
+                "[x, y, score] or null."
+            ) from None
 
     def save(self, path: str | Path) -> Path:
         """Write the sequence as JSON to `path` (atomically; its folder must exist). Returns the path."""

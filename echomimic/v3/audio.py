@@ -110,9 +110,7 @@ class V3AudioEncoder:
         """(T_conv, C) -> (F, C): linear, align_corners=True."""
         import torch.nn.functional as functional
 
-        return functional.interpolate(features.T[None], size=num_frames, mode="linear", align_corners=True)[
-            0
-        ].T
+        return functional.interpolate(features.T[None], size=num_frames, mode="linear", align_corners=True)[0].T
 
     def _encode(self, projected):
         """(1, T, C) projected features -> (L + 1, T, C) hidden states (0 = after pos-conv + LayerNorm)."""
@@ -203,9 +201,7 @@ def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise WeightsError(
-            f"cannot read {path} ({error}); re-download the chinese-wav2vec2-base folder."
-        ) from None
+        raise WeightsError(f"cannot read {path} ({error}); re-download the chinese-wav2vec2-base folder.") from None
 
 
 _PRETRAINING_PREFIX = "wav2vec2."
@@ -215,8 +211,11 @@ def body_state_dict(state: dict) -> dict:
     """The release file is a Wav2Vec2ForPreTraining checkpoint: keep the 'wav2vec2.' body (prefix removed),
     drop the pre-training heads (quantizer.*, project_hid, project_q)."""
     if any(key.startswith(_PRETRAINING_PREFIX) for key in state):
-        return {key[len(_PRETRAINING_PREFIX):]: value for key, value in state.items()
-                if key.startswith(_PRETRAINING_PREFIX)}
+        return {
+            key[len(_PRETRAINING_PREFIX) :]: value
+            for key, value in state.items()
+            if key.startswith(_PRETRAINING_PREFIX)
+        }
     return dict(state)
 
 
@@ -224,7 +223,8 @@ def module_key(key: str) -> str:
     """A file key as Wav2Vec2Model names it: the fairseq-style weight-norm halves (weight_g / weight_v) are
     torch's parametrization entries."""
     return key.replace("weight_g", "parametrizations.weight.original0").replace(
-        "weight_v", "parametrizations.weight.original1")
+        "weight_v", "parametrizations.weight.original1"
+    )
 
 
 def load_audio_encoder(folder: str | Path, device="cpu") -> V3AudioEncoder:
@@ -255,9 +255,7 @@ def load_audio_encoder(folder: str | Path, device="cpu") -> V3AudioEncoder:
         try:
             weights, state = bin_file, torch.load(bin_file, map_location="cpu", weights_only=True)
         except Exception as error:  # unsafe pickle or corrupt file
-            raise WeightsError(
-                f"cannot load {bin_file} safely ({type(error).__name__}); re-download it."
-            ) from None
+            raise WeightsError(f"cannot load {bin_file} safely ({type(error).__name__}); re-download it.") from None
     else:
         raise WeightsError(f"{folder} has no pytorch_model.bin or model.safetensors; re-download the folder.")
     config = Wav2Vec2Config.from_dict(config_dict)

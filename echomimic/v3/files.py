@@ -36,8 +36,16 @@ def required_files():
     """Every Hugging Face file a flash run needs, as weights_download.RequiredFile rows."""
     from ..weights_download import RequiredFile
 
-    return [RequiredFile(role=f.role, relative_path=f.relative_path, alternatives=(), repo_id=f.repo_id,
-                         repo_filename=f.repo_filename) for f in release.V3_FLASH_FILES]
+    return [
+        RequiredFile(
+            role=f.role,
+            relative_path=f.relative_path,
+            alternatives=(),
+            repo_id=f.repo_id,
+            repo_filename=f.repo_filename,
+        )
+        for f in release.V3_FLASH_FILES
+    ]
 
 
 def download_command(weights_dir: str | os.PathLike, mode: str = "v3_flash") -> str:
@@ -81,8 +89,13 @@ def check_weights(weights_dir: str | os.PathLike, mode: str = "v3_flash") -> dic
     return {item.role: folder / item.relative_path for item in required_files()}
 
 
-def download_weights(weights_dir: str | os.PathLike, mode: str = "v3_flash", *,
-                     log: Callable[[str], None] = print, endpoint: str | None = None) -> dict[str, Path]:
+def download_weights(
+    weights_dir: str | os.PathLike,
+    mode: str = "v3_flash",
+    *,
+    log: Callable[[str], None] = print,
+    endpoint: str | None = None,
+) -> dict[str, Path]:
     """Fetch the V3 files ``weights_dir`` lacks (three repositories); files already there stay."""
     from ..atomic import check_output_folder
     from ..weights_download import download_hub_files
@@ -111,20 +124,26 @@ def clip_num_heads(weights_dir: str | os.PathLike) -> int | None:
     return None if value is None else int(value)
 
 
-def load_clip(weights_dir: str | os.PathLike, device: str | torch.device = "cpu",
-              dtype: torch.dtype | None = None) -> ClipVisionEncoder:
+def load_clip(
+    weights_dir: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+) -> ClipVisionEncoder:
     """The CLIP-H visual tower of a V3 folder (float32 when ``dtype`` is None)."""
     import torch
 
     from .image_encoder import load_clip_vision
 
     folder = Path(weights_dir)
-    return load_clip_vision(folder / release.V3_BASE_FOLDER / "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth",
-                            device=device, dtype=dtype or torch.float32, num_heads=clip_num_heads(folder))
+    return load_clip_vision(
+        folder / release.V3_BASE_FOLDER / "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth",
+        device=device,
+        dtype=dtype or torch.float32,
+        num_heads=clip_num_heads(folder),
+    )
 
 
-def load_transformer_and_vae(weights_dir: str | os.PathLike, device: str | torch.device = "cpu",
-                             dtype: torch.dtype | None = None) -> tuple[FlashTransformer, WanVAE]:
+def load_transformer_and_vae(
+    weights_dir: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+) -> tuple[FlashTransformer, WanVAE]:
     """The flash transformer (the file's dtype when ``dtype`` is None) and the Wan VAE (float32 when None)."""
     import torch
 
@@ -133,14 +152,16 @@ def load_transformer_and_vae(weights_dir: str | os.PathLike, device: str | torch
 
     folder = Path(weights_dir)
     base = folder / release.V3_BASE_FOLDER
-    transformer = load_flash_transformer(folder / release.V3_FLASH_FILES[0].relative_path, base / "config.json",
-                                         device=device, dtype=dtype)
+    transformer = load_flash_transformer(
+        folder / release.V3_FLASH_FILES[0].relative_path, base / "config.json", device=device, dtype=dtype
+    )
     vae = load_wan_vae(base / "Wan2.1_VAE.pth", device=device, dtype=dtype or torch.float32)
     return transformer, vae
 
 
-def load_flash_models(weights_dir: str | os.PathLike, device: str | torch.device = "cpu",
-                      dtype: torch.dtype | None = None) -> FlashModels:
+def load_flash_models(
+    weights_dir: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+) -> FlashModels:
     """Transformer, VAE and CLIP of a V3 folder on ``device`` (all at once: tests and benchmarks; a run loads
     CLIP first, encodes the reference and frees it)."""
     from .pipeline import FlashModels

@@ -147,9 +147,7 @@ class ClipVisionEncoder:
         if reference.ndim != 4 or reference.shape[1] != 3:
             raise InputError(f"The CLIP reference must be (B, 3, H, W), got {tuple(reference.shape)}.")
         size = self.model.config.image_size
-        x = F.interpolate(
-            reference.to(self.mean.dtype), size=(size, size), mode="bicubic", align_corners=False
-        )
+        x = F.interpolate(reference.to(self.mean.dtype), size=(size, size), mode="bicubic", align_corners=False)
         return (x * 0.5 + 0.5 - self.mean) / self.std
 
     def hidden_states(self, reference: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -157,9 +155,7 @@ class ClipVisionEncoder:
         import torch
 
         with torch.no_grad():
-            out = self.model(
-                pixel_values=self.preprocess(reference).to(self.mean.device), output_hidden_states=True
-            )
+            out = self.model(pixel_values=self.preprocess(reference).to(self.mean.device), output_hidden_states=True)
         return tuple(out.hidden_states)
 
     def encode(self, reference: torch.Tensor) -> torch.Tensor:
@@ -179,10 +175,7 @@ def _materialise_position_ids(model) -> None:
 
 
 def load_clip_vision(
-    path: str | Path,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype | None = None,
-    num_heads: int | None = None,
+    path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None, num_heads: int | None = None
 ) -> ClipVisionEncoder:
     """The visual tower of the whole XLMRobertaCLIP ``.pth``, strict on the visual keys (see the module doc).
 

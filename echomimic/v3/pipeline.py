@@ -55,7 +55,6 @@ DEFAULT_CHUNK_OVERLAP = 9  # 0.36 s at 25 fps: two latent frames of context afte
 AUDIO_TIMINGS = ("fps", "official")
 
 
-
 @dataclass(frozen=True)
 class FlashProgress:
     """One unit of work done: a denoising step of a chunk, or a chunk decoded (``step == steps``)."""
@@ -104,8 +103,10 @@ class FlashSettings:
         for name in ("shift", "audio_cfg", "fps", "teacache_threshold"):
             value = getattr(self, name)
             if not math.isfinite(value) or (name in ("shift", "fps") and value <= 0):
-                raise InputError(f"{name.replace('_', ' ')} {value}: give a finite number" +
-                                 (" > 0." if name in ("shift", "fps") else "."))
+                raise InputError(
+                    f"{name.replace('_', ' ')} {value}: give a finite number"
+                    + (" > 0." if name in ("shift", "fps") else ".")
+                )
         if not 1 <= self.steps <= 200:
             raise InputError(f"steps {self.steps}: give 1 to 200 (flash is distilled for 8).")
         if self.audio_timing not in AUDIO_TIMINGS:
@@ -115,16 +116,19 @@ class FlashSettings:
         if self.chunk_frames < 5 or (self.chunk_frames - 1) % 4:
             raise InputError(f"chunk frames {self.chunk_frames}: give 1 + 4k frames, at least 5 (official 81).")
         if self.chunk_overlap < 1 or (self.chunk_overlap - 1) % 4 or self.chunk_overlap >= self.chunk_frames:
-            raise InputError(f"chunk overlap {self.chunk_overlap}: give 1 + 4k frames, fewer than the chunk "
-                             f"frames ({self.chunk_frames}); for example 5 or 9.")
+            raise InputError(
+                f"chunk overlap {self.chunk_overlap}: give 1 + 4k frames, fewer than the chunk "
+                f"frames ({self.chunk_frames}); for example 5 or 9."
+            )
         return self
 
 
 # -------------------------------------------------------------------------------------------- sizes and frames
 
 
-def official_size(image_width: int, image_height: int,
-                  sample_size: tuple[int, int] = OFFICIAL_SAMPLE_SIZE) -> tuple[int, int]:
+def official_size(
+    image_width: int, image_height: int, sample_size: tuple[int, int] = OFFICIAL_SAMPLE_SIZE
+) -> tuple[int, int]:
     """(height, width) of the video for a picture, as infer_flash.get_sample_size: the picture's aspect ratio
     at most ``sample_size``'s area, both sides rounded down to 16."""
     width, height = float(image_width), float(image_height)
@@ -135,15 +139,18 @@ def official_size(image_width: int, image_height: int,
     else:
         width, height = width // SIZE_MULTIPLE * SIZE_MULTIPLE, height // SIZE_MULTIPLE * SIZE_MULTIPLE
     if width < SIZE_MULTIPLE or height < SIZE_MULTIPLE:
-        raise InputError(f"the picture ({image_width}x{image_height}) is smaller than one 16x16 latent patch; "
-                         "use a larger portrait.")
+        raise InputError(
+            f"the picture ({image_width}x{image_height}) is smaller than one 16x16 latent patch; use a larger portrait."
+        )
     return int(height), int(width)
 
 
 def check_size(width: int, height: int) -> None:
     if width < SIZE_MULTIPLE or height < SIZE_MULTIPLE or width % SIZE_MULTIPLE or height % SIZE_MULTIPLE:
-        raise InputError(f"size {width}x{height}: V3 needs a width and height that are multiples of 16; "
-                         "or let the picture decide the size.")
+        raise InputError(
+            f"size {width}x{height}: V3 needs a width and height that are multiples of 16; "
+            "or let the picture decide the size."
+        )
 
 
 def speech_duration(num_samples: int, sample_rate: int) -> float:
@@ -199,8 +206,9 @@ def generated_frames(chunks: list[Chunk]) -> int:
     return chunks[-1].start + chunks[-1].frames
 
 
-def speech_features(encoder: V3AudioEncoder, speech_16k: np.ndarray, num_frames: int,
-                    settings: FlashSettings) -> torch.Tensor:
+def speech_features(
+    encoder: V3AudioEncoder, speech_16k: np.ndarray, num_frames: int, settings: FlashSettings
+) -> torch.Tensor:
     """(F_gen, L, C) wav2vec2 features for a video of ``num_frames`` frames: loudness-normalised speech cut at
     the settings' audio timing, silence appended where the last chunk runs past the speech (F_gen =
     :func:`generated_frames`). One video chunk is exactly the official audio path."""
@@ -275,8 +283,7 @@ def inpainting_condition(vae: FlashVae, known: torch.Tensor, num_frames: int) ->
     import torch
 
     n = known.shape[2]
-    masked = torch.zeros((1, 3, num_frames, known.shape[3], known.shape[4]), dtype=torch.float32,
-                         device=known.device)
+    masked = torch.zeros((1, 3, num_frames, known.shape[3], known.shape[4]), dtype=torch.float32, device=known.device)
     masked[:, :, :n] = known
     latents = vae.encode(masked)
     known_latent_frames = 1 + (n - 1) // VIDEO_FRAMES_PER_LATENT
@@ -290,8 +297,13 @@ def initial_noise(seed: int, num_frames: int, height: int, width: int) -> torch.
     import torch
 
     generator = torch.Generator("cpu").manual_seed(seed)
-    shape = (1, LATENT_CHANNELS, (num_frames - 1) // VIDEO_FRAMES_PER_LATENT + 1,
-             height // SPATIAL_SCALE, width // SPATIAL_SCALE)
+    shape = (
+        1,
+        LATENT_CHANNELS,
+        (num_frames - 1) // VIDEO_FRAMES_PER_LATENT + 1,
+        height // SPATIAL_SCALE,
+        width // SPATIAL_SCALE,
+    )
     return torch.randn(shape, generator=generator, dtype=torch.float32)
 
 
@@ -327,8 +339,11 @@ def denoise(
 
     device, dtype = transformer.patch_embedding.weight.device, transformer.dtype
     scheduler = make_flow_unipc(settings.steps, settings.shift, device=device)
-    cache = (make_teacache(settings.teacache_mode, settings.steps, settings.teacache_threshold,
-                           settings.teacache_skip_start) if settings.teacache else None)
+    cache = (
+        make_teacache(settings.teacache_mode, settings.steps, settings.teacache_threshold, settings.teacache_skip_start)
+        if settings.teacache
+        else None
+    )
     latents = noise.to(device=device, dtype=dtype)
     y, clip_fea = y.to(device=device, dtype=dtype), clip_fea.to(device=device, dtype=dtype)
     prompt_embeds = prompt_embeds.to(device=device, dtype=dtype)
@@ -338,12 +353,26 @@ def denoise(
     with torch.no_grad():
         for index, t in enumerate(scheduler.timesteps):
             timestep = t.reshape(1).to(device)
-            velocity = transformer(latents, timestep, prompt_embeds, audio, y, clip_fea,
-                                   block_cache=None if cache is None else cache.for_call(True))
+            velocity = transformer(
+                latents,
+                timestep,
+                prompt_embeds,
+                audio,
+                y,
+                clip_fea,
+                block_cache=None if cache is None else cache.for_call(True),
+            )
             calls = [velocity]
             if guided:
-                unguided = transformer(latents, timestep, prompt_embeds, silent, y, clip_fea,
-                                       block_cache=None if cache is None else cache.for_call(False))
+                unguided = transformer(
+                    latents,
+                    timestep,
+                    prompt_embeds,
+                    silent,
+                    y,
+                    clip_fea,
+                    block_cache=None if cache is None else cache.for_call(False),
+                )
                 calls.append(unguided)
                 velocity = unguided + settings.audio_cfg * (velocity - unguided)
             latents = scheduler.step(velocity, t, latents, return_dict=False)[0]
@@ -388,8 +417,8 @@ def generate_flash(
     CLIP tokens of it (:meth:`FlashModels.clip_features`, or ComfyUI's CLIP Vision Encode). audio_features:
     (F_gen, L, C) per-frame wav2vec2 features of the whole speech (``V3AudioEncoder.frame_features``),
     F_gen = :func:`generated_frames` of the plan; each chunk takes its ±2 windows from them.
-    ``progress`` gets a :class:`FlashProgress` per denoising step and per decoded chunk; ``cancelled()`` is polled at every
-    step; ``on_latents`` gets the latents after every step (previews). Returns the number of frames delivered.
+    ``progress`` gets a :class:`FlashProgress` per denoising step and per decoded chunk; ``cancelled()`` is polled
+    at every step; ``on_latents`` gets the latents after every step (previews). Returns the number of frames delivered.
     """
     import torch
 
@@ -399,8 +428,10 @@ def generate_flash(
     chunks = plan_chunks(num_frames, settings.chunk_frames, settings.chunk_overlap)
     needed = generated_frames(chunks)
     if audio_features.ndim != 3 or audio_features.shape[0] != needed:
-        raise InputError(f"audio features of shape {tuple(audio_features.shape)}: need ({needed}, layers, width), "
-                         f"one row per frame the chunks make.")
+        raise InputError(
+            f"audio features of shape {tuple(audio_features.shape)}: need ({needed}, layers, width), "
+            f"one row per frame the chunks make."
+        )
     total = len(chunks) * (settings.steps + 1)
     done = 0
 
@@ -425,8 +456,17 @@ def generate_flash(
         y = inpainting_condition(vae, known, chunk.frames)
         noise = initial_noise(settings.seed + chunk.index, chunk.frames, height, width)
         audio = windows(audio_features, chunk.start, chunk.frames)
-        latents = denoise(transformer, noise, y, clip_fea, prompt_embeds, audio, settings,
-                          on_step=functools.partial(tick, chunk), trace=trace)
+        latents = denoise(
+            transformer,
+            noise,
+            y,
+            clip_fea,
+            prompt_embeds,
+            audio,
+            settings,
+            on_step=functools.partial(tick, chunk),
+            trace=trace,
+        )
         frames = torch.cat([piece.float().cpu() for piece in vae.decode_chunks(latents)], dim=2)
         frames = (frames[0] / 2 + 0.5).clamp(0, 1).permute(1, 2, 3, 0).cpu()  # (n, H, W, 3)
         del latents
@@ -441,7 +481,7 @@ def generate_flash(
         if on_frames is not None and ready.shape[0]:
             on_frames(ready)
         delivered += ready.shape[0]
-        held = None if last else frames[frames.shape[0] - keep:].clone()  # a copy: the chunk itself is freed
+        held = None if last else frames[frames.shape[0] - keep :].clone()  # a copy: the chunk itself is freed
         tick(chunk, settings.steps - 1)  # the decode: shown as the chunk's last step
     return delivered
 

@@ -36,8 +36,13 @@ def relative_l1(previous: torch.Tensor, current: torch.Tensor) -> float:
 class OfficialTeaCache:
     """The official TeaCache, call by call (see the module doc). ``computed`` records each call's decision."""
 
-    def __init__(self, num_steps: int, threshold: float = DEFAULT_THRESHOLD, skip_start: int = DEFAULT_SKIP_START,
-                 coefficients: tuple[float, ...] = WAN21_FUN_13B_COEFFICIENTS) -> None:
+    def __init__(
+        self,
+        num_steps: int,
+        threshold: float = DEFAULT_THRESHOLD,
+        skip_start: int = DEFAULT_SKIP_START,
+        coefficients: tuple[float, ...] = WAN21_FUN_13B_COEFFICIENTS,
+    ) -> None:
         self.num_steps, self.threshold, self.skip_start = num_steps, threshold, skip_start
         self.rescale = np.poly1d(coefficients)
         self.count = 0
@@ -88,8 +93,13 @@ class _CallResidual:
 class PerStepTeaCache:
     """TeaCache decided once per step, with separate residuals for the audio and zeroed-audio calls."""
 
-    def __init__(self, num_steps: int, threshold: float = DEFAULT_THRESHOLD, skip_start: int = DEFAULT_SKIP_START,
-                 coefficients: tuple[float, ...] = WAN21_FUN_13B_COEFFICIENTS) -> None:
+    def __init__(
+        self,
+        num_steps: int,
+        threshold: float = DEFAULT_THRESHOLD,
+        skip_start: int = DEFAULT_SKIP_START,
+        coefficients: tuple[float, ...] = WAN21_FUN_13B_COEFFICIENTS,
+    ) -> None:
         self.num_steps, self.threshold, self.skip_start = num_steps, threshold, skip_start
         self.rescale = np.poly1d(coefficients)
         self.step = 0
@@ -115,8 +125,9 @@ class PerStepTeaCache:
         return self._calls[audio]
 
 
-def make_teacache(mode: str, num_steps: int, threshold: float = DEFAULT_THRESHOLD,
-                  skip_start: int = DEFAULT_SKIP_START) -> OfficialTeaCache | PerStepTeaCache:
+def make_teacache(
+    mode: str, num_steps: int, threshold: float = DEFAULT_THRESHOLD, skip_start: int = DEFAULT_SKIP_START
+) -> OfficialTeaCache | PerStepTeaCache:
     """A fresh cache for one sampling run (one chunk)."""
     if mode == "official":
         return OfficialTeaCache(num_steps, threshold, skip_start)

@@ -229,9 +229,7 @@ def load_tokenizer(folder: str | Path):
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise WeightsError(
-            f"{folder}: tokenizer folder not found. Download the release's google/umt5-xxl folder."
-        )
+        raise WeightsError(f"{folder}: tokenizer folder not found. Download the release's google/umt5-xxl folder.")
     try:
         return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     except Exception as error:  # transformers raises many kinds; the user needs one line

@@ -4,8 +4,9 @@ Module and parameter names are the official ones (``WanTransformerAudioMask3DMod
 ``transformer/diffusion_pytorch_model.safetensors`` loads with the identity key map, strictly. We do not build
 on diffusers' ``WanTransformer3DModel``: its keys differ (a map would be needed for every tensor), it embeds the
 timestep in float32 where the official code uses float64 (at t = 999 its sinusoid differs by 3e-5, three
-times the parity tolerance of the time embedding), and its forward has neither the frame-local audio attention nor a hook for TeaCache between the
-patch embedding and the head. What the official code computes is written up in ``../shared/parity_v3/README.md``;
+times the parity tolerance of the time embedding), and its forward has neither the frame-local audio attention
+nor a hook for TeaCache between the patch embedding and the head. What the official code computes is written up
+in ``../shared/parity_v3/README.md``;
 the conventions that matter are repeated where they are implemented.
 """
 
@@ -231,12 +232,19 @@ class FlashBlock(nn.Module):
         self.norm3 = LayerNorm32(dim, eps, elementwise_affine=True)
         self.cross_attn = AudioCrossAttention(dim, config.num_heads, eps)
         self.norm2 = LayerNorm32(dim, eps, elementwise_affine=False)
-        self.ffn = nn.Sequential(nn.Linear(dim, config.ffn_dim), nn.GELU(approximate="tanh"),
-                                 nn.Linear(config.ffn_dim, dim))
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, config.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(config.ffn_dim, dim)
+        )
         self.modulation = nn.Parameter(torch.zeros(1, 6, dim))
 
-    def forward(self, x: torch.Tensor, e0: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
-                context: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        e0: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        context: torch.Tensor,
+        audio: torch.Tensor,
+    ) -> torch.Tensor:
         shift1, scale1, gate1, shift2, scale2, gate2 = (self.modulation + e0).chunk(6, dim=1)
         x = x + self.self_attn((self.norm1(x) * (1 + scale1) + shift1).to(x.dtype), rope) * gate1
         x = x + self.cross_attn(self.norm3(x), context, audio)
@@ -261,8 +269,9 @@ class ImageProjection(nn.Module):
 
     def __init__(self, in_dim: int, dim: int) -> None:
         super().__init__()
-        self.proj = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, in_dim), nn.GELU(),
-                                  nn.Linear(in_dim, dim), nn.LayerNorm(dim))
+        self.proj = nn.Sequential(
+            nn.LayerNorm(in_dim), nn.Linear(in_dim, in_dim), nn.GELU(), nn.Linear(in_dim, dim), nn.LayerNorm(dim)
+        )
 
     def forward(self, clip_tokens: torch.Tensor) -> torch.Tensor:
         return self.proj(clip_tokens)
@@ -323,10 +332,10 @@ class FlashTransformer(nn.Module):
         self.config = config
         dim = config.dim
         self.audio_injection = AudioProjection(config)
-        self.patch_embedding = nn.Conv3d(config.in_dim, dim, kernel_size=config.patch_size,
-                                         stride=config.patch_size)
-        self.text_embedding = nn.Sequential(nn.Linear(config.text_dim, dim), nn.GELU(approximate="tanh"),
-                                            nn.Linear(dim, dim))
+        self.patch_embedding = nn.Conv3d(config.in_dim, dim, kernel_size=config.patch_size, stride=config.patch_size)
+        self.text_embedding = nn.Sequential(
+            nn.Linear(config.text_dim, dim), nn.GELU(approximate="tanh"), nn.Linear(dim, dim)
+        )
         self.time_embedding = nn.Sequential(nn.Linear(config.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
         self.blocks = nn.ModuleList(FlashBlock(config) for _ in range(config.num_layers))
@@ -341,8 +350,9 @@ class FlashTransformer(nn.Module):
         """(B,) -> e (B, dim), e0 (B, 6, dim); the MLPs run in float32 (official autocast), then cast."""
         sinusoid = timestep_embedding(t, self.config.freq_dim).float()
         lin1, lin2 = cast(nn.Linear, self.time_embedding[0]), cast(nn.Linear, self.time_embedding[2])
-        e = F.linear(F.silu(F.linear(sinusoid, lin1.weight.float(), lin1.bias.float())),
-                     lin2.weight.float(), lin2.bias.float())
+        e = F.linear(
+            F.silu(F.linear(sinusoid, lin1.weight.float(), lin1.bias.float())), lin2.weight.float(), lin2.bias.float()
+        )
         proj = cast(nn.Linear, self.time_projection[1])
         e0 = F.linear(F.silu(e), proj.weight.float(), proj.bias.float())
         return e.to(self.dtype), e0.unflatten(1, (6, self.config.dim)).to(self.dtype)
@@ -412,10 +422,7 @@ class FlashTransformer(nn.Module):
 
 
 def load_flash_transformer(
-    weights: str | Path,
-    config: str | Path,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype | None = None,
+    weights: str | Path, config: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
 ) -> FlashTransformer:
     """The flash transformer from the release's safetensors (every key, strict) and the base model's
     ``config.json``. ``dtype`` None keeps the file's dtype (the release is 16-bit)."""

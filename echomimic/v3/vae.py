@@ -73,9 +73,7 @@ class WanVAE:
         self.model = model.eval().requires_grad_(False)
         param = next(model.parameters())
         self.mean = torch.tensor(LATENT_MEAN, dtype=param.dtype, device=param.device).view(1, -1, 1, 1, 1)
-        self.inv_std = 1.0 / torch.tensor(LATENT_STD, dtype=param.dtype, device=param.device).view(
-            1, -1, 1, 1, 1
-        )
+        self.inv_std = 1.0 / torch.tensor(LATENT_STD, dtype=param.dtype, device=param.device).view(1, -1, 1, 1, 1)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -105,9 +103,7 @@ class WanVAE:
         with torch.no_grad():
             return self._decode_frames(z)
 
-    def decode_chunks(
-        self, latents: torch.Tensor, latent_frames_per_chunk: int = 4
-    ) -> Iterator[torch.Tensor]:
+    def decode_chunks(self, latents: torch.Tensor, latent_frames_per_chunk: int = 4) -> Iterator[torch.Tensor]:
         """Yield the decoded video in pieces whose concatenation over dim 2 equals :meth:`decode`.
 
         The Wan decoder is causal: it already runs one latent frame at a time, carrying a feature cache (the
@@ -141,9 +137,7 @@ class WanVAE:
             decoder.clear_cache()
 
 
-def load_wan_vae(
-    path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
-) -> WanVAE:
+def load_wan_vae(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> WanVAE:
     """The Wan2.1 VAE from the original ``Wan2.1_VAE.pth`` (or a .safetensors of the same keys), strict.
 
     ``dtype`` None keeps the file's dtype.

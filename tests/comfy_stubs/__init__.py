@@ -23,13 +23,20 @@ EXTENSION_MODULE_NAME = "comfyui_echomimic_under_test"
 # Release file names (BadToBest/EchoMimic layout) per tiny parity case, each pointing at the case's
 # files: enough to load every variant at a tiny size.
 _AUDIO_FILES = {
-    "reference_unet": "reference_unet", "denoising_unet": "denoising_unet", "motion_module": "motion_module",
-    "face_locator": "face_locator", "denoising_unet_acc": "denoising_unet", "motion_module_acc": "motion_module",
+    "reference_unet": "reference_unet",
+    "denoising_unet": "denoising_unet",
+    "motion_module": "motion_module",
+    "face_locator": "face_locator",
+    "denoising_unet_acc": "denoising_unet",
+    "motion_module_acc": "motion_module",
 }
 _POSE_FILES = {
-    "reference_unet_pose": "reference_unet", "denoising_unet_pose": "denoising_unet",
-    "motion_module_pose": "motion_module", "face_locator_pose": "face_locator",
-    "denoising_unet_pose_acc": "denoising_unet", "motion_module_pose_acc": "motion_module",
+    "reference_unet_pose": "reference_unet",
+    "denoising_unet_pose": "denoising_unet",
+    "motion_module_pose": "motion_module",
+    "face_locator_pose": "face_locator",
+    "denoising_unet_pose_acc": "denoising_unet",
+    "motion_module_pose_acc": "motion_module",
 }
 TINY_WEIGHT_FOLDERS = {"tiny_audio": ("v1_audio", _AUDIO_FILES), "tiny_pose": ("v1_pose_acc", _POSE_FILES)}
 

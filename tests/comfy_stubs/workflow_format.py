@@ -39,8 +39,9 @@ class InputSpec:
 
     @property
     def has_control_widget(self) -> bool:
-        return self.type == "INT" and (bool(self.options.get("control_after_generate"))
-                                       or self.name in ("seed", "noise_seed"))
+        return self.type == "INT" and (
+            bool(self.options.get("control_after_generate")) or self.name in ("seed", "noise_seed")
+        )
 
     @property
     def extra_widget_count(self) -> int:
@@ -61,8 +62,15 @@ def node_inputs(info: dict[str, Any]) -> list[InputSpec]:
                 specs.append(InputSpec(name, "COMBO", section == "optional", options, list(kind)))
             elif kind == "COMBO":
                 choices = options.get("options")
-                specs.append(InputSpec(name, "COMBO", section == "optional", options,
-                                       None if choices == FILE_COMBO else list(choices or [])))
+                specs.append(
+                    InputSpec(
+                        name,
+                        "COMBO",
+                        section == "optional",
+                        options,
+                        None if choices == FILE_COMBO else list(choices or []),
+                    )
+                )
             elif kind == FILE_COMBO:
                 specs.append(InputSpec(name, "COMBO", section == "optional", options, None))
             else:
@@ -82,9 +90,13 @@ def object_info_of(node_class: type) -> dict[str, Any]:
         import inspect
 
         checked = set(inspect.signature(validate).parameters)
-        inputs = {section: {name: ([FILE_COMBO, *spec[1:]] if name in checked and isinstance(spec[0], (list, tuple))
-                                   else spec) for name, spec in entries.items()}
-                  for section, entries in inputs.items()}
+        inputs = {
+            section: {
+                name: ([FILE_COMBO, *spec[1:]] if name in checked and isinstance(spec[0], (list, tuple)) else spec)
+                for name, spec in entries.items()
+            }
+            for section, entries in inputs.items()
+        }
     return {
         "input": inputs,
         "input_order": {key: list(value) for key, value in inputs.items()},

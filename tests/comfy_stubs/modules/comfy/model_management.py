@@ -61,8 +61,9 @@ def should_use_bf16(device=None, model_params=0, prioritize_performance=True, ma
     return False
 
 
-def load_models_gpu(models, memory_required=0, force_patch_weights=False, minimum_memory_required=None,
-                    force_full_load=False) -> None:
+def load_models_gpu(
+    models, memory_required=0, force_patch_weights=False, minimum_memory_required=None, force_full_load=False
+) -> None:
     load_calls.append((list(models), memory_required, force_full_load))
     for patcher in models:
         patcher.patch_model(device_to=patcher.load_device)

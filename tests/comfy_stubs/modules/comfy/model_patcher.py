@@ -6,8 +6,9 @@ import torch
 
 
 class ModelPatcher:
-    def __init__(self, model: torch.nn.Module, load_device, offload_device, size: int = 0,
-                 weight_inplace_update: bool = False) -> None:
+    def __init__(
+        self, model: torch.nn.Module, load_device, offload_device, size: int = 0, weight_inplace_update: bool = False
+    ) -> None:
         self.model = model
         self.load_device = load_device
         self.offload_device = offload_device
