@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..echomimic import release
+from ..echomimic.v3.files import role_path
 from .common import (
     CATEGORY,
     LOADERS_CATEGORY,
@@ -142,13 +143,11 @@ class EchoMimicV3ModelLoader:
         from ..echomimic.dtypes import v3_dtype
         from ..echomimic.v3.transformer import load_flash_transformer
 
+        dtype = v3_dtype(precision, model_management.get_torch_device())  # a bad name fails before any download
         folder = _v3_folder(weights_folder, download_missing, "transformer", "transformer_config")
-        if precision not in PRECISIONS:
-            raise EchoMimicNodeError(f"Unknown precision {precision!r}; choose one of {list(PRECISIONS)}.")
-        dtype = v3_dtype(precision, model_management.get_torch_device())
         transformer = load_flash_transformer(
-            os.path.join(folder, release.V3_FLASH_FILES[0].relative_path),
-            os.path.join(folder, release.V3_BASE_FOLDER, "config.json"),
+            role_path(folder, "transformer"),
+            role_path(folder, "transformer_config"),
             device=model_management.unet_offload_device(),
             dtype=dtype,
         )
@@ -533,7 +532,7 @@ class EchoMimicV3TextEncode:
         embeds = encode_prompt(
             str(text),
             os.path.join(folder, release.V3_TOKENIZER_FOLDER),
-            os.path.join(folder, release.V3_BASE_FOLDER, "models_t5_umt5-xxl-enc-bf16.pth"),
+            role_path(folder, "text_encoder"),
             device=device,
             dtype=umt5_dtype(v3_dtype("auto", device)),
             cache_dir=os.path.join(folder, release.V3_PROMPT_CACHE_FOLDER),
@@ -594,7 +593,7 @@ class EchoMimicV3ClipVisionEncode:
         )
         reference = flash.resize_reference(picture, out_w, out_h)
         clip = load_clip_vision(
-            os.path.join(folder, release.V3_BASE_FOLDER, "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth"),
+            role_path(folder, "image_encoder"),
             device=model_management.get_torch_device(),
             num_heads=clip_num_heads(folder),
         )
@@ -633,11 +632,7 @@ class EchoMimicV3VAELoader:
         from .v3_adapters import OwnWanVae
 
         folder = _v3_folder(weights_folder, download_missing, "vae")
-        vae = load_wan_vae(
-            os.path.join(folder, release.V3_BASE_FOLDER, "Wan2.1_VAE.pth"),
-            device=model_management.get_torch_device(),
-            dtype=torch.float32,
-        )
+        vae = load_wan_vae(role_path(folder, "vae"), device=model_management.get_torch_device(), dtype=torch.float32)
         return (OwnWanVae(vae),)
 
 

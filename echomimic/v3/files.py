@@ -71,6 +71,14 @@ def is_v3_folder(weights_dir: str | os.PathLike) -> bool:
     return any((folder / f.relative_path).is_file() for f in release.V3_FLASH_FILES[:2])
 
 
+def role_path(weights_dir: str | os.PathLike, role: str) -> Path:
+    """Where the V3 file of ``role`` (a ``release.V3_FLASH_FILES`` role) lies in ``weights_dir``."""
+    for item in release.V3_FLASH_FILES:
+        if item.role == role:
+            return Path(weights_dir) / item.relative_path
+    raise KeyError(role)
+
+
 def missing_files(weights_dir: str | os.PathLike) -> list:
     folder = Path(weights_dir)
     return [item for item in required_files() if item.found_path(folder) is None]
