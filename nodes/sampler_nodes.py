@@ -6,6 +6,7 @@ only converts ComfyUI types and reports progress.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ..echomimic.release import DEFAULT_LENGTH_POLICY, LENGTH_POLICIES
@@ -15,18 +16,6 @@ from .previews import step_previewer
 from .vae_adapter import ComfyVaeAdapter
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
-
-
-def _reference_face_mask(reference: Any, height: int, width: int) -> Any:
-    """The face mask of the reference itself (no crop), for when no MASK is connected: [H, W] 0..1 numpy."""
-    from ..echomimic.landmarks import face_mask_and_crop
-    from ..echomimic.release import FACE_DETECTOR
-    from .common import ensure_mediapipe_files
-
-    # As the Face Mask and Crop node: the detector's Tasks file is downloaded on first use.
-    return face_mask_and_crop(
-        reference.numpy(), crop=False, size=(width, height), models_dir=ensure_mediapipe_files(FACE_DETECTOR)
-    ).mask
 
 
 class EchoMimicSampler:
@@ -175,13 +164,14 @@ class EchoMimicSampler:
             },
         }
 
-    RETURN_TYPES = ("IMAGE", "FLOAT", "INT")
-    RETURN_NAMES = ("images", "fps", "frame_count")
+    RETURN_TYPES = ("IMAGE", "FLOAT", "INT", "AUDIO")
+    RETURN_NAMES = ("images", "fps", "frame_count", "audio")
     OUTPUT_TOOLTIPS = (
         "The video frames; send them to Create Video, an upscaler or any IMAGE node.",
         "Frame rate of the video (from the audio features).",
-        "How many frames were made (give the same length and length policy to EchoMimic Audio "
-        "Features to trim the sound to them).",
+        "How many frames were made.",
+        "The speech trimmed to exactly these frames: connect it to Create Video (no need to repeat length and "
+        "length policy on EchoMimic Audio Features).",
     )
     FUNCTION = "sample"
     CATEGORY = CATEGORY
@@ -205,12 +195,15 @@ class EchoMimicSampler:
         landmark_images: Any = None,
         hand_pose_images: Any = None,
         length_policy: str = DEFAULT_LENGTH_POLICY,
-    ) -> tuple[Any, float, int]:
+    ) -> tuple[Any, float, int, dict[str, Any] | None]:
         import comfy.model_management as model_management
         import comfy.utils
         import torch
 
-        from ..echomimic.pipeline.sampler import SamplingSettings, generate_video
+        from ..echomimic.pipeline.settings import SamplingSettings
+        from ..echomimic.release import FACE_DETECTOR
+        from ..echomimic.run import RunRequest, prepare_run, run_prepared
+        from .common import ensure_mediapipe_files
         from .face_nodes import first_image_numpy
 
         if audio_features is None:
@@ -221,6 +214,10 @@ class EchoMimicSampler:
             landmark_images=landmark_images,
             hand_pose_images=hand_pose_images,
         )
+
+        def images(value: Any) -> Any:
+            return None if value is None else torch.as_tensor(value).float().cpu()
+
         # 0 means the variant's official value (the library's defaults). Checked here, before any face
         # detection, by the library's own rules (sizes, context, steps).
         settings = SamplingSettings.for_variant(
@@ -237,12 +234,21 @@ class EchoMimicSampler:
             length_policy=str(length_policy),  # window_batch stays 0: automatic per device
         ).validated()
 
-        reference = torch.from_numpy(first_image_numpy(reference_image))
-        if model.mode == "audio" and face_mask is None and landmark_images is None and hand_pose_images is None:
-            face_mask = _reference_face_mask(reference, settings.height, settings.width)
-
-        def images(value: Any) -> Any:
-            return None if value is None else torch.as_tensor(value).float().cpu()
+        # Every rule of the run (mask fallback, input checks, frame plan, trimmed sound) is the library's.
+        prepared = prepare_run(
+            RunRequest(
+                variant=model.variant,
+                picture=torch.from_numpy(first_image_numpy(reference_image)),
+                settings=settings,
+                audio_features=audio_features,
+                face_mask=None if face_mask is None else torch.as_tensor(face_mask),
+                landmark_images=images(landmark_images),
+                hand_pose_images=images(hand_pose_images),
+            ),
+            face_detector_dir=lambda: ensure_mediapipe_files(FACE_DETECTOR),  # downloaded on first use
+        )
+        for line in prepared.describe():
+            logging.info("EchoMimic Sampler: %s", line.strip())
 
         # One bar over the whole node: the reference encoding, every (step, window), every decoded chunk.
         progress_bar: list[Any] = []
@@ -262,22 +268,22 @@ class EchoMimicSampler:
 
         # ComfyUI's model management moves the weights onto its device (offloading others if needed).
         load_patched_models(model.patcher)
-        video = generate_video(
+        result = run_prepared(
+            prepared,
             model.models,
             ComfyVaeAdapter(vae),
-            reference,
-            audio_features=audio_features,
-            face_mask=None if face_mask is None else torch.as_tensor(face_mask),
-            landmark_images=images(landmark_images),
-            pose_images=images(hand_pose_images),
-            settings=settings,
             run_progress=report,
             should_cancel=model_management.processing_interrupted,
             on_step=send_preview,
         )
-        assert video.frames is not None  # no on_frames: the whole video, ComfyUI's IMAGE batch
-        frames = video.frames.float().cpu().clamp(0.0, 1.0)
-        return (frames, float(video.fps), int(frames.shape[0]))
+        assert result.frames is not None  # no on_frames: the whole video, ComfyUI's IMAGE batch
+        frames = result.frames.float().cpu().clamp(0.0, 1.0)
+        sound = (
+            None
+            if result.speech is None
+            else {"waveform": result.speech.waveform, "sample_rate": result.speech.sample_rate}
+        )
+        return (frames, float(result.fps), int(frames.shape[0]), sound)
 
 
 NODE_CLASS_MAPPINGS = {"EchoMimicSampler": EchoMimicSampler}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -50,8 +51,11 @@ def _cli_weights(case: Path, target: Path, release_names: dict[str, str]) -> Pat
     return target
 
 
-def _cli_frames(tmp_path: Path, weights: Path, mode: str, settings: dict[str, Any], extra: list[str]) -> np.ndarray:
-    """Run ``generate`` and return its raw frames [F, H, W, 3] float32 (before mp4 encoding)."""
+def _cli_frames(
+    tmp_path: Path, weights: Path, mode: str, settings: dict[str, Any], extra: list[str]
+) -> tuple[np.ndarray, torch.Tensor]:
+    """Run ``generate``; returns its raw frames [F, H, W, 3] float32 (before mp4 encoding) and the speech
+    [C, T] it hands to the mp4 writer (trimmed to the frames)."""
     frames_file = tmp_path / f"{mode}_frames.npy"
     argv = [
         "generate",
@@ -73,8 +77,19 @@ def _cli_frames(tmp_path: Path, weights: Path, mode: str, settings: dict[str, An
     ]
     for name, value in settings.items():
         argv += [f"--{name.replace('_', '-')}", str(value)]
-    assert cli.main(argv + extra) == 0
-    return np.load(frames_file)
+    from echomimic import video_io
+
+    sounds: list[torch.Tensor] = []
+
+    class RecordingMp4Writer(video_io.Mp4Writer):
+        def __init__(self, path: Path, fps: float, waveform: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+            sounds.append(waveform)
+            super().__init__(path, fps, waveform, *args, **kwargs)
+
+    with mock.patch.object(video_io, "Mp4Writer", RecordingMp4Writer):
+        assert cli.main(argv + extra) == 0
+    (sound,) = sounds
+    return np.load(frames_file), sound
 
 
 def _comfy_image(path: Path) -> torch.Tensor:
@@ -98,27 +113,36 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def _assert_node_gives(
-    from_cli: np.ndarray,
+    from_cli: tuple[np.ndarray, torch.Tensor],
     nodes: dict[str, Any],
     model: Any,
     case: Path,
     features: Any,
     settings: dict[str, Any],
+    reference: Path | None = None,
     **conditioning: Any,
 ) -> None:
     """Run the sampler node on the case's reference with ``conditioning`` (face_mask, landmark_images or
-    hand_pose_images) and require exactly the CLI's frames."""
+    hand_pose_images) and require exactly the CLI's frames and trimmed speech."""
     outputs = nodes["EchoMimicSampler"].sample(
         model,
         StandInComfyVae(case / "vae"),
-        _comfy_image(case / "inputs" / "reference.png"),
+        _comfy_image(reference or case / "inputs" / "reference.png"),
         features,
         **conditioning,
         **settings,
     )
-    from_node = outputs[0].numpy()
-    assert from_node.shape == from_cli.shape == (settings["length"], settings["height"], settings["width"], 3)
-    np.testing.assert_array_equal(from_node, from_cli)
+    _assert_same_run(from_cli, outputs)
+
+
+def _assert_same_run(from_cli: tuple[np.ndarray, torch.Tensor], outputs: tuple[Any, ...]) -> None:
+    """The sampler node's (images, fps, frame_count, audio) equal the CLI's frames and the speech it muxed."""
+    cli_frames, cli_sound = from_cli
+    images, fps, frame_count, audio = outputs
+    np.testing.assert_array_equal(images.numpy(), cli_frames)
+    assert frame_count == cli_frames.shape[0] and fps == FPS
+    assert cli_sound.shape[-1] == round(frame_count * audio["sample_rate"] / fps)  # exactly the frames' span
+    torch.testing.assert_close(audio["waveform"].reshape(cli_sound.shape), cli_sound, rtol=0, atol=0)
 
 
 def _node_features(nodes: dict[str, Any], wav: Path) -> Any:
@@ -195,7 +219,7 @@ def test_inputs_of_another_size_are_resized_by_the_library_alone(nodes: dict[str
         face_mask=comfy_mask,
         **SETTINGS,
     )
-    np.testing.assert_array_equal(outputs[0].numpy(), from_cli)
+    _assert_same_run(from_cli, outputs)
 
 
 def test_landmark_mode_cli_and_node_frames_are_identical(nodes: dict[str, Any], tmp_path: Path) -> None:
@@ -306,3 +330,77 @@ def test_cases_describe_the_sizes_used_here() -> None:
     for name in ("v1_audio", "v1_pose_acc"):
         case = json.loads(require(PARITY_ROOT / name / "case.json").read_text())
         assert (int(case["width"]), int(case["height"])) == (SETTINGS["width"], SETTINGS["height"])
+
+
+def test_detected_mask_cli_and_node_frames_are_identical(nodes: dict[str, Any], tmp_path: Path) -> None:
+    """No mask given: both front-ends detect the face mask in the picture. Catches the CLI and the node
+    growing their own fallback again (another detector call, another mask size or dilation, a crop), which
+    would give other frames; and a fallback that no longer runs (the run would be refused)."""
+    from echomimic.cli.parser import EXAMPLE_IMAGE
+
+    case = PARITY_ROOT / "v1_audio"
+    portrait = tmp_path / "portrait.png"
+    Image.open(require(EXAMPLE_IMAGE)).convert("RGB").resize((128, 128), Image.BICUBIC).save(portrait)
+    from_cli = _cli_frames(
+        tmp_path,
+        _cli_weights(case, tmp_path / "weights", {}),
+        "audio",
+        SETTINGS,
+        ["--image", str(portrait), "--audio", str(case / "inputs" / "audio.wav"), "--no-crop"],
+    )
+    (model,) = nodes["EchoMimicModelLoader"].load("V1 audio", "fp32", "tiny_audio")
+    features = _node_features(nodes, case / "inputs" / "audio.wav")
+    _assert_node_gives(from_cli, nodes, model, case, features, SETTINGS, reference=portrait)
+
+
+def test_v2_default_settings_cli_and_node_are_identical(nodes: dict[str, Any], tmp_path: Path) -> None:
+    """Nothing but the length given: the CLI (no --width/--height/--steps/--cfg/--seed/--context-*) and the
+    node (widgets at 0 = the variant's official value, seed 3407) both render V2's official 768x768 with its
+    30 steps and cfg 2.5. Catches a front-end with its own defaults (512x512, seed 420: the old CLI)."""
+    import folder_paths
+
+    from echomimic.poses import hand_poses_from_keypoint_records
+    from tests.parity_cases import make_weights_folder
+
+    case = require(PARITY_ROOT / "v2_hands")
+    info = json.loads((case / "case.json").read_text())
+    weights = make_weights_folder(case, info, tmp_path)
+    (weights / "audio_processor").mkdir()
+    (weights / "audio_processor" / "tiny.pt").symlink_to(PARITY_ROOT / "common" / "whisper_tiny_random.pt")
+    (weights / "sd-vae-ft-mse").symlink_to(case / "vae", target_is_directory=True)
+    records = json.loads((case / "inputs" / "pose_keypoints.json").read_text())
+    poses_json = tmp_path / "poses.json"
+    hand_poses_from_keypoint_records(records, 768, 768).save(poses_json)
+    audio = case / "inputs" / "audio.wav"
+    length = 2
+    from_cli = _cli_frames(
+        tmp_path,
+        weights,
+        "v2",
+        {"length": length},
+        ["--image", str(case / "inputs" / "reference.png"), "--audio", str(audio), "--poses", str(poses_json)]
+        + ["--no-align-poses"],
+    )
+    assert from_cli[0].shape == (length, 768, 768, 3)
+
+    (Path(folder_paths.models_dir) / "echomimic" / "defaults_v2").symlink_to(weights)
+    (model,) = nodes["EchoMimicModelLoader"].load("V2 semi-body", "fp32", "defaults_v2", False)
+    (encoder,) = nodes["EchoMimicAudioEncoderLoader"].load("defaults_v2", "fp32", False)
+    features = nodes["EchoMimicAudioFeatures"].compute(read_wav_as_comfy_audio(audio), encoder, FPS)[0]
+    poses = extension_submodule("echomimic.poses").HandPoseSequence.load(poses_json)
+    (pose_images,) = nodes["EchoMimicDrawHandPoses"].draw(poses, 768, 768, 800)
+    sampler_defaults = {
+        name: spec[1]["default"]
+        for name, spec in nodes["EchoMimicSampler"].INPUT_TYPES()["required"].items()
+        if isinstance(spec[1], dict) and "default" in spec[1]
+    }
+    widgets = {**sampler_defaults, "width": 0, "height": 0, "steps": 0, "cfg": 0.0, "seed": 3407, "length": length}
+    outputs = nodes["EchoMimicSampler"].sample(
+        model,
+        StandInComfyVae(case / "vae"),
+        _comfy_image(case / "inputs" / "reference.png"),
+        features,
+        hand_pose_images=pose_images,
+        **widgets,
+    )
+    _assert_same_run(from_cli, outputs)

@@ -353,7 +353,7 @@ def test_sampler_reproduces_the_official_audio_video_then_cancel_and_rerun(
     loads_before = len(comfy.model_management.load_calls)
     decodes_before = vae.decode_calls
     with ProgressRecorder(comfy, vae=vae) as progress:
-        frames, fps, _ = sampler.sample(model, vae, **inputs, **AUDIO_CASE_SETTINGS)
+        frames, fps, *_ = sampler.sample(model, vae, **inputs, **AUDIO_CASE_SETTINGS)
     assert progress.updates == [(done, 7) for done in range(1, 8)]
     assert progress.decodes_at[-1] == vae.decode_calls == decodes_before + 2  # 100 % only after the last decode
     assert progress.decodes_at[-2] == decodes_before + 1
@@ -393,7 +393,7 @@ def test_sampler_reproduces_the_official_landmark_video(
     features, _, _ = _features(nodes, audio_encoder, "v1_pose_acc")
     landmark_images = torch.from_numpy(np.load(PARITY / "v1_pose_acc" / "inputs" / "pose_frames.npy"))
     with ProgressRecorder(comfy) as progress:
-        frames, fps, _ = nodes["EchoMimicSampler"].sample(
+        frames, fps, *_ = nodes["EchoMimicSampler"].sample(
             model,
             pose_vae,
             _image(PARITY / "v1_pose_acc" / "inputs" / "reference.png"),
@@ -437,7 +437,7 @@ def test_sampler_explains_bad_input(
     with pytest.raises(node_error, match="landmark"):
         sample(audio_model, vae, **inputs, **settings, landmark_images=torch.zeros(6, 64, 64, 3))
     # Landmarks shorter than the speech: the library's length policy, and the node reports the frames it made.
-    frames, _, frame_count = sample(
+    frames, _, frame_count, _ = sample(
         pose_model,
         vae,
         **no_mask,

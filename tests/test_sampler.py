@@ -263,7 +263,7 @@ def test_landmark_images_are_resized_to_the_output(pose_setup) -> None:
         (dict(length=-1), "at least 1 frame"),
         (dict(steps=0), "Steps must be at least 1"),
         (dict(context_overlap=4), "context_overlap"),
-        (dict(context_frames=40, context_overlap=3), "at most 32"),
+        (dict(context_frames=40, context_overlap=3), "between 1 and 32"),
     ],
 )
 def test_bad_settings_are_clear_errors(audio_setup, overrides, message) -> None:

@@ -74,7 +74,7 @@ def test_the_cli_streams_instead_of_keeping_the_whole_video(tmp_path, monkeypatc
     from echomimic.pipeline import sampler
 
     seen: dict[str, object] = {}
-    original = sampler.generate_video
+    original = sampler.generate_prepared
 
     def spy(*args, **kwargs):
         seen["on_frames"] = kwargs.get("on_frames")
@@ -82,7 +82,7 @@ def test_the_cli_streams_instead_of_keeping_the_whole_video(tmp_path, monkeypatc
         seen["frames"] = video.frames
         return video
 
-    monkeypatch.setattr(sampler, "generate_video", spy)
+    monkeypatch.setattr(sampler, "generate_prepared", spy)
     from PIL import Image
 
     from echomimic import cli

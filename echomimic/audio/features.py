@@ -59,6 +59,14 @@ def chunk_indices(num_rows: int, fps: float) -> np.ndarray:
     return np.clip(centres[:, None] + offsets[None, :], 0, num_rows - 1)
 
 
+@dataclass(frozen=True)
+class Speech:
+    """A speech clip: ``waveform`` [C, T] (or [B, C, T] / [T]) in -1..1 at ``sample_rate`` Hz."""
+
+    waveform: torch.Tensor
+    sample_rate: int
+
+
 @dataclass
 class AudioFeatures:
     """Whisper features of one clip and the rows each video frame reads.
@@ -68,11 +76,13 @@ class AudioFeatures:
             + 4 encoder block outputs per row).
         chunk_indices: [N, 10] int64, the rows of every video frame (see :func:`chunk_indices`).
         fps: video frame rate the chunks were made for.
+        speech: the clip they were computed from, as given (so that a run can return it trimmed to its frames).
     """
 
     whisper_features: torch.Tensor
     chunk_indices: np.ndarray
     fps: float
+    speech: Speech | None = None
 
     @property
     def num_frames(self) -> int:
@@ -207,7 +217,12 @@ def compute_audio_features(
         features = encode_mel_segments(log_mel_segments(samples), num_rows, encoder)
     else:
         features = whisper_features_from_mel(log_mel_spectrogram(samples), encoder)
-    return AudioFeatures(whisper_features=features, chunk_indices=chunk_indices(features.shape[0], fps), fps=fps)
+    return AudioFeatures(
+        whisper_features=features,
+        chunk_indices=chunk_indices(features.shape[0], fps),
+        fps=fps,
+        speech=Speech(waveform, int(sample_rate)),
+    )
 
 
 def trim_audio_to_frames(waveform: torch.Tensor, sample_rate: int, num_frames: int, fps: float) -> torch.Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .. import release
 from ..weights import check_weights_folder
 from ..weights_download import check_run_folder, check_weights, download_weights, mediapipe_status_lines
 
@@ -19,7 +20,9 @@ def run_download(args: argparse.Namespace) -> None:
 def run_check(args: argparse.Namespace) -> None:
     """The ``check`` command: one line per weight file of the mode."""
     check_run_folder(args.weights, args.mode, download=False)
-    for line in mediapipe_status_lines(args.weights, args.mode, face_crop=not args.mode.startswith("v2")):
+    for line in mediapipe_status_lines(
+        args.weights, args.mode, face_crop=not release.variant(args.mode).version == "v2"
+    ):
         print(line)  # MediaPipe Tasks files (fetched on first use), listed even when weights are missing
     files = check_weights(args.weights, args.mode)
     for role, path in files.items():

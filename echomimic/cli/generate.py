@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import release
 from ..atomic import OutputError, check_output_file, check_output_folder
 from ..errors import InputError
 from ..frames_npy import NpyFramesWriter
@@ -33,10 +34,10 @@ def validate_generate_args(args: argparse.Namespace) -> None:
         raise InputError(f"--preview-every {args.preview_every}: give a number of steps >= 1 (0 = no previews).")
     if getattr(args, "paste_feather", 0) < 0:
         raise InputError(f"--paste-feather {args.paste_feather}: give a width in pixels >= 0.")
-    if args.mode.startswith("v2"):
+    if release.variant(args.mode).version == "v2":
         validate_v2_args(args)
         return
-    pose = args.mode.startswith("pose")
+    pose = release.variant(args.mode).mode == "pose"
     if args.poses is not None or args.save_poses is not None or args.no_align_poses:
         raise InputError(f"--poses/--save-poses/--no-align-poses are for the v2 modes, but --mode is {args.mode}.")
     if pose and args.driving_video is None and args.landmarks is None:
@@ -191,7 +192,7 @@ def run_generate(args: argparse.Namespace) -> Path:
         files = check_weights(args.weights, args.mode)
     # The Tasks API's MediaPipe files (mediapipe > 0.10.21): into <weights>/mediapipe on first use.
     # The face detector runs only to crop or to find the face: not with --no-crop and a given mask or landmarks.
-    needs_detector = not args.mode.startswith("v2") and not (
+    needs_detector = not release.variant(args.mode).version == "v2" and not (
         args.no_crop and (args.mask is not None or getattr(args, "landmarks", None) is not None)
     )
     # Landmarks / hands are extracted only from a driving video, and V2 poses need the pose landmarker only to
@@ -201,7 +202,7 @@ def run_generate(args: argparse.Namespace) -> Path:
         args.mode,
         face_crop=needs_detector,
         extract=args.driving_video is not None,
-        align=args.mode.startswith("v2") and not args.no_align_poses,
+        align=release.variant(args.mode).version == "v2" and not args.no_align_poses,
         log=report.info,
     )
 
@@ -209,9 +210,9 @@ def run_generate(args: argparse.Namespace) -> Path:
 
     from ..audio import compute_audio_features, load_whisper_encoder
     from ..models.loading import load_echomimic
-    from ..pipeline.length import plan_frame_count
-    from ..pipeline.sampler import generate_video
+    from ..pipeline.length import driving_frames_needed
     from ..pipeline.vae import load_diffusers_vae
+    from ..run import RunRequest, prepare_run, run_prepared
     from ..video_io import Mp4Writer, read_audio
 
     device = _pick_device(args.device)
@@ -225,16 +226,32 @@ def run_generate(args: argparse.Namespace) -> Path:
 
     side_outputs: list[Callable[[], None]] = []  # --save-landmarks / --save-poses: written after the video
     # Only the driving frames the video can show are drawn (a long motion file with --length 4 draws 4).
-    from ..pipeline.length import driving_frames_needed
-
     draw_frames = driving_frames_needed(
         audio_seconds=waveform.shape[-1] / sample_rate, fps=settings.fps, requested=settings.length
     )
-    landmark_images = None
-    if args.mode.startswith("pose"):
+    variant = release.variant(args.mode)
+    landmark_images = pose_images = None
+    if variant.mode == "pose":
         landmark_images = _landmark_images(args, landmark_reference, report, side_outputs, draw_frames)
+    elif variant.mode == "v2_pose":
+        pose_images = _hand_pose_images(args, report, side_outputs, draw_frames)
 
-    pose_images = _hand_pose_images(args, report, side_outputs, draw_frames) if args.mode.startswith("v2") else None
+    encoder = load_whisper_encoder(files["whisper"], device=device, dtype=torch.float32)
+    audio_features = compute_audio_features(waveform, sample_rate, encoder, settings.fps)
+    del encoder
+    # Every rule before the models (mask fallback, checks, frame plan, trimmed sound) is the library's.
+    prepared = prepare_run(
+        RunRequest(
+            variant=args.mode,
+            picture=reference,
+            settings=settings,
+            audio_features=audio_features,
+            face_mask=face_mask,
+            landmark_images=landmark_images,
+            hand_pose_images=pose_images,
+        ),
+        face_detector_dir=lambda: args.weights,
+    )
 
     report.info(f"loading the {args.mode} models from {args.weights} on {device} ({str(dtype).replace('torch.', '')})")
     models = load_echomimic(args.weights, args.mode, config_dir=args.config_dir, device=device, dtype=dtype)
@@ -243,33 +260,20 @@ def run_generate(args: argparse.Namespace) -> Path:
 
         compile_unet_blocks(models.denoising_unet)
     vae = load_diffusers_vae(files["vae_config"].parent, device, dtype)
-    encoder = load_whisper_encoder(files["whisper"], device=device, dtype=torch.float32)
-    audio_features = compute_audio_features(waveform, sample_rate, encoder, args.fps)
-    del encoder
 
-    # What will be made and why, by the rule the sampler follows (pipeline.length), before generating.
-    driving = landmark_images if landmark_images is not None else pose_images
-    plan = plan_frame_count(
-        audio_frames=audio_features.num_frames,
-        driving_frames=None if driving is None else int(driving.shape[0]),
-        requested=settings.length,
-        policy=settings.length_policy,
-    )
-    report.info(f"generating {plan.reason[0].lower()}{plan.reason[1:]}")
-    report.info(
-        f"  at {settings.width}x{settings.height}, {count(settings.steps, 'step')}, "
-        f"cfg {settings.cfg}, seed {settings.seed}"
-    )
+    for line in prepared.describe():
+        report.info(line)
     # Frames go to the mp4 (and --save-frames) chunk by chunk as they are decoded: memory stays flat in
     # the video's length. Both files appear only once complete (temporary files renamed at the end).
     height, width = settings.height, settings.width
     paste = _paste_back_chunks(args, crop_info, report) if args.paste_back else None
+    assert prepared.speech is not None
     with contextlib.ExitStack() as outputs:
-        writer = outputs.enter_context(Mp4Writer(args.out, settings.fps, waveform, sample_rate))
+        writer = outputs.enter_context(Mp4Writer(args.out, settings.fps, prepared.speech.waveform, sample_rate))
         saved = (
             None
             if args.save_frames is None
-            else outputs.enter_context(NpyFramesWriter(args.save_frames, plan.num_frames, height, width))
+            else outputs.enter_context(NpyFramesWriter(args.save_frames, prepared.plan.num_frames, height, width))
         )
 
         def on_frames(chunk: torch.Tensor) -> None:
@@ -278,15 +282,10 @@ def run_generate(args: argparse.Namespace) -> Path:
             writer.write(chunk if paste is None else paste(chunk))
 
         report.start_sampling()
-        video = generate_video(
+        video = run_prepared(
+            prepared,
             models,
             vae,
-            torch.from_numpy(reference),
-            audio_features=audio_features,
-            face_mask=None if landmark_images is not None or pose_images is not None else torch.from_numpy(face_mask),
-            landmark_images=None if landmark_images is None else torch.from_numpy(landmark_images),
-            pose_images=None if pose_images is None else torch.from_numpy(pose_images),
-            settings=settings,
             progress=report.progress,
             on_step=_preview_writer(args, settings.steps, report),
             on_frames=on_frames,

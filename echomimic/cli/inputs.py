@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import release
 from ..errors import InputError
 from .report import _Reporter
 
@@ -56,21 +57,27 @@ def _prepare_reference(args: argparse.Namespace, image_path: Path, report: _Repo
     ``landmark_reference`` is the picture at the output's aspect with a shorter side of at least 512 pixels,
     for finding the reference's landmarks (pose modes); None in the audio modes and with given landmarks
     and ``--no-crop`` (then the face detector does not run at all, and the mask is None).
+    The mask is None too in the audio modes with ``--no-crop`` and no ``--mask``: the run detects it
+    (:func:`echomimic.run.prepare_run`).
     """
     from ..landmarks import face_mask_and_crop
 
     image = load_rgb_image(image_path, report)
-    if args.mode.startswith("v2"):  # V2 animates the whole half-body picture: no face crop, no mask
+    if release.variant(args.mode).version == "v2":  # V2 animates the whole half-body picture: no face crop, no mask
         from ..compose import whole_image_crop_info
 
         crop_info = whole_image_crop_info(image.shape[1], image.shape[0], (args.width, args.height))
         return image, None, None, crop_info
-    pose = args.mode.startswith("pose")
+    pose = release.variant(args.mode).mode == "pose"
     if pose and args.landmarks is not None and args.no_crop:  # nothing here needs the face detector
         from ..compose import whole_image_crop_info
 
         crop_info = whole_image_crop_info(image.shape[1], image.shape[0], (args.width, args.height))
         return image, None, None, crop_info
+    if not pose and args.no_crop and args.mask is None:  # the mask is detected by the run (echomimic.run)
+        from ..compose import whole_image_crop_info
+
+        return image, None, None, whole_image_crop_info(image.shape[1], image.shape[0])
     user_mask = None
     if args.mask is not None:
         user_mask = _mask_at(load_mask_image(args.mask), image.shape[1], image.shape[0])
@@ -89,7 +96,7 @@ def _prepare_reference(args: argparse.Namespace, image_path: Path, report: _Repo
         ) from None
     reference, mask = crop.image, crop.mask
     landmark_reference = None
-    if args.mode.startswith("pose"):
+    if release.variant(args.mode).mode == "pose":
         scale = max(1.0, LANDMARK_REFERENCE_SIDE / min(args.width, args.height))
         big_width, big_height = round(args.width * scale), round(args.height * scale)
         if scale == 1.0:

@@ -231,19 +231,43 @@ def generate_video(
     Raises :class:`CancelledError` when ``should_cancel()`` turns true (checked at every window and
     before every decoded chunk).
     """
-    settings = settings or SamplingSettings.defaults_for(models.variant)
-    max_window = models.config.motion.max_frames
-    if settings.context_frames > max_window:
-        raise InputError(f"context_frames can be at most {max_window} (the motion modules' span).")
     prepared = prepare_inputs(
         models.mode,
         reference_image,
-        settings=settings,
+        settings=settings or SamplingSettings.defaults_for(models.variant),
         audio_features=audio_features,
         face_mask=face_mask,
         landmark_images=landmark_images,
         pose_images=pose_images,
     )
+    return generate_prepared(
+        models,
+        vae,
+        prepared,
+        progress=progress,
+        should_cancel=should_cancel,
+        on_step=on_step,
+        on_frames=on_frames,
+        run_progress=run_progress,
+    )
+
+
+def generate_prepared(
+    models: EchoMimicModels,
+    vae: VaeAdapter,
+    prepared: PreparedInputs,
+    *,
+    progress: Callable[[ProgressInfo], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    on_step: Callable[[int, torch.Tensor], None] | None = None,
+    on_frames: Callable[[torch.Tensor], None] | None = None,
+    run_progress: Callable[[RunProgress], None] | None = None,
+) -> GeneratedVideo:
+    """:func:`generate_video` from inputs already checked by :func:`~.inputs.prepare_inputs` (for
+    :mod:`echomimic.run`, which plans the run before the models load); the callbacks as there."""
+    max_window = models.config.motion.max_frames
+    if prepared.settings.context_frames > max_window:
+        raise InputError(f"context_frames can be at most {max_window} (the motion modules' span).")
     num_frames = prepared.plan.num_frames
     decode_batch = prepared.settings.decode_batch or auto_decode_batch(models.device)
     denoise_units = denoise_unit_count(prepared.settings, num_frames)
