@@ -5,8 +5,10 @@
 Keeps the layout's columns (nodes whose x differs by <= 60 px) and their top-to-bottom order; widens each
 node to fit its title, makes it tall enough for its sockets and widgets (plus one spare widget row), moves
 nodes down within a column and columns right so nothing overlaps (title bars included), and saves a view
-(extra.ds) that opens on the graph's left part below the tab bar. Everything else in the file is kept.
-Run it after adding widgets or nodes; then check with `python -m pytest -q tests/test_workflows.py`.
+(extra.ds) that opens on the graph's left part clear of every measured frontend's panels
+(tests/comfyui_layout: tabs, Nodes 2.0 banner, sidebar, workflow breadcrumb, Run toolbar). Everything else
+in the file is kept. ``--view-only`` saves that view and moves nothing. Run it after adding widgets or
+nodes; then check with `python -m pytest -q tests/test_workflows.py`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from tests.comfy_stubs.workflow_format import object_info_of  # noqa: E402
 
 COLUMN_TOLERANCE = 60
 GAP_X, GAP_Y = 40, 30
-VIEW = {"scale": 0.8, "offset": [80, 110]}  # leftmost node at screen x 64, top title at screen y 64
+VIEW_SCALE = 0.8
+PANEL_MARGIN = 8  # page px between the graph and the nearest panel or canvas edge
 
 
 def node_definitions() -> dict[str, dict[str, Any]]:
@@ -67,16 +70,39 @@ def relayout(workflow: dict[str, Any], info: dict[str, dict[str, Any]]) -> None:
             node["pos"] = [x, y]
             bottom = y + node["size"][1]
         x += max(node["size"][0] for node in column) + GAP_X
-    workflow.setdefault("extra", {})["ds"] = dict(VIEW)
+    workflow.setdefault("extra", {})["ds"] = saved_view(workflow, info)
+
+
+def saved_view(workflow: dict[str, Any], info: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A view at VIEW_SCALE whose top-left node box sits PANEL_MARGIN clear of the canvas edges, of the left
+    sidebar and below every panel over the top of the page, on every measured frontend."""
+    import math
+
+    boxes = checks.node_boxes(workflow, info).values()
+    left, top = min(box[0] for box in boxes), min(box[1] for box in boxes)
+    offset_x = offset_y = -math.inf
+    for layout in checks.frontend_layouts():
+        canvas, panels = layout["canvas"], [panel for panel in layout["panels"].values() if panel]
+        sidebars = [p for p in panels if p["height"] > p["width"]]  # tall panels on the left, the rest on top
+        page_left = max([canvas["x"], *(p["x"] + p["width"] for p in sidebars)]) + PANEL_MARGIN
+        page_top = max([canvas["y"], *(p["y"] + p["height"] for p in panels if p not in sidebars)]) + PANEL_MARGIN
+        offset_x = max(offset_x, (page_left - canvas["x"]) / VIEW_SCALE - left)
+        offset_y = max(offset_y, (page_top - canvas["y"]) / VIEW_SCALE - top)
+    return {"scale": VIEW_SCALE, "offset": [math.ceil(offset_x), math.ceil(offset_y)]}
 
 
 def main(paths: list[str]) -> int:
+    view_only = "--view-only" in paths
+    paths = [path for path in paths if path != "--view-only"]
     info = node_definitions()
     failed = False
     for path in map(Path, paths):
         text = path.read_text(encoding="utf-8")
         workflow = json.loads(text)
-        relayout(workflow, info)
+        if view_only:
+            workflow.setdefault("extra", {})["ds"] = saved_view(workflow, info)
+        else:
+            relayout(workflow, info)
         indent = 1 if text.startswith('{\n "') else 2  # keep the file's own indentation
         path.write_text(json.dumps(workflow, indent=indent, ensure_ascii=False) + "\n", encoding="utf-8")
         problems = checks.layout_problems(workflow, info)

@@ -227,9 +227,25 @@ SLOT_HEIGHT = 20  # one input/output socket row
 WIDGET_HEIGHT = 24  # one widget row (20 px + 4 px spacing)
 TITLE_CHAR_WIDTH = 8.4  # 14 px title font, LiteGraph's 0.6 em per character estimate
 TITLE_PADDING = 40  # the collapse dot on the left, room for a badge on the right
-TAB_BAR_BOTTOM = 60  # screen px: the menu and workflow tabs cover the canvas above this
-SIDEBAR_RIGHT = 48  # screen px: the left sidebar's icon bar
-LEFT_VIEW_MAX = 400  # screen px: the leftmost node starts within this, so the graph's left part is in view
+LEFT_VIEW_MAX = 400  # canvas px: the leftmost node starts within this, so the graph's left part is in view
+# Where each frontend's own panels cover the page, as measured in the real page (getBoundingClientRect) by
+# `python scripts/screenshot_comfyui.py --measure-layout`, one record per frontend version: the canvas, the
+# workflow tabs, the "Nodes 2.0" banner (a first visit shows it), the sidebar, the workflow breadcrumb (its
+# widest, over the shipped workflows' names) and the Run toolbar, at the record's viewport.
+LAYOUTS_DIR = REPO_ROOT / "tests" / "comfyui_layout"
+PANEL_NAMES = {
+    "tabs": "the workflow tabs",
+    "banner": "the Nodes 2.0 banner",
+    "sidebar": "the sidebar",
+    "breadcrumb": "the workflow breadcrumb",
+    "run_toolbar": "the Run toolbar",
+}
+
+
+def frontend_layouts() -> list[dict[str, Any]]:
+    """The measured page layouts (tests/comfyui_layout/<frontend version>.json), oldest frontend first."""
+    paths = sorted(LAYOUTS_DIR.glob("*.json"), key=lambda path: _version_key(path.stem))
+    return [json.loads(path.read_text(encoding="utf-8")) for path in paths]
 
 
 def _size(node: dict[str, Any]) -> tuple[float, float]:
@@ -257,51 +273,112 @@ def min_body_height(node: dict[str, Any], object_info: dict[str, dict[str, Any]]
     return max(len(sockets), len(info["output"])) * SLOT_HEIGHT + len(widgets) * WIDGET_HEIGHT
 
 
-def layout_problems(workflow: dict[str, Any], object_info: dict[str, dict[str, Any]]) -> list[str]:
-    """What looks wrong when the page opens the workflow (its saved view, extra.ds)."""
-    problems: list[str] = []
-    nodes = [node for node in workflow["nodes"] if node["type"] not in ("Reroute",)]
+def node_boxes(
+    workflow: dict[str, Any], object_info: dict[str, dict[str, Any]]
+) -> dict[int, tuple[float, float, float, float]]:
+    """Node id -> (x0, y0, x1, y1) in graph px, title bar included, at least as tall as its widgets need."""
     boxes = {}
-    for node in nodes:
-        where = f"node {node['id']} ({node['type']})"
+    for node in workflow["nodes"]:
+        if node["type"] in ("Reroute",):
+            continue
         (x, y), (width, height) = _pos(node), _size(node)
-        title = node_title(node, object_info)
+        boxes[node["id"]] = (x, y - TITLE_HEIGHT, x + width, y + max(height, min_body_height(node, object_info)))
+    return boxes
+
+
+def _intersects(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def view_problems(
+    boxes: dict[int, tuple[float, float, float, float]], view: dict[str, Any], layout: dict[str, Any]
+) -> list[str]:
+    """What the saved view hides or misses on one frontend: node boxes (graph px) under one of the page's
+    panels or past the canvas's top / left edge, and a leftmost node beyond LEFT_VIEW_MAX."""
+    problems: list[str] = []
+    frontend = layout["_record"]["frontend"]
+    scale, (offset_x, offset_y) = view["scale"], view["offset"]
+    canvas = layout["canvas"]
+
+    def on_page(box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        x0, y0, x1, y1 = ((value + offset) * scale for value, offset in zip(box, (offset_x, offset_y) * 2))
+        return (canvas["x"] + x0, canvas["y"] + y0, canvas["x"] + x1, canvas["y"] + y1)
+
+    for node_id, box in sorted(boxes.items()):
+        page = on_page(box)
+        if page[1] < canvas["y"] or page[0] < canvas["x"]:
+            problems.append(
+                f"frontend {frontend}: node {node_id} starts off the canvas (page {page[0]:.0f}, {page[1]:.0f})"
+            )
+        for name, panel in layout["panels"].items():
+            if panel is None:
+                continue
+            rect = (panel["x"], panel["y"], panel["x"] + panel["width"], panel["y"] + panel["height"])
+            if _intersects(page, rect):
+                problems.append(
+                    f"frontend {frontend}: node {node_id} is under {PANEL_NAMES.get(name, name)} (node at page "
+                    f"{page[0]:.0f}..{page[2]:.0f} x {page[1]:.0f}..{page[3]:.0f}, panel {rect[0]:.0f}..{rect[2]:.0f} "
+                    f"x {rect[1]:.0f}..{rect[3]:.0f}); move the nodes or set extra.ds.offset"
+                )
+    if boxes:
+        left = (min(box[0] for box in boxes.values()) + offset_x) * scale
+        if left > LEFT_VIEW_MAX:
+            problems.append(
+                f"frontend {frontend}: the saved view does not show the graph's left part (leftmost node at canvas "
+                f"x {left:.0f}, wanted at most {LEFT_VIEW_MAX})"
+            )
+    return problems
+
+
+def layout_problems(
+    workflow: dict[str, Any], object_info: dict[str, dict[str, Any]], layouts: list[dict[str, Any]] | None = None
+) -> list[str]:
+    """What looks wrong when the page opens the workflow (its saved view, extra.ds), on every measured frontend
+    (``layouts``: default all of tests/comfyui_layout)."""
+    problems: list[str] = []
+    for node in workflow["nodes"]:
+        if node["type"] in ("Reroute",):
+            continue
+        where = f"node {node['id']} ({node['type']})"
+        (width, height), title = _size(node), node_title(node, object_info)
         needed_width = len(title) * TITLE_CHAR_WIDTH + TITLE_PADDING
         if width < needed_width:
             problems.append(f"{where}: width {width} cuts its title {title!r} (needs {needed_width:.0f})")
         needed_height = min_body_height(node, object_info)
         if height < needed_height:
             problems.append(f"{where}: height {height} hides inputs or widgets (needs {needed_height})")
-        boxes[node["id"]] = (x, y - TITLE_HEIGHT, x + width, y + max(height, needed_height))
+    boxes = node_boxes(workflow, object_info)
     ordered = sorted(boxes.items())
     for index, (first_id, first) in enumerate(ordered):
         for second_id, second in ordered[index + 1 :]:
-            if first[0] < second[2] and second[0] < first[2] and first[1] < second[3] and second[1] < first[3]:
+            if _intersects(first, second):
                 problems.append(f"nodes {first_id} and {second_id} overlap (title bars included)")
     view = workflow.get("extra", {}).get("ds")
     if not view:
         problems.append("no saved view (extra.ds): the page would open at its default offset")
-    elif boxes:
-        scale, (offset_x, offset_y) = view["scale"], view["offset"]
-        top = min(box[1] for box in boxes.values())
-        left = min(box[0] for box in boxes.values())
-        if (top + offset_y) * scale < TAB_BAR_BOTTOM:
-            problems.append(
-                f"the top row's titles are under the tab bar (screen y {(top + offset_y) * scale:.0f} "
-                f"< {TAB_BAR_BOTTOM}); move the nodes down or set extra.ds.offset"
-            )
-        if not SIDEBAR_RIGHT <= (left + offset_x) * scale <= LEFT_VIEW_MAX:
-            problems.append(
-                f"the saved view does not show the graph's left part (leftmost node at screen x "
-                f"{(left + offset_x) * scale:.0f}, wanted {SIDEBAR_RIGHT}..{LEFT_VIEW_MAX})"
-            )
+    else:
+        for layout in frontend_layouts() if layouts is None else layouts:
+            problems += view_problems(boxes, view, layout)
     return problems
+
+
+def test_every_comfyui_version_has_a_measured_page_layout() -> None:
+    """Catches a ComfyUI snapshot whose frontend's panels were never measured (the layout check would not know
+    where they sit), and a layout record without the panels the check needs."""
+    layouts = frontend_layouts()
+    assert {layout["_record"]["comfyui"] for layout in layouts} >= set(VERSIONS), (
+        "measure the new frontend: python scripts/screenshot_comfyui.py --measure-layout"
+    )
+    for layout in layouts:
+        assert layout["panels"]["tabs"] and layout["panels"]["run_toolbar"] and layout["panels"]["breadcrumb"], layout
+        assert layout["canvas"]["width"] > 0, layout
 
 
 @pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda path: path.stem)
 def test_workflow_layout_reads_well_in_the_page(path: Path, object_info: dict[str, dict[str, Any]]) -> None:
-    """Catches overlapping nodes, titles under the tab bar or cut off, nodes too short for their widgets,
-    and a saved view that opens away from the graph."""
+    """Catches overlapping nodes, titles cut off, nodes too short for their widgets, and, on every measured
+    frontend (tests/comfyui_layout), a saved view that puts nodes under the page's panels (tabs, Nodes 2.0
+    banner, sidebar, workflow breadcrumb, Run toolbar) or opens away from the graph."""
     workflow = json.loads(path.read_text(encoding="utf-8"))
     assert layout_problems(workflow, object_info) == []
 
@@ -329,8 +406,24 @@ def test_layout_check_catches_bad_layouts(object_info: dict[str, dict[str, Any]]
     assert problems_after(lambda w: None) == []
     assert any("overlap" in p for p in problems_after(overlap))
     assert any("overlap" in p for p in problems_after(title_bar_overlap))
-    assert any("tab bar" in p for p in problems_after(lambda w: w["extra"]["ds"].__setitem__("offset", [60, 0])))
-    assert any("left part" in p for p in problems_after(lambda w: w["extra"]["ds"].__setitem__("offset", [-900, 80])))
+    assert any(
+        "under the workflow tabs" in p for p in problems_after(lambda w: w["extra"]["ds"].update(offset=[60, 0]))
+    )
+    assert any("off the canvas" in p for p in problems_after(lambda w: w["extra"]["ds"].update(offset=[-900, 80])))
+    assert any("left part" in p for p in problems_after(lambda w: w["extra"]["ds"].update(offset=[900, 300])))
+    newest = frontend_layouts()[-1]
+
+    def under(panel_name: str):  # the first node moved so that its title sits on that panel of the newest frontend
+        def change(w: dict[str, Any]) -> None:
+            panel, canvas, view = newest["panels"][panel_name], newest["canvas"], w["extra"]["ds"]
+            x = (panel["x"] + panel["width"] / 2 - canvas["x"]) / view["scale"] - view["offset"][0]
+            y = (panel["y"] + panel["height"] / 2 - canvas["y"]) / view["scale"] - view["offset"][1] + TITLE_HEIGHT / 2
+            w["nodes"][0]["pos"] = [x - _size(w["nodes"][0])[0] / 2, y]
+
+        return change
+
+    assert any("under the Run toolbar" in p for p in problems_after(under("run_toolbar")))
+    assert any("under the workflow breadcrumb" in p for p in problems_after(under("breadcrumb")))
     assert any("no saved view" in p for p in problems_after(lambda w: w["extra"].pop("ds")))
     assert any("cuts its title" in p for p in problems_after(lambda w: w["nodes"][0].__setitem__("size", [60, 400])))
     assert any(
