@@ -79,7 +79,7 @@ def saved_view(workflow: dict[str, Any], info: dict[str, dict[str, Any]]) -> dic
     import math
 
     boxes = checks.node_boxes(workflow, info).values()
-    left, top = min(box[0] for box in boxes), min(box[1] for box in boxes)
+    left, top = min(box[0] for box in boxes), min(box[1] for box in boxes) - checks.BADGE_HEIGHT
     offset_x = offset_y = -math.inf
     for layout in checks.frontend_layouts():
         canvas, panels = layout["canvas"], [panel for panel in layout["panels"].values() if panel]

@@ -227,6 +227,7 @@ SLOT_HEIGHT = 20  # one input/output socket row
 WIDGET_HEIGHT = 24  # one widget row (20 px + 4 px spacing)
 TITLE_CHAR_WIDTH = 8.4  # 14 px title font, LiteGraph's 0.6 em per character estimate
 TITLE_PADDING = 40  # the collapse dot on the left, room for a badge on the right
+BADGE_HEIGHT = 20  # the node-source badge ("EchoMimic") the page draws above a custom node's title bar
 LEFT_VIEW_MAX = 400  # canvas px: the leftmost node starts within this, so the graph's left part is in view
 # Where each frontend's own panels cover the page, as measured in the real page (getBoundingClientRect) by
 # `python scripts/screenshot_comfyui.py --measure-layout`, one record per frontend version: the canvas, the
@@ -305,7 +306,7 @@ def view_problems(
         return (canvas["x"] + x0, canvas["y"] + y0, canvas["x"] + x1, canvas["y"] + y1)
 
     for node_id, box in sorted(boxes.items()):
-        page = on_page(box)
+        page = on_page((box[0], box[1] - BADGE_HEIGHT, box[2], box[3]))  # the badge may not hide either
         if page[1] < canvas["y"] or page[0] < canvas["x"]:
             problems.append(
                 f"frontend {frontend}: node {node_id} starts off the canvas (page {page[0]:.0f}, {page[1]:.0f})"
