@@ -6,6 +6,7 @@ browser's thumbnails.
     export COMFYUI_DIR=/tmp/cui/ComfyUI COMFYUI_PYTHON=/tmp/cui/venv/bin/python
     python scripts/screenshot_comfyui.py ["workflows/EchoMimic V1 audio.json"] [docs/comfyui_workflow.png]
     python scripts/screenshot_comfyui.py --templates [docs/template_browser.png]
+    python scripts/screenshot_comfyui.py --measure-layout [tests/comfyui_layout]
 
 It starts that ComfyUI on a free loopback port with only this extension enabled (an empty models folder:
 the loaders show their default choices), opens the page in headless Chromium, loads the workflow with the
@@ -14,6 +15,14 @@ frontend's own loader, fits it to the window and saves the picture through a tem
 ``--templates`` refreshes every thumbnail of ComfyUI's template browser: ``workflows/<name>.jpg`` beside
 ``workflows/<name>.json`` (the frontend shows a custom node's workflows by file name, with that picture;
 square cards), then a picture of the browser itself showing them (docs/template_browser.png).
+
+``--measure-layout`` records where the page's own panels sit over the canvas, as a first visit shows them
+(the "Nodes 2.0" banner not dismissed), at VIEWPORT: the bounding boxes (getBoundingClientRect) of the
+workflow tabs, the banner, the sidebar, the workflow breadcrumb (widest over the shipped workflows' names)
+and the Run toolbar, and of the canvas itself. It writes ``<folder>/<frontend version>.json``, which
+tests/test_workflows.py and scripts/fix_workflow_layout.py read. ``--front-end-root DIR`` (passed on to
+ComfyUI) measures another frontend package's static folder with the same server; ``--for-comfyui VERSION``
+then names the ComfyUI version that pins that frontend (e.g. 1.27.10 for 0.3.64: its requirements.txt).
 """
 
 from __future__ import annotations
@@ -56,7 +65,9 @@ def _chromium() -> str | None:
     return None
 
 
-def start_comfyui(comfyui_dir: Path, python: str, base: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_comfyui(
+    comfyui_dir: Path, python: str, base: Path, extra_args: list[str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     (base / "custom_nodes").mkdir(parents=True)
     (base / "input").mkdir()
     for example in (REPO / "example_inputs").iterdir():  # what the workflows' Load Image / Load Audio name
@@ -78,6 +89,7 @@ def start_comfyui(comfyui_dir: Path, python: str, base: Path) -> tuple[subproces
         "--disable-all-custom-nodes",
         "--whitelist-custom-nodes",
         EXTENSION_NAME,
+        *(extra_args or []),
     ]
     log = open(base / "comfyui.log", "wb")  # noqa: SIM115 - lives as long as the server
     process = subprocess.Popen(
@@ -236,9 +248,119 @@ def template_pictures(url: str, workflows: list[Path], browser_out: Path) -> Non
     print(f"wrote {browser_out}")
 
 
+# Panels over the canvas: CSS selectors of each, the first that matches a visible element wins (frontend
+# versions name them differently); the box of all matches of the chosen selector together.
+LAYOUT_PANELS = {
+    "tabs": [".workflow-tabs-container", ".comfyui-menu"],
+    "banner": ["text=Introducing Nodes 2.0"],
+    "sidebar": [".side-tool-bar-container"],
+    "breadcrumb": [".subgraph-breadcrumb .p-breadcrumb-item"],
+    "run_toolbar": [".actionbar-container", ".actionbar"],
+}
+MEASURE_JS = """(panels) => {
+    const box = (elements) => {
+        const rects = elements.map((el) => el.getBoundingClientRect()).filter((r) => r.width > 0 && r.height > 0);
+        if (!rects.length) return null;
+        const [x0, y0] = [Math.min(...rects.map((r) => r.left)), Math.min(...rects.map((r) => r.top))];
+        const [x1, y1] = [Math.max(...rects.map((r) => r.right)), Math.max(...rects.map((r) => r.bottom))];
+        return {x: x0, y: y0, width: x1 - x0, height: y1 - y0};
+    };
+    const found = {};
+    for (const [name, selectors] of Object.entries(panels)) {
+        found[name] = null;
+        for (const selector of selectors) {
+            let elements;
+            if (selector.startsWith("text=")) {  // the banner: the full-width block around its message
+                const text = selector.slice(5);
+                const span = [...document.querySelectorAll("span")].find((el) => el.textContent.includes(text));
+                elements = span ? [span.parentElement.parentElement] : [];
+            } else {
+                elements = [...document.querySelectorAll(selector)];
+            }
+            const measured = box(elements);
+            if (measured) { found[name] = {...measured, selector}; break; }
+        }
+    }
+    const canvas = document.querySelector("#graph-canvas") || document.querySelector("canvas");
+    return {panels: found, canvas: box([canvas]), version: window.__COMFYUI_FRONTEND_VERSION__ || null};
+}"""
+
+
+def _union(first: dict[str, Any] | None, second: dict[str, Any] | None) -> dict[str, Any] | None:
+    if first is None or second is None:
+        return first or second
+    x0, y0 = min(first["x"], second["x"]), min(first["y"], second["y"])
+    x1 = max(first["x"] + first["width"], second["x"] + second["width"])
+    y1 = max(first["y"] + first["height"], second["y"] + second["height"])
+    return {**first, "x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0}
+
+
+def measure_layout(url: str, workflows: list[Path], folder: Path, comfyui_version: str, served_by: str) -> Path:
+    """Measure the page's panels (see LAYOUT_PANELS) with each workflow open under its own name; write the
+    record (the breadcrumb: the widest seen) to ``folder/<frontend version>.json``."""
+    from playwright.sync_api import sync_playwright
+
+    _settings(url)
+    measured: dict[str, Any] = {}
+    with sync_playwright() as playwright:
+        browser = _launch(playwright)
+        for path in workflows:
+            page = _open_page(browser, url, VIEWPORT)  # a fresh page: a first visit, the banner still shown
+            page.evaluate(
+                "async ([workflow, name]) => { await window.app.loadGraphData(workflow, true, true, name); }",
+                [json.loads(path.read_text(encoding="utf-8")), path.stem],
+            )
+            page.wait_for_timeout(1500)
+            page.mouse.move(VIEWPORT["width"] // 2, VIEWPORT["height"] // 2)  # no hover on a panel
+            page.wait_for_timeout(300)
+            found = page.evaluate(MEASURE_JS, LAYOUT_PANELS)
+            if not measured:
+                measured = found
+            else:
+                for name, box in found["panels"].items():
+                    measured["panels"][name] = _union(measured["panels"][name], box)
+            print(f"{path.stem}: breadcrumb {found['panels'].get('breadcrumb')}")
+            page.close()
+        browser.close()
+    rounded = {
+        name: None
+        if box is None
+        else {**{k: round(box[k], 1) for k in ("x", "y", "width", "height")}, "selector": box["selector"]}
+        for name, box in measured["panels"].items()
+    }
+    record = {
+        "_record": {
+            "frontend": measured["version"],
+            "comfyui": comfyui_version,
+            "served_by_comfyui": served_by,
+            "made_by": "python scripts/screenshot_comfyui.py --measure-layout (getBoundingClientRect in the real page)",
+            "viewport": VIEWPORT,
+        },
+        "canvas": {k: round(measured["canvas"][k], 1) for k in ("x", "y", "width", "height")},
+        "panels": rounded,
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"{measured['version']}.json"
+    out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
 def main(argv: list[str]) -> int:
+    extra_args: list[str] = []
+    if "--front-end-root" in argv:  # handed to ComfyUI: measure another frontend package
+        index = argv.index("--front-end-root")
+        extra_args = argv[index : index + 2]
+        argv = argv[:index] + argv[index + 2 :]
+    for_comfyui = None
+    if "--for-comfyui" in argv:  # the ComfyUI version whose requirements pin that frontend
+        index = argv.index("--for-comfyui")
+        for_comfyui = argv[index + 1]
+        argv = argv[:index] + argv[index + 2 :]
+    measure = bool(argv) and argv[0] == "--measure-layout"
     templates = bool(argv) and argv[0] == "--templates"
-    if templates:  # --templates [picture of the browser]
+    if measure:
+        out = Path(argv[1]) if len(argv) > 1 else REPO / "tests" / "comfyui_layout"
+    elif templates:  # --templates [picture of the browser]
         out = Path(argv[1]) if len(argv) > 1 else REPO / "docs" / "template_browser.png"
     else:  # [workflow] [picture]
         workflow_path = Path(argv[0]) if argv else REPO / "workflows" / "EchoMimic V1 audio.json"
@@ -248,9 +370,18 @@ def main(argv: list[str]) -> int:
         print("set COMFYUI_DIR (and COMFYUI_PYTHON) to a ComfyUI made by scripts/setup_comfyui.sh", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="echomimic-screenshot-") as base:
-        process, url = start_comfyui(Path(comfyui_dir), os.environ.get("COMFYUI_PYTHON", sys.executable), Path(base))
+        process, url = start_comfyui(
+            Path(comfyui_dir), os.environ.get("COMFYUI_PYTHON", sys.executable), Path(base), extra_args
+        )
         try:
-            if templates:
+            if measure:
+                version = json.loads(urllib.request.urlopen(url + "/system_stats", timeout=30).read())
+                served_by = version["system"]["comfyui_version"]
+                written = measure_layout(
+                    url, sorted((REPO / "workflows").glob("*.json")), out, for_comfyui or served_by, served_by
+                )
+                print(f"wrote {written}")
+            elif templates:
                 template_pictures(url, sorted((REPO / "workflows").glob("*.json")), out)
             else:
                 screenshot(url, json.loads(workflow_path.read_text()), out)

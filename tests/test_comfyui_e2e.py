@@ -117,8 +117,11 @@ def write_tiny_upscale_model(path: Path) -> None:
     torch.save(state, path)
 
 
-def write_driving_video(path: Path, portrait: Path, speech: Path, fps: float = 24.0) -> None:
-    """An mp4 of the portrait moving a little, with the speech as its sound."""
+def write_driving_video(
+    path: Path, portrait: Path, speech: Path, fps: float = 24.0, frame_count: int | None = None
+) -> None:
+    """An mp4 of the portrait moving a little, with the speech as its sound: as long as the speech, or
+    `frame_count` frames (the sound cut to them)."""
     import numpy as np
     import torch
     from PIL import Image
@@ -127,7 +130,8 @@ def write_driving_video(path: Path, portrait: Path, speech: Path, fps: float = 2
 
     audio, rate = read_audio(speech)
     image = torch.from_numpy(np.asarray(Image.open(portrait).convert("RGB"), dtype=np.float32) / 255.0)
-    count = int(audio.shape[-1] / rate * fps) + 1
+    count = int(audio.shape[-1] / rate * fps) + 1 if frame_count is None else frame_count
+    audio = audio[..., : int(round(count / fps * rate))]
     frames = torch.stack([torch.roll(image, shifts=(i % 5, (i * 2) % 7), dims=(0, 1)) for i in range(count)])
     write_mp4(path, frames, fps, audio, rate)
 
@@ -250,6 +254,7 @@ class WebsocketListener:
 
     def __init__(self, port: int, client_id: str) -> None:
         self.messages: list[dict[str, Any]] = []
+        self.arrivals: list[float] = []  # time.monotonic() when each of `messages` arrived
         self.previews: dict[str, int] = {}
         self.preview_nodes: dict[str, set[str]] = {}
         self._running_prompt: str | None = None
@@ -323,6 +328,7 @@ class WebsocketListener:
                     if opcode == 1:
                         message = json.loads(payload)
                         self.messages.append(message)
+                        self.arrivals.append(time.monotonic())
                         data = message.get("data") or {}
                         if message.get("type") in ("executing", "execution_start"):
                             self._running_prompt = data.get("prompt_id", self._running_prompt)
@@ -341,6 +347,15 @@ class WebsocketListener:
                 for m in self.messages
                 if m.get("type") == "progress" and m.get("data", {}).get("prompt_id") == prompt_id
             }
+
+    def timed_messages(self, prompt_id: str) -> list[tuple[float, dict[str, Any]]]:
+        """(arrival time, message) of the JSON messages of `prompt_id`, in arrival order."""
+        with self._lock:
+            return [
+                (arrival, message)
+                for arrival, message in zip(self.arrivals, self.messages)
+                if (message.get("data") or {}).get("prompt_id") == prompt_id
+            ]
 
     def close(self) -> None:
         try:
@@ -638,6 +653,20 @@ def assert_durations_agree(path: Path) -> None:
     assert abs(info["audio"]["seconds"] - info["video_seconds"]) <= frame + 0.03, (info["audio"], info["video_seconds"])
 
 
+def saved_mp4(server: ComfyServer, entry: dict[str, Any]) -> Path:
+    """The first mp4 a history entry's outputs name, in the server's output folder."""
+    saved = [
+        item
+        for output in entry["outputs"].values()
+        for items in output.values()
+        if isinstance(items, list)
+        for item in items
+        if isinstance(item, dict) and str(item.get("filename", "")).endswith(".mp4")
+    ]
+    assert saved, f"no mp4 among the outputs: {entry['outputs']}"
+    return server.base / "output" / saved[0].get("subfolder", "") / saved[0]["filename"]
+
+
 def _sampler_ids(prompt: dict[str, Any]) -> set[str]:
     return {
         node_id for node_id, node in prompt.items() if node["class_type"] in ("EchoMimicSampler", "EchoMimicV3Sampler")
@@ -695,19 +724,10 @@ def test_workflow_runs_and_saves_an_mp4_with_sound(
     )
     prompt = swap_wan_loaders(ui_to_api(workflow, object_info))
     prompt_id, entry = comfy_server.run(prompt)
-    saved = [
-        item
-        for output in entry["outputs"].values()
-        for items in output.values()
-        if isinstance(items, list)
-        for item in items
-        if isinstance(item, dict) and str(item.get("filename", "")).endswith(".mp4")
-    ]
-    assert saved, f"no mp4 among the outputs: {entry['outputs']}"
-    folder = comfy_server.base / "output" / saved[0].get("subfolder", "")
-    assert_mp4_with_sound(folder / saved[0]["filename"], min_frames=8)
+    saved = saved_mp4(comfy_server, entry)
+    assert_mp4_with_sound(saved, min_frames=8)
     if any(node["class_type"] == "EchoMimicV3Sampler" for node in prompt.values()):
-        assert_durations_agree(folder / saved[0]["filename"])
+        assert_durations_agree(saved)
     listener = comfy_server.listener
     assert listener is not None
     assert _sampler_ids(prompt) & listener.progress_nodes(prompt_id), "the sampler sent no progress"
@@ -792,6 +812,102 @@ def test_missing_weights_reach_the_error_dialog_as_a_clear_message(comfy_server:
     assert expected_path in error["exception_message"]
     assert "BadToBest/EchoMimic" in error["exception_message"]
     assert "Traceback" not in error["exception_message"]
+
+
+def _node_id(prompt: dict[str, Any], class_type: str) -> str:
+    (node_id,) = [node_id for node_id, node in prompt.items() if node["class_type"] == class_type]
+    return node_id
+
+
+def _preview_texts(entry: dict[str, Any], previews: dict[str, str]) -> dict[str, str]:
+    """name -> the text a Preview as Text node (id previews[name]) showed in the history entry."""
+    return {name: entry["outputs"][node_id]["text"][0] for name, node_id in previews.items()}
+
+
+def test_v2_hand_poses_play_at_the_driving_clips_own_frame_rate(comfy_server: ComfyServer) -> None:
+    """The V2 driving-video workflow on a 30 fps clip (not the 24 fps default): every frame of the clip becomes a
+    hand-pose image, the sampler makes one frame per pose image at the clip's 30 fps (Get Video Components' fps
+    reaches Audio Features, whose features set the sampler's fps), so the gestures span the clip at its own
+    speed. Catches the fps link missing from the workflow (the video would run at 24 fps, 25% slower than the
+    clip), poses dropped or repeated between the clip and the sampler, and the sampler's frame_count / fps
+    outputs disagreeing with what it made."""
+    clip_fps, clip_frames = 30.0, 18  # 0.6 s of gestures, shorter than the 1.05 s of speech
+    clip_name = "driving_video_half_body_30fps.mp4"
+    inputs = comfy_server.base / "input"
+    write_driving_video(inputs / clip_name, inputs / "half_body.png", inputs / "speech.wav", clip_fps, clip_frames)
+    object_info = comfy_server.request("/object_info")
+    name = "EchoMimic V2 hands from a video.json"
+    workflow = shrink_workflow(
+        json.loads((REPO_ROOT / "workflows" / name).read_text(encoding="utf-8")), comfy_server, object_info, "e2e/fps"
+    )
+    for node in workflow["nodes"]:
+        if node["type"] == "LoadVideo":
+            set_widget(node, object_info, "file", clip_name)
+        if node["type"] in ("EchoMimicAudioFeatures", "EchoMimicSampler"):
+            # The whole clip, and a video that ends with its poses (the speech is longer).
+            set_widget(node, object_info, "length", 0)
+            set_widget(node, object_info, "length_policy", "stop")
+    prompt = ui_to_api(workflow, object_info)
+    sampler = _node_id(prompt, "EchoMimicSampler")
+    features = _node_id(prompt, "EchoMimicAudioFeatures")
+    assert prompt[features]["inputs"]["fps"] == [_node_id(prompt, "GetVideoComponents"), 2], "fps is not linked"
+    draw = _node_id(prompt, "EchoMimicDrawHandPoses")
+    assert prompt[sampler]["inputs"]["hand_pose_images"] == [draw, 0]
+    # What reaches the sampler and what it reports, shown by core Preview as Text nodes.
+    prompt["900"] = {"class_type": "GetImageSize", "inputs": {"image": [draw, 0]}}
+    previews = {"pose_images": "901", "frame_count": "902", "fps": "903", "features_frame_count": "904"}
+    for node_id, source in zip(previews.values(), (["900", 2], [sampler, 2], [sampler, 1], [features, 1])):
+        prompt[node_id] = {"class_type": "PreviewAny", "inputs": {"source": source}}
+    _prompt_id, entry = comfy_server.run(prompt)
+    texts = _preview_texts(entry, previews)
+    assert int(texts["pose_images"]) == clip_frames, texts  # one pose image per clip frame
+    assert int(texts["frame_count"]) == int(texts["features_frame_count"]) == clip_frames, texts
+    assert float(texts["fps"]) == clip_fps, texts
+    from tests.helpers import probe_mp4
+
+    info = probe_mp4(saved_mp4(comfy_server, entry))
+    assert info["frames"].shape[0] == clip_frames and float(info["rate"]) == clip_fps, (info["rate"], texts)
+    # The video lasts as long as the clip's gestures: 18 frames at 30 fps, not at 24.
+    assert abs(info["video_seconds"] - clip_frames / clip_fps) < 0.5 / clip_fps, info["video_seconds"]
+
+
+def test_sampler_progress_covers_the_whole_node(comfy_server: ComfyServer) -> None:
+    """Over the websocket, the sampler's progress bar rises monotonically to 100% (value == max) with one unit
+    for the reference, one per (step, window) and one per decoded chunk, and the node finishes right after its
+    last progress message. Catches a bar that stops at 100% (or short of it) while the node still decodes, a
+    bar whose total changes or that goes backwards, and decode chunks missing from the total."""
+    from echomimic.pipeline.context import uniform_windows
+    from echomimic.pipeline.vae import auto_decode_batch
+
+    steps, frames, context, overlap = 1, TINY_WIDGETS["length"], TINY_WIDGETS["context_frames"], 1
+    prompt = _api_prompt(comfy_server, "EchoMimic V1 audio.json", "e2e/progress", steps=steps, context_overlap=overlap)
+    sampler = _node_id(prompt, "EchoMimicSampler")
+    prompt_id, _entry = comfy_server.run(prompt)
+    listener = comfy_server.listener
+    assert listener is not None
+    timed = listener.timed_messages(prompt_id)
+    progress = [(t, m["data"]) for t, m in timed if m["type"] == "progress" and str(m["data"]["node"]) == sampler]
+    values, maxima = [int(d["value"]) for _, d in progress], {int(d["max"]) for _, d in progress}
+    assert len(maxima) == 1, maxima  # one bar, its total fixed from the start
+    (total,) = maxima
+    assert values == sorted(values) and values[-1] == total, values
+    decode_chunks = -(-frames // auto_decode_batch("cpu"))
+    denoise_units = steps * len(uniform_windows(frames, context, overlap))
+    assert total == 1 + denoise_units + decode_chunks, (total, denoise_units, decode_chunks)
+    assert values[-decode_chunks:] == list(range(total - decode_chunks + 1, total + 1)), values  # chunk by chunk
+    # The node's end: ComfyUI's progress_state message that marks the sampler finished.
+    finished = next(
+        t
+        for t, m in timed
+        if m["type"] == "progress_state" and (m["data"]["nodes"].get(sampler) or {}).get("state") == "finished"
+    )
+    last, before_last = progress[-1][0], progress[-2][0]
+    gap, last_chunk = finished - last, last - before_last
+    # After its last progress message the node only hands its frames over: far less than decoding one chunk.
+    assert 0 <= gap < last_chunk, (
+        f"the node ran {gap:.2f} s after its last progress message (a chunk: {last_chunk:.2f} s)"
+    )
+    print(f"progress: {len(values)} messages, total {total}, last chunk {last_chunk:.3f} s, gap after {gap:.3f} s")
 
 
 # The check scripts below load this repository as ComfyUI loads an extension (a package named

@@ -1,7 +1,8 @@
 """Every workflow in workflows/ loads in a fresh ComfyUI with this extension, in every ComfyUI version we have
 a snapshot of: each node type exists, every link joins matching types, and every widget value fits its
 input (count, type, range, combo values). And it looks right when the page opens it: no node overlaps
-another, no title hides under the tab bar or is cut off, and the saved view shows the graph's left part.
+another, no title is cut off, no node or reroute hides under the page's panels (as measured per frontend in
+tests/comfyui_layout), the saved view shows the graph's left part, and no link runs behind another node.
 
 Our nodes are read from their INPUT_TYPES. ComfyUI core nodes come from tests/comfyui_object_info/<version>.json,
 generated from each real server's GET /object_info by scripts/dump_object_info.py, one record per snapshot
@@ -228,9 +229,27 @@ SLOT_HEIGHT = 20  # one input/output socket row
 WIDGET_HEIGHT = 24  # one widget row (20 px + 4 px spacing)
 TITLE_CHAR_WIDTH = 8.4  # 14 px title font, LiteGraph's 0.6 em per character estimate
 TITLE_PADDING = 40  # the collapse dot on the left, room for a badge on the right
-TAB_BAR_BOTTOM = 60  # screen px: the menu and workflow tabs cover the canvas above this
-SIDEBAR_RIGHT = 48  # screen px: the left sidebar's icon bar
-LEFT_VIEW_MAX = 400  # screen px: the leftmost node starts within this, so the graph's left part is in view
+BADGE_HEIGHT = 20  # the node-source badge ("EchoMimic") the page draws above a custom node's title bar
+REROUTE_RADIUS = 10  # graph px: a native reroute's dot
+LEFT_VIEW_MAX = 400  # canvas px: the leftmost node starts within this, so the graph's left part is in view
+# Where each frontend's own panels cover the page, as measured in the real page (getBoundingClientRect) by
+# `python scripts/screenshot_comfyui.py --measure-layout`, one record per frontend version: the canvas, the
+# workflow tabs, the "Nodes 2.0" banner (a first visit shows it), the sidebar, the workflow breadcrumb (its
+# widest, over the shipped workflows' names) and the Run toolbar, at the record's viewport.
+LAYOUTS_DIR = REPO_ROOT / "tests" / "comfyui_layout"
+PANEL_NAMES = {
+    "tabs": "the workflow tabs",
+    "banner": "the Nodes 2.0 banner",
+    "sidebar": "the sidebar",
+    "breadcrumb": "the workflow breadcrumb",
+    "run_toolbar": "the Run toolbar",
+}
+
+
+def frontend_layouts() -> list[dict[str, Any]]:
+    """The measured page layouts (tests/comfyui_layout/<frontend version>.json), oldest frontend first."""
+    paths = sorted(LAYOUTS_DIR.glob("*.json"), key=lambda path: _version_key(path.stem))
+    return [json.loads(path.read_text(encoding="utf-8")) for path in paths]
 
 
 def _size(node: dict[str, Any]) -> tuple[float, float]:
@@ -258,51 +277,224 @@ def min_body_height(node: dict[str, Any], object_info: dict[str, dict[str, Any]]
     return max(len(sockets), len(info["output"])) * SLOT_HEIGHT + len(widgets) * WIDGET_HEIGHT
 
 
-def layout_problems(workflow: dict[str, Any], object_info: dict[str, dict[str, Any]]) -> list[str]:
-    """What looks wrong when the page opens the workflow (its saved view, extra.ds)."""
-    problems: list[str] = []
-    nodes = [node for node in workflow["nodes"] if node["type"] not in ("Reroute",)]
+def node_boxes(
+    workflow: dict[str, Any], object_info: dict[str, dict[str, Any]]
+) -> dict[int, tuple[float, float, float, float]]:
+    """Node id -> (x0, y0, x1, y1) in graph px, title bar included, at least as tall as its widgets need."""
     boxes = {}
-    for node in nodes:
-        where = f"node {node['id']} ({node['type']})"
+    for node in workflow["nodes"]:
+        if node["type"] in ("Reroute",):
+            continue
         (x, y), (width, height) = _pos(node), _size(node)
-        title = node_title(node, object_info)
+        boxes[node["id"]] = (x, y - TITLE_HEIGHT, x + width, y + max(height, min_body_height(node, object_info)))
+    return boxes
+
+
+def _intersects(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def reroute_boxes(workflow: dict[str, Any]) -> dict[int, tuple[float, float, float, float]]:
+    """Reroute id -> the box of its dot (graph px) of the native reroutes in extra.reroutes."""
+    radius = REROUTE_RADIUS
+    return {
+        reroute["id"]: (
+            reroute["pos"][0] - radius,
+            reroute["pos"][1] - radius,
+            reroute["pos"][0] + radius,
+            reroute["pos"][1] + radius,
+        )
+        for reroute in (workflow.get("extra") or {}).get("reroutes") or []
+    }
+
+
+def view_problems(
+    boxes: dict[int, tuple[float, float, float, float]],
+    view: dict[str, Any],
+    layout: dict[str, Any],
+    badge: bool = True,
+) -> list[str]:
+    """What the saved view hides or misses on one frontend: node boxes (graph px) under one of the page's
+    panels or past the canvas's top / left edge, and a leftmost node beyond LEFT_VIEW_MAX."""
+    problems: list[str] = []
+    frontend = layout["_record"]["frontend"]
+    scale, (offset_x, offset_y) = view["scale"], view["offset"]
+    canvas = layout["canvas"]
+
+    def on_page(box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        x0, y0, x1, y1 = ((value + offset) * scale for value, offset in zip(box, (offset_x, offset_y) * 2))
+        return (canvas["x"] + x0, canvas["y"] + y0, canvas["x"] + x1, canvas["y"] + y1)
+
+    for node_id, box in sorted(boxes.items()):
+        page = on_page((box[0], box[1] - BADGE_HEIGHT * badge, box[2], box[3]))  # the badge may not hide either
+        if page[1] < canvas["y"] or page[0] < canvas["x"]:
+            problems.append(
+                f"frontend {frontend}: node {node_id} starts off the canvas (page {page[0]:.0f}, {page[1]:.0f})"
+            )
+        for name, panel in layout["panels"].items():
+            if panel is None:
+                continue
+            rect = (panel["x"], panel["y"], panel["x"] + panel["width"], panel["y"] + panel["height"])
+            if _intersects(page, rect):
+                problems.append(
+                    f"frontend {frontend}: node {node_id} is under {PANEL_NAMES.get(name, name)} (node at page "
+                    f"{page[0]:.0f}..{page[2]:.0f} x {page[1]:.0f}..{page[3]:.0f}, panel {rect[0]:.0f}..{rect[2]:.0f} "
+                    f"x {rect[1]:.0f}..{rect[3]:.0f}); move the nodes or set extra.ds.offset"
+                )
+    if boxes:
+        left = (min(box[0] for box in boxes.values()) + offset_x) * scale
+        if left > LEFT_VIEW_MAX:
+            problems.append(
+                f"frontend {frontend}: the saved view does not show the graph's left part (leftmost node at canvas "
+                f"x {left:.0f}, wanted at most {LEFT_VIEW_MAX})"
+            )
+    return problems
+
+
+SLOT_INSET = 10  # graph px from a node's side to the centre of its sockets
+
+
+def slot_position(
+    node: dict[str, Any], kind: str, index: int, object_info: dict[str, dict[str, Any]]
+) -> tuple[float, float]:
+    """Graph px of output / input `index` of a node: socket rows under the title, outputs at the right edge,
+    inputs at the left; an input that replaces a widget sits on that widget's row, below the socket rows."""
+    (x, y), (width, _height) = _pos(node), _size(node)
+    if kind == "output":
+        return (x + width - SLOT_INSET, y + (index + 0.5) * SLOT_HEIGHT)
+    entries = node.get("inputs") or []
+    entry = entries[index]
+    if entry.get("widget"):
+        info = object_info.get(node["type"])
+        names = [spec.name for spec, role in widget_slots(info) if spec and role == "value"] if info else []
+        sockets = sum(1 for other in entries if not other.get("widget"))
+        rows = max(sockets, len(node.get("outputs") or []))
+        row = names.index(entry["name"]) if entry["name"] in names else 0
+        return (x + SLOT_INSET, y + rows * SLOT_HEIGHT + (row + 0.5) * WIDGET_HEIGHT)
+    row = sum(1 for other in entries[:index] if not other.get("widget"))
+    return (x + SLOT_INSET, y + (row + 0.5) * SLOT_HEIGHT)
+
+
+def _segment_crosses_box(
+    start: tuple[float, float], end: tuple[float, float], box: tuple[float, float, float, float]
+) -> bool:
+    """Whether the straight segment start-end passes through the box's inside (Liang-Barsky clipping)."""
+    (x0, y0), (x1, y1) = start, end
+    dx, dy = x1 - x0, y1 - y0
+    low, high = 0.0, 1.0
+    for p, q in ((-dx, x0 - box[0]), (dx, box[2] - x0), (-dy, y0 - box[1]), (dy, box[3] - y0)):
+        if p == 0:
+            if q <= 0:
+                return False
+            continue
+        ratio = q / p
+        if p < 0:
+            low = max(low, ratio)
+        else:
+            high = min(high, ratio)
+        if low >= high:
+            return False
+    return True
+
+
+def link_routes(workflow: dict[str, Any]) -> dict[int, list[tuple[float, float]]]:
+    """Link id -> the positions of its native reroutes (extra.reroutes, joined to a link by
+    extra.linkExtensions), from the output's end to the input's; [] for a link drawn straight."""
+    extra = workflow.get("extra") or {}
+    reroutes = {reroute["id"]: reroute for reroute in extra.get("reroutes") or []}
+    routes: dict[int, list[tuple[float, float]]] = {}
+    for extension in extra.get("linkExtensions") or []:
+        points, reroute_id, seen = [], extension["parentId"], set()
+        while reroute_id is not None:  # each reroute names the one before it, towards the output
+            if reroute_id in seen or reroute_id not in reroutes:
+                raise ValueError(f"link {extension['id']}: broken reroute chain at reroute {reroute_id}")
+            seen.add(reroute_id)
+            points.insert(0, tuple(reroutes[reroute_id]["pos"]))
+            reroute_id = reroutes[reroute_id].get("parentId")
+        routes[extension["id"]] = points
+    return routes
+
+
+def link_problems(workflow: dict[str, Any], object_info: dict[str, dict[str, Any]]) -> list[str]:
+    """Links drawn through a node other than their two ends. A link is taken as straight lines from its
+    output socket through its reroutes (if any) to its input socket; the page draws curves that leave and
+    enter horizontally, close to those lines between the sockets' columns, so this is an approximation.
+    Node boxes include the title bar."""
+    nodes = {node["id"]: node for node in workflow["nodes"]}
+    boxes = node_boxes(workflow, object_info)
+    routes = link_routes(workflow)
+    problems = []
+    for link_id, origin, origin_slot, target, target_slot, _type in workflow["links"]:
+        if origin not in nodes or target not in nodes:
+            continue
+        points = [
+            slot_position(nodes[origin], "output", origin_slot, object_info),
+            *routes.get(link_id, []),
+            slot_position(nodes[target], "input", target_slot, object_info),
+        ]
+        for node_id, box in sorted(boxes.items()):
+            if node_id in (origin, target):
+                continue
+            if any(_segment_crosses_box(a, b, box) for a, b in zip(points, points[1:])):
+                name, behind = nodes[target]["inputs"][target_slot]["name"], nodes[node_id]["type"]
+                problems.append(f"link {link_id} ({origin} -> {target}.{name}) runs behind node {node_id} ({behind})")
+    return problems
+
+
+def layout_problems(
+    workflow: dict[str, Any], object_info: dict[str, dict[str, Any]], layouts: list[dict[str, Any]] | None = None
+) -> list[str]:
+    """What looks wrong when the page opens the workflow (its saved view, extra.ds), on every measured frontend
+    (``layouts``: default all of tests/comfyui_layout)."""
+    problems: list[str] = []
+    for node in workflow["nodes"]:
+        if node["type"] in ("Reroute",):
+            continue
+        where = f"node {node['id']} ({node['type']})"
+        (width, height), title = _size(node), node_title(node, object_info)
         needed_width = len(title) * TITLE_CHAR_WIDTH + TITLE_PADDING
         if width < needed_width:
             problems.append(f"{where}: width {width} cuts its title {title!r} (needs {needed_width:.0f})")
         needed_height = min_body_height(node, object_info)
         if height < needed_height:
             problems.append(f"{where}: height {height} hides inputs or widgets (needs {needed_height})")
-        boxes[node["id"]] = (x, y - TITLE_HEIGHT, x + width, y + max(height, needed_height))
+    boxes = node_boxes(workflow, object_info)
     ordered = sorted(boxes.items())
     for index, (first_id, first) in enumerate(ordered):
         for second_id, second in ordered[index + 1 :]:
-            if first[0] < second[2] and second[0] < first[2] and first[1] < second[3] and second[1] < first[3]:
+            if _intersects(first, second):
                 problems.append(f"nodes {first_id} and {second_id} overlap (title bars included)")
     view = workflow.get("extra", {}).get("ds")
     if not view:
         problems.append("no saved view (extra.ds): the page would open at its default offset")
-    elif boxes:
-        scale, (offset_x, offset_y) = view["scale"], view["offset"]
-        top = min(box[1] for box in boxes.values())
-        left = min(box[0] for box in boxes.values())
-        if (top + offset_y) * scale < TAB_BAR_BOTTOM:
-            problems.append(
-                f"the top row's titles are under the tab bar (screen y {(top + offset_y) * scale:.0f} "
-                f"< {TAB_BAR_BOTTOM}); move the nodes down or set extra.ds.offset"
-            )
-        if not SIDEBAR_RIGHT <= (left + offset_x) * scale <= LEFT_VIEW_MAX:
-            problems.append(
-                f"the saved view does not show the graph's left part (leftmost node at screen x "
-                f"{(left + offset_x) * scale:.0f}, wanted {SIDEBAR_RIGHT}..{LEFT_VIEW_MAX})"
-            )
+    else:
+        for layout in frontend_layouts() if layouts is None else layouts:
+            problems += view_problems(boxes, view, layout)
+            problems += [  # a reroute's dot under a panel cannot be grabbed
+                problem.replace("node ", "reroute ", 1)
+                for problem in view_problems(reroute_boxes(workflow), view, layout, badge=False)
+                if "left part" not in problem
+            ]
     return problems
+
+
+def test_every_comfyui_version_has_a_measured_page_layout() -> None:
+    """Catches a ComfyUI snapshot whose frontend's panels were never measured (the layout check would not know
+    where they sit), and a layout record without the panels the check needs."""
+    layouts = frontend_layouts()
+    assert {layout["_record"]["comfyui"] for layout in layouts} >= set(VERSIONS), (
+        "measure the new frontend: python scripts/screenshot_comfyui.py --measure-layout"
+    )
+    for layout in layouts:
+        assert layout["panels"]["tabs"] and layout["panels"]["run_toolbar"] and layout["panels"]["breadcrumb"], layout
+        assert layout["canvas"]["width"] > 0, layout
 
 
 @pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda path: path.stem)
 def test_workflow_layout_reads_well_in_the_page(path: Path, object_info: dict[str, dict[str, Any]]) -> None:
-    """Catches overlapping nodes, titles under the tab bar or cut off, nodes too short for their widgets,
-    and a saved view that opens away from the graph."""
+    """Catches overlapping nodes, titles cut off, nodes too short for their widgets, and, on every measured
+    frontend (tests/comfyui_layout), a saved view that puts nodes under the page's panels (tabs, Nodes 2.0
+    banner, sidebar, workflow breadcrumb, Run toolbar) or opens away from the graph."""
     workflow = json.loads(path.read_text(encoding="utf-8"))
     assert layout_problems(workflow, object_info) == []
 
@@ -330,8 +522,24 @@ def test_layout_check_catches_bad_layouts(object_info: dict[str, dict[str, Any]]
     assert problems_after(lambda w: None) == []
     assert any("overlap" in p for p in problems_after(overlap))
     assert any("overlap" in p for p in problems_after(title_bar_overlap))
-    assert any("tab bar" in p for p in problems_after(lambda w: w["extra"]["ds"].__setitem__("offset", [60, 0])))
-    assert any("left part" in p for p in problems_after(lambda w: w["extra"]["ds"].__setitem__("offset", [-900, 80])))
+    assert any(
+        "under the workflow tabs" in p for p in problems_after(lambda w: w["extra"]["ds"].update(offset=[60, 0]))
+    )
+    assert any("off the canvas" in p for p in problems_after(lambda w: w["extra"]["ds"].update(offset=[-900, 80])))
+    assert any("left part" in p for p in problems_after(lambda w: w["extra"]["ds"].update(offset=[900, 300])))
+    newest = frontend_layouts()[-1]
+
+    def under(panel_name: str):  # the first node moved so that its title sits on that panel of the newest frontend
+        def change(w: dict[str, Any]) -> None:
+            panel, canvas, view = newest["panels"][panel_name], newest["canvas"], w["extra"]["ds"]
+            x = (panel["x"] + panel["width"] / 2 - canvas["x"]) / view["scale"] - view["offset"][0]
+            y = (panel["y"] + panel["height"] / 2 - canvas["y"]) / view["scale"] - view["offset"][1] + TITLE_HEIGHT / 2
+            w["nodes"][0]["pos"] = [x - _size(w["nodes"][0])[0] / 2, y]
+
+        return change
+
+    assert any("under the Run toolbar" in p for p in problems_after(under("run_toolbar")))
+    assert any("under the workflow breadcrumb" in p for p in problems_after(under("breadcrumb")))
     assert any("no saved view" in p for p in problems_after(lambda w: w["extra"].pop("ds")))
     assert any("cuts its title" in p for p in problems_after(lambda w: w["nodes"][0].__setitem__("size", [60, 400])))
     assert any(
@@ -339,6 +547,48 @@ def test_layout_check_catches_bad_layouts(object_info: dict[str, dict[str, Any]]
         for p in problems_after(
             lambda w: next(n for n in w["nodes"] if n["type"] == "EchoMimicSampler").__setitem__("size", [400, 60])
         )
+    )
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda path: path.stem)
+def test_no_link_runs_behind_a_node(path: Path, object_info: dict[str, dict[str, Any]]) -> None:
+    """Catches a link drawn through a node other than its two ends (straight lines from socket through its
+    reroutes to socket, an approximation of the page's curves), and reroutes that do not belong to real links:
+    `python scripts/fix_workflow_layout.py --route-links` routes such links around the nodes."""
+    workflow = json.loads(path.read_text(encoding="utf-8"))
+    assert link_problems(workflow, object_info) == []
+    links = {row[0] for row in workflow["links"]}
+    routes = link_routes(workflow)
+    assert set(routes) <= links
+    for reroute in (workflow.get("extra") or {}).get("reroutes") or []:
+        assert set(reroute.get("linkIds") or []) <= set(routes), reroute
+
+
+def test_link_check_catches_links_behind_nodes(object_info: dict[str, dict[str, Any]]) -> None:
+    """The link check fails on the V2 graph drawn without its reroutes (hand_pose_images runs backwards across
+    the Extract node into Audio Features, and through Align Hand Poses and Load VAE into the sampler), and a
+    broken reroute chain or a reroute under the Run toolbar is reported, not ignored."""
+    original = json.loads((WORKFLOWS_DIR / "EchoMimic V2 hands from a video.json").read_text(encoding="utf-8"))
+    straight = json.loads(json.dumps(original))
+    straight["extra"].pop("reroutes", None)
+    straight["extra"].pop("linkExtensions", None)
+    problems = link_problems(straight, object_info)
+    assert any(p.startswith("link 11 (10 -> 8.driving_images) runs behind node 6 ") for p in problems), problems
+    assert any(p.startswith("link 16 (10 -> 14.hand_pose_images) runs behind node 9 ") for p in problems), problems
+    broken = json.loads(json.dumps(original))
+    broken["extra"]["reroutes"][-1]["parentId"] = 10_000
+    with pytest.raises(ValueError, match="broken reroute chain"):
+        link_problems(broken, object_info)
+    hidden = json.loads(json.dumps(original))
+    newest, view = frontend_layouts()[-1], hidden["extra"]["ds"]
+    toolbar = newest["panels"]["run_toolbar"]
+    hidden["extra"]["reroutes"][0]["pos"] = [
+        (toolbar["x"] + toolbar["width"] / 2 - newest["canvas"]["x"]) / view["scale"] - view["offset"][0],
+        (toolbar["y"] + toolbar["height"] / 2 - newest["canvas"]["y"]) / view["scale"] - view["offset"][1],
+    ]
+    assert any(
+        p.startswith(f"frontend {newest['_record']['frontend']}: reroute ") and "Run toolbar" in p
+        for p in layout_problems(hidden, object_info)
     )
 
 
