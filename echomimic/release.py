@@ -261,30 +261,40 @@ class HubFile:
     relative_path: str
     repo_id: str
     repo_filename: str
+    size: int | None = None  # bytes of the full-size release file, where known (the weights; not the JSON files)
 
 
-def _base(name: str, role: str) -> HubFile:
-    return HubFile(role, f"{V3_BASE_FOLDER}/{name}", WAN21_FUN_INP_REPO, name)
+def _base(name: str, role: str, size: int | None = None) -> HubFile:
+    return HubFile(role, f"{V3_BASE_FOLDER}/{name}", WAN21_FUN_INP_REPO, name, size)
 
 
+# The sizes are those of the release files (../shared/parity/manifests/echomimic_v3_flash.json, reported_file_bytes).
 V3_FLASH_FILES: tuple[HubFile, ...] = (
     HubFile(
         "transformer",
         "transformer/diffusion_pytorch_model.safetensors",
         ECHOMIMIC_V3_REPO,
         "echomimicv3-flash-pro/transformer/diffusion_pytorch_model.safetensors",
+        3_727_671_120,
     ),
     _base("config.json", "transformer_config"),
-    _base("Wan2.1_VAE.pth", "vae"),
-    _base("models_t5_umt5-xxl-enc-bf16.pth", "text_encoder"),
-    _base("models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth", "image_encoder"),
+    _base("Wan2.1_VAE.pth", "vae", 507_609_880),
+    _base("models_t5_umt5-xxl-enc-bf16.pth", "text_encoder", 11_361_920_418),
+    _base("models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth", "image_encoder", 4_772_359_047),
     *(
         HubFile(f"tokenizer:{name}", f"{V3_TOKENIZER_FOLDER}/{name}", WAN21_FUN_INP_REPO, f"google/umt5-xxl/{name}")
         for name in ("tokenizer.json", "tokenizer_config.json")
     ),  # the fast tokenizer
     *(
         HubFile(f"wav2vec2:{name}", f"{V3_WAV2VEC2_FOLDER}/{name}", WAV2VEC2_REPO, name)
-        for name in ("config.json", "preprocessor_config.json", "pytorch_model.bin")
+        for name in ("config.json", "preprocessor_config.json")
+    ),
+    HubFile(
+        "wav2vec2:pytorch_model.bin",
+        f"{V3_WAV2VEC2_FOLDER}/pytorch_model.bin",
+        WAV2VEC2_REPO,
+        "pytorch_model.bin",
+        380_261_837,
     ),
 )
 DEFAULT_V3_FPS = 25.0  # run_flash.sh; the model was trained at 25 fps
