@@ -169,6 +169,9 @@ DEFAULT_SEED = {"v1": 420, "v2": 3407, "v3": 43}  # V3: run_flash.sh
 # The command line's weights folder per release: V1 and V2 name different weights alike, so never one folder.
 DEFAULT_WEIGHTS_FOLDER = {"v1": "pretrained_weights", "v2": "pretrained_weights_v2", "v3": "pretrained_weights_v3"}
 PRECISIONS = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}  # option -> torch dtype name
+# The highest frame rate of a run the nodes can set up (the audio-features nodes' fps maximum): with only the
+# speech known, at most this many frames per second of it can be shown.
+MAX_FPS = 120.0
 # Landmark / hand-pose sequences shorter than the audio (echomimic.pipeline.length): default first.
 LENGTH_POLICIES = ("loop", "ping-pong", "hold", "stop")
 DEFAULT_LENGTH_POLICY = LENGTH_POLICIES[0]
