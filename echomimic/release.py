@@ -169,6 +169,9 @@ DEFAULT_SEED = {"v1": 420, "v2": 3407, "v3": 43}  # V3: run_flash.sh
 # The command line's weights folder per release: V1 and V2 name different weights alike, so never one folder.
 DEFAULT_WEIGHTS_FOLDER = {"v1": "pretrained_weights", "v2": "pretrained_weights_v2", "v3": "pretrained_weights_v3"}
 PRECISIONS = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}  # option -> torch dtype name
+# The highest frame rate of a run the nodes can set up (the audio-features nodes' fps maximum): with only the
+# speech known, at most this many frames per second of it can be shown.
+MAX_FPS = 120.0
 # Landmark / hand-pose sequences shorter than the audio (echomimic.pipeline.length): default first.
 LENGTH_POLICIES = ("loop", "ping-pong", "hold", "stop")
 DEFAULT_LENGTH_POLICY = LENGTH_POLICIES[0]
@@ -261,30 +264,40 @@ class HubFile:
     relative_path: str
     repo_id: str
     repo_filename: str
+    size: int | None = None  # bytes of the full-size release file, where known (the weights; not the JSON files)
 
 
-def _base(name: str, role: str) -> HubFile:
-    return HubFile(role, f"{V3_BASE_FOLDER}/{name}", WAN21_FUN_INP_REPO, name)
+def _base(name: str, role: str, size: int | None = None) -> HubFile:
+    return HubFile(role, f"{V3_BASE_FOLDER}/{name}", WAN21_FUN_INP_REPO, name, size)
 
 
+# The sizes are those of the release files (../shared/parity/manifests/echomimic_v3_flash.json, reported_file_bytes).
 V3_FLASH_FILES: tuple[HubFile, ...] = (
     HubFile(
         "transformer",
         "transformer/diffusion_pytorch_model.safetensors",
         ECHOMIMIC_V3_REPO,
         "echomimicv3-flash-pro/transformer/diffusion_pytorch_model.safetensors",
+        3_727_671_120,
     ),
     _base("config.json", "transformer_config"),
-    _base("Wan2.1_VAE.pth", "vae"),
-    _base("models_t5_umt5-xxl-enc-bf16.pth", "text_encoder"),
-    _base("models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth", "image_encoder"),
+    _base("Wan2.1_VAE.pth", "vae", 507_609_880),
+    _base("models_t5_umt5-xxl-enc-bf16.pth", "text_encoder", 11_361_920_418),
+    _base("models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth", "image_encoder", 4_772_359_047),
     *(
         HubFile(f"tokenizer:{name}", f"{V3_TOKENIZER_FOLDER}/{name}", WAN21_FUN_INP_REPO, f"google/umt5-xxl/{name}")
         for name in ("tokenizer.json", "tokenizer_config.json")
     ),  # the fast tokenizer
     *(
         HubFile(f"wav2vec2:{name}", f"{V3_WAV2VEC2_FOLDER}/{name}", WAV2VEC2_REPO, name)
-        for name in ("config.json", "preprocessor_config.json", "pytorch_model.bin")
+        for name in ("config.json", "preprocessor_config.json")
+    ),
+    HubFile(
+        "wav2vec2:pytorch_model.bin",
+        f"{V3_WAV2VEC2_FOLDER}/pytorch_model.bin",
+        WAV2VEC2_REPO,
+        "pytorch_model.bin",
+        380_261_837,
     ),
 )
 DEFAULT_V3_FPS = 25.0  # run_flash.sh; the model was trained at 25 fps

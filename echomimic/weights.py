@@ -96,13 +96,39 @@ def _is_text(head: bytes) -> bool:
     return all(32 <= b < 127 or b in b"\r\n\t" for b in head)
 
 
-def release_file_problem(path: Path) -> str | None:
+def release_file_problem(path: Path, release_size: int | None = None) -> str | None:
     """Why ``path`` cannot be the release file its name says, else None.
 
     Cheap enough for every file of a folder: the first bytes (empty, a Git LFS pointer, an HTML or text page
     where a binary file belongs, a ``.json`` that is not JSON) and, for torch zip and ``.safetensors`` files,
     the length their own structure declares (a truncated file). What a download and a found file both pass.
+
+    ``release_size``: the bytes of the full-size release file, where known. A file whose own structure proves
+    it complete (a torch zip with its directory, a ``.safetensors`` file of exactly its header's length) may
+    be smaller (a tiny build of the same network, as the tests use); one that proves nothing (a legacy pickle)
+    must not be far smaller (under half). Truncated files name the release size.
     """
+    problem = _file_problem(path)
+    if release_size is None:
+        return problem
+    if problem is not None:
+        return f"{problem}; the release file is {release_size:,} bytes" if "truncated" in problem else problem
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError as error:
+        return f"unreadable ({error.strerror or error})"
+    self_checked = head.startswith(b"PK") or path.suffix.lower() in (SAFETENSORS_SUFFIX, ".json")
+    if not self_checked and size < release_size // 2:
+        return (
+            f"{size:,} bytes, far smaller than the release file's {release_size:,} (an interrupted or wrong download)"
+        )
+    return None
+
+
+def _file_problem(path: Path) -> str | None:
+    """:func:`release_file_problem` without a release size."""
     from .downloads import looks_like_html
 
     try:

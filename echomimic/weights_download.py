@@ -56,6 +56,7 @@ class RequiredFile:
         repo_id: the Hugging Face repository it is downloaded from.
         repo_filename: its path inside that repository.
         note: extra hint for the message (another place to get it), or "".
+        size: the bytes of the full-size release file, where known (:func:`echomimic.weights.release_file_problem`).
     """
 
     role: str
@@ -64,6 +65,7 @@ class RequiredFile:
     repo_id: str
     repo_filename: str
     note: str = ""
+    size: int | None = None
 
     def found_path(self, weights_dir: Path) -> Path | None:
         """The existing accepted path in ``weights_dir`` (alternatives first, then the main one)."""
@@ -305,6 +307,21 @@ def check_weights(weights_dir: str | os.PathLike, variant: str = "audio") -> dic
     return {item.role: found for item in required_files(variant) if (found := item.found_path(folder)) is not None}
 
 
+def check_files_in_place(
+    weights_dir: str | os.PathLike, files: Iterable[RequiredFile], *, fix: str | None = None
+) -> None:
+    """Each of ``files`` that ``weights_dir`` holds can be what its name says (:func:`release_file_problem`:
+    not an HTML or text page, not truncated, not far smaller than the release file), else one
+    :class:`WeightsError` line naming the file and saying to delete it and ``fix`` (default: download it
+    again from its URL). Missing files are not this check's business."""
+    folder = Path(weights_dir)
+    for item in files:
+        found = item.found_path(folder)
+        if found is not None and (problem := release_file_problem(found, item.size)) is not None:
+            how = fix or f"download it again (it comes from {item.url})"
+            raise WeightsError(f"{found} is {problem}. Delete it and {how}.")
+
+
 def download_hub_files(
     weights_dir: str | os.PathLike,
     files: Iterable[RequiredFile],
@@ -324,10 +341,7 @@ def download_hub_files(
     """
     folder = Path(weights_dir)
     files = list(files)
-    for item in files:  # a file in place is used only when it can be what its name says
-        found = item.found_path(folder)
-        if found is not None and (problem := release_file_problem(found)) is not None:
-            raise WeightsError(f"{found} is {problem}. Delete it and download it again (it comes from {item.url}).")
+    check_files_in_place(folder, files)  # a file in place is used only when it can be what its name says
     todo = [item for item in files if item.found_path(folder) is None]
     if not todo:
         return {item.role: item.found_path(folder) for item in files}  # type: ignore[misc]
@@ -365,7 +379,7 @@ def download_hub_files(
                     local_dir=str(staging / item.repo_id),
                     endpoint=endpoint,
                 )
-                problem = release_file_problem(staged)
+                problem = release_file_problem(staged, item.size)
                 if problem is not None:  # a broken mirror's error page, saved under the file's name
                     raise _HubFailure(f"the server sent {problem}")
                 expected.parent.mkdir(parents=True, exist_ok=True)

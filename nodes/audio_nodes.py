@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..echomimic.release import DEFAULT_LENGTH_POLICY, LENGTH_POLICIES
+from ..echomimic.release import DEFAULT_LENGTH_POLICY, LENGTH_POLICIES, MAX_FPS
 from .common import AUDIO_ENCODER_TYPE, AUDIO_FEATURES_TYPE, CATEGORY, EchoMimicNodeError, tooltip, user_errors
 from .model_nodes import LoadedAudioEncoder, load_patched_models
 
@@ -51,7 +51,7 @@ class EchoMimicAudioFeatures:
                         "Components' fps to follow a driving video.",
                         default=24.0,
                         min=1.0,
-                        max=120.0,
+                        max=MAX_FPS,  # the draw nodes' audio bound counts on it
                         step=1.0,
                     ),
                 ),

@@ -235,6 +235,66 @@ def frames_progress(total: int) -> Callable[[int, int], None]:
     return report
 
 
+# The two optional inputs of the draw nodes (Draw Landmarks, Draw Hand Poses), appended last: old workflows
+# (which lack them) draw every frame as before, within the memory bound of pipeline.length.frames_to_draw.
+DRAW_BOUND_INPUTS: dict[str, Any] = {
+    "max_frames": (
+        "INT",
+        {
+            "tooltip": (
+                "Draw at most this many frames (the first ones): set it to the sampler's length so a long "
+                "motion file does not draw thousands of images (GBs of memory) the video never shows. "
+                "0 = every frame (or, with audio connected, as many as that speech can cover)."
+            ),
+            "default": 0,
+            "min": 0,
+            "max": 100000,
+        },
+    ),
+    "audio": (
+        "AUDIO",
+        {
+            "tooltip": (
+                "Optional: the speech the video is made from (what Audio Features gets). Only the frames it can "
+                f"cover are drawn (a second of margin, at any frame rate up to {release.MAX_FPS:g} fps), not "
+                "every frame of a long motion file."
+            )
+        },
+    ),
+}
+
+
+def driving_frames_to_draw(
+    node: str, what: str, num_frames: int, width: int, height: int, max_frames: int = 0, audio: Any = None
+) -> int:
+    """How many leading frames of a ``num_frames`` sequence a draw node draws (pipeline.length.frames_to_draw
+    with its ``max_frames`` and ``audio`` inputs); says in the console when that is fewer than all."""
+    from ..echomimic.pipeline.length import frames_to_draw
+
+    seconds = None
+    if audio is not None:
+        if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
+            raise EchoMimicNodeError("audio must be an AUDIO output (Load Audio, Get Video Components, ...).")
+        samples = int(getattr(audio["waveform"], "shape", (0,))[-1])
+        rate = int(audio["sample_rate"])
+        if samples <= 0 or rate <= 0:
+            raise EchoMimicNodeError("The audio is empty (0 samples); connect the speech the video is made from.")
+        seconds = samples / rate
+    count = frames_to_draw(
+        int(num_frames),
+        int(width),
+        int(height),
+        audio_seconds=seconds,
+        requested=int(max_frames),
+        what=what,
+        fix="set max_frames to the sampler's length, or connect the speech to audio, to draw only the frames "
+        "the video uses",
+    )
+    if count < num_frames:
+        print(f"{node}: drawing the first {count} of {num_frames} frames (all a video of that length can show).")
+    return count
+
+
 def raise_interrupted() -> None:
     """Raise ComfyUI's own interrupt exception, so the UI shows the run as cancelled, not failed."""
     import comfy.model_management as model_management

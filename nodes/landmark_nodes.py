@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from .common import (
+    DRAW_BOUND_INPUTS,
     LANDMARKS_CATEGORY,
     LANDMARKS_TYPE,
     EchoMimicNodeError,
+    driving_frames_to_draw,
     ensure_mediapipe_files,
     frames_progress,
     tooltip,
@@ -218,23 +220,36 @@ class EchoMimicDrawLandmarks:
                         default=False,
                     ),
                 ),
-            }
+            },
+            "optional": dict(DRAW_BOUND_INPUTS),
         }
 
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("landmark_images",)
-    OUTPUT_TOOLTIPS = ("One landmark image per frame, for the sampler's landmark_images input.",)
+    OUTPUT_TOOLTIPS = (
+        "One landmark image per frame (the first max_frames, or those the audio covers, when given), for the "
+        "sampler's landmark_images input.",
+    )
     FUNCTION = "draw"
     CATEGORY = LANDMARKS_CATEGORY
 
     @user_errors
-    def draw(self, landmarks: Any, width: int, height: int, draw_mouth: bool) -> tuple[Any]:
+    def draw(
+        self, landmarks: Any, width: int, height: int, draw_mouth: bool, max_frames: int = 0, audio: Any = None
+    ) -> tuple[Any]:
         import torch
 
-        from ..echomimic.landmarks import draw_landmarks
+        from ..echomimic.landmarks import LandmarkSequence, draw_landmarks
 
+        if not isinstance(landmarks, LandmarkSequence):
+            raise EchoMimicNodeError(
+                "landmarks must come from Extract, Align, Select Landmark Parts or Load Landmarks."
+            )
         parts = [name for name in PART_NAMES if name != "mouth"] + (["mouth"] if draw_mouth else [])
-        count = int(getattr(landmarks, "num_frames", 0) or 1)
+        count = driving_frames_to_draw(
+            "EchoMimic Draw Landmarks", "The landmark sequence", landmarks.num_frames, width, height, max_frames, audio
+        )
+        landmarks = landmarks.first(count)
         frames = draw_landmarks(landmarks, int(width), int(height), parts=parts, progress=frames_progress(count))
         return (torch.from_numpy(frames).float(),)
 

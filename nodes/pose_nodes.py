@@ -8,9 +8,11 @@ from typing import Any
 from ..echomimic.release import DEFAULT_SIZE
 from ..echomimic.release import POSE_REF_W as DEFAULT_REF_W
 from .common import (
+    DRAW_BOUND_INPUTS,
     HAND_POSES_TYPE,
     HANDS_CATEGORY,
     EchoMimicNodeError,
+    driving_frames_to_draw,
     ensure_mediapipe_files,
     frames_progress,
     tooltip,
@@ -178,17 +180,24 @@ class EchoMimicDrawHandPoses:
                         max=4096,
                     ),
                 ),
-            }
+            },
+            "optional": dict(DRAW_BOUND_INPUTS),
         }
 
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("hand_pose_images",)
-    OUTPUT_TOOLTIPS = ("One hand-pose image per frame, for the sampler's hand_pose_images input.",)
+    OUTPUT_TOOLTIPS = (
+        "One hand-pose image per frame (the first max_frames, or those the audio covers, when given), for the "
+        "sampler's hand_pose_images input.",
+    )
     FUNCTION = "draw"
     CATEGORY = HANDS_CATEGORY
 
     @user_errors
-    def draw(self, hand_poses: Any, width: int, height: int, ref_w: int) -> tuple[Any]:
+    def draw(
+        self, hand_poses: Any, width: int, height: int, ref_w: int, max_frames: int = 0, audio: Any = None
+    ) -> tuple[Any]:
+        import numpy as np
         import torch
 
         from ..echomimic.poses import HandPoseSequence, draw_hand_poses
@@ -198,9 +207,13 @@ class EchoMimicDrawHandPoses:
                 "hand_poses must come from Extract Hand Poses, Load Hand Poses or Import Official Poses."
             )
         hand_poses.check_has_hands()
-        frames = draw_hand_poses(
-            hand_poses, int(width), int(height), ref_w=int(ref_w), progress=frames_progress(hand_poses.num_frames)
+        total = hand_poses.num_frames
+        count = driving_frames_to_draw(
+            "EchoMimic Draw Hand Poses", "The hand pose sequence", total, width, height, max_frames, audio
         )
+        if count < total:
+            hand_poses = hand_poses.frames(np.arange(count))
+        frames = draw_hand_poses(hand_poses, int(width), int(height), ref_w=int(ref_w), progress=frames_progress(count))
         return (torch.from_numpy(frames).float() / 255.0,)
 
 

@@ -63,14 +63,25 @@ def _files(*roles: str) -> list[Any]:
 
 
 def _v3_folder(weights_folder: str, download: bool, *roles: str) -> str:
-    """The V3 folder with the files of ``roles`` present (downloaded when asked), or one line naming them."""
+    """The V3 folder with the files of ``roles`` present (downloaded when asked), or one line naming them; a
+    file in place that cannot be what its name says (an HTML page, truncated) is one line before any loads."""
     from pathlib import Path
 
-    from ..echomimic.v3.files import refuse_v1_v2_folder
+    from ..echomimic.v3.files import check_files_in_place, download_command, refuse_v1_v2_folder
 
     folder = resolve_weights_folder(weights_folder)
     refuse_v1_v2_folder(folder)
     wanted = _files(*roles)
+    check_files_in_place(
+        folder,
+        wanted,
+        fix=(
+            "run the node again to fetch it (download_missing is on)"
+            if download
+            else "switch on download_missing to fetch it again"
+        )
+        + f", or run {download_command(folder)}",
+    )
     if download:
         download_missing_files(folder, [item for item in wanted if item.found_path(Path(folder)) is None])
     missing = [item for item in wanted if item.found_path(Path(folder)) is None]
@@ -661,10 +672,24 @@ def ensure_wan_file(kind: str, name: str, download: bool) -> str:
 
     if not name or os.path.basename(name) != name:
         raise EchoMimicNodeError(f"{name!r} is not a file name in models/{kind}.")
+    from pathlib import Path
+
+    from ..echomimic.weights import release_file_problem
+
     folders = folder_paths.get_folder_paths(kind)
     for folder in folders:
-        if os.path.isfile(os.path.join(folder, name)):
-            return os.path.join(folder, name)
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            if (problem := release_file_problem(Path(path))) is not None:
+                raise EchoMimicNodeError(
+                    f"{path} is {problem}. Delete it"
+                    + (
+                        " and switch on download_missing to fetch it again."
+                        if name == release.COMFY_WAN_FILES[kind]
+                        else f", or put the real file into models/{kind}."
+                    )
+                )
+            return path
     if name != release.COMFY_WAN_FILES[kind] or not download:
         raise EchoMimicNodeError(
             f"{name} is not in models/{kind}. Switch on download_missing to fetch "

@@ -298,3 +298,110 @@ def test_a_million_pose_frames_with_a_short_length_draw_only_those(tmp_path: Pat
     np.testing.assert_allclose(
         np.load(tmp_path / "frames.npy"), expected, atol=case["suggested_tolerance"]["video_atol"]
     )
+
+
+# The draw nodes: the same bound (max_frames or the speech), and a refusal instead of tens of GB --------------
+
+
+@pytest.fixture(scope="module")
+def draw_nodes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    from tests.comfy_stubs import node_instances
+
+    return node_instances(tmp_path_factory.mktemp("draw_models"))
+
+
+def _node_error() -> type[Exception]:
+    from tests.comfy_stubs import extension_submodule
+
+    return extension_submodule("nodes.common").EchoMimicNodeError
+
+
+def _extension(module: str) -> Any:
+    """The extension's own copy of a library module (the nodes check types against its classes)."""
+    from tests.comfy_stubs import extension_submodule
+
+    return extension_submodule(module)
+
+
+def _speech(seconds: float, rate: int = 16000) -> dict[str, Any]:
+    import torch
+
+    return {"waveform": torch.zeros(1, 1, int(seconds * rate)), "sample_rate": rate}
+
+
+def _drawn_within(call: Any, seconds: float, peak_bytes: int) -> Any:
+    """``call()``'s result, checked to take under ``seconds`` and to allocate at most ``peak_bytes`` of numpy
+    memory at its peak (tracemalloc sees numpy's allocations)."""
+    import time
+    import tracemalloc
+
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        result = call()
+        elapsed = time.monotonic() - started
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert elapsed < seconds, f"{elapsed:.1f} s"
+    assert peak < peak_bytes, f"peak {peak / 2**20:.0f} MiB"
+    return result
+
+
+def test_draw_landmarks_node_draws_only_the_bound_of_a_long_file(draw_nodes: dict[str, Any]) -> None:
+    """Catches Draw Landmarks drawing every frame of a long landmark file (10^4 frames: 29 GiB at 512x512)
+    when max_frames or the speech says the video uses a few, drawing other pictures for the frames it does
+    draw, or allocating unbounded memory without a bound (it must refuse with one line saying the size). Old
+    workflows (no max_frames, no audio) still draw every frame of a short file."""
+    landmarks = _extension("echomimic.landmarks")
+    LandmarkSequence, draw_landmarks = landmarks.LandmarkSequence, landmarks.draw_landmarks  # noqa: N806
+    node = draw_nodes["EchoMimicDrawLandmarks"]
+    points = np.random.default_rng(3).uniform(10, 50, (10_000, 478, 3)).astype(np.float32)
+    long = LandmarkSequence(points, 64, 64)
+    (images,) = node.draw(LandmarkSequence(points[:3], 64, 64), 64, 64, False)  # also warms up the imports
+    assert images.shape[0] == 3
+    (images,) = _drawn_within(lambda: node.draw(long, 64, 64, False, 5), 20.0, 32 << 20)
+    assert tuple(images.shape) == (5, 64, 64, 3)
+    np.testing.assert_array_equal(images.numpy(), draw_landmarks(LandmarkSequence(points[:5], 64, 64), 64, 64))
+    (images,) = _drawn_within(lambda: node.draw(long, 64, 64, False, 0, _speech(1.0)), 30.0, 64 << 20)
+    assert images.shape[0] == 2 * 120 + 2  # (1 s + 1 s margin) at the highest fps, + 2
+    with pytest.raises(_node_error()) as caught:
+        _drawn_within(lambda: node.draw(long, 512, 512, False), 10.0, 8 << 20)
+    message = str(caught.value)
+    assert "\n" not in message and "10,000 frames" in message and "29.3 GiB" in message and "max_frames" in message
+
+
+def test_draw_hand_poses_node_draws_only_the_bound_of_a_long_file(draw_nodes: dict[str, Any]) -> None:
+    """Catches Draw Hand Poses drawing every frame of a 10^5-frame pose file (190 GiB at 768x768) when
+    max_frames asks for 7, other pictures for those 7 than the library draws, the speech bound ignored, or no
+    refusal (one line with the size) when nothing bounds it; a short file still draws all its frames."""
+    poses = _extension("echomimic.poses")
+    node = draw_nodes["EchoMimicDrawHandPoses"]
+    short = poses.HandPoseSequence.from_json(_hand_json())
+    long = short.frames(np.arange(100_000) % 2)
+    assert node.draw(short, 64, 64, 64)[0].shape[0] == 2  # also warms up the imports
+    (images,) = _drawn_within(lambda: node.draw(long, 64, 64, 64, 7), 20.0, 32 << 20)
+    assert tuple(images.shape) == (7, 64, 64, 3)
+    expected = poses.draw_hand_poses(long.frames(np.arange(7)), 64, 64, ref_w=64)
+    np.testing.assert_array_equal((images * 255.0).round().numpy().astype(np.uint8), expected)
+    (images,) = node.draw(long, 64, 64, 64, 0, _speech(0.5))
+    assert images.shape[0] == 182  # ceil(1.5 s x 120 fps) + 2
+    with pytest.raises(_node_error()) as caught:
+        _drawn_within(lambda: node.draw(long, 768, 768, 800), 10.0, 8 << 20)
+    message = str(caught.value)
+    assert "\n" not in message and "100,000 frames" in message and "GiB" in message and "audio" in message
+
+
+def test_draw_nodes_take_the_bound_as_their_last_optional_inputs(draw_nodes: dict[str, Any]) -> None:
+    """Catches the new inputs breaking saved workflows (widgets_values are positional: a new widget must come
+    after the old ones, in "optional", with 0 = the old behaviour) or lacking a tooltip that says the bound."""
+    for name, required in (
+        ("EchoMimicDrawLandmarks", ["landmarks", "width", "height", "draw_mouth"]),
+        ("EchoMimicDrawHandPoses", ["hand_poses", "width", "height", "ref_w"]),
+    ):
+        inputs = type(draw_nodes[name]).INPUT_TYPES()
+        assert list(inputs["required"]) == required, name
+        assert list(inputs["optional"]) == ["max_frames", "audio"], name
+        kind, options = inputs["optional"]["max_frames"]
+        assert kind == "INT" and options["default"] == 0 and "sampler's length" in options["tooltip"]
+        assert inputs["optional"]["audio"][0] == "AUDIO" and "speech" in inputs["optional"]["audio"][1]["tooltip"]

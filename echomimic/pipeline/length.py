@@ -19,13 +19,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import InputError
-from ..release import DEFAULT_LENGTH_POLICY, LENGTH_POLICIES
+from ..release import DEFAULT_LENGTH_POLICY, LENGTH_POLICIES, MAX_FPS
 
 __all__ = [
     "DEFAULT_LENGTH_POLICY",
     "LENGTH_POLICIES",
     "FramePlan",
     "driving_frames_needed",
+    "frames_to_draw",
     "driving_index",
     "plan_frame_count",
 ]
@@ -153,3 +154,41 @@ def driving_frames_needed(*, audio_seconds: float | None, fps: float, requested:
     if audio_seconds is not None:
         bounds.append(math.ceil((float(audio_seconds) + 1.0) * float(fps)) + 2)
     return min(bounds) if bounds else None
+
+
+# Driving images (float32 IMAGE frames) drawn without any bound may take at most this much memory; a longer
+# motion file is refused with its size rather than drawn into tens of GB.
+MAX_UNBOUNDED_DRAW_BYTES = 8 << 30
+
+
+def frames_to_draw(
+    num_frames: int,
+    width: int,
+    height: int,
+    *,
+    audio_seconds: float | None = None,
+    fps: float = MAX_FPS,
+    requested: int = 0,
+    what: str = "The motion sequence",
+    fix: str = "give the video's length or its speech to draw only the frames it uses",
+) -> int:
+    """How many leading frames of a ``num_frames`` driving sequence to draw at ``width`` x ``height``.
+
+    With a bound (``requested`` frames, or speech of ``audio_seconds`` at up to ``fps``): the frames a video of
+    it can show (:func:`driving_frames_needed`, never more than the sequence). Without one: all of them,
+    unless their float32 images would exceed :data:`MAX_UNBOUNDED_DRAW_BYTES`; then one :class:`InputError`
+    line saying the size and ``fix``.
+    """
+    if requested < 0:
+        raise InputError(f"The frame bound must be 0 (all frames) or more, got {requested}.")
+    bound = driving_frames_needed(audio_seconds=audio_seconds, fps=fps, requested=requested)
+    if bound is not None:
+        return max(1, min(int(num_frames), bound))
+    needed = int(num_frames) * int(width) * int(height) * 3 * 4
+    if needed > MAX_UNBOUNDED_DRAW_BYTES:
+        raise InputError(
+            f"{what} has {num_frames:,} frames: drawing all of them at {width}x{height} would take "
+            f"{needed / 2**30:,.1f} GiB of memory (at most {MAX_UNBOUNDED_DRAW_BYTES / 2**30:g} GiB without a "
+            f"bound); {fix}."
+        )
+    return int(num_frames)

@@ -43,6 +43,7 @@ def required_files():
             alternatives=(),
             repo_id=f.repo_id,
             repo_filename=f.repo_filename,
+            size=f.size,
         )
         for f in release.V3_FLASH_FILES
     ]
@@ -84,10 +85,25 @@ def missing_files(weights_dir: str | os.PathLike) -> list:
     return [item for item in required_files() if item.found_path(folder) is None]
 
 
+def check_files_in_place(weights_dir: str | os.PathLike, files: list | None = None, *, fix: str | None = None) -> None:
+    """Each V3 file of ``files`` (default: all) in ``weights_dir`` can be what its name says (not an HTML or text
+    page, not truncated, not far smaller than the release file), before anything loads it; else one
+    :class:`WeightsError` line naming it: delete it and ``fix`` (default: the download command)."""
+    from ..weights_download import check_files_in_place as check
+
+    check(
+        weights_dir,
+        required_files() if files is None else files,
+        fix=fix or f"download it again: {download_command(weights_dir)}",
+    )
+
+
 def check_weights(weights_dir: str | os.PathLike, mode: str = "v3_flash") -> dict[str, Path]:
-    """``role -> path`` of every V3 file, or one :class:`WeightsError` naming what is missing and where from."""
+    """``role -> path`` of every V3 file, or one :class:`WeightsError` naming what is missing and where from,
+    or the first file in place that cannot be what its name says (:func:`check_files_in_place`)."""
     folder = Path(weights_dir)
     refuse_v1_v2_folder(folder)
+    check_files_in_place(folder, fix=f"download it again: {download_command(weights_dir, mode)}")
     missing = missing_files(folder)
     if missing:
         lines = [f"{len(missing)} EchoMimic V3 file(s) are missing from {folder.resolve()}:"]
@@ -104,14 +120,16 @@ def download_weights(
     log: Callable[[str], None] = print,
     endpoint: str | None = None,
 ) -> dict[str, Path]:
-    """Fetch the V3 files ``weights_dir`` lacks (three repositories); files already there stay."""
+    """Fetch the V3 files ``weights_dir`` lacks (three repositories); files already there stay once checked
+    (an error page or a truncated file in place is refused, not taken as done), and each file that arrives is
+    checked the same way before it is renamed into place."""
     from ..atomic import check_output_folder
     from ..weights_download import download_hub_files
 
     folder = Path(weights_dir)
     check_output_folder(folder)
     refuse_v1_v2_folder(folder)
-    download_hub_files(folder, missing_files(folder), endpoint=endpoint, log=log)
+    download_hub_files(folder, required_files(), endpoint=endpoint, log=log)
     return check_weights(folder, mode)
 
 
