@@ -233,23 +233,17 @@ def _build_models(opts: argparse.Namespace, device, dtype):
     from echomimic.pipeline.vae import DiffusersVae, load_diffusers_vae
 
     if opts.config == "tiny":
+        from echomimic import release
         from echomimic.models.loading import load_echomimic
 
         case = parity_cases_dir() / opts.case
         info = json.loads((case / "case.json").read_text())
         mode = _case_variant(info)
         weights = case / "weights"
-        release = {
-            "pose_acc": {
-                "reference_unet": "reference_unet_pose",
-                "denoising_unet": "denoising_unet_pose_acc",
-                "motion_module": "motion_module_pose_acc",
-                "face_locator": "face_locator_pose",
-            }
-        }
+        # The case's files are named by role (reference_unet.pth, ...); the release table names them per variant.
         names = {
             Path(old).stem: Path(new).stem for old, new in info.get("model", {}).get("release_names", {}).items()
-        } or release.get(mode, {})
+        } or dict(release.VARIANTS[mode].stems)
         if any(old != new for old, new in names.items()):
             # the case stores its files under other names (e.g. the audio ones): link them under the release names
             linked = Path(tempfile.mkdtemp(prefix="bench_weights_"))
@@ -332,7 +326,8 @@ def _pose_images(opts: argparse.Namespace, size: int):
     import numpy as np
     import torch
 
-    from echomimic.poses import DEFAULT_REF_W, HandPoseSequence, draw_hand_poses, hand_poses_from_keypoint_records
+    from echomimic.poses import HandPoseSequence, draw_hand_poses, hand_poses_from_keypoint_records
+    from echomimic.release import POSE_REF_W
 
     case = parity_cases_dir() / opts.case
     info = json.loads((case / "case.json").read_text())
@@ -340,7 +335,7 @@ def _pose_images(opts: argparse.Namespace, size: int):
     poses = hand_poses_from_keypoint_records(records, info["width"], info["height"])
     # Normalised points: drawn on the square benchmark canvas (as the other-size parity drawings are).
     square = HandPoseSequence(poses.points, size, size, poses.scores)
-    drawn = draw_hand_poses(square, size, size, ref_w=DEFAULT_REF_W)
+    drawn = draw_hand_poses(square, size, size, ref_w=POSE_REF_W)
     return torch.from_numpy(drawn.astype(np.float32) / 255.0)
 
 

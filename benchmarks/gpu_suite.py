@@ -12,8 +12,9 @@ NaN or inf anywhere in a run's frames fails the suite (exit 1).
 Rows: V1 audio at 512x512 (30 steps) and accelerated (6 steps), V2 at 768x768 (30) and accelerated (6), in
 fp16 and bf16; ``window_batch`` auto against 1; ``torch.compile`` off against on; the deviation runs; V3 flash
 (``benchmarks/bench_v3.py``) at 768x768 with 81 frames, TeaCache on and off, two chunks at 512x512, and its
-bf16 deviation. The
-deep-feature cache of the speed issue is not built yet: its rows are listed as such, never invented.
+bf16 deviation; the deep-feature cache (``benchmarks/bench_deep_cache.py``): V1 audio 30 steps at 512x512, fp16,
+cache interval 3 against off in one process, with its UNet and total speed-up and the deviation of its frames from
+the exact ones.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent / "bench_sampler.py"
 BENCH_V3 = Path(__file__).resolve().parent / "bench_v3.py"
+BENCH_DEEP_CACHE = Path(__file__).resolve().parent / "bench_deep_cache.py"
 MB = 1024 * 1024
 
 
@@ -57,6 +59,18 @@ def full_rows() -> list[Row]:
             rows.append(Row(f"{label}, {dtype}", mode, size, steps, 24, dtype))
     rows.append(Row("V1 audio, fp16, window_batch 1", "audio", 512, 30, 24, "fp16", ("--window-batch", "1")))
     rows.append(Row("V1 audio, fp16, torch.compile", "audio", 512, 30, 24, "fp16", ("--compile",)))
+    # The deep-feature cache, on (interval 3) against off in one process: 24 frames = 3 windows, window_batch auto.
+    rows.append(
+        Row(
+            "V1 audio, fp16, deep-feature cache interval 3 vs off",
+            "deep_cache",
+            512,
+            30,
+            24,
+            "fp16",
+            ("--context-frames", "12", "--context-overlap", "3", "--window-batch", "0"),
+        )
+    )
     for mode, label, size in (("audio", "V1 audio", 512), ("v2", "V2", 768)):  # deviation: short, same noise
         reference = f"{label}, fp32 (2 steps, 12 frames)"
         rows.append(Row(reference, mode, size, 2, 12, "fp32"))
@@ -107,6 +121,15 @@ def quick_rows() -> list[Row]:
             deviation_of="V1 audio (tiny), fp32",
         ),
         Row(
+            "V1 audio (tiny), fp32, deep-feature cache interval 3 vs off",
+            "deep_cache",
+            64,
+            6,
+            8,
+            "fp32",
+            ("--config", "tiny", "--case", "v1_audio", "--context-frames", "4", "--context-overlap", "1"),
+        ),
+        Row(
             "V3 flash (tiny), fp32, 3 chunks",
             "v3_flash",
             64,
@@ -139,6 +162,23 @@ def run_row(index: int, row: Row, device: str, work: Path) -> dict:
             str(frames_file),
         ]
         argv += row.extra if "--config" in row.extra else ("--config", "full", *row.extra)
+        return _finish(row, argv, frames_file)
+    if row.mode == "deep_cache":
+        argv = [
+            sys.executable,
+            str(BENCH_DEEP_CACHE),
+            "--size",
+            str(row.size),
+            "--steps",
+            str(row.steps),
+            "--frames",
+            str(row.frames),
+            "--dtype",
+            row.dtype,
+            "--device",
+            device,
+            *row.extra,
+        ]
         return _finish(row, argv, frames_file)
     argv = [
         sys.executable,
@@ -216,9 +256,26 @@ def main(argv: list[str] | None = None) -> int:
         "| run | s / video-second | peak memory (MB) | max deviation from fp32 | finite |",
         "|---|---:|---:|---:|---|",
     ]
+    cache_rows: list[str] = []
     for label, result in results.items():
         if "error" in result:
             lines.append(f"| {label} | failed: {result['error'][:80]} | | | |")
+            continue
+        if "unet_speedup" in result:  # a deep-feature cache row: on and off, side by side
+            exact, cached = result["exact"], result["cached"]
+            peak = {key: values.get("peak_cuda_bytes", 0) / MB for key, values in (("on", cached), ("off", exact))}
+            lines.append(
+                f"| {label}: off | {exact['seconds_per_video_second']:.2f} | {peak['off']:.0f} | | "
+                f"{'yes' if exact['finite'] else 'NO'} |"
+            )
+            lines.append(
+                f"| {label}: on | {cached['seconds_per_video_second']:.2f} | {peak['on']:.0f} | | "
+                f"{'yes' if cached['finite'] else 'NO'} |"
+            )
+            cache_rows.append(
+                f"| {label} | {result['unet_speedup']:.2f}x | {result['total_speedup']:.2f}x | "
+                f"{result['max_abs_deviation']:.4f} | {result['mean_abs_deviation']:.5f} |"
+            )
             continue
         peak = result.get("peak_cuda_bytes", result["peak_rss_bytes"]) / MB
         dev = f"{result['deviation']:.2e}" if "deviation" in result else ""
@@ -226,7 +283,14 @@ def main(argv: list[str] | None = None) -> int:
             f"| {label} | {result['seconds_per_video_second']:.2f} | {peak:.0f} | {dev} | "
             f"{'yes' if result['finite'] else 'NO'} |"
         )
-    lines.append("| deep-feature cache on / off | not built yet | | | |")
+    if cache_rows:
+        lines += [
+            "",
+            "| deep-feature cache run | UNet speed-up (off / on) | total speed-up | max abs deviation from off "
+            "(0..1) | mean abs deviation |",
+            "|---|---:|---:|---:|---:|",
+            *cache_rows,
+        ]
     table = "\n".join(lines)
     print(table)
     if opts.out is not None:

@@ -162,6 +162,10 @@ DEFAULT_CONTEXT_OVERLAP = 3
 # The motion modules' span: temporal_position_encoding_max_len of every shipped config (V1 and V2); a
 # context window longer than this has no position encoding.
 MOTION_MODULE_SPAN = 32
+# The deep-feature cache (pipeline.deep_cache): skip connections recomputed on cached steps, default and most
+# (the full-size UNet has 12; 2 = the last two up layers and the first down layer, at the latent resolution).
+DEEP_CACHE_DEFAULT_DEPTH = 2
+DEEP_CACHE_MAX_DEPTH = 12
 # V2's hand poses are drawn at this width, then resized (the official scripts' ref_w at 768x768).
 POSE_REF_W = 800
 SEED_MAX = 2**64 - 1  # torch generators take 0..2**64-1; ComfyUI's seed widget has the same maximum

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..echomimic.release import DEFAULT_LENGTH_POLICY, LENGTH_POLICIES
+from ..echomimic.release import DEEP_CACHE_DEFAULT_DEPTH, DEEP_CACHE_MAX_DEPTH, DEFAULT_LENGTH_POLICY, LENGTH_POLICIES
 from .common import AUDIO_FEATURES_TYPE, CATEGORY, MODEL_TYPE, EchoMimicNodeError, finite_inputs, tooltip, user_errors
 from .model_nodes import LoadedEchoMimic, load_patched_models
 from .previews import step_previewer
@@ -161,6 +161,27 @@ class EchoMimicSampler:
                         default=DEFAULT_LENGTH_POLICY,
                     ),
                 ),
+                "deep_cache_interval": (
+                    "INT",
+                    tooltip(
+                        "Deep-feature cache (faster, approximate; 30-step variants only): every N-th step runs the "
+                        "whole UNet, the steps between reuse its deep features (3: about twice as fast). 0 or 1 = "
+                        "off: the exact result.",
+                        default=0,
+                        min=0,
+                        max=10,
+                    ),
+                ),
+                "deep_cache_depth": (
+                    "INT",
+                    tooltip(
+                        "With the deep-feature cache: how many of the UNet's outermost layers the cached steps "
+                        "recompute (more = closer to exact, slower).",
+                        default=DEEP_CACHE_DEFAULT_DEPTH,
+                        min=1,
+                        max=DEEP_CACHE_MAX_DEPTH,
+                    ),
+                ),
             },
         }
 
@@ -195,6 +216,8 @@ class EchoMimicSampler:
         landmark_images: Any = None,
         hand_pose_images: Any = None,
         length_policy: str = DEFAULT_LENGTH_POLICY,
+        deep_cache_interval: int = 0,
+        deep_cache_depth: int = DEEP_CACHE_DEFAULT_DEPTH,
     ) -> tuple[Any, float, int, dict[str, Any] | None]:
         import comfy.model_management as model_management
         import comfy.utils
@@ -232,7 +255,9 @@ class EchoMimicSampler:
             context_frames=int(context_frames),
             context_overlap=int(context_overlap),
             length_policy=str(length_policy),  # window_batch stays 0: automatic per device
-        ).validated()
+            deep_cache_interval=int(deep_cache_interval),
+            deep_cache_depth=int(deep_cache_depth),
+        ).validated(variant=model.variant)
 
         # Every rule of the run (mask fallback, input checks, frame plan, trimmed sound) is the library's.
         prepared = prepare_run(

@@ -96,7 +96,9 @@ def sampling_settings(args: argparse.Namespace, length: int = 0) -> SamplingSett
         context_frames=args.context_frames,
         context_overlap=args.context_overlap,
         length_policy=getattr(args, "length_policy", None),
-    ).validated()
+        deep_cache_interval=getattr(args, "deep_cache", None),
+        deep_cache_depth=getattr(args, "deep_cache_depth", None),
+    ).validated(variant=args.mode)
 
 
 def check_outputs(args: argparse.Namespace) -> None:
@@ -263,6 +265,11 @@ def run_generate(args: argparse.Namespace) -> Path:
 
     for line in prepared.describe():
         report.info(line)
+    if settings.deep_cache_interval > 1:
+        report.info(
+            f"  deep-feature cache: the whole UNet every {count(settings.deep_cache_interval, 'step')}, "
+            f"depth {settings.deep_cache_depth} between (approximate)"
+        )
     # Frames go to the mp4 (and --save-frames) chunk by chunk as they are decoded: memory stays flat in
     # the video's length. Both files appear only once complete (temporary files renamed at the end).
     height, width = settings.height, settings.width

@@ -35,6 +35,8 @@ _V1_V2_ONLY = (
     ("length_policy", None, "--length-policy"),
     ("preview_every", 0, "--preview-every"),
     ("compile", False, "--compile"),
+    ("deep_cache", None, "--deep-cache"),
+    ("deep_cache_depth", None, "--deep-cache-depth"),
     ("config_dir", None, "--config-dir"),
 )
 

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 from ..release import (
+    DEEP_CACHE_DEFAULT_DEPTH,
+    DEEP_CACHE_MAX_DEPTH,
     DEFAULT_CONTEXT_FRAMES,
     DEFAULT_CONTEXT_OVERLAP,
     DEFAULT_FPS,
@@ -168,6 +170,22 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help=f"frames shared by neighbouring windows, < --context-frames (default {DEFAULT_CONTEXT_OVERLAP})",
+    )
+    sampling.add_argument(
+        "--deep-cache",
+        type=int,
+        default=None,
+        metavar="N",
+        help="deep-feature cache (faster, approximate; 30-step modes only): every N-th step runs the whole "
+        "UNet, the steps between reuse its deep features (3: about twice as fast; default 0: off, exact)",
+    )
+    sampling.add_argument(
+        "--deep-cache-depth",
+        type=int,
+        default=None,
+        metavar="D",
+        help=f"--deep-cache: the UNet's outermost skip connections recomputed on cached steps, 1.."
+        f"{DEEP_CACHE_MAX_DEPTH} (default {DEEP_CACHE_DEFAULT_DEPTH}; more = closer to exact, slower)",
     )
     sampling.add_argument("--device", default="auto", help="cuda, cuda:1, cpu, mps or auto (default)")
     sampling.add_argument(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,25 @@ def timestep_embedding(timesteps: torch.Tensor, dim: int, flip_sin_to_cos: bool,
     if dim % 2:
         embedding = F.pad(embedding, (0, 1))
     return embedding
+
+
+@dataclass
+class DeepCacheCall:
+    """One denoising-UNet call of the deep-feature cache (DeepCache): which layers run and what is reused.
+
+    The UNet's skip connections are numbered from the outside: 0 is ``conv_in``'s output, then one per down
+    layer (downsamplers included), 12 in the full-size UNet; the up layers take them back in reverse order,
+    so the last up layer takes skip 0. ``depth`` d splits the UNet there: the *shallow* part is ``conv_in``,
+    the down layers making skips 1 .. d-1 and the last d up layers; the *deep* part is everything between.
+    The deep features are the hidden states entering up layer ``12 - d`` (counted from 0).
+
+    features: None for a full call, which runs every layer and sets ``features`` to the deep features
+        ([B*F, C, h, w], rows (batch, frame) as the input); a tensor of that shape for a cached call, which
+        runs only the shallow part and takes these as the deep part's output.
+    """
+
+    depth: int
+    features: torch.Tensor | None = None
 
 
 class TimestepEmbedding(nn.Module):
@@ -105,21 +125,74 @@ class _UNetBackbone(nn.Module):
         )
         return self.time_embedding(embedding.to(self.dtype))
 
-    def _run_blocks(self, hidden_states: torch.Tensor, inputs: BlockInputs) -> torch.Tensor:
-        """hidden_states: [B*F, C0, h, w] after conv_in -> [B*F, C0, h, w] after the last up block."""
+    @property
+    def skip_count(self) -> int:
+        """How many skip connections the UNet makes (= up layers; 12 in the full-size UNet)."""
+        return sum(len(block.resnets) for block in self.up_blocks)  # type: ignore[arg-type, misc]  # ModuleLists
+
+    def _run_blocks(
+        self, hidden_states: torch.Tensor, inputs: BlockInputs, deep_cache: DeepCacheCall | None = None
+    ) -> torch.Tensor:
+        """hidden_states: [B*F, C0, h, w] after conv_in -> [B*F, C0, h, w] after the last up block.
+
+        ``deep_cache``: see :class:`DeepCacheCall`; None runs every layer (the exact path, unchanged).
+        """
         upsample_factor = 2 ** (len(self.up_blocks) - 1)
         explicit_sizes = any(size % upsample_factor for size in hidden_states.shape[-2:])
+        if deep_cache is not None and deep_cache.features is not None:
+            return self._run_shallow_blocks(hidden_states, inputs, deep_cache, explicit_sizes)
+        capture_layer = -1 if deep_cache is None else self.skip_count - deep_cache.depth
         skips = [hidden_states]
         for block in self.down_blocks:
             hidden_states, block_skips = block(hidden_states, inputs)
             skips.extend(block_skips)
         hidden_states = self.mid_block(hidden_states, inputs)
+        layer = 0  # up layers before this block
         for i, block in enumerate(self.up_blocks):
             count = len(block.resnets)  # type: ignore[arg-type]  # a ModuleList
             block_skips, skips = skips[-count:], skips[:-count]
             is_final = i == len(self.up_blocks) - 1
             size = tuple(skips[-1].shape[-2:]) if (explicit_sizes and not is_final) else None
-            hidden_states = block(hidden_states, block_skips, inputs, size)
+            if deep_cache is not None and layer <= capture_layer < layer + count:
+                split = capture_layer - layer
+                hidden_states = block(hidden_states, block_skips, inputs, size, stop=split)
+                deep_cache.features = hidden_states
+                hidden_states = block(hidden_states, block_skips, inputs, size, start=split)
+            else:
+                hidden_states = block(hidden_states, block_skips, inputs, size)
+            layer += count
+        return hidden_states
+
+    def _run_shallow_blocks(
+        self, hidden_states: torch.Tensor, inputs: BlockInputs, deep_cache: DeepCacheCall, explicit_sizes: bool
+    ) -> torch.Tensor:
+        """A cached call: the first ``depth`` skip connections, then the last ``depth`` up layers from the
+        cached deep features (the down layers, mid block and up layers in between do not run)."""
+        depth, total = deep_cache.depth, self.skip_count
+        if not 1 <= depth <= total:
+            raise ValueError(f"deep-cache depth must be in 1..{total}, got {depth}")
+        skips = [hidden_states]
+        for block in self.down_blocks:
+            if len(skips) >= depth:
+                break
+            hidden_states, block_skips = block(hidden_states, inputs, limit=depth - len(skips))
+            skips.extend(block_skips)
+        assert deep_cache.features is not None
+        hidden_states = deep_cache.features
+        first_layer = total - depth
+        layer = 0  # up layers before this block
+        for i, block in enumerate(self.up_blocks):
+            count = len(block.resnets)  # type: ignore[arg-type]  # a ModuleList
+            if layer + count > first_layer:
+                # This block takes skips [total - layer - count, total - layer); the ones it still needs are
+                # those below ``depth``, the last of them first.
+                low = total - layer - count
+                block_skips = skips[low:depth]
+                is_final = i == len(self.up_blocks) - 1
+                size = tuple(skips[low - 1].shape[-2:]) if (explicit_sizes and not is_final) else None
+                hidden_states = block(hidden_states, block_skips, inputs, size, start=max(0, first_layer - layer))
+                depth = low
+            layer += count
         return hidden_states
 
 
@@ -188,6 +261,7 @@ class DenoisingUNet(_UNetBackbone):
         reference_features: ReferenceFeatures | dict[str, torch.Tensor] | None,
         conditioning: torch.Tensor | None = None,
         unconditional_items: int = 0,
+        deep_cache: DeepCacheCall | None = None,
     ) -> torch.Tensor:
         """One denoising prediction.
 
@@ -201,6 +275,8 @@ class DenoisingUNet(_UNetBackbone):
             unconditional branch: they run plain self-attention (no reference tokens) and their audio
             tokens are taken as zero (their rows of ``audio_tokens`` are not read), so their audio
             cross-attention is the exact constant it gives for zero tokens.
+        deep_cache: None (every layer: exact), or a :class:`DeepCacheCall`: a full call that also hands back
+            the deep features, or a cached call that runs only the shallow layers on given deep features.
         Returns [B, 4, F, h, w].
         """
         if sample.ndim != 5:
@@ -231,6 +307,6 @@ class DenoisingUNet(_UNetBackbone):
         if conditioning is not None:
             conditioning = conditioning.to(dtype).expand(batch, -1, frames, -1, -1)
             hidden_states = hidden_states + conditioning.permute(0, 2, 1, 3, 4).reshape(hidden_states.shape)
-        hidden_states = self._run_blocks(hidden_states, inputs)
+        hidden_states = self._run_blocks(hidden_states, inputs, deep_cache)
         hidden_states = self.conv_out(F.silu(self.conv_norm_out(hidden_states)))
         return hidden_states.reshape(batch, frames, -1, height, width).permute(0, 2, 1, 3, 4)

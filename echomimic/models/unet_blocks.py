@@ -86,11 +86,19 @@ class DownBlock(_Block):
             nn.ModuleList([Downsample(out_channels, config.downsample_padding)]) if add_downsample else None
         )
 
-    def forward(self, hidden_states: torch.Tensor, inputs: BlockInputs) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(
+        self, hidden_states: torch.Tensor, inputs: BlockInputs, limit: int | None = None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """-> (output, the skip connections it makes: one per layer, then the downsampled output).
+
+        ``limit``: stop once that many skip connections are made (the deep-feature cache's shallow pass).
+        """
         skips = []
         for index in range(len(self.resnets)):
             hidden_states = self._layer(index, hidden_states, inputs)
             skips.append(hidden_states)
+            if limit is not None and len(skips) >= limit:
+                return hidden_states, skips
         if self.downsamplers is not None:
             hidden_states = self.downsamplers[0](hidden_states)
             skips.append(hidden_states)
@@ -148,10 +156,18 @@ class UpBlock(_Block):
         skips: list[torch.Tensor],
         inputs: BlockInputs,
         upsample_size: tuple[int, int] | None,
+        start: int = 0,
+        stop: int | None = None,
     ) -> torch.Tensor:
-        for index in range(len(self.resnets)):
+        """Layers ``start`` .. ``stop - 1`` (default all), each taking ``skips.pop()``; the upsampler only when
+        the last layer ran. The deep-feature cache splits a block there (``start``/``stop``); the plain call is
+        the whole block."""
+        stop = len(self.resnets) if stop is None else stop
+        for index in range(start, stop):
             hidden_states = torch.cat([hidden_states, skips.pop()], dim=1)
             hidden_states = self._layer(index, hidden_states, inputs)
+        if stop < len(self.resnets):
+            return hidden_states
         if self.upsamplers is not None:
             hidden_states = self.upsamplers[0](hidden_states, upsample_size)
         return hidden_states

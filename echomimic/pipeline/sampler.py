@@ -25,8 +25,10 @@ import torch
 
 from ..errors import CancelledError, InputError
 from ..models.loading import EchoMimicModels
+from ..models.unet import DeepCacheCall
 from .conditioning import Conditioning, encode_reference, window_audio, window_features
 from .context import uniform_windows, windows_at_step
+from .deep_cache import FrameFeatureCache, check_depth
 from .inputs import AudioTokenSource, PreparedInputs, prepare_inputs
 from .length import FramePlan
 from .scheduler import make_scheduler, reround_velocity
@@ -97,12 +99,14 @@ def predict_windows(
     timestep: int,
     use_cfg: bool,
     alphas_cumprod: torch.Tensor,
+    deep_cache: DeepCacheCall | None = None,
 ) -> list[torch.Tensor]:
     """The UNet's velocity for the frames of each window, all windows in one UNet call (they have one length).
 
     Returns one [2 if CFG (uncond, cond) else 1, 4, len(window), h, w] tensor per window. Batch items are
     independent in the UNet (per-item GroupNorm, per-item temporal attention), so n windows in one call give
-    the one-at-a-time numbers up to fp32 rounding.
+    the one-at-a-time numbers up to fp32 rounding. ``deep_cache``: the deep-feature cache's call (rows ordered
+    (CFG half, window, frame), as the batch), or None: every layer.
     """
     count = len(windows)
     model_input = torch.cat([latents[:, :, list(window)] for window in windows])
@@ -121,6 +125,7 @@ def predict_windows(
         reference_features=conditioning.reference_features,
         conditioning=features,
         unconditional_items=count if use_cfg else 0,
+        **({} if deep_cache is None else {"deep_cache": deep_cache}),
     ).float()
     if models.accelerated:
         prediction = reround_velocity(prediction, model_input, alphas_cumprod, timestep)
@@ -152,7 +157,11 @@ def denoise(
     should_cancel: Callable[[], bool] | None = None,
     on_step: Callable[[int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
-    """The denoising loop over context windows -> final latents [1, 4, F, h, w]."""
+    """The denoising loop over context windows -> final latents [1, 4, F, h, w].
+
+    With ``settings.deep_cache_interval`` > 1 the deep-feature cache (:mod:`.deep_cache`) runs: whole steps are
+    full or cached, never single windows, and the cache is kept per frame and CFG half.
+    """
     settings, device = prepared.settings, models.device
     convention = MODE_CONVENTIONS[models.mode]
     num_frames = prepared.plan.num_frames
@@ -168,23 +177,38 @@ def denoise(
     base_windows = uniform_windows(num_frames, settings.context_frames, settings.context_overlap)
     window_batch = settings.window_batch or auto_window_batch(torch.device(device), settings, use_cfg)
     total, done = denoise_unit_count(settings, num_frames), 0  # one unit per (step, window)
+    cache = None
+    if settings.deep_cache_interval > 1:
+        settings.validated(models.config.motion.max_frames, variant=models.variant)  # refused when accelerated
+        check_depth(settings.deep_cache_depth, models.denoising_unet.skip_count)
+        cache = FrameFeatureCache(
+            settings.deep_cache_interval, settings.deep_cache_depth, num_frames, 2 if use_cfg else 1
+        )
     for step_index, timestep in enumerate(timesteps):
         windows = windows_at_step(base_windows, step_index, convention.context_shift, num_frames)
         prediction_sum = torch.zeros((2 if use_cfg else 1, *latent_shape[1:]), device=device)
         counts = torch.zeros((1, 1, num_frames, 1, 1), device=device)
+        full_step = cache is not None and cache.is_full_step(step_index)
+        if cache is not None and full_step:
+            cache.start_full_step()
         for first in range(0, len(windows), window_batch):
             if should_cancel is not None and should_cancel():
                 raise CancelledError("Sampling was cancelled.")
             group = windows[first : first + window_batch]
+            call = None if cache is None else cache.call(step_index, group)
             predictions = predict_windows(
-                models, prepared, conditioning, latents, group, timestep, use_cfg, alphas_cumprod
+                models, prepared, conditioning, latents, group, timestep, use_cfg, alphas_cumprod, call
             )
+            if cache is not None and call is not None and full_step:
+                cache.store(group, call)
             for window_index, (window, prediction) in enumerate(zip(group, predictions), start=first):
                 prediction_sum[:, :, window] += prediction
                 counts[:, :, window] += 1
                 done += 1
                 if progress is not None:
                     progress(ProgressInfo(step_index, len(timesteps), window_index, len(windows), done, total))
+        if cache is not None and full_step:
+            cache.finish_full_step()
         averaged = prediction_sum / counts  # always averaged (deliberate: the official skips it without CFG)
         if use_cfg:
             unconditional, conditional = averaged.chunk(2)

@@ -32,6 +32,11 @@ class SamplingSettings:
     decode_batch: int = 0  # frames per VAE decode call; 0: auto, per device (pipeline.vae.auto_decode_batch)
     window_batch: int = 0  # context windows per UNet call; 0: auto (1 on CPU, as many as fit on a GPU)
     length_policy: str = DEFAULT_LENGTH_POLICY  # landmarks / poses shorter than the video: see pipeline.length
+    # Deep-feature cache (pipeline.deep_cache), opt-in: every deep_cache_interval-th step runs the whole UNet, the
+    # steps between reuse its deep features; 0 or 1: off (exact). deep_cache_depth: the outermost skip
+    # connections recomputed on the cached steps (1..12 in the full-size UNet).
+    deep_cache_interval: int = 0
+    deep_cache_depth: int = release.DEEP_CACHE_DEFAULT_DEPTH
 
     @classmethod
     def defaults_for(cls, variant: str) -> SamplingSettings:
@@ -56,11 +61,14 @@ class SamplingSettings:
             cls.defaults_for(variant), **{name: value for name, value in overrides.items() if value is not None}
         )
 
-    def validated(self, max_context_frames: int = release.MOTION_MODULE_SPAN) -> SamplingSettings:
+    def validated(
+        self, max_context_frames: int = release.MOTION_MODULE_SPAN, variant: str | None = None
+    ) -> SamplingSettings:
         """``self`` if every setting is usable, else :class:`InputError` saying what to change.
 
         Called before any model loads. ``max_context_frames``: the motion modules' span
-        (``temporal_position_encoding_max_len`` of the config; 32 in every shipped config).
+        (``temporal_position_encoding_max_len`` of the config; 32 in every shipped config). ``variant``: also
+        the rules that depend on it (the deep-feature cache is refused for the accelerated variants).
         """
         if not (math.isfinite(self.cfg) and math.isfinite(self.fps)):
             raise InputError(
@@ -99,5 +107,17 @@ class SamplingSettings:
         if self.length_policy not in LENGTH_POLICIES:
             raise InputError(
                 f"Unknown length policy {self.length_policy!r}; choose one of {', '.join(LENGTH_POLICIES)}."
+            )
+        if self.deep_cache_interval < 0:
+            raise InputError("deep_cache_interval must be at least 2 to cache (0 or 1: off).")
+        if self.deep_cache_interval > 1 and not 1 <= self.deep_cache_depth <= release.DEEP_CACHE_MAX_DEPTH:
+            raise InputError(
+                f"deep_cache_depth must be between 1 and {release.DEEP_CACHE_MAX_DEPTH}, got {self.deep_cache_depth}; "
+                f"the default is {release.DEEP_CACHE_DEFAULT_DEPTH}."
+            )
+        if variant is not None and self.deep_cache_interval > 1 and release.variant(variant).accelerated:
+            raise InputError(
+                f"deep_cache_interval {self.deep_cache_interval}: the deep-feature cache is for the 30-step "
+                "variants; the accelerated variants take 6 steps already: set it to 0."
             )
         return self
