@@ -247,8 +247,8 @@ def test_cli_flags_reach_the_sampling_settings() -> None:
         settings("--mode", "audio_acc", "--deep-cache", "3")
 
 
-def test_node_option_reaches_generate_video(tmp_path) -> None:
-    """Catches the sampler node's deep_cache_interval / deep_cache_depth inputs not reaching generate_video (or not
+def test_node_option_reaches_the_sampler(tmp_path) -> None:
+    """Catches the sampler node's deep_cache_interval / deep_cache_depth inputs not reaching the sampler (or not
     being the last optional inputs, which would shift old workflows' widget values), and the accelerated variant
     accepting them."""
     from tests.comfy_stubs import StandInComfyVae, extension_submodule, node_instances
@@ -260,18 +260,28 @@ def test_node_option_reaches_generate_video(tmp_path) -> None:
     sampler_module = extension_submodule("echomimic.pipeline.sampler")
     captured: list[SamplingSettings] = []
 
-    def fake_generate_video(*_args: Any, settings: Any = None, **_kwargs: Any) -> Any:
-        captured.append(settings)
+    def fake_generate_prepared(_models: Any, _vae: Any, prepared: Any, **_kwargs: Any) -> Any:
+        captured.append(prepared.settings)
         return sampler_module.GeneratedVideo(frames=torch.zeros(2, 64, 64, 3), fps=24.0)
 
-    original = sampler_module.generate_video
-    sampler_module.generate_video = fake_generate_video
+    class TwoFramesOfAudio:
+        """The audio-features interface the run plan reads, without running Whisper."""
+
+        num_frames = 2
+        fps = 24.0
+        speech = None
+
+        def tokens_for_frames(self, frame_indices: Any) -> torch.Tensor:
+            return torch.zeros(len(frame_indices), 50, 384)
+
+    original = sampler_module.generate_prepared
+    sampler_module.generate_prepared = fake_generate_prepared
     try:
         vae = StandInComfyVae(AUDIO_CASE / "vae")
         node_error = extension_submodule("nodes.common").EchoMimicNodeError
         inputs = dict(
             reference_image=torch.rand(1, 64, 64, 3),
-            audio_features=object(),
+            audio_features=TwoFramesOfAudio(),
             width=64,
             height=64,
             length=0,
@@ -291,5 +301,5 @@ def test_node_option_reaches_generate_video(tmp_path) -> None:
         with pytest.raises(node_error, match="accelerated"):
             sample(accelerated, vae, **inputs, deep_cache_interval=3)
     finally:
-        sampler_module.generate_video = original
+        sampler_module.generate_prepared = original
     assert len(captured) == 2

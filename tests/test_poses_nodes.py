@@ -133,7 +133,7 @@ def test_v2_sampler_from_drawn_poses_reproduces_the_official_video(nodes: dict[s
     reference = torch.from_numpy(
         np.asarray(Image.open(case_dir / "inputs" / "reference.png").convert("RGB"), dtype=np.float32) / 255.0
     )[None]
-    frames, fps, _ = nodes["EchoMimicSampler"].sample(
+    frames, fps, _, _ = nodes["EchoMimicSampler"].sample(
         model,
         StandInComfyVae(case_dir / "vae"),
         reference,
