@@ -1,4 +1,4 @@
-"""Small helpers shared by several test modules: required fixture files, WAV reading, mp4 probing."""
+"""Small helpers shared by several test modules: required fixture files, WAV reading, mp4 probing, audio stand-ins."""
 
 from __future__ import annotations
 
@@ -59,3 +59,20 @@ def probe_mp4(path: Path) -> dict[str, Any]:
                 "channels": audio.codec_context.channels,
             }
     return info
+
+
+class ZeroAudio:
+    """Audio features of a given length (silence-like zero tokens) without running Whisper: the members the
+    sampler and the run plan read (``speech`` None: no sound to trim)."""
+
+    fps = 24.0
+    speech = None
+
+    def __init__(self, frames: int) -> None:
+        self.num_frames = frames
+
+    def tokens_for_frames(self, frame_indices: Any) -> Any:
+        """-> [len(frame_indices), 50, 384] zeros"""
+        import torch
+
+        return torch.zeros(len(list(frame_indices)), 50, 384)

@@ -17,7 +17,7 @@ from echomimic.models import load_echomimic
 from echomimic.models.unet import DeepCacheCall
 from echomimic.pipeline import SamplingSettings, generate_video, load_diffusers_vae
 from echomimic.pipeline.deep_cache import FrameFeatureCache
-from tests.helpers import require
+from tests.helpers import ZeroAudio, require
 from tests.parity_cases import PARITY_ROOT, make_weights_folder
 
 AUDIO_CASE = PARITY_ROOT / "v1_audio"
@@ -264,16 +264,6 @@ def test_node_option_reaches_the_sampler(tmp_path) -> None:
         captured.append(prepared.settings)
         return sampler_module.GeneratedVideo(frames=torch.zeros(2, 64, 64, 3), fps=24.0)
 
-    class TwoFramesOfAudio:
-        """The audio-features interface the run plan reads, without running Whisper."""
-
-        num_frames = 2
-        fps = 24.0
-        speech = None
-
-        def tokens_for_frames(self, frame_indices: Any) -> torch.Tensor:
-            return torch.zeros(len(frame_indices), 50, 384)
-
     original = sampler_module.generate_prepared
     sampler_module.generate_prepared = fake_generate_prepared
     try:
@@ -281,7 +271,7 @@ def test_node_option_reaches_the_sampler(tmp_path) -> None:
         node_error = extension_submodule("nodes.common").EchoMimicNodeError
         inputs = dict(
             reference_image=torch.rand(1, 64, 64, 3),
-            audio_features=TwoFramesOfAudio(),
+            audio_features=ZeroAudio(2),
             width=64,
             height=64,
             length=0,

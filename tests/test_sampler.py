@@ -14,23 +14,12 @@ from echomimic.models import load_echomimic
 from echomimic.pipeline import SamplingSettings, generate_video, load_diffusers_vae
 from echomimic.pipeline.context import uniform_windows, windows_at_step
 from echomimic.pipeline.length import LENGTH_POLICIES, driving_index, plan_frame_count
+from tests.helpers import ZeroAudio
 from tests.parity_cases import PARITY_ROOT, find_case, make_weights_folder
 
 AUDIO_CASE = find_case(lambda case: case.get("mode") == "audio")
 POSE_CASE = find_case(lambda case: str(case.get("mode", "")).startswith("pose"))
 V2_CASE = find_case(lambda case: case.get("mode") == "v2_pose")
-
-
-class ZeroAudio:
-    """Audio tokens of a given length (silence-like zeros); the sampler only needs these members."""
-
-    fps = 24.0
-
-    def __init__(self, frames: int) -> None:
-        self.num_frames = frames
-
-    def tokens_for_frames(self, frame_indices) -> torch.Tensor:
-        return torch.zeros(len(list(frame_indices)), 50, 384)
 
 
 @pytest.fixture(scope="module")
