@@ -15,3 +15,9 @@ class InputError(EchoMimicError, ValueError):
 
 class CancelledError(EchoMimicError):
     """The caller asked to stop; models are left usable."""
+
+
+class UnknownVariantError(InputError, KeyError):
+    """A variant name that no release has (also a ``KeyError``: the release tables are looked up by name)."""
+
+    __str__ = Exception.__str__  # KeyError's own would quote the message

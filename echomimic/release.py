@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import UnknownVariantError
+
 ECHOMIMIC_V1_REPO = "BadToBest/EchoMimic"
 ECHOMIMIC_V2_REPO = "BadToBest/EchoMimicV2"
 VAE_REPO = "stabilityai/sd-vae-ft-mse"
@@ -146,11 +148,13 @@ V2_VARIANT_NAMES = tuple(name for name, v in VARIANTS.items() if v.version == "v
 
 
 def variant(name: str) -> Variant:
-    """The variant called ``name``; ``KeyError`` text lists the known names."""
+    """The variant called ``name``; an :class:`UnknownVariantError` (a ``KeyError``) lists the known names."""
     try:
         return VARIANTS[name]
     except KeyError:
-        raise KeyError(f"unknown EchoMimic variant {name!r}; use one of {', '.join(VARIANT_NAMES)}") from None
+        raise UnknownVariantError(
+            f"Unknown EchoMimic variant {name!r}; choose one of {', '.join(VARIANT_NAMES)}."
+        ) from None
 
 
 # Official defaults shared by every front-end.

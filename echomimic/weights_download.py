@@ -80,16 +80,6 @@ class RequiredFile:
         return f"https://huggingface.co/{self.repo_id}/blob/main/{self.repo_filename}"
 
 
-def check_variant(name: str) -> release.Variant:
-    """The release entry of variant ``name``, or a :class:`WeightsError` listing the known names."""
-    try:
-        return release.variant(name)
-    except KeyError:
-        raise WeightsError(
-            f"Unknown EchoMimic variant {name!r}; choose one of {', '.join(release.VARIANT_NAMES)}."
-        ) from None
-
-
 def _release_only_files(version: str) -> set[str]:
     """Relative paths that only ``version``'s release has (its network files whose names the other
     release does not use, and its Whisper file)."""
@@ -117,6 +107,32 @@ def release_of_folder(weights_dir: str | os.PathLike) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
+def whisper_file_of_folder(
+    weights_dir: str | os.PathLike, version: str | None = None, *, folder_names: dict[str, str] | None = None
+) -> RequiredFile:
+    """The Whisper-tiny file a run on ``weights_dir`` reads: the one that is there (V1 ``whisper_tiny.pt`` or
+    V2 ``tiny.pt``); else that of release ``version`` ("v1"/"v2") when given; else that of the release whose
+    files the folder holds (:func:`release_of_folder`); else that of the release installed there by default
+    (``folder_names``: release -> folder name, the adapter's own table). A folder that tells nothing gets a
+    :class:`WeightsError`: fetching the wrong name would later make the folder look like the other release."""
+    candidates = {"v1": whisper_file("audio"), "v2": whisper_file("v2")}
+    folder = Path(weights_dir)
+    for item in candidates.values():
+        if item.found_path(folder) is not None:
+            return item
+    if version is None:
+        version = release_of_folder(folder)
+    if version is None:
+        by_name = {name: key for key, name in (folder_names or {}).items()}
+        version = by_name.get(folder.name)
+    if version is None:
+        raise WeightsError(
+            f"{folder} has no Whisper-tiny file and nothing that tells EchoMimic V1 from V2; choose the release "
+            "of this folder on the audio encoder loader, or load the EchoMimic models from it first."
+        )
+    return candidates[version]
+
+
 def refuse_other_release(
     weights_dir: str | os.PathLike,
     variant: str,
@@ -133,7 +149,7 @@ def refuse_other_release(
     ``folder_names`` (release -> folder; default the command line's :data:`release.DEFAULT_WEIGHTS_FOLDER`),
     so an adapter can speak its own words (the node: its combo label and models/echomimic folder).
     """
-    spec = check_variant(variant)
+    spec = release.variant(variant)
     folder = Path(weights_dir)
     from .v3.files import is_v3_folder
 
@@ -157,7 +173,7 @@ def refuse_other_release(
 
 def model_files(variant: str) -> list[RequiredFile]:
     """The 4 network files of ``variant`` (what the model loader node reads)."""
-    spec = check_variant(variant)
+    spec = release.variant(variant)
     return [
         RequiredFile(
             role=role,
@@ -172,7 +188,7 @@ def model_files(variant: str) -> list[RequiredFile]:
 
 def whisper_file(variant: str) -> RequiredFile:
     """The Whisper-tiny file of ``variant``'s repository (V1 ``whisper_tiny.pt``, V2 ``tiny.pt``)."""
-    spec = check_variant(variant)
+    spec = release.variant(variant)
     stem = spec.whisper_file.rsplit(".", 1)[0]
     return RequiredFile(
         role="whisper",
@@ -233,7 +249,7 @@ def missing_mediapipe(
 def missing_weights_message(weights_dir: str | os.PathLike, variant: str, missing: list[RequiredFile]) -> str:
     """A message naming each missing file, where it was expected and where to get it."""
     folder = Path(weights_dir).resolve()
-    repo = check_variant(variant).repo_id
+    repo = release.variant(variant).repo_id
     lines = [f"{len(missing)} weight file(s) for EchoMimic variant {variant!r} are missing from {folder}:"]
     for item in missing:
         accepted = " or ".join(str(folder / p) for p in (item.relative_path, *item.alternatives))

@@ -14,7 +14,6 @@ from typing import Any
 
 from .common import (
     AUDIO_ENCODER_TYPE,
-    DEFAULT_V2_WEIGHTS_FOLDER,
     DEFAULT_WEIGHTS_FOLDER,
     DOWNLOAD_HINT,
     LOADERS_CATEGORY,
@@ -225,6 +224,11 @@ def _named_modules(models: Any) -> list[tuple[str, Any]]:
     ]
 
 
+RELEASE_FROM_FOLDER = "from the folder"
+# The Audio Encoder Loader's release combo -> release.Variant.version (None: told by the folder).
+RELEASE_CHOICES: dict[str, str | None] = {RELEASE_FROM_FOLDER: None, "V1": "v1", "V2": "v2"}
+
+
 class EchoMimicAudioEncoderLoader:
     DESCRIPTION = (
         "Loads the Whisper-tiny audio encoder EchoMimic uses (audio_processor/whisper_tiny.pt in V1's "
@@ -253,7 +257,16 @@ class EchoMimicAudioEncoderLoader:
                 ),
             },
             "optional": {  # at the end: saved workflows keep loading
-                "download_missing": ("BOOLEAN", tooltip(_DOWNLOAD_TOOLTIP, default=True))
+                "download_missing": ("BOOLEAN", tooltip(_DOWNLOAD_TOOLTIP, default=True)),
+                "release": (
+                    list(RELEASE_CHOICES),
+                    tooltip(
+                        "Which release's Whisper file to fetch into a folder that has none (V1: whisper_tiny.pt, "
+                        "V2: tiny.pt). 'from the folder' tells it by the files there, or by the folder's name "
+                        "when it is EchoMimic or EchoMimicV2.",
+                        default=RELEASE_FROM_FOLDER,
+                    ),
+                ),
             },
         }
 
@@ -264,13 +277,20 @@ class EchoMimicAudioEncoderLoader:
     CATEGORY = LOADERS_CATEGORY
 
     @user_errors
-    def load(self, weights_folder: str, precision: str, download_missing: bool = True) -> tuple[LoadedAudioEncoder]:
+    def load(
+        self, weights_folder: str, precision: str, download_missing: bool = True, release: str = RELEASE_FROM_FOLDER
+    ) -> tuple[LoadedAudioEncoder]:
         import comfy.model_management as model_management
 
         from ..echomimic.audio import load_whisper_encoder
+        from ..echomimic.weights_download import whisper_file_of_folder
 
         weights_dir = resolve_weights_folder(weights_folder)
-        path = _whisper_path(weights_dir, download_missing)
+        wanted = whisper_file_of_folder(weights_dir, RELEASE_CHOICES[release], folder_names=WEIGHTS_FOLDER_OF_RELEASE)
+        if download_missing:
+            download_missing_files(weights_dir, [wanted])
+        found = wanted.found_path(Path(weights_dir))
+        path = str(found) if found is not None else os.path.join(weights_dir, wanted.relative_path)
         if not os.path.isfile(path):
             raise EchoMimicNodeError(
                 f"The Whisper-tiny audio encoder is missing: {path} does not exist. {DOWNLOAD_HINT}"
@@ -279,26 +299,6 @@ class EchoMimicAudioEncoderLoader:
         encoder = load_whisper_encoder(path, device=model_management.unet_offload_device(), dtype=dtype)
         patcher = make_patcher({"encoder": encoder}, dtype)
         return (LoadedAudioEncoder(encoder=encoder, patcher=patcher, dtype=dtype),)
-
-
-def _whisper_path(weights_dir: str, download_missing: bool) -> str:
-    """The Whisper-tiny file of the folder: V1's whisper_tiny.pt or V2's tiny.pt, whichever is there; when
-    neither is, the one of the folder's release, told by the files only that release has
-    (weights_download.release_of_folder); a folder without any is the default V2 folder's or else V1's."""
-    from ..echomimic.weights_download import release_of_folder, whisper_file
-
-    candidates = {"v1": whisper_file("audio"), "v2": whisper_file("v2")}
-    for item in candidates.values():
-        found = item.found_path(Path(weights_dir))
-        if found is not None:
-            return str(found)
-    release_name = release_of_folder(weights_dir) or (
-        "v2" if os.path.basename(os.path.normpath(weights_dir)) == DEFAULT_V2_WEIGHTS_FOLDER else "v1"
-    )
-    wanted = candidates[release_name]
-    if download_missing:
-        download_missing_files(weights_dir, [wanted])
-    return os.path.join(weights_dir, wanted.relative_path)
 
 
 NODE_CLASS_MAPPINGS = {

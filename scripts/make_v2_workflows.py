@@ -241,7 +241,7 @@ def build(
     flow.link(draw, "hand_pose_images", sampler, "hand_pose_images")
     create = flow.add("CreateVideo", 5, {"fps": 24}, widget_inputs=("fps",))
     flow.link(sampler, "images", create, "images")
-    flow.link(features, "audio", create, "audio")
+    flow.link(sampler, "audio", create, "audio")
     flow.link(sampler, "fps", create, "fps")
     save = flow.add("SaveVideo", 5, {"filename_prefix": f"echomimic/{name}", "format": "auto", "codec": "auto"})
     flow.link(create, "VIDEO", save, "video")

@@ -48,6 +48,8 @@ COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 EXTENSION_NAME = "ComfyUI-EchoMimic"
 WORKFLOWS = sorted((REPO_ROOT / "workflows").glob("*.json"))
+# Shared workflows saved from earlier releases (tests/old_workflows/README.md): they must keep loading and running.
+OLD_WORKFLOWS = sorted((REPO_ROOT / "tests" / "old_workflows").glob("*.json"))
 START_TIMEOUT_S = 240
 RUN_TIMEOUT_S = 600
 # The parity case whose tiny networks stand in for each (version, mode, accelerated) release variant.
@@ -711,16 +713,17 @@ def test_recorded_core_nodes_match_the_running_server(comfy_server: ComfyServer)
             assert set(inputs) == set(live[name]["input"].get(section, {})), f"{name} {section} inputs"
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda path: path.stem)
+@pytest.mark.parametrize("path", WORKFLOWS + OLD_WORKFLOWS, ids=lambda path: f"{path.parent.name}/{path.stem}")
 def test_workflow_runs_and_saves_an_mp4_with_sound(
     comfy_server: ComfyServer, mediapipe_server: LoopbackFileServer, path: Path
 ) -> None:
-    """Catches a shipped workflow that does not convert, validate or run in the real ComfyUI, a saved video
-    without sound, a sampler without progress or live previews, and MediaPipe files that do not arrive through the
+    """Catches a shipped workflow, or one saved from an earlier release (fewer widget values, the sound taken
+    from Audio Features), that does not convert, validate or run in the real ComfyUI, a saved video without
+    sound, a sampler without progress or live previews, and MediaPipe files that do not arrive through the
     extension's download code."""
     object_info = comfy_server.request("/object_info")
     workflow = shrink_workflow(
-        json.loads(path.read_text(encoding="utf-8")), comfy_server, object_info, f"e2e/{path.stem}"
+        json.loads(path.read_text(encoding="utf-8")), comfy_server, object_info, f"e2e/{path.parent.name}/{path.stem}"
     )
     prompt = swap_wan_loaders(ui_to_api(workflow, object_info))
     prompt_id, entry = comfy_server.run(prompt)

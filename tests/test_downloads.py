@@ -480,6 +480,27 @@ def test_audio_encoder_loader_fetches_v2s_whisper_file_into_a_v2_folder(
     assert _sha256(folder / "audio_processor" / "tiny.pt") == _sha256(whisper)
 
 
+def test_encoder_loader_asks_for_the_release_of_a_folder_that_tells_nothing(
+    comfy_nodes: dict[str, Any], hub_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Catches a V1/V2 guess for an empty folder with a name of the user's own ('halfbody'): fetching V1's
+    whisper_tiny.pt there would make the V2 model loader refuse the folder as V1's. The loader asks for its
+    release combo instead, in one line, and with release V2 it fetches V2's tiny.pt."""
+    folder = comfy_nodes["models_dir"] / "echomimic" / "halfbody"
+    folder.mkdir()
+    whisper = PARITY_ROOT / "common" / "whisper_tiny_random.pt"
+    with hub_server({"BadToBest/EchoMimicV2": {VARIANTS["v2"].whisper_file: whisper}}) as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        loader = comfy_nodes["nodes"]["EchoMimicAudioEncoderLoader"]
+        with pytest.raises(Exception, match="choose the release of this folder") as refused:
+            loader.load("halfbody", "fp32")
+        assert "\n" not in str(refused.value) and server.get_requests() == []
+        loader.load("halfbody", "fp32", True, "V2")
+        assert server.get_requests() == ["/BadToBest/EchoMimicV2/resolve/main/audio_processor/tiny.pt"]
+    assert _sha256(folder / "audio_processor" / "tiny.pt") == _sha256(whisper)
+    assert not (folder / "audio_processor" / "whisper_tiny.pt").exists()
+
+
 def test_the_release_of_a_folder_comes_from_its_files_not_its_name(tmp_path: Path) -> None:
     """Catches a V1/V2 guess from the folder's name (an empty folder called 'halfbody_v2' taken for V2), or a
     folder with V2-only files (pose_encoder) not recognised."""

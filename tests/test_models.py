@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from echomimic.convert import convert_file, convert_folder
-from echomimic.errors import WeightsError
+from echomimic.errors import InputError, WeightsError
 from echomimic.models import build_models, load_config, load_echomimic, variant_weight_files
 from echomimic.models.loading import is_motion_key
 from echomimic.weights import read_state_dict
@@ -168,7 +168,7 @@ def test_missing_files_are_listed_with_where_to_get_them(tmp_path: Path) -> None
     assert "motion_module.pth" in str(error.value) and "BadToBest/EchoMimic" in str(error.value)
     with pytest.raises(WeightsError, match="denoising_unet_acc.pth"):
         variant_weight_files(folder, "audio_acc")
-    with pytest.raises(WeightsError, match="Unknown EchoMimic variant"):
+    with pytest.raises(InputError, match="Unknown EchoMimic variant 'v3'; choose one of audio, "):
         variant_weight_files(folder, "v3")
 
 

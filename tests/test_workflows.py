@@ -603,8 +603,8 @@ def test_workflow_matches_the_node_definitions(path: Path, object_info: dict[str
 
 @pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda path: path.stem)
 def test_workflow_saves_an_mp4_with_the_trimmed_sound(path: Path, object_info: dict[str, dict[str, Any]]) -> None:
-    """Catches a workflow that saves untrimmed sound, the wrong frame rate, or pairs a variant with the wrong
-    conditioning input."""
+    """Catches a workflow that saves untrimmed sound (or sound not from the sampler, which trims it to its own
+    frames), the wrong frame rate, or pairs a variant with the wrong conditioning input."""
     workflow = json.loads(path.read_text(encoding="utf-8"))
     prompt = ui_to_api(workflow, object_info)
     types = {node_id: node["class_type"] for node_id, node in prompt.items()}
@@ -620,7 +620,8 @@ def test_workflow_saves_an_mp4_with_the_trimmed_sound(path: Path, object_info: d
         assert (types[fps_source], fps_slot) == ("EchoMimicV3Sampler", 1), "use the sampler's fps"
         assert [t for t in types.values() if t == "EchoMimicV3ModelLoader"] == ["EchoMimicV3ModelLoader"]
         return
-    assert (types[audio_source], audio_slot) == ("EchoMimicAudioFeatures", 2), "mux the trimmed audio"
+    # The sampler's own audio output: trimmed to the frames it made, so length lives in one node.
+    assert (types[audio_source], audio_slot) == ("EchoMimicSampler", 3), "mux the sampler's trimmed audio"
     assert (types[fps_source], fps_slot) == ("EchoMimicSampler", 1), "use the sampler's fps"
     samplers = [node for node in prompt.values() if node["class_type"] == "EchoMimicSampler"]
     loaders = [node for node in prompt.values() if node["class_type"] == "EchoMimicModelLoader"]

@@ -18,7 +18,7 @@ from torch import nn
 from .. import release
 from ..errors import WeightsError
 from ..weights import SAFETENSORS_SUFFIX, check_state_dict, read_state_dict
-from ..weights_download import check_variant, refuse_other_release
+from ..weights_download import refuse_other_release
 from .config import EchoMimicConfig, load_config
 from .face_locator import FaceLocator
 from .motion_module import sinusoidal_positions
@@ -36,12 +36,12 @@ def is_motion_key(key: str) -> bool:
 
 def release_file_stems(variant: str) -> dict[str, str]:
     """Role -> file name without suffix, for ``variant`` (from ``release.VARIANTS``)."""
-    return dict(check_variant(variant).stems)
+    return dict(release.variant(variant).stems)
 
 
 def conditioning_channels(variant: str) -> int:
     """Input channels of the conditioning net: 1 (face mask, V1 audio) or 3 (drawn landmarks / hands)."""
-    return 1 if check_variant(variant).mode == "audio" else 3
+    return 1 if release.variant(variant).mode == "audio" else 3
 
 
 def variant_weight_files(weights_dir: str | Path, variant: str) -> dict[str, Path]:
@@ -49,7 +49,7 @@ def variant_weight_files(weights_dir: str | Path, variant: str) -> dict[str, Pat
 
     Raises a :class:`WeightsError` that lists every missing file and where to download it.
     """
-    spec = check_variant(variant)
+    spec = release.variant(variant)
     weights_dir = Path(weights_dir)
     refuse_other_release(weights_dir, variant)
     found: dict[str, Path] = {}
@@ -169,7 +169,7 @@ def load_echomimic(
     (``<its file stem>.json``, e.g. ``pose_encoder.json``, or ``face_locator.json``) overriding the shipped
     full-size configs; by default such files found in ``weights_dir`` are used.
     """
-    spec = check_variant(variant)
+    spec = release.variant(variant)
     files = variant_weight_files(weights_dir, variant)
     channels = conditioning_channels(variant)
     config = load_config(
