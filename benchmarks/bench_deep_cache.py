@@ -131,7 +131,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
             torch.cuda.reset_peak_memory_stats()
         sync()
         started = time.perf_counter()
-        driving_kwargs = {"pose_images": driving} if v2 else {"landmark_images": driving}
+        driving_kwargs = {"hand_pose_images": driving} if v2 else {"landmark_images": driving}
         video = generate_video(
             models,
             vae,

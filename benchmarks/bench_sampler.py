@@ -23,7 +23,7 @@ Configurations (``--config``):
 
 V2 (``--mode v2|v2_acc``): the hand poses are the case's ``inputs/pose_keypoints.json`` (for
 ``--config full``/``real``: those of ``--case``, default v2_hands) drawn with ``echomimic.poses`` at
-``--size``; the few drawn frames go to ``generate_video(pose_images=...)`` and the library's length policy
+``--size``; the few drawn frames go to ``generate_video(hand_pose_images=...)`` and the library's length policy
 (``loop``) extends them to each length, as a user's short pose sequence would be.
 
 Comparison mode (``--compare REF``): the same job on this checkout and on REF (a git ref of this
@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import os
 import re
@@ -85,19 +86,13 @@ def _variant_names() -> tuple[str, ...]:
 
 
 def _case_variant(case: dict[str, Any]) -> str:
-    """The release variant a parity case was made with (its case.json ``mode`` and ``echomimic_version``)."""
-    from echomimic import release
-
+    """The release variant a parity case was made with (its case.json ``mode``, the official code's name)."""
     mode = str(case["mode"])
     base, accelerated = mode.removesuffix("_acc"), mode.endswith("_acc")
-    for name, spec in release.VARIANTS.items():
-        if (
-            getattr(spec, "mode", name.removesuffix("_acc")) == base
-            and spec.accelerated == accelerated
-            and getattr(spec, "version", "v1") == case.get("echomimic_version", "v1")
-        ):
-            return name
-    raise SystemExit(f"benchmark: parity case mode {mode!r} is no release variant")
+    variants = {"audio": "audio", "pose": "pose", "v2_pose": "v2"}  # official mode -> our variant
+    if base not in variants:
+        raise SystemExit(f"benchmark: parity case mode {mode!r} is no release variant")
+    return variants[base] + ("_acc" if accelerated else "")
 
 
 def _is_v2(mode: str) -> bool:
@@ -434,7 +429,9 @@ def run_child(opts: argparse.Namespace, length: int) -> dict[str, Any]:
     baseline_rss, _ = _peak_rss_bytes()
     busy_before, own_before = _busy_cpu_seconds(), _own_cpu_seconds()
     t0 = time.perf_counter()
-    driving = {"pose_images": landmarks} if v2 else {"landmark_images": landmarks}
+    # A --compare checkout from before 2026-12-04 calls the hand poses pose_images.
+    hands = "hand_pose_images" if "hand_pose_images" in inspect.signature(generate_video).parameters else "pose_images"
+    driving = {hands: landmarks} if v2 else {"landmark_images": landmarks}
     video = generate_video(
         models,
         vae,

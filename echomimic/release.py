@@ -39,8 +39,8 @@ class Variant:
     Attributes:
         name: the id used by the CLI (``--mode``), the library and the loader node's mapping.
         version: "v1" or "v2".
-        mode: what drives the conditioning net: "audio" (face mask, V1), "pose" (landmark images, V1)
-            or "v2_pose" (hand-pose images, V2).
+        conditioning: what drives the conditioning net: "face_mask" (V1 audio), "landmarks" (drawn face
+            landmarks, V1) or "hand_poses" (drawn hand poses, V2).
         accelerated: the distilled 6-step weights.
         repo_id: the Hugging Face repository of its files.
         stems: role -> release file name without suffix (``.pth``; a ``.safetensors`` twin is accepted).
@@ -50,7 +50,7 @@ class Variant:
 
     name: str
     version: str
-    mode: str
+    conditioning: str
     accelerated: bool
     repo_id: str
     stems: dict[str, str]
@@ -83,7 +83,7 @@ VARIANTS: dict[str, Variant] = {
         Variant(
             "audio",
             "v1",
-            "audio",
+            "face_mask",
             False,
             ECHOMIMIC_V1_REPO,
             _stems("reference_unet", "denoising_unet", "motion_module", "face_locator"),
@@ -93,7 +93,7 @@ VARIANTS: dict[str, Variant] = {
         Variant(
             "audio_acc",
             "v1",
-            "audio",
+            "face_mask",
             True,
             ECHOMIMIC_V1_REPO,
             _stems("reference_unet", "denoising_unet_acc", "motion_module_acc", "face_locator"),
@@ -103,7 +103,7 @@ VARIANTS: dict[str, Variant] = {
         Variant(
             "pose",
             "v1",
-            "pose",
+            "landmarks",
             False,
             ECHOMIMIC_V1_REPO,
             _stems("reference_unet_pose", "denoising_unet_pose", "motion_module_pose", "face_locator_pose"),
@@ -113,7 +113,7 @@ VARIANTS: dict[str, Variant] = {
         Variant(
             "pose_acc",
             "v1",
-            "pose",
+            "landmarks",
             True,
             ECHOMIMIC_V1_REPO,
             _stems("reference_unet_pose", "denoising_unet_pose_acc", "motion_module_pose_acc", "face_locator_pose"),
@@ -123,7 +123,7 @@ VARIANTS: dict[str, Variant] = {
         Variant(
             "v2",
             "v2",
-            "v2_pose",
+            "hand_poses",
             False,
             ECHOMIMIC_V2_REPO,
             _stems("reference_unet", "denoising_unet", "motion_module", "pose_encoder"),
@@ -133,7 +133,7 @@ VARIANTS: dict[str, Variant] = {
         Variant(
             "v2_acc",
             "v2",
-            "v2_pose",
+            "hand_poses",
             True,
             ECHOMIMIC_V2_REPO,
             _stems("reference_unet", "denoising_unet_acc", "motion_module_acc", "pose_encoder"),
@@ -244,11 +244,11 @@ def mediapipe_models_for(
     from a driving video; align: V2 hand poses are moved onto the portrait's shoulders. With saved motion and
     nothing to detect, nothing is needed: the run works offline.
     """
-    mode = variant(variant_name).mode
-    if mode == "v2_pose":
+    conditioning = variant(variant_name).conditioning
+    if conditioning == "hand_poses":
         wanted = ((HAND_LANDMARKER, extract), (POSE_LANDMARKER, align))
     else:
-        wanted = ((FACE_DETECTOR, face_crop), (FACE_LANDMARKER, mode == "pose" and extract))
+        wanted = ((FACE_DETECTOR, face_crop), (FACE_LANDMARKER, conditioning == "landmarks" and extract))
     return tuple(model for model, needed in wanted if needed)
 
 

@@ -59,16 +59,16 @@ class RunRequest:
     hand_pose_images: ImageArray | None = None
 
     @property
-    def model_mode(self) -> str:
-        """What drives the conditioning net: "audio", "pose" or "v2_pose" (:class:`release.Variant`)."""
-        return release.variant(self.variant).mode
+    def conditioning(self) -> str:
+        """What drives the conditioning net: "face_mask", "landmarks" or "hand_poses" (:class:`release.Variant`)."""
+        return release.variant(self.variant).conditioning
 
 
 def needs_face_detection(request: RunRequest) -> bool:
     """Whether :func:`prepare_run` runs the face detector: an audio variant given no face mask (and no
     drawings, which it refuses anyway)."""
     drawings = request.landmark_images is not None or request.hand_pose_images is not None
-    return request.model_mode == "audio" and request.face_mask is None and not drawings
+    return request.conditioning == "face_mask" and request.face_mask is None and not drawings
 
 
 def detected_face_mask(picture: ImageArray, width: int, height: int, models_dir: str | Path | None) -> np.ndarray:
@@ -124,13 +124,13 @@ def prepare_run(
         models_dir = None if face_detector_dir is None else face_detector_dir()
         face_mask = detected_face_mask(request.picture, settings.width, settings.height, models_dir)
     inputs = prepare_inputs(
-        request.model_mode,
+        request.conditioning,
         request.picture,
         settings=settings,
         audio_features=request.audio_features,
         face_mask=face_mask,
         landmark_images=request.landmark_images,
-        pose_images=request.hand_pose_images,
+        hand_pose_images=request.hand_pose_images,
     )
     speech = request.speech
     if speech is None and request.audio_features is not None:
@@ -169,7 +169,7 @@ def run_prepared(
     :func:`echomimic.pipeline.generate_video`."""
     from .pipeline.sampler import generate_prepared
 
-    if models.mode != release.variant(prepared.variant).mode:
+    if models.conditioning != release.variant(prepared.variant).conditioning:
         raise InputError(
             f"The run was prepared for {release.variant(prepared.variant).label} but the loaded models are "
             f"{release.variant(models.variant).label}; load the models of the run's variant."

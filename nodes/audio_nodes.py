@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..echomimic.release import DEFAULT_LENGTH_POLICY, LENGTH_POLICIES, MAX_FPS
 from .common import AUDIO_ENCODER_TYPE, AUDIO_FEATURES_TYPE, CATEGORY, EchoMimicNodeError, tooltip, user_errors
 from .model_nodes import LoadedAudioEncoder, load_patched_models
 
+if TYPE_CHECKING:
+    import torch
 
-def audio_waveform(audio: Any) -> tuple[Any, int]:
+    from .comfy_types import ComfyAudio
+
+
+def audio_waveform(audio: ComfyAudio) -> tuple[torch.Tensor, int]:
     """(waveform [B, C, T] float, sample rate) of a ComfyUI AUDIO dict, or a clear error."""
     import torch
 
@@ -98,10 +103,10 @@ class EchoMimicAudioFeatures:
     @user_errors
     def compute(
         self,
-        audio: Any,
+        audio: ComfyAudio,
         audio_encoder: LoadedAudioEncoder,
         fps: float,
-        driving_images: Any = None,
+        driving_images: torch.Tensor | None = None,
         length: int = 0,
         length_policy: str = DEFAULT_LENGTH_POLICY,
     ) -> tuple[Any, int, dict[str, Any]]:

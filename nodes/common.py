@@ -10,11 +10,18 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..echomimic import release
 from ..echomimic.errors import CancelledError, EchoMimicError
 from ..echomimic.release import MEDIAPIPE_FOLDER
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..echomimic.release import MediaPipeModel
+    from .comfy_types import ComfyAudio
+
 
 CATEGORY = "EchoMimic"  # the sampler and the audio features; the rest in subcategories (ids unchanged)
 LOADERS_CATEGORY = f"{CATEGORY}/loaders"
@@ -182,7 +189,7 @@ def comfy_download_tqdm(what: str) -> type:
     return ComfyDownloadTqdm
 
 
-def ensure_mediapipe_files(*models: Any, download: bool = True) -> str:
+def ensure_mediapipe_files(*models: MediaPipeModel, download: bool = True) -> str:
     """The MediaPipe models folder for `models` (release.MediaPipeModel), each downloaded there on first use.
 
     With a mediapipe that still has the legacy API (bundled models) nothing is downloaded. Missing Tasks
@@ -202,7 +209,7 @@ def ensure_mediapipe_files(*models: Any, download: bool = True) -> str:
     return models_dir
 
 
-def torch_dtype_for(precision: str, device: Any) -> Any:
+def torch_dtype_for(precision: str, device: torch.device) -> torch.dtype:
     """torch dtype for a precision combo value; "auto" = what the device runs well, fp32 on CPU."""
     import torch
 
@@ -265,7 +272,7 @@ DRAW_BOUND_INPUTS: dict[str, Any] = {
 
 
 def driving_frames_to_draw(
-    node: str, what: str, num_frames: int, width: int, height: int, max_frames: int = 0, audio: Any = None
+    node: str, what: str, num_frames: int, width: int, height: int, max_frames: int = 0, audio: ComfyAudio | None = None
 ) -> int:
     """How many leading frames of a ``num_frames`` sequence a draw node draws (pipeline.length.frames_to_draw
     with its ``max_frames`` and ``audio`` inputs); says in the console when that is fewer than all."""

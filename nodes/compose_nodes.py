@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # echomimic.compose is light (no torch at import): its combo values (stable, saved in workflows) and defaults.
 from ..echomimic.compose import BLEND_REGIONS, DEFAULT_COLOR_BAND, DEFAULT_FEATHER, DEFAULT_MASK_MARGIN
@@ -15,6 +15,11 @@ from .common import (
     tooltip,
     user_errors,
 )
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..echomimic.compose import CropInfo
 
 
 class EchoMimicPasteBack:
@@ -98,16 +103,16 @@ class EchoMimicPasteBack:
     @user_errors
     def paste_back(
         self,
-        images: Any,
-        crop_info: Any,
-        original_image: Any,
+        images: torch.Tensor,
+        crop_info: CropInfo,
+        original_image: torch.Tensor,
         feather: int,
         blend_region: str,
         mask_margin: int,
         color_match: bool,
         color_band: int,
-        face_mask: Any = None,
-    ) -> tuple[Any]:
+        face_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor]:
         import comfy.model_management as model_management
         import comfy.utils
         import torch

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .common import COMPOSE_CATEGORY, CROP_INFO_TYPE, ensure_mediapipe_files, tooltip, user_errors
 
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
-def first_image_numpy(image: Any) -> Any:
+    from ..echomimic.compose import CropInfo
+
+
+def first_image_numpy(image: torch.Tensor) -> np.ndarray:
     """The first image of a ComfyUI IMAGE batch [B, H, W, C] as float32 numpy [H, W, 3] in 0..1."""
     import numpy as np
     import torch
@@ -96,14 +102,14 @@ class EchoMimicFaceMaskCrop:
     @user_errors
     def crop_face(
         self,
-        image: Any,
+        image: torch.Tensor,
         crop: bool,
         width: int,
         height: int,
         mask_dilation: float,
         crop_dilation: float,
-        mask: Any = None,
-    ) -> tuple[Any, Any, Any]:
+        mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, CropInfo]:
         import torch
 
         from ..echomimic.landmarks import face_mask_and_crop

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .common import (
     DRAW_BOUND_INPUTS,
@@ -15,6 +15,12 @@ from .common import (
     tooltip,
     user_errors,
 )
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..echomimic.landmarks import LandmarkSequence
+    from .comfy_types import ComfyAudio
 
 # Stable part names (= echomimic.landmarks.PART_NAMES), one toggle each; written out here so reading
 # the node definitions never imports the landmark library.
@@ -49,7 +55,7 @@ class EchoMimicExtractLandmarks:
     CATEGORY = LANDMARKS_CATEGORY
 
     @user_errors
-    def extract(self, images: Any) -> tuple[Any, Any]:
+    def extract(self, images: torch.Tensor) -> tuple[LandmarkSequence, torch.Tensor]:
         import torch
 
         from ..echomimic.landmarks import PART_NAMES as LIBRARY_PARTS
@@ -123,7 +129,12 @@ class EchoMimicAlignLandmarks:
 
     @user_errors
     def align(
-        self, driving_landmarks: Any, reference_landmarks: Any, neutral_frame: int, head_pose: bool, smoothing: float
+        self,
+        driving_landmarks: LandmarkSequence,
+        reference_landmarks: LandmarkSequence,
+        neutral_frame: int,
+        head_pose: bool,
+        smoothing: float,
     ) -> tuple[Any]:
         from ..echomimic.landmarks import align_landmarks
 
@@ -172,13 +183,13 @@ class EchoMimicSelectLandmarkParts:
     @user_errors
     def select(
         self,
-        landmarks: Any,
+        landmarks: LandmarkSequence,
         eyebrows: bool,
         eyes: bool,
         pupils: bool,
         nose: bool,
         mouth: bool,
-        base_landmarks: Any = None,
+        base_landmarks: LandmarkSequence | None = None,
     ) -> tuple[Any]:
         from ..echomimic.landmarks import merge_parts, select_parts
 
@@ -235,7 +246,13 @@ class EchoMimicDrawLandmarks:
 
     @user_errors
     def draw(
-        self, landmarks: Any, width: int, height: int, draw_mouth: bool, max_frames: int = 0, audio: Any = None
+        self,
+        landmarks: LandmarkSequence,
+        width: int,
+        height: int,
+        draw_mouth: bool,
+        max_frames: int = 0,
+        audio: ComfyAudio | None = None,
     ) -> tuple[Any]:
         import torch
 

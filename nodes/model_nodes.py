@@ -10,7 +10,7 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .common import (
     AUDIO_ENCODER_TYPE,
@@ -29,6 +29,14 @@ from .common import (
     user_errors,
     weights_folder_choices,
 )
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..echomimic.audio.whisper_encoder import WhisperEncoder
+    from ..echomimic.models.loading import EchoMimicModels
+    from ..echomimic.weights_download import RequiredFile
+
 
 _WEIGHTS_FOLDER_TOOLTIP = (
     "Folder inside ComfyUI/models/echomimic holding the Hugging Face repository as downloaded: "
@@ -54,15 +62,15 @@ _PRECISION_TOOLTIP = "Weights and compute precision. auto: fp16 (or bf16) where 
 class LoadedEchoMimic:
     """What flows through an ECHOMIMIC_MODEL socket."""
 
-    models: Any  # echomimic.models.loading.EchoMimicModels
+    models: EchoMimicModels
     patcher: Any  # comfy.model_patcher.ModelPatcher around all of the models' modules
-    variant: str  # library id: audio | audio_acc | pose | pose_acc
+    variant: str  # library id (release.VARIANT_NAMES): audio, audio_acc, pose, pose_acc, v2, v2_acc
     variant_label: str  # the combo value, for messages
-    dtype: Any  # torch.dtype
+    dtype: torch.dtype
 
     @property
-    def mode(self) -> str:
-        return self.models.mode
+    def conditioning(self) -> str:
+        return self.models.conditioning
 
     @property
     def accelerated(self) -> bool:
@@ -73,9 +81,9 @@ class LoadedEchoMimic:
 class LoadedAudioEncoder:
     """What flows through an ECHOMIMIC_AUDIO_ENCODER socket."""
 
-    encoder: Any  # echomimic.audio WhisperEncoder (an nn.Module)
+    encoder: WhisperEncoder
     patcher: Any
-    dtype: Any
+    dtype: torch.dtype
 
 
 @functools.cache
@@ -85,24 +93,24 @@ def _container_class() -> type:
     class EchoMimicModules(torch.nn.Module):
         """Every module of one loaded model, so a single ModelPatcher moves them all together."""
 
-        def __init__(self, modules: dict[str, Any], dtype: Any) -> None:
+        def __init__(self, modules: dict[str, Any], dtype: torch.dtype) -> None:
             super().__init__()
             self._weights_dtype = dtype
             for name, module in modules.items():
                 self.add_module(name, module)
 
-        def get_dtype(self) -> Any:  # ModelPatcher.model_dtype() asks for it
+        def get_dtype(self) -> torch.dtype:  # ModelPatcher.model_dtype() asks for it
             return self._weights_dtype
 
     return EchoMimicModules
 
 
-def _module_container(modules: dict[str, Any], dtype: Any) -> Any:
+def _module_container(modules: dict[str, Any], dtype: torch.dtype) -> Any:
     """One nn.Module holding every module and reporting their dtype."""
     return _container_class()(modules, dtype)
 
 
-def download_missing_files(weights_dir: str, files: list[Any]) -> None:
+def download_missing_files(weights_dir: str, files: list[RequiredFile]) -> None:
     """Fetch the files of `files` (weights_download.RequiredFile) that weights_dir lacks, with ComfyUI's
     progress bar and Cancel; each lands complete or not at all."""
     from ..echomimic.weights_download import download_hub_files
@@ -111,7 +119,7 @@ def download_missing_files(weights_dir: str, files: list[Any]) -> None:
         download_hub_files(weights_dir, [item], tqdm_class=comfy_download_tqdm(item.repo_filename))
 
 
-def make_patcher(modules: dict[str, Any], dtype: Any) -> Any:
+def make_patcher(modules: dict[str, Any], dtype: torch.dtype) -> Any:
     """A ModelPatcher over `modules`, on ComfyUI's compute device; the weights start offloaded."""
     import comfy.model_management as model_management
     import comfy.model_patcher

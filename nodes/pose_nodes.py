@@ -3,7 +3,7 @@ them for the sampler, import an official demo pose folder. Saving/loading pose J
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..echomimic.release import DEFAULT_SIZE
 from ..echomimic.release import POSE_REF_W as DEFAULT_REF_W
@@ -19,10 +19,17 @@ from .common import (
     user_errors,
 )
 
+if TYPE_CHECKING:
+    import torch
+
+    from ..echomimic.poses import HandPoseSequence
+    from .comfy_types import ComfyAudio
+
+
 DEFAULT_V2_SIZE = DEFAULT_SIZE["v2"][0]  # release is torch-free: reading the node definitions stays light
 
 
-def _as_frames(images: Any) -> Any:
+def _as_frames(images: torch.Tensor) -> torch.Tensor:
     """A ComfyUI IMAGE as a float CPU tensor [F, H, W, 3] in 0..1."""
     import torch
 
@@ -72,7 +79,7 @@ class EchoMimicExtractHandPoses:
     CATEGORY = HANDS_CATEGORY
 
     @user_errors
-    def extract(self, images: Any, find_body: bool) -> tuple[Any, Any, str]:
+    def extract(self, images: torch.Tensor, find_body: bool) -> tuple[HandPoseSequence, torch.Tensor, str]:
         import torch
 
         from ..echomimic.poses import draw_hand_poses, extract_hand_poses
@@ -92,7 +99,7 @@ class EchoMimicExtractHandPoses:
         return (poses, preview, hand_report(poses))
 
 
-def hand_report(poses: Any) -> str:
+def hand_report(poses: HandPoseSequence) -> str:
     """One line: frames, frames without any hand (the first few listed), frames without a body."""
     missing = poses.frames_without_hands
     text = f"{poses.num_frames} frames, {poses.num_frames - len(missing)} with hands"
@@ -135,7 +142,9 @@ class EchoMimicAlignHandPoses:
     CATEGORY = HANDS_CATEGORY
 
     @user_errors
-    def align(self, hand_poses: Any, reference_image: Any, align: bool) -> tuple[Any]:
+    def align(
+        self, hand_poses: HandPoseSequence, reference_image: torch.Tensor, align: bool
+    ) -> tuple[HandPoseSequence]:
         from ..echomimic.poses import HandPoseSequence, align_to_reference
 
         if not isinstance(hand_poses, HandPoseSequence):
@@ -195,7 +204,13 @@ class EchoMimicDrawHandPoses:
 
     @user_errors
     def draw(
-        self, hand_poses: Any, width: int, height: int, ref_w: int, max_frames: int = 0, audio: Any = None
+        self,
+        hand_poses: HandPoseSequence,
+        width: int,
+        height: int,
+        ref_w: int,
+        max_frames: int = 0,
+        audio: ComfyAudio | None = None,
     ) -> tuple[Any]:
         import numpy as np
         import torch

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
 
 DEFAULT_PREVIEW_SIZE = 512
 
@@ -28,7 +32,7 @@ def _preview_settings() -> tuple[str, int]:
     return str(method or "none"), int(getattr(args, "preview_size", DEFAULT_PREVIEW_SIZE) or DEFAULT_PREVIEW_SIZE)
 
 
-def step_previewer(device: Any) -> PreviewFn | None:
+def step_previewer(device: torch.device) -> PreviewFn | None:
     """A function video latents [1, 4, F, h, w] -> ComfyUI preview ("JPEG", PIL image, max size) of the
     middle frame, or None when previews are off."""
     method, max_size = _preview_settings()
@@ -47,7 +51,7 @@ def step_previewer(device: Any) -> PreviewFn | None:
 
     from ..echomimic.preview import preview_frame_indices, preview_image
 
-    def make_preview(latents: Any) -> Any:
+    def make_preview(latents: torch.Tensor) -> Any:
         if comfy_previewer is not None:
             middle = preview_frame_indices(int(latents.shape[2]))[0]
             return comfy_previewer.decode_latent_to_preview_image("JPEG", latents[:, :, middle].detach().clone())

@@ -7,15 +7,24 @@ only converts ComfyUI types and reports progress.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..echomimic.release import DEEP_CACHE_DEFAULT_DEPTH, DEEP_CACHE_MAX_DEPTH, DEFAULT_LENGTH_POLICY, LENGTH_POLICIES
+from ..echomimic.release import (
+    DEEP_CACHE_DEFAULT_DEPTH,
+    DEEP_CACHE_MAX_DEPTH,
+    DEFAULT_LENGTH_POLICY,
+    LENGTH_POLICIES,
+    SEED_MAX,
+)
 from .common import AUDIO_FEATURES_TYPE, CATEGORY, MODEL_TYPE, EchoMimicNodeError, finite_inputs, tooltip, user_errors
 from .model_nodes import LoadedEchoMimic, load_patched_models
 from .previews import step_previewer
 from .vae_adapter import ComfyVaeAdapter
 
-MAX_SEED = 0xFFFFFFFFFFFFFFFF
+if TYPE_CHECKING:
+    import torch
+
+    from ..echomimic.audio import AudioFeatures
 
 
 class EchoMimicSampler:
@@ -106,7 +115,7 @@ class EchoMimicSampler:
                 "seed": (
                     "INT",
                     tooltip(
-                        "Seed of the initial noise.", default=420, min=0, max=MAX_SEED, control_after_generate=True
+                        "Seed of the initial noise.", default=420, min=0, max=SEED_MAX, control_after_generate=True
                     ),
                 ),
                 "context_frames": (
@@ -202,8 +211,8 @@ class EchoMimicSampler:
         self,
         model: LoadedEchoMimic,
         vae: Any,
-        reference_image: Any,
-        audio_features: Any,
+        reference_image: torch.Tensor,
+        audio_features: AudioFeatures,
         width: int,
         height: int,
         length: int,
@@ -212,9 +221,9 @@ class EchoMimicSampler:
         seed: int,
         context_frames: int,
         context_overlap: int,
-        face_mask: Any = None,
-        landmark_images: Any = None,
-        hand_pose_images: Any = None,
+        face_mask: torch.Tensor | None = None,
+        landmark_images: torch.Tensor | None = None,
+        hand_pose_images: torch.Tensor | None = None,
         length_policy: str = DEFAULT_LENGTH_POLICY,
         deep_cache_interval: int = 0,
         deep_cache_depth: int = DEEP_CACHE_DEFAULT_DEPTH,
@@ -238,7 +247,7 @@ class EchoMimicSampler:
             hand_pose_images=hand_pose_images,
         )
 
-        def images(value: Any) -> Any:
+        def images(value: torch.Tensor | None) -> torch.Tensor | None:
             return None if value is None else torch.as_tensor(value).float().cpu()
 
         # 0 means the variant's official value (the library's defaults). Checked here, before any face
@@ -286,7 +295,7 @@ class EchoMimicSampler:
         # Live preview after every denoising step (ComfyUI's preview setting decides whether and how).
         make_preview = step_previewer(model_management.get_torch_device())
 
-        def send_preview(step: int, latents: Any) -> None:
+        def send_preview(step: int, latents: torch.Tensor) -> None:
             if make_preview is not None and progress_bar:
                 bar = progress_bar[0]
                 bar.update_absolute(bar.current, bar.total, make_preview(latents))

@@ -16,12 +16,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .common import EchoMimicNodeError
 
+if TYPE_CHECKING:
+    import torch
 
-def prompt_embeds_from_conditioning(conditioning: Any) -> Any:
+
+def prompt_embeds_from_conditioning(conditioning: Any) -> torch.Tensor:
     """CONDITIONING -> (1, n, 4096) float32: the first entry's tensor without its trailing zero rows."""
     import torch
 
@@ -48,7 +51,7 @@ def prompt_embeds_from_conditioning(conditioning: Any) -> Any:
     return cond[:, :count]
 
 
-def clip_tokens_from_output(clip_vision_output: Any) -> Any:
+def clip_tokens_from_output(clip_vision_output: Any) -> torch.Tensor:
     """CLIP_VISION_OUTPUT -> (1, 257, width) penultimate hidden states (float32)."""
     import torch
 
@@ -98,13 +101,13 @@ class ComfyWanVaeAdapter:
         self.mean = torch.tensor(LATENT_MEAN).view(1, -1, 1, 1, 1)
         self.inv_std = 1.0 / torch.tensor(LATENT_STD).view(1, -1, 1, 1, 1)
 
-    def encode(self, video: Any) -> Any:
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
         """(1, 3, F, H, W) in [-1, 1] -> normalised latents (official ``(mu - mean) * (1 / std)``)."""
         pixels = ((video[0].float().cpu() + 1.0) / 2.0).permute(1, 2, 3, 0)  # (F, H, W, 3) 0..1
         mu = self.comfy_vae.encode(pixels).float().cpu()
         return (mu - self.mean) * self.inv_std
 
-    def decode_chunks(self, latents: Any) -> Iterator[Any]:
+    def decode_chunks(self, latents: torch.Tensor) -> Iterator[torch.Tensor]:
         """Normalised latents of one chunk -> one piece (1, 3, F, H, W) in [-1, 1]."""
         raw = latents.float().cpu() / self.inv_std + self.mean
         pixels = self.comfy_vae.decode(raw).float().cpu()
@@ -120,12 +123,12 @@ class OwnWanVae:
         self.vae = vae  # echomimic.v3.vae.WanVAE
         self.latent_channels = 16
 
-    def encode(self, pixels: Any) -> Any:
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         """ComfyUI's convention: IMAGE (F, H, W, 3) 0..1 -> raw posterior mean (1, 16, F_lat, h, w)."""
         mu, _ = self.vae.encode_raw(pixels.float().permute(3, 0, 1, 2)[None] * 2.0 - 1.0)
         return mu.float().cpu()
 
-    def decode(self, samples: Any) -> Any:
+    def decode(self, samples: torch.Tensor) -> torch.Tensor:
         """ComfyUI's convention: raw latents -> (1, F, H, W, 3) 0..1."""
         import torch
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..echomimic import release
 from ..echomimic.v3.files import role_path
@@ -28,12 +28,20 @@ from .common import (
 )
 from .model_nodes import download_missing_files, load_patched_models, make_patcher
 
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from ..echomimic.v3.audio import V3AudioEncoder
+    from ..echomimic.v3.transformer import FlashTransformer
+    from .comfy_types import ComfyAudio
+
+
 V3_CATEGORY = f"{CATEGORY}/V3 flash"
 V3_MODEL_TYPE = "ECHOMIMIC_V3_MODEL"
 V3_AUDIO_ENCODER_TYPE = "ECHOMIMIC_V3_AUDIO_ENCODER"
 V3_AUDIO_FEATURES_TYPE = "ECHOMIMIC_V3_AUDIO_FEATURES"
 DEFAULT_V3_FOLDER = "EchoMimicV3"
-MAX_SEED = release.SEED_MAX
 _FOLDER_TOOLTIP = (
     "Folder inside ComfyUI/models/echomimic in the official V3 layout (default EchoMimicV3): "
     "transformer/ (BadToBest/EchoMimicV3), Wan2.1-Fun-V1.1-1.3B-InP/, chinese-wav2vec2-base/."
@@ -98,14 +106,14 @@ def _v3_folder(weights_folder: str, download: bool, *roles: str) -> str:
 class LoadedFlash:
     """What flows through an ECHOMIMIC_V3_MODEL socket."""
 
-    transformer: Any  # echomimic.v3.transformer.FlashTransformer
+    transformer: FlashTransformer
     patcher: Any
-    dtype: Any
+    dtype: torch.dtype
 
 
 @dataclass
 class LoadedV3AudioEncoder:
-    encoder: Any  # echomimic.v3.audio.V3AudioEncoder
+    encoder: V3AudioEncoder
     patcher: Any
 
 
@@ -114,11 +122,11 @@ class V3Speech:
     """What flows through an ECHOMIMIC_V3_AUDIO_FEATURES socket: the speech, ready for the sampler, which
     encodes it for exactly the frames its chunk plan makes (wav2vec2's features depend on that count)."""
 
-    speech_16k: Any  # (N,) float32 numpy, mono 16 kHz
+    speech_16k: np.ndarray  # (N,) float32, mono 16 kHz
     duration: float  # seconds, as the official code measures it
     fps: float
     encoder: LoadedV3AudioEncoder
-    waveform: Any  # the AUDIO as given, for the trimmed output
+    waveform: torch.Tensor  # the AUDIO as given, for the trimmed output
     sample_rate: int
 
 
@@ -225,7 +233,7 @@ class EchoMimicV3AudioFeatures:
     CATEGORY = V3_CATEGORY
 
     @user_errors
-    def prepare(self, audio: Any, audio_encoder: LoadedV3AudioEncoder, fps: float) -> tuple[V3Speech]:
+    def prepare(self, audio: ComfyAudio, audio_encoder: LoadedV3AudioEncoder, fps: float) -> tuple[V3Speech]:
         from ..echomimic.v3.audio import speech_16k
         from ..echomimic.v3.pipeline import speech_duration
         from .audio_nodes import audio_waveform
@@ -307,7 +315,7 @@ class EchoMimicV3Sampler:
                         "Seed of the noise (official 43); chunk k uses seed + k.",
                         default=OFFICIAL_SEED,
                         min=0,
-                        max=MAX_SEED,
+                        max=release.SEED_MAX,
                         control_after_generate=True,
                     ),
                 ),
@@ -383,7 +391,7 @@ class EchoMimicV3Sampler:
     def sample(
         self,
         model: LoadedFlash,
-        reference_image: Any,
+        reference_image: torch.Tensor,
         audio_features: V3Speech,
         positive: Any,
         clip_vision_output: Any,
@@ -456,7 +464,7 @@ class EchoMimicV3Sampler:
         frames: list[Any] = []
         post = OfficialFrameWriter(color_transfer=bool(color_match))
 
-        def on_frames(chunk: Any) -> None:
+        def on_frames(chunk: torch.Tensor) -> None:
             frames.append(torch.from_numpy(post(chunk.numpy())))
 
         def progress(info: Any) -> None:
@@ -485,7 +493,7 @@ class EchoMimicV3Sampler:
         return (video, settings.fps, {"waveform": trimmed, "sample_rate": audio_features.sample_rate})
 
 
-def _wan_previewer(device: Any) -> Any:
+def _wan_previewer(device: torch.device) -> Any:
     """latents (1, 16, F_lat, h, w) -> ComfyUI preview of the middle latent frame, or None (previews off)."""
     from .previews import _preview_settings
 
@@ -502,7 +510,7 @@ def _wan_previewer(device: Any) -> Any:
     if previewer is None:
         return None
 
-    def preview(latents: Any) -> Any:
+    def preview(latents: torch.Tensor) -> Any:
         # The normalised latents are what a KSampler's x0 is for ComfyUI's Wan21 format: the middle latent frame.
         return previewer.decode_latent_to_preview_image("JPEG", latents[:, :, latents.shape[2] // 2].float())
 
@@ -583,7 +591,7 @@ class EchoMimicV3ClipVisionEncode:
 
     @user_errors
     def encode(
-        self, image: Any, weights_folder: str, width: int, height: int, download_missing: bool = True
+        self, image: torch.Tensor, weights_folder: str, width: int, height: int, download_missing: bool = True
     ) -> tuple[Any]:
         import comfy.model_management as model_management
         import numpy as np

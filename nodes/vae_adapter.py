@@ -11,9 +11,12 @@ The library's protocol also speaks 0..1 pixels, so only the layout (channels las
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..echomimic.release import LATENT_SCALE
+
+if TYPE_CHECKING:
+    import torch
 
 
 class ComfyVaeAdapter:
@@ -24,12 +27,12 @@ class ComfyVaeAdapter:
             raise TypeError("Connect a VAE (Load VAE with vae-ft-mse-840000-ema-pruned.safetensors).")
         self.comfy_vae = comfy_vae
 
-    def encode(self, images: Any) -> Any:
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] in 0..1 -> [B, 4, H/8, W/8] latent means * LATENT_SCALE (float32, on the input's device)."""
         latents = self.comfy_vae.encode(images.float().movedim(1, -1).cpu())
         return (latents.float() * LATENT_SCALE).to(images.device)
 
-    def decode(self, latents: Any) -> Any:
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """[B, 4, h, w] scaled latents -> [B, 3, H, W] in 0..1 (float32, on the input's device)."""
         pixels = self.comfy_vae.decode(latents.float() / LATENT_SCALE)
         if pixels.ndim == 5:  # video VAEs return [B, T, H, W, C]; an image VAE never should

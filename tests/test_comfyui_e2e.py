@@ -53,7 +53,7 @@ OLD_WORKFLOWS = sorted((REPO_ROOT / "tests" / "old_workflows").glob("*.json"))
 START_TIMEOUT_S = 240
 RUN_TIMEOUT_S = 600
 # The parity case whose tiny networks stand in for each (version, mode, accelerated) release variant.
-TINY_CASES = {("v1", "audio"): "v1_audio", ("v1", "pose"): "v1_pose_acc", ("v2", "v2_pose"): "v2_hands_acc"}
+TINY_CASES = {"face_mask": "v1_audio", "landmarks": "v1_pose_acc", "hand_poses": "v2_hands_acc"}
 
 
 def comfyui_missing_message(comfyui_dir: str | None) -> str:
@@ -144,7 +144,7 @@ def build_tiny_weights(echomimic_dir: Path) -> dict[str, str]:
     combo label -> folder name."""
     folders = {}
     for variant in release.VARIANTS.values():
-        case_dir = PARITY_ROOT / TINY_CASES[(variant.version, variant.mode)]
+        case_dir = PARITY_ROOT / TINY_CASES[variant.conditioning]
         if not (case_dir / "case.json").is_file():
             pytest.fail(f"parity case {case_dir} not found (set ECHOMIMIC_PARITY_CASES)")
         folder = echomimic_dir / f"tiny_{variant.name}"

@@ -200,7 +200,7 @@ def test_cache_on_v2_non_square_is_bounded(tmp_path, speech_features) -> None:
 
     def video(settings: SamplingSettings) -> torch.Tensor:
         frames = generate_video(
-            models, vae, reference, audio_features=speech_features, pose_images=poses, settings=settings
+            models, vae, reference, audio_features=speech_features, hand_pose_images=poses, settings=settings
         ).frames
         assert frames is not None
         return frames

@@ -74,7 +74,7 @@ def _v2_folder(tmp_path: Path, suffixes=(".pth",)) -> Path:
 def test_v2_loads_from_its_release_names_fp16_pth_and_safetensors(tmp_path: Path) -> None:
     """Catches V2 stems not read from release.py, or fp16 V2 files not upcast exactly."""
     models = load_echomimic(_v2_folder(tmp_path / "pth"), "v2")
-    assert models.mode == "v2_pose" and models.version == "v2" and not models.accelerated
+    assert models.conditioning == "hand_poses" and models.version == "v2" and not models.accelerated
     stored = read_state_dict(V2_CASE / "weights" / "pose_encoder.pth")
     assert all(t.dtype == torch.float16 for t in stored.values())
     loaded = models.face_locator.state_dict()
@@ -256,7 +256,7 @@ def test_converter_writes_fp16_and_fp32_safetensors_that_load(tmp_path: Path) ->
     for config in (AUDIO_CASE / "config").glob("*.json"):
         shutil.copy(config, folder / config.name)
     models = load_echomimic(folder, "audio")  # picks the converted files
-    assert models.variant == "audio" and models.mode == "audio" and not models.accelerated
+    assert models.variant == "audio" and models.conditioning == "face_mask" and not models.accelerated
 
 
 def test_loading_precision_and_device_options(tmp_path: Path) -> None:

@@ -22,13 +22,17 @@ from tests.parity_cases import PARITY_ROOT, discover_cases, make_weights_folder
 CASES = discover_cases()
 
 
+# The official code's mode names (case.json) -> (EchoMimic version, our conditioning kind): an oracle of its own.
+OFFICIAL_MODES = {"audio": ("v1", "face_mask"), "pose": ("v1", "landmarks"), "v2_pose": ("v2", "hand_poses")}
+
+
 def _case_variant(case: dict) -> str | None:
     """The release variant of a pipeline case's ``mode`` (e.g. 'v2_pose_acc' -> 'v2_acc'), or None."""
     mode = str(case.get("mode", ""))
     base, accelerated = mode.removesuffix("_acc"), mode.endswith("_acc")
     for name, spec in release.VARIANTS.items():
         if (
-            spec.mode == base
+            OFFICIAL_MODES.get(base) == (spec.version, spec.conditioning)
             and spec.accelerated == accelerated
             and spec.version == case.get("echomimic_version", "v1")
         ):
@@ -170,14 +174,16 @@ def check_pipeline(case_dir: Path, case: dict, tmp_path: Path, cache: dict) -> N
 
     from echomimic.audio import compute_audio_features
     from echomimic.pipeline import SamplingSettings, generate_video, load_diffusers_vae
-    from echomimic.pipeline.sampler import MODE_CONVENTIONS, initial_latents
+    from echomimic.pipeline.sampler import CONDITIONING_CONVENTIONS, initial_latents
 
     tolerance = case["suggested_tolerance"]
     variant = _case_variant(case)
     models = load_echomimic(make_weights_folder(case_dir, case, tmp_path), variant)
     vae = load_diffusers_vae(case_dir / "vae")
-    assert MODE_CONVENTIONS[models.mode].noise_clamp == case["noise_clamp"], "noise clamp convention"
-    assert MODE_CONVENTIONS[models.mode].context_shift == case["context_shift_per_step"], "context shift"
+    assert CONDITIONING_CONVENTIONS[models.conditioning].noise_clamp == case["noise_clamp"], "noise clamp convention"
+    assert CONDITIONING_CONVENTIONS[models.conditioning].context_shift == case["context_shift_per_step"], (
+        "context shift"
+    )
 
     waveform, rate = _read_wav(case_dir / "inputs" / "audio.wav")
     audio = compute_audio_features(waveform, rate, _encoder(_whisper_path(case_dir, case), cache), float(case["fps"]))
@@ -193,7 +199,7 @@ def check_pipeline(case_dir: Path, case: dict, tmp_path: Path, cache: dict) -> N
     )
 
     latent_shape = tuple(np.load(case_dir / "expected" / "init_latents.npy").shape)
-    noise = initial_latents(case["seed"], latent_shape, clamp=MODE_CONVENTIONS[models.mode].noise_clamp)
+    noise = initial_latents(case["seed"], latent_shape, clamp=CONDITIONING_CONVENTIONS[models.conditioning].noise_clamp)
     assert torch.equal(noise, torch.from_numpy(np.load(case_dir / "expected" / "init_latents.npy"))), (
         "initial latents must match exactly"
     )
@@ -264,7 +270,7 @@ def test_parity_case(case_dir: Path, tmp_path: Path, whisper_cache: dict) -> Non
         version, mode = case.get("echomimic_version"), case.get("mode")
         pytest.fail(
             f"{case_dir.name}: unknown parity case (EchoMimic {version!r}, mode {mode!r}); known modes: "
-            f"{sorted({spec.mode for spec in release.VARIANTS.values()})} (+ '_acc')"
+            f"{sorted(OFFICIAL_MODES)} (+ '_acc')"
         )
 
 

@@ -180,7 +180,7 @@ def test_overlapping_predictions_are_averaged_exactly(audio_setup, cfg) -> None:
     """
     import dataclasses
 
-    from echomimic.pipeline.sampler import MODE_CONVENTIONS, initial_latents
+    from echomimic.pipeline.sampler import CONDITIONING_CONVENTIONS, initial_latents
     from echomimic.pipeline.scheduler import make_scheduler
 
     models, vae, reference, mask = audio_setup
@@ -196,7 +196,7 @@ def test_overlapping_predictions_are_averaged_exactly(audio_setup, cfg) -> None:
         settings=settings,
         on_step=lambda _, latents: steps.append(latents.clone()),
     )
-    windows = windows_at_step(uniform_windows(7, 4, 2), 0, MODE_CONVENTIONS["audio"].context_shift, 7)
+    windows = windows_at_step(uniform_windows(7, 4, 2), 0, CONDITIONING_CONVENTIONS["face_mask"].context_shift, 7)
     total, count = torch.zeros(7), torch.zeros(7)
     for call, window in enumerate(windows):
         total[window] += call + 1
@@ -406,18 +406,40 @@ def test_v2_runs_without_cfg_and_non_square(v2_setup, speech_features) -> None:
     models, vae, poses = v2_setup
     reference = torch.rand(96, 64, 3, generator=torch.Generator().manual_seed(3))
     settings = small(width=64, height=96, cfg=1.0, steps=1, context_frames=6, context_overlap=2)
-    video = generate_video(models, vae, reference, audio_features=speech_features, pose_images=poses, settings=settings)
+    video = generate_video(
+        models, vae, reference, audio_features=speech_features, hand_pose_images=poses, settings=settings
+    )
     assert video.frames.shape == (speech_features.num_frames, 96, 64, 3)
     assert "looped" in video.plan.reason and video.fps == 24.0
     transposed = poses.permute(0, 2, 1, 3)  # 96 wide, 64 high: another aspect ratio
     with pytest.raises(InputError, match="aspect ratio"):
         generate_video(
-            models, vae, reference, audio_features=speech_features, pose_images=transposed, settings=settings
+            models, vae, reference, audio_features=speech_features, hand_pose_images=transposed, settings=settings
         )
     with pytest.raises(InputError, match="hand-pose images"):
         generate_video(models, vae, reference, audio_features=speech_features, landmark_images=poses, settings=settings)
     with pytest.raises(InputError, match="audio features"):
-        generate_video(models, vae, reference, pose_images=poses, settings=settings)
+        generate_video(models, vae, reference, hand_pose_images=poses, settings=settings)
+
+
+def test_old_pose_images_keyword_still_works_with_a_dated_warning(v2_setup, speech_features) -> None:
+    """Catches the rename of generate_video(pose_images=) to hand_pose_images breaking callers of the old
+    name: it gives the same frames, with a DeprecationWarning that says when it goes; both at once are refused."""
+    models, vae, poses = v2_setup
+    reference = torch.rand(96, 64, 3, generator=torch.Generator().manual_seed(3))
+    settings = small(width=64, height=96, cfg=1.0, steps=1, context_frames=6, context_overlap=2, length=2)
+    new = generate_video(
+        models, vae, reference, audio_features=speech_features, hand_pose_images=poses, settings=settings
+    )
+    with pytest.warns(DeprecationWarning, match="removed in 0.3.0; pass hand_pose_images"):
+        old = generate_video(
+            models, vae, reference, audio_features=speech_features, pose_images=poses, settings=settings
+        )
+    assert torch.equal(new.frames, old.frames)
+    with pytest.raises(InputError, match="hand_pose_images only"), pytest.warns(DeprecationWarning):
+        generate_video(
+            models, vae, reference, audio_features=speech_features, pose_images=poses, hand_pose_images=poses
+        )
 
 
 def test_v2_pose_encoder_runs_per_window(v2_setup, speech_features) -> None:
@@ -431,7 +453,7 @@ def test_v2_pose_encoder_runs_per_window(v2_setup, speech_features) -> None:
             vae,
             torch.rand(96, 64, 3),
             audio_features=speech_features,
-            pose_images=poses,
+            hand_pose_images=poses,
             settings=small(width=64, height=96, steps=1, cfg=2.5, context_frames=4, context_overlap=1),
         )
     finally:
@@ -489,7 +511,7 @@ def test_window_batch_v2_pose_windows(v2_setup, speech_features) -> None:
         vae,
         reference,
         audio_features=speech_features,
-        pose_images=poses,
+        hand_pose_images=poses,
         settings=small(**base, window_batch=1),
     )
     batched = generate_video(
@@ -497,7 +519,7 @@ def test_window_batch_v2_pose_windows(v2_setup, speech_features) -> None:
         vae,
         reference,
         audio_features=speech_features,
-        pose_images=poses,
+        hand_pose_images=poses,
         settings=small(**base, window_batch=4),
     )
     assert float((one.frames - batched.frames).abs().max()) < 1e-4
@@ -550,14 +572,14 @@ def test_uint8_drawings_stay_uint8_and_give_the_float_windows() -> None:
     drawings = torch.randint(0, 256, (3, 96, 64, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
     settings = SamplingSettings(width=64, height=96)
     as_uint8 = prepare_inputs(
-        "v2_pose", torch.rand(96, 64, 3), settings=settings, audio_features=ZeroAudio(5), pose_images=drawings
+        "hand_poses", torch.rand(96, 64, 3), settings=settings, audio_features=ZeroAudio(5), hand_pose_images=drawings
     )
     as_float = prepare_inputs(
-        "v2_pose",
+        "hand_poses",
         torch.rand(96, 64, 3),
         settings=settings,
         audio_features=ZeroAudio(5),
-        pose_images=drawings.float() / 255,
+        hand_pose_images=drawings.float() / 255,
     )
     assert as_uint8.driving_images.dtype == torch.uint8
     window = [3, 4, 0, 1]

@@ -37,22 +37,22 @@ def validate_generate_args(args: argparse.Namespace) -> None:
     if release.variant(args.mode).version == "v2":
         validate_v2_args(args)
         return
-    pose = release.variant(args.mode).mode == "pose"
+    landmarks = release.variant(args.mode).conditioning == "landmarks"
     if args.poses is not None or args.save_poses is not None or args.no_align_poses:
         raise InputError(f"--poses/--save-poses/--no-align-poses are for the v2 modes, but --mode is {args.mode}.")
-    if pose and args.driving_video is None and args.landmarks is None:
+    if landmarks and args.driving_video is None and args.landmarks is None:
         raise InputError(
             f"--mode {args.mode} is driven by facial landmarks: pass --driving-video <video of a "
             "face> or --landmarks <landmarks.json>, or use --mode audio."
         )
-    if pose and args.driving_video is not None and args.landmarks is not None:
+    if landmarks and args.driving_video is not None and args.landmarks is not None:
         raise InputError("pass either --driving-video or --landmarks, not both.")
-    if not pose and (args.driving_video is not None or args.landmarks is not None):
+    if not landmarks and (args.driving_video is not None or args.landmarks is not None):
         raise InputError(
             f"--driving-video/--landmarks drive the pose modes, but --mode is {args.mode}; "
             "add --mode pose (or pose_acc), or leave them out."
         )
-    if pose and args.mask is not None:
+    if landmarks and args.mask is not None:
         raise InputError("--mask is for the audio modes; the pose modes are conditioned on landmarks.")
     for name in ("image", "audio", "mask", "driving_video", "landmarks"):
         path = getattr(args, name)
@@ -232,11 +232,11 @@ def run_generate(args: argparse.Namespace) -> Path:
         audio_seconds=waveform.shape[-1] / sample_rate, fps=settings.fps, requested=settings.length
     )
     variant = release.variant(args.mode)
-    landmark_images = pose_images = None
-    if variant.mode == "pose":
+    landmark_images = hand_pose_images = None
+    if variant.conditioning == "landmarks":
         landmark_images = _landmark_images(args, landmark_reference, report, side_outputs, draw_frames)
-    elif variant.mode == "v2_pose":
-        pose_images = _hand_pose_images(args, report, side_outputs, draw_frames)
+    elif variant.conditioning == "hand_poses":
+        hand_pose_images = _hand_pose_images(args, report, side_outputs, draw_frames)
 
     encoder = load_whisper_encoder(files["whisper"], device=device, dtype=torch.float32)
     audio_features = compute_audio_features(waveform, sample_rate, encoder, settings.fps)
@@ -250,7 +250,7 @@ def run_generate(args: argparse.Namespace) -> Path:
             audio_features=audio_features,
             face_mask=face_mask,
             landmark_images=landmark_images,
-            hand_pose_images=pose_images,
+            hand_pose_images=hand_pose_images,
         ),
         face_detector_dir=lambda: args.weights,
     )

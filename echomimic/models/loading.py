@@ -41,7 +41,7 @@ def release_file_stems(variant: str) -> dict[str, str]:
 
 def conditioning_channels(variant: str) -> int:
     """Input channels of the conditioning net: 1 (face mask, V1 audio) or 3 (drawn landmarks / hands)."""
-    return 1 if release.variant(variant).mode == "audio" else 3
+    return 1 if release.variant(variant).conditioning == "face_mask" else 3
 
 
 def variant_weight_files(weights_dir: str | Path, variant: str) -> dict[str, Path]:
@@ -86,9 +86,9 @@ class EchoMimicModels:
         return release.variant(self.variant)
 
     @property
-    def mode(self) -> str:
-        """'audio' (V1, face mask), 'pose' (V1, landmark images) or 'v2_pose' (V2, hand-pose images)."""
-        return self.spec.mode
+    def conditioning(self) -> str:
+        """'face_mask' (V1 audio), 'landmarks' (V1, drawn face landmarks) or 'hand_poses' (V2, drawn hands)."""
+        return self.spec.conditioning
 
     @property
     def version(self) -> str:

@@ -8,7 +8,7 @@ only the shallow layers run (``conv_in``, the first down layers, the last up lay
 features. Off by default (0 or 1): the exact path, bit for bit.
 
 Why per frame, not per window. The sampler denoises overlapping context windows, and rotates them by a few
-frames every step (``MODE_CONVENTIONS``' context shift), so a cached step's windows are not the windows the
+frames every step (``CONDITIONING_CONVENTIONS``' context shift), so a cached step's windows are not the windows the
 full step ran; and the motion modules mix the frames of a window, so a window's features cannot be reused
 for another window as a block. The cache is therefore kept per latent frame of the video and per CFG half
 (unconditional and conditional rows have their own features): on a full step each window's deep features

@@ -36,8 +36,8 @@ class AudioTokenSource(Protocol):
         ...
 
 
-# What drives the conditioning net in each model mode, for messages.
-DRIVING_NAMES = {"pose": "landmark images", "v2_pose": "hand-pose images"}
+# What drives the conditioning net of each kind (release.Variant.conditioning) with drawings, for messages.
+DRIVING_NAMES = {"landmarks": "landmark images", "hand_poses": "hand-pose images"}
 
 
 @dataclass(frozen=True)
@@ -116,14 +116,16 @@ def prepare_face_mask(mask: torch.Tensor | np.ndarray, height: int, width: int) 
     return mask[None, None, None].clamp(0.0, 1.0)
 
 
-def prepare_driving_images(images: torch.Tensor | np.ndarray, height: int, width: int, mode: str) -> torch.Tensor:
+def prepare_driving_images(
+    images: torch.Tensor | np.ndarray, height: int, width: int, conditioning: str
+) -> torch.Tensor:
     """Drawn landmarks / hand poses [F, h, w, 3] (or one [h, w, 3]), float 0..1 or uint8 0..255 -> [F, h, w, 3]
     on the CPU (float32, or uint8 kept as is: 4x less memory for long videos).
 
     Hand poses (V2) must have the video's aspect ratio: they are drawn on an (H, W) canvas, and stretching
     them would move the hands off the body.
     """
-    name = DRIVING_NAMES.get(mode, "driving images")
+    name = DRIVING_NAMES.get(conditioning, "driving images")
     images = _as_tensor(images)
     if images.ndim == 3:
         images = images[None]
@@ -132,7 +134,7 @@ def prepare_driving_images(images: torch.Tensor | np.ndarray, height: int, width
     images = images[..., :3]
     if images.dtype != torch.uint8:  # uint8 drawings stay uint8 (4x less memory), converted per window
         images = images.float()
-    if mode == "v2_pose":
+    if conditioning == "hand_poses":
         frame_h, frame_w = int(images.shape[1]), int(images.shape[2])
         if not math.isclose(frame_w / frame_h, width / height, rel_tol=0.02):
             raise InputError(
@@ -168,32 +170,33 @@ def _check_fps(settings: SamplingSettings, audio: AudioTokenSource | None) -> Sa
 
 
 def prepare_inputs(
-    mode: str,
+    conditioning: str,
     reference_image: torch.Tensor | np.ndarray,
     *,
     settings: SamplingSettings,
     audio_features: AudioTokenSource | None = None,
     face_mask: torch.Tensor | np.ndarray | None = None,
     landmark_images: torch.Tensor | np.ndarray | None = None,
-    pose_images: torch.Tensor | np.ndarray | None = None,
+    hand_pose_images: torch.Tensor | np.ndarray | None = None,
 ) -> PreparedInputs:
-    """Check and normalise one run's inputs for a model of ``mode`` ('audio', 'pose' or 'v2_pose').
+    """Check and normalise one run's inputs for a model whose ``conditioning`` (:class:`release.Variant`) is
+    'face_mask', 'landmarks' or 'hand_poses'.
 
     reference_image: [H, W, 3] (or [1, H, W, 3]) 0..1. face_mask: [H, W] 0..1 (V1 audio variants).
     landmark_images: [F, H, W, 3] drawn face landmarks (V1 landmark variants).
-    pose_images: [F, H, W, 3] drawn hand poses (V2 variants).
+    hand_pose_images: [F, H, W, 3] drawn hand poses (V2 variants).
     """
-    if mode == "pose" and pose_images is not None:
+    if conditioning == "landmarks" and hand_pose_images is not None:
         raise InputError("Hand-pose images drive only the V2 variants; the V1 landmark variants take landmark images.")
-    if mode == "v2_pose" and landmark_images is not None:
+    if conditioning == "hand_poses" and landmark_images is not None:
         raise InputError(
             "The V2 variants are driven by hand-pose images, not face landmarks: connect the drawn "
             "hand poses (hand_pose_images)."
         )
-    driving_images = pose_images if pose_images is not None else landmark_images
+    driving_images = hand_pose_images if hand_pose_images is not None else landmark_images
     settings = _check_fps(settings.validated(), audio_features)
     height, width = settings.height, settings.width
-    if mode == "audio":
+    if conditioning == "face_mask":
         if audio_features is None:
             raise InputError("This is an audio-driven variant: connect audio features.")
         if driving_images is not None:
@@ -205,19 +208,19 @@ def prepare_inputs(
             raise InputError("The audio-driven variants need a face mask: use the face mask node or any MASK.")
         mask = prepare_face_mask(face_mask, height, width)
         driving = None
-    elif mode in DRIVING_NAMES:
-        name = DRIVING_NAMES[mode]
+    elif conditioning in DRIVING_NAMES:
+        name = DRIVING_NAMES[conditioning]
         if driving_images is None:
             raise InputError(
                 f"This variant is driven by {name}: connect them "
-                f"({'EchoMimic Draw Landmarks' if mode == 'pose' else 'drawn hand poses'})."
+                f"({'EchoMimic Draw Landmarks' if conditioning == 'landmarks' else 'drawn hand poses'})."
             )
-        if mode == "v2_pose" and audio_features is None:
+        if conditioning == "hand_poses" and audio_features is None:
             raise InputError("The V2 variants need audio features (speech) as well as the hand poses.")
         mask = None
-        driving = prepare_driving_images(driving_images, height, width, mode)
+        driving = prepare_driving_images(driving_images, height, width, conditioning)
     else:
-        raise InputError(f"Unknown model mode {mode!r}.")
+        raise InputError(f"Unknown conditioning {conditioning!r}.")
     plan = plan_frame_count(
         audio_frames=None if audio_features is None else int(audio_features.num_frames),
         driving_frames=None if driving is None else int(driving.shape[0]),

@@ -1,8 +1,8 @@
 """Chunked video sampling for EchoMimic V1 (audio, landmark) and V2 (semi-body, hand poses).
 
 Numerically this follows the official pipelines (same seed, same video). The modes differ only in the
-context shift per step and whether the starting noise is clamped (:data:`MODE_CONVENTIONS`); the
-accelerated variants also round-trip the velocity per window. Deliberate fixes, for every mode:
+context shift per step and whether the starting noise is clamped (:data:`CONDITIONING_CONVENTIONS`); the
+accelerated variants also round-trip the velocity per window. Deliberate fixes, for every variant:
 
 - overlapping window predictions are always averaged; the official non-accelerated pipelines skip the
   division when ``cfg <= 1``;
@@ -39,17 +39,17 @@ NOISE_CLAMP = 1.5
 
 
 @dataclass(frozen=True)
-class ModeConvention:
-    """How the official pipeline of a mode differs: frames rotated per step, clamped starting noise."""
+class ConditioningConvention:
+    """How the official pipeline of a conditioning kind differs: frames rotated per step, clamped starting noise."""
 
     context_shift: int
     noise_clamp: bool
 
 
-MODE_CONVENTIONS = {
-    "audio": ModeConvention(context_shift=2, noise_clamp=True),  # V1 audio (and acc)
-    "pose": ModeConvention(context_shift=3, noise_clamp=False),  # V1 landmarks (and acc)
-    "v2_pose": ModeConvention(context_shift=3, noise_clamp=True),  # V2 semi-body (and acc)
+CONDITIONING_CONVENTIONS = {
+    "face_mask": ConditioningConvention(context_shift=2, noise_clamp=True),  # V1 audio (and acc)
+    "landmarks": ConditioningConvention(context_shift=3, noise_clamp=False),  # V1 landmarks (and acc)
+    "hand_poses": ConditioningConvention(context_shift=3, noise_clamp=True),  # V2 semi-body (and acc)
 }
 
 
@@ -163,7 +163,7 @@ def denoise(
     full or cached, never single windows, and the cache is kept per frame and CFG half.
     """
     settings, device = prepared.settings, models.device
-    convention = MODE_CONVENTIONS[models.mode]
+    convention = CONDITIONING_CONVENTIONS[models.conditioning]
     num_frames = prepared.plan.num_frames
     scheduler = make_scheduler(models.config.scheduler_kwargs or None)
     scheduler.set_timesteps(settings.steps, device="cpu")
@@ -228,13 +228,14 @@ def generate_video(
     audio_features: AudioTokenSource | None = None,
     face_mask: torch.Tensor | None = None,
     landmark_images: torch.Tensor | None = None,
-    pose_images: torch.Tensor | None = None,
+    hand_pose_images: torch.Tensor | None = None,
     settings: SamplingSettings | None = None,
     progress: Callable[[ProgressInfo], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
     on_step: Callable[[int, torch.Tensor], None] | None = None,
     on_frames: Callable[[torch.Tensor], None] | None = None,
     run_progress: Callable[[RunProgress], None] | None = None,
+    pose_images: torch.Tensor | None = None,
 ) -> GeneratedVideo:
     """Animate ``reference_image``.
 
@@ -243,7 +244,7 @@ def generate_video(
         landmark variants (no audio = the mouth follows the landmarks only).
     face_mask: [H, W] 0..1, the face-locator input of the V1 audio variants.
     landmark_images: [F, H, W, 3] 0..1 drawn face landmarks, the input of the V1 landmark variants.
-    pose_images: [F, H, W, 3] 0..1 drawn hand poses, the pose-encoder input of the V2 variants.
+    hand_pose_images: [F, H, W, 3] 0..1 drawn hand poses, the pose-encoder input of the V2 variants.
     settings: default the variant's official ones; ``length_policy`` says how a shorter landmark / pose
         sequence fills the video (see :mod:`.length`); ``GeneratedVideo.plan`` reports the outcome.
     on_step: called after every denoising step with (step index, latents [1, 4, F, h, w]), e.g. for previews.
@@ -254,15 +255,28 @@ def generate_video(
     run_progress: after every unit of the whole call (:class:`RunProgress`), for a bar that ends with it.
     Raises :class:`CancelledError` when ``should_cancel()`` turns true (checked at every window and
     before every decoded chunk).
+    pose_images: the old name of ``hand_pose_images`` (deprecated 2026-12-04, removed in 0.3.0).
     """
+    if pose_images is not None:
+        import warnings
+
+        warnings.warn(
+            "generate_video(pose_images=...) is deprecated since 2026-12-04 and is removed in 0.3.0; "
+            "pass hand_pose_images=... instead.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        if hand_pose_images is not None:
+            raise InputError("Pass hand_pose_images only (pose_images is its old name).")
+        hand_pose_images = pose_images
     prepared = prepare_inputs(
-        models.mode,
+        models.conditioning,
         reference_image,
         settings=settings or SamplingSettings.defaults_for(models.variant),
         audio_features=audio_features,
         face_mask=face_mask,
         landmark_images=landmark_images,
-        pose_images=pose_images,
+        hand_pose_images=hand_pose_images,
     )
     return generate_prepared(
         models,
@@ -364,7 +378,7 @@ def decode_latents(
 
 
 __all__ = [
-    "MODE_CONVENTIONS",
+    "CONDITIONING_CONVENTIONS",
     "GeneratedVideo",
     "ProgressInfo",
     "RunProgress",
