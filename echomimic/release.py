@@ -12,6 +12,7 @@ the downloader, ``check``, the nodes, the tests and the benchmark all read these
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from .errors import UnknownVariantError
 
@@ -30,6 +31,9 @@ WHISPER_ORIGINAL_URL = (
 # The networks of one variant, in loading order. V2 calls its conditioning net "pose_encoder"; it is the
 # same network as V1's face locator (3 input channels), so both fill the "face_locator" role.
 ROLES = ("reference_unet", "denoising_unet", "motion_module", "face_locator")
+
+# What drives a variant's conditioning net (Variant.conditioning); a Literal so the type checker sees a typo.
+ConditioningKind = Literal["face_mask", "landmarks", "hand_poses"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ class Variant:
 
     name: str
     version: str
-    conditioning: str
+    conditioning: ConditioningKind
     accelerated: bool
     repo_id: str
     stems: dict[str, str]

@@ -59,7 +59,7 @@ class RunRequest:
     hand_pose_images: ImageArray | None = None
 
     @property
-    def conditioning(self) -> str:
+    def conditioning(self) -> release.ConditioningKind:
         """What drives the conditioning net: "face_mask", "landmarks" or "hand_poses" (:class:`release.Variant`)."""
         return release.variant(self.variant).conditioning
 

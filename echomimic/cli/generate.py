@@ -37,22 +37,22 @@ def validate_generate_args(args: argparse.Namespace) -> None:
     if release.variant(args.mode).version == "v2":
         validate_v2_args(args)
         return
-    landmarks = release.variant(args.mode).conditioning == "landmarks"
+    landmark_driven = release.variant(args.mode).conditioning == "landmarks"
     if args.poses is not None or args.save_poses is not None or args.no_align_poses:
         raise InputError(f"--poses/--save-poses/--no-align-poses are for the v2 modes, but --mode is {args.mode}.")
-    if landmarks and args.driving_video is None and args.landmarks is None:
+    if landmark_driven and args.driving_video is None and args.landmarks is None:
         raise InputError(
             f"--mode {args.mode} is driven by facial landmarks: pass --driving-video <video of a "
             "face> or --landmarks <landmarks.json>, or use --mode audio."
         )
-    if landmarks and args.driving_video is not None and args.landmarks is not None:
+    if landmark_driven and args.driving_video is not None and args.landmarks is not None:
         raise InputError("pass either --driving-video or --landmarks, not both.")
-    if not landmarks and (args.driving_video is not None or args.landmarks is not None):
+    if not landmark_driven and (args.driving_video is not None or args.landmarks is not None):
         raise InputError(
             f"--driving-video/--landmarks drive the pose modes, but --mode is {args.mode}; "
             "add --mode pose (or pose_acc), or leave them out."
         )
-    if landmarks and args.mask is not None:
+    if landmark_driven and args.mask is not None:
         raise InputError("--mask is for the audio modes; the pose modes are conditioned on landmarks.")
     for name in ("image", "audio", "mask", "driving_video", "landmarks"):
         path = getattr(args, name)

@@ -68,13 +68,13 @@ def _prepare_reference(args: argparse.Namespace, image_path: Path, report: _Repo
 
         crop_info = whole_image_crop_info(image.shape[1], image.shape[0], (args.width, args.height))
         return image, None, None, crop_info
-    landmarks = release.variant(args.mode).conditioning == "landmarks"
-    if landmarks and args.landmarks is not None and args.no_crop:  # nothing here needs the face detector
+    landmark_driven = release.variant(args.mode).conditioning == "landmarks"
+    if landmark_driven and args.landmarks is not None and args.no_crop:  # nothing here needs the face detector
         from ..compose import whole_image_crop_info
 
         crop_info = whole_image_crop_info(image.shape[1], image.shape[0], (args.width, args.height))
         return image, None, None, crop_info
-    if not landmarks and args.no_crop and args.mask is None:  # the mask is detected by the run (echomimic.run)
+    if not landmark_driven and args.no_crop and args.mask is None:  # the mask is detected by the run (echomimic.run)
         from ..compose import whole_image_crop_info
 
         return image, None, None, whole_image_crop_info(image.shape[1], image.shape[0])
@@ -86,7 +86,7 @@ def _prepare_reference(args: argparse.Namespace, image_path: Path, report: _Repo
             image, crop=not args.no_crop, size=(args.width, args.height), mask=user_mask, models_dir=args.weights
         )
     except InputError as error:
-        if not landmarks or not str(error).startswith("No face was found"):
+        if not landmark_driven or not str(error).startswith("No face was found"):
             raise
         # The library's advice (pass a face mask) does not apply: the pose modes refuse --mask.
         advice = ", or add --no-crop to animate the whole picture" if args.landmarks is not None else ""
@@ -96,7 +96,7 @@ def _prepare_reference(args: argparse.Namespace, image_path: Path, report: _Repo
         ) from None
     reference, mask = crop.image, crop.mask
     landmark_reference = None
-    if landmarks:
+    if landmark_driven:
         scale = max(1.0, LANDMARK_REFERENCE_SIDE / min(args.width, args.height))
         big_width, big_height = round(args.width * scale), round(args.height * scale)
         if scale == 1.0:

@@ -86,7 +86,7 @@ class EchoMimicModels:
         return release.variant(self.variant)
 
     @property
-    def conditioning(self) -> str:
+    def conditioning(self) -> release.ConditioningKind:
         """'face_mask' (V1 audio), 'landmarks' (V1, drawn face landmarks) or 'hand_poses' (V2, drawn hands)."""
         return self.spec.conditioning
 

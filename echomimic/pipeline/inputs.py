@@ -117,7 +117,7 @@ def prepare_face_mask(mask: torch.Tensor | np.ndarray, height: int, width: int) 
 
 
 def prepare_driving_images(
-    images: torch.Tensor | np.ndarray, height: int, width: int, conditioning: str
+    images: torch.Tensor | np.ndarray, height: int, width: int, conditioning: release.ConditioningKind
 ) -> torch.Tensor:
     """Drawn landmarks / hand poses [F, h, w, 3] (or one [h, w, 3]), float 0..1 or uint8 0..255 -> [F, h, w, 3]
     on the CPU (float32, or uint8 kept as is: 4x less memory for long videos).
@@ -170,7 +170,7 @@ def _check_fps(settings: SamplingSettings, audio: AudioTokenSource | None) -> Sa
 
 
 def prepare_inputs(
-    conditioning: str,
+    conditioning: release.ConditioningKind,
     reference_image: torch.Tensor | np.ndarray,
     *,
     settings: SamplingSettings,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import release
 from ..errors import CancelledError, InputError
 from ..models.loading import EchoMimicModels
 from ..models.unet import DeepCacheCall
@@ -46,7 +47,7 @@ class ConditioningConvention:
     noise_clamp: bool
 
 
-CONDITIONING_CONVENTIONS = {
+CONDITIONING_CONVENTIONS: dict[release.ConditioningKind, ConditioningConvention] = {
     "face_mask": ConditioningConvention(context_shift=2, noise_clamp=True),  # V1 audio (and acc)
     "landmarks": ConditioningConvention(context_shift=3, noise_clamp=False),  # V1 landmarks (and acc)
     "hand_poses": ConditioningConvention(context_shift=3, noise_clamp=True),  # V2 semi-body (and acc)
